@@ -1,0 +1,104 @@
+"""`hermes`: the command-line entry point.
+
+Start-up is part of the product (`hermes version` in a few tens of
+milliseconds), so this module imports only argparse. Each command lives in
+its own module, listed in ``COMMANDS`` with its one-line help; only the module
+of the command being run is imported, and it adds its own arguments through
+``configure(parser)``, setting ``handler`` to the function that runs it.
+
+Errors: a :class:`~hermes_agent.errors.HermesError` becomes ``hermes:
+<message>`` on stderr and its exit code; nothing the user can cause ends in a
+traceback (set ``HERMES_DEBUG=1`` to see one for a genuine bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+#: name -> (module, one-line help). A command appears here only once it works.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "setup": ("hermes_agent.cli.setup", "choose a provider, API key, model and workspace"),
+    "config": ("hermes_agent.cli.config", "show, check and change the configuration"),
+    "version": ("hermes_agent.cli.version", "show version, Python, HERMES_HOME, install method"),
+}
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in hermes, not a user error.
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s own arguments are loaded."""
+    from hermes_agent import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hermes",
+        description="hermes: a personal AI agent for your terminal, chat apps and editor.",
+        epilog="Run `hermes COMMAND --help` for a command's options. "
+        "State lives in HERMES_HOME (default ~/.hermes).",
+    )
+    parser.add_argument("--version", action="version", version=f"hermes-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, (module, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
+        if name == command:
+            importlib.import_module(module).configure(child)
+    return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(args_list))
+    args = parser.parse_args(args_list)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    from hermes_agent.errors import HermesError
+
+    try:
+        return int(handler(args) or 0)
+    except HermesError as exc:
+        print(f"hermes: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run, map every failure to a clear exit."""
+    try:
+        code = run(argv)
+    except KeyboardInterrupt:
+        print("\nhermes: interrupted", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        # `hermes config show | head`: the reader left; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    except Exception as exc:
+        if os.environ.get("HERMES_DEBUG"):
+            raise
+        print(
+            f"hermes: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in hermes. Run again with HERMES_DEBUG=1 for the traceback "
+            "and report it.",
+            file=sys.stderr,
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

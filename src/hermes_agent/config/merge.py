@@ -1,0 +1,101 @@
+"""Deep merge and dotted-path access, shared by every layer that combines configs.
+
+One ``deep_merge`` serves config loading (defaults + config.yaml), `hermes
+config set`, `hermes setup`, and the NixOS activation (user file + Nix
+settings), so the semantics are the same everywhere:
+
+- mappings merge recursively;
+- lists and scalars from ``override`` replace those in ``base``;
+- keys present only in ``base`` are kept (a user's own keys survive a merge).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+_MISSING = object()
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a new mapping: ``base`` with ``override`` merged on top.
+
+    Neither argument is modified and the result shares no mutable value with
+    them, so callers can change it freely.
+    """
+    merged: dict[str, Any] = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        current = merged.get(key, _MISSING)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def split_key(key: str) -> list[str]:
+    """Split a dotted key; empty parts (``a..b``, ``.a``) are refused."""
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise ValueError(f"invalid key {key!r}: use dotted names like model.default")
+    return parts
+
+
+def get_path(tree: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """Return the value at dotted ``key``, or ``default`` when any part is missing."""
+    node: Any = tree
+    for part in split_key(key):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def has_path(tree: Mapping[str, Any], key: str) -> bool:
+    return get_path(tree, key, _MISSING) is not _MISSING
+
+
+def set_path(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` in ``tree``, creating (or replacing non-mapping) parents."""
+    *parents, leaf = split_key(key)
+    node = tree
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def unset_path(tree: dict[str, Any], key: str) -> bool:
+    """Remove dotted ``key``; drop parents it leaves empty. Return whether it existed."""
+    *parents, leaf = split_key(key)
+    chain: list[tuple[dict[str, Any], str]] = []
+    node: Any = tree
+    for part in parents:
+        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+            return False
+        chain.append((node, part))
+        node = node[part]
+    if not isinstance(node, dict) or leaf not in node:
+        return False
+    del node[leaf]
+    for parent, part in reversed(chain):
+        if parent[part]:
+            break
+        del parent[part]
+    return True
+
+
+def leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of every non-mapping value (and of empty mappings) in ``tree``."""
+    keys: list[str] = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            keys.extend(leaf_keys(value, dotted + "."))
+        else:
+            keys.append(dotted)
+    return keys

@@ -1,0 +1,135 @@
+"""The layout of HERMES_HOME, and the only module that joins paths inside it.
+
+Every other module asks this one for a path (``home.config_path()``,
+``home.sessions_dir()``...) so the layout is written down exactly once. The
+NixOS module, the deployment steps, the gateway and the tests all rely on it.
+
+Directories are created on first need with mode 0700 (they hold transcripts,
+memories and tokens); files that hold secrets are created 0600 by the writers
+in :mod:`hermes_agent.fsutil`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hermes_agent.errors import HermesError
+
+ENV_VAR = "HERMES_HOME"
+DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o600
+
+# File and directory names, relative to HERMES_HOME.
+CONFIG_FILE = "config.yaml"
+ENV_FILE = ".env"
+AUTH_FILE = "auth.json"
+MANAGED_MARKER = ".managed"
+GATEWAY_PID_FILE = "gateway.pid"
+STATE_DB = "state.db"
+SESSIONS_DIR = "sessions"
+MEMORIES_DIR = "memories"
+SKILLS_DIR = "skills"
+CRON_DIR = "cron"
+LOGS_DIR = "logs"
+MCP_TOKENS_DIR = "mcp-tokens"
+
+#: Every directory of the layout, in the order ``ensure_layout`` creates them.
+LAYOUT_DIRS = (SESSIONS_DIR, MEMORIES_DIR, SKILLS_DIR, CRON_DIR, LOGS_DIR, MCP_TOKENS_DIR)
+
+
+def hermes_home() -> Path:
+    """Return HERMES_HOME: ``$HERMES_HOME`` if set and non-empty, else ``~/.hermes``.
+
+    The path is made absolute (``~`` expanded) but not resolved, so a symlinked
+    home keeps the name the user gave it in messages.
+    """
+    raw = os.environ.get(ENV_VAR, "")
+    path = Path(raw).expanduser() if raw else Path.home() / ".hermes"
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def path(name: str) -> Path:
+    """Return ``HERMES_HOME/name`` for one of the layout's names."""
+    return hermes_home() / name
+
+
+def config_path() -> Path:
+    return path(CONFIG_FILE)
+
+
+def env_path() -> Path:
+    return path(ENV_FILE)
+
+
+def auth_path() -> Path:
+    return path(AUTH_FILE)
+
+
+def managed_marker_path() -> Path:
+    return path(MANAGED_MARKER)
+
+
+def gateway_pid_path() -> Path:
+    return path(GATEWAY_PID_FILE)
+
+
+def state_db_path() -> Path:
+    return path(STATE_DB)
+
+
+def sessions_dir() -> Path:
+    return path(SESSIONS_DIR)
+
+
+def memories_dir() -> Path:
+    return path(MEMORIES_DIR)
+
+
+def skills_dir() -> Path:
+    return path(SKILLS_DIR)
+
+
+def cron_dir() -> Path:
+    return path(CRON_DIR)
+
+
+def logs_dir() -> Path:
+    return path(LOGS_DIR)
+
+
+def mcp_tokens_dir() -> Path:
+    return path(MCP_TOKENS_DIR)
+
+
+def ensure_dir(directory: Path) -> Path:
+    """Create ``directory`` (and missing parents) with mode 0700 on first need.
+
+    An existing directory keeps its mode: the NixOS module, for example, makes
+    the state directory 0750 on purpose. Failure names the path, because an
+    unwritable HERMES_HOME is a configuration problem the user must fix.
+    """
+    if directory.is_dir():
+        return directory
+    try:
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise HermesError(
+            f"cannot create directory {directory}: {reason}"
+            f" (set {ENV_VAR} to a writable location)"
+        ) from None
+    return directory
+
+
+def ensure_home() -> Path:
+    """Create HERMES_HOME itself (0700) and return it."""
+    return ensure_dir(hermes_home())
+
+
+def ensure_layout() -> Path:
+    """Create HERMES_HOME and every directory of the layout; return HERMES_HOME."""
+    home = ensure_home()
+    for name in LAYOUT_DIRS:
+        ensure_dir(home / name)
+    return home
