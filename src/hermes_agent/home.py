@@ -111,13 +111,21 @@ def ensure_dir(directory: Path) -> Path:
     """
     if directory.is_dir():
         return directory
+    missing = [directory]
+    while not missing[-1].parent.exists() and missing[-1].parent != missing[-1]:
+        missing.append(missing[-1].parent)
     try:
-        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # One by one: mkdir(parents=True) would give the parents the umask's mode.
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=DIR_MODE)
+            except FileExistsError:
+                continue  # Created meanwhile by someone else: keep their mode.
+            path.chmod(DIR_MODE)  # An unusual umask may have removed owner bits.
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise HermesError(
-            f"cannot create directory {directory}: {reason}"
-            f" (set {ENV_VAR} to a writable location)"
+            f"cannot create directory {directory}: {reason} (set {ENV_VAR} to a writable location)"
         ) from None
     return directory
 

@@ -104,7 +104,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         load_env()
         value = os.environ.get(key)
         if value is None:
-            raise HermesError(f"{key} is not set (neither in {home.env_path()} nor the environment)")
+            raise HermesError(
+                f"{key} is not set (neither in {home.env_path()} nor the environment)"
+            )
         print(envfile.mask(value))
         return 0
     config = load_config(interpolate=False)
@@ -157,16 +159,6 @@ def parse_value(setting: schema.Setting | None, text: str) -> Any:
     return value
 
 
-def _read_for_update() -> tuple[dict[str, Any], str]:
-    """config.yaml as it is, refusing to overwrite a file that does not parse."""
-    try:
-        return loader.read_user_config()
-    except ConfigError as exc:
-        raise ConfigError(
-            [*exc.problems, "config.yaml was left unchanged; fix it (hermes config edit) first"]
-        ) from None
-
-
 def _has_comments(text: str) -> bool:
     return any(line.lstrip().startswith("#") for line in text.splitlines())
 
@@ -192,15 +184,14 @@ def cmd_set(args: argparse.Namespace) -> int:
             raise UsageError(f"{key} is a section; set one of its keys: {', '.join(children)}")
         if _open_parent(key) is None and not args.force:
             raise UsageError(
-                f"unknown key {key}{_suggest(key)} "
-                "(hermes config set --force stores it anyway)"
+                f"unknown key {key}{_suggest(key)} (hermes config set --force stores it anyway)"
             )
     value = parse_value(setting, text)
     if setting is not None:
         reason = schema.check_value(setting, value)
         if reason:
             raise UsageError(f"{key}: {reason}")
-    user, old_text = _read_for_update()
+    user, old_text = loader.read_for_update()
     merge.set_path(user, key, value)
     fatal = [(k, m) for k, m in schema.find_problems(user) if m != schema.UNKNOWN_KEY]
     if fatal:  # e.g. `mcp_servers.x 1` under an open mapping whose parent is not a mapping
@@ -220,7 +211,7 @@ def cmd_unset(args: argparse.Namespace) -> int:
             warn(f"{key} is not in {home.env_path()}; nothing to do")
         return 0
     _valid_key(key)
-    user, old_text = _read_for_update()
+    user, old_text = loader.read_for_update()
     if not merge.unset_path(user, key):
         warn(f"{key} is not set in {home.config_path()}; nothing to do")
         return 0
@@ -322,7 +313,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     except OSError:
         mode = None
     if mode is not None and mode & 0o077:
-        problems.append(f"{env_path}: mode {mode:04o} lets others read secrets; run chmod 600 {env_path}")
+        problems.append(
+            f"{env_path}: mode {mode:04o} lets others read secrets; run chmod 600 {env_path}"
+        )
     for problem in problems:
         print(problem)
     if problems:

@@ -29,12 +29,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in hermes, not a user error.
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter without ``import shutil``.
+
+    argparse builds a formatter for every ``add_argument`` and the stock one
+    imports shutil (which pulls in bz2 and lzma) to measure the terminal: a
+    few milliseconds on every start. ``os.get_terminal_size`` answers the same.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s own arguments are loaded."""
     from hermes_agent import __version__
 
     parser = argparse.ArgumentParser(
         prog="hermes",
+        formatter_class=HelpFormatter,
         description="hermes: a personal AI agent for your terminal, chat apps and editor.",
         epilog="Run `hermes COMMAND --help` for a command's options. "
         "State lives in HERMES_HOME (default ~/.hermes).",
@@ -42,7 +74,10 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hermes-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, (module, help_text) in COMMANDS.items():
-        child = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
+        description = help_text[:1].upper() + help_text[1:] + "."
+        child = sub.add_parser(
+            name, help=help_text, description=description, formatter_class=HelpFormatter
+        )
         if name == command:
             importlib.import_module(module).configure(child)
     return parser

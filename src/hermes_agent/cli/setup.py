@@ -216,10 +216,7 @@ class Wizard:
 
 def apply(choices: Choices) -> None:
     """Write the choices: config.yaml merged (other keys kept), the key into .env."""
-    try:
-        user, _ = loader.read_user_config()
-    except HermesError as exc:
-        raise HermesError(f"{exc}\nconfig.yaml was left unchanged; fix it first") from None
+    user, _ = loader.read_for_update()
     provider = choices.provider
     merge.set_path(user, "model.provider", provider.name)
     merge.set_path(user, "model.default", choices.model)
@@ -236,7 +233,9 @@ def apply(choices: Choices) -> None:
         try:
             choices.workspace.mkdir(parents=True)
         except OSError as exc:
-            raise HermesError(f"cannot create workspace {choices.workspace}: {exc.strerror}") from None
+            raise HermesError(
+                f"cannot create workspace {choices.workspace}: {exc.strerror}"
+            ) from None
     loader.save_user_config(user)
     if choices.api_key is not None:
         envfile.set_env_value(home.env_path(), choices.key_env, choices.api_key)
@@ -249,7 +248,10 @@ def apply(choices: Choices) -> None:
         print(f"key        {choices.key_env} ({where})")
     else:
         fix = f"hermes config set {choices.key_env} KEY"
-        print(f"key        none yet; add it with: {fix}" if provider.key_required
-              else f"key        none (if the server needs one: {fix})")
+        print(
+            f"key        none yet; add it with: {fix}"
+            if provider.key_required
+            else f"key        none (if the server needs one: {fix})"
+        )
     print(f"workspace  {choices.workspace}")
     print(f"\nSaved to {home.config_path()}. Review with: hermes config show")

@@ -106,6 +106,9 @@ def _rewrite(path: Path, key: str, new_line: str | None) -> bool:
     found = False
     for binding in parse_stream(io.StringIO(text)):
         if binding.key == key and not binding.error:
+            text = binding.original.string
+            # The parser counts blank lines before a binding as part of it: keep them.
+            pieces.append(text[: len(text) - len(text.lstrip())])
             if not found and new_line is not None:
                 pieces.append(new_line + "\n")
             found = True

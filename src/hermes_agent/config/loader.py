@@ -56,7 +56,7 @@ class Config:
 def parse_yaml(text: str, path: Path) -> Any:
     """Parse YAML text; a syntax error becomes ``file:line: message``."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -71,7 +71,7 @@ def read_user_config(path: Path | None = None) -> tuple[dict[str, Any], str]:
     path = path or home.config_path()
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}, ""
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
@@ -84,25 +84,38 @@ def read_user_config(path: Path | None = None) -> tuple[dict[str, Any], str]:
     if data is None:
         return {}, text
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}:1: expected a mapping of settings (key: value) at the top level"
-        )
+        raise ConfigError(f"{path}:1: expected a mapping of settings (key: value) at the top level")
     # An empty section (`model:` with every child commented out) means "nothing set".
     for key in [k for k, v in data.items() if v is None and k in SECTIONS]:
         del data[key]
     return data, text
 
 
+def read_for_update(path: Path | None = None) -> tuple[dict[str, Any], str]:
+    """config.yaml as it is, for a command about to rewrite it.
+
+    A file that does not parse is refused rather than replaced by a guess, so
+    a typo in config.yaml never costs the user the rest of the file.
+    """
+    try:
+        return read_user_config(path)
+    except ConfigError as exc:
+        raise ConfigError(
+            [*exc.problems, "config.yaml was left unchanged; fix it (hermes config edit) first"]
+        ) from None
+
+
 def key_lines(text: str) -> tuple[dict[str, int], list[tuple[str, int]]]:
     """Map each dotted key of a YAML document to its 1-based line.
 
-    Also returns duplicated keys (PyYAML keeps the last silently, which hides
-    a user's mistake). Only used on the error path, so its cost is irrelevant.
+    Also returns duplicated keys with the line of their first appearance
+    (PyYAML keeps the last silently, which hides a user's mistake). Only used
+    on the error path, so its cost is irrelevant.
     """
     lines: dict[str, int] = {}
     duplicates: list[tuple[str, int]] = []
     try:
-        root = yaml.compose(text, Loader=_Loader)  # noqa: S506
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError:
         return lines, duplicates
 
@@ -115,7 +128,7 @@ def key_lines(text: str) -> tuple[dict[str, int], list[tuple[str, int]]]:
             dotted = f"{prefix}{key_node.value}"
             line = key_node.start_mark.line + 1
             if dotted in lines:
-                duplicates.append((dotted, line))
+                duplicates.append((dotted, lines[dotted]))
             lines[dotted] = line
             walk(value_node, dotted + ".")
 
@@ -145,7 +158,9 @@ def expand_vars(value: str, environ: Mapping[str, str], key: str = "") -> str:
             return "$"
         if name not in environ:
             where = f"{key}: " if key else ""
-            raise ConfigError(f"{where}${{{name}}} is used but {name} is not set (.env or environment)")
+            raise ConfigError(
+                f"{where}${{{name}}} is used but {name} is not set (.env or environment)"
+            )
         return environ[name]
 
     return _VAR.sub(replace, value)
@@ -156,7 +171,9 @@ def expand_tree(value: Any, environ: Mapping[str, str], key: str = "") -> Any:
     if isinstance(value, str):
         return expand_vars(value, environ, key)
     if isinstance(value, dict):
-        return {k: expand_tree(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {
+            k: expand_tree(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [expand_tree(v, environ, key) for v in value]
     return value
@@ -179,9 +196,7 @@ def _interpolate(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def check_config(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> list[str]:
+def check_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
     """Every problem in config.yaml, one located line each (empty when valid)."""
     path = path or home.config_path()
     try:
@@ -190,8 +205,8 @@ def check_config(
         return exc.problems
     lines, duplicates = key_lines(text)
     problems = [
-        _located(path, lines, key, f"appears again (line {line}); the last one wins")
-        for key, line in duplicates
+        _located(path, lines, key, f"set again (first on line {first}); the last one wins")
+        for key, first in duplicates
     ]
     found = find_problems(user)
     problems += [_located(path, lines, key, msg) for key, msg in found]

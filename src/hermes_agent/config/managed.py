@@ -30,10 +30,10 @@ def manager() -> str | None:
     marker = home.managed_marker_path()
     try:
         content = marker.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:
-        return _UNNAMED  # It exists but cannot be read: still managed.
+        return _UNNAMED  # It exists but cannot be read (or is a directory): still managed.
     name = content.strip().splitlines()[0].strip() if content.strip() else ""
     if not name or name.lower() in _TRUE:
         return "nixos" if name else _UNNAMED

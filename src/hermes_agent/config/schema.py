@@ -307,7 +307,9 @@ def find_problems(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str
             if isinstance(value, dict):
                 problems.extend(find_problems(value, key + "."))
             elif value is not None:  # An empty section (`model:`) is harmless.
-                problems.append((key, f"expected a mapping, got {_show(value)} ({type_name(value)})"))
+                problems.append(
+                    (key, f"expected a mapping, got {_show(value)} ({type_name(value)})")
+                )
         else:
             problems.append((key, UNKNOWN_KEY))
     return problems
