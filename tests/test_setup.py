@@ -102,7 +102,7 @@ def test_wizard_keeps_an_existing_key(hermes_home: Path, tmp_path: Path) -> None
     child.expect_exact("ANTHROPIC_API_KEY is already set (sk-a…6789).")
     child.expect_exact("Enter keeps the current one): ")
     child.sendline("")
-    child.expect_exact("Default model [claude-sonnet-4-5]: ")
+    child.expect_exact("Default model [claude-sonnet-4-6]: ")
     child.sendline("")
     child.expect_exact("Workspace")
     child.sendline("")

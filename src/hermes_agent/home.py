@@ -33,6 +33,7 @@ SKILLS_DIR = "skills"
 CRON_DIR = "cron"
 LOGS_DIR = "logs"
 MCP_TOKENS_DIR = "mcp-tokens"
+CHAT_HISTORY_FILE = "chat_history"
 
 #: Every directory of the layout, in the order ``ensure_layout`` creates them.
 LAYOUT_DIRS = (SESSIONS_DIR, MEMORIES_DIR, SKILLS_DIR, CRON_DIR, LOGS_DIR, MCP_TOKENS_DIR)
@@ -76,6 +77,11 @@ def gateway_pid_path() -> Path:
 
 def state_db_path() -> Path:
     return path(STATE_DB)
+
+
+def chat_history_path() -> Path:
+    """Lines typed at the `hermes chat` prompt (for the up-arrow); kept 0600."""
+    return path(CHAT_HISTORY_FILE)
 
 
 def sessions_dir() -> Path:

@@ -17,12 +17,22 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs start-up time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 #: name -> (module, one-line help). A command appears here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "chat": ("hermes_agent.cli.chat", "talk to the agent (interactive, or once with -q)"),
     "setup": ("hermes_agent.cli.setup", "choose a provider, API key, model and workspace"),
     "config": ("hermes_agent.cli.config", "show, check and change the configuration"),
+    "sessions": (
+        "hermes_agent.cli.sessions",
+        "list, search, show, export and delete past conversations",
+    ),
     "version": ("hermes_agent.cli.version", "show version, Python, HERMES_HOME, install method"),
 }
 
@@ -101,19 +111,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
+    return int(handler(args) or 0)
+
+
+def finish(work: Callable[[], int]) -> NoReturn:
+    """Run a command body and exit, mapping every failure to a message and a status.
+
+    Shared by `hermes` and `hermes-agent` so both report errors the same way.
+    """
     from hermes_agent.errors import HermesError
 
     try:
-        return int(handler(args) or 0)
+        code = work()
     except HermesError as exc:
         print(f"hermes: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: run, map every failure to a clear exit."""
-    try:
-        code = run(argv)
+        code = exc.exit_code
     except KeyboardInterrupt:
         print("\nhermes: interrupted", file=sys.stderr)
         code = 130
@@ -133,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = EXIT_INTERNAL
     sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point of `hermes`."""
+    finish(lambda: run(argv))
 
 
 if __name__ == "__main__":

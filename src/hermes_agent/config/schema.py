@@ -78,6 +78,28 @@ SETTINGS: tuple[Setting, ...] = (
         "provider's usual one (`OPENROUTER_API_KEY`, `ANTHROPIC_API_KEY`, `OPENAI_API_KEY`).",
     ),
     Setting(
+        "model.max_tokens",
+        8192,
+        "int",
+        "Most tokens the model may write in one reply.",
+        minimum=1,
+    ),
+    Setting(
+        "model.context_length",
+        None,
+        "int?",
+        "The model's context window in tokens, for compression. Empty: known models' own "
+        "size, else 128000.",
+        minimum=1024,
+    ),
+    Setting(
+        "model.timeout",
+        300,
+        "number",
+        "Seconds to wait for the provider before the request counts as failed (and is retried).",
+        minimum=1,
+    ),
+    Setting(
         "toolsets",
         ["all"],
         "list[str]",

@@ -44,7 +44,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
             "",
             "ANTHROPIC_API_KEY",
             True,
-            "claude-sonnet-4-5",
+            "claude-sonnet-4-6",
             "get a key at https://console.anthropic.com/settings/keys",
         ),
         ProviderInfo(

@@ -1,0 +1,1 @@
+"""The agent: one tool-calling loop shared by the CLI, the gateway, cron and ACP."""

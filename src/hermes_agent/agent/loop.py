@@ -1,0 +1,290 @@
+"""The tool-calling loop that every front end drives.
+
+:meth:`Agent.run` takes one user message and calls the model, runs the tool
+calls it asks for (in parallel when every tool allows it), feeds the results
+back, and repeats until the model answers without tools or the turn limit is
+reached. It knows nothing about terminals or chat platforms: front ends
+subclass :class:`Events` to show text, tool activity and retries.
+
+Every message is written to state.db the moment it exists, so a crash or a
+Ctrl-C loses nothing, and the history stays valid for the API: a tool call
+that was interrupted gets a "cancelled" result before the turn ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hermes_agent.agent import compress, models
+from hermes_agent.agent.prompt import build_system_prompt
+from hermes_agent.providers.base import (
+    Completion,
+    Message,
+    Provider,
+    ProviderError,
+    ToolCall,
+    Usage,
+    complete_with_retries,
+)
+from hermes_agent.tools.registry import Tool, ToolContext, ToolResult, dispatch
+
+if TYPE_CHECKING:
+    from hermes_agent.config.loader import Config
+    from hermes_agent.state.db import StateDB
+
+
+class Events:
+    """What a front end hears from the loop. Every method is optional (no-op here)."""
+
+    def text(self, delta: str) -> None:
+        """A piece of the model's answer, as it streams."""
+
+    def retrying(self, error: ProviderError, delay: float, attempt: int) -> None:
+        """A call failed and is retried after ``delay`` s; streamed text so far is void."""
+
+    def tool_started(self, call: ToolCall) -> None:
+        """A tool call begins."""
+
+    def tool_finished(self, result: ToolResult, seconds: float) -> None:
+        """A tool call ended (``result.is_error`` tells how)."""
+
+    def notice(self, message: str) -> None:
+        """Something the user should know that is not part of the answer."""
+
+
+@dataclass
+class TurnResult:
+    text: str
+    #: "done", or "max_turns" when the turn limit stopped the work.
+    status: str
+    model_calls: int
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+
+
+STOPPED_TEMPLATE = (
+    "Stopped: this message used the limit of {n} model calls (agent.max_turns). "
+    "The work so far is kept; send another message to continue."
+)
+CANCELLED_RESULT = "cancelled: the user interrupted this tool call before it finished"
+
+
+class Agent:
+    """One conversation (a session in state.db) with one model and a set of tools."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        tools: list[Tool],
+        config: Config,
+        db: StateDB,
+        session_id: str,
+        cwd: Path,
+        events: Events | None = None,
+        summary_provider: Callable[[], Provider] | None = None,
+        system_prompt: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.tools = {t.name: t for t in tools}
+        self.config = config
+        self.db = db
+        self.session_id = session_id
+        self.cwd = cwd
+        self.events = events or Events()
+        self._summary_provider = summary_provider
+        self.system = system_prompt or build_system_prompt(
+            cwd=cwd, personality=config.get("display.personality") or "", model=provider.model
+        )
+        self.history: list[Message] = db.messages(session_id)
+        self.max_turns = int(config.get("agent.max_turns") or config.get("max_turns"))
+        self.context = ToolContext(session_id, str(cwd), config, db)
+        session = db.get_session(session_id)
+        self.usage = Usage(
+            session.input_tokens if session else 0,
+            session.output_tokens if session else 0,
+            session.cache_read_tokens if session else 0,
+            session.cache_write_tokens if session else 0,
+        )
+        self.cost_usd: float | None = session.cost_usd if session else 0.0
+        #: Prompt size of the last call (exact, from the provider), for compression.
+        self._last_prompt_tokens = 0
+        self._chars_since_last_call = sum(len(str(m.get("content") or "")) for m in self.history)
+
+    # --- history -----------------------------------------------------------------
+
+    def _append(self, message: Message) -> None:
+        self.db.add_message(self.session_id, message)
+        self.history.append(message)
+        self._chars_since_last_call += len(str(message.get("content") or "")) + sum(
+            len(c["function"]["arguments"]) for c in message.get("tool_calls") or ()
+        )
+
+    def _repair_unanswered_calls(self) -> None:
+        """Give every tool call without a result a "cancelled" one (the API requires it)."""
+        answered = {m.get("tool_call_id") for m in self.history if m["role"] == "tool"}
+        for message in reversed(self.history):
+            if message["role"] == "assistant" and message.get("tool_calls"):
+                for call in message["tool_calls"]:
+                    if call["id"] not in answered:
+                        self._append(
+                            {
+                                "role": "tool",
+                                "tool_call_id": call["id"],
+                                "content": CANCELLED_RESULT,
+                            }
+                        )
+                break
+            if message["role"] == "user":
+                break
+
+    # --- the loop ----------------------------------------------------------------
+
+    def tool_specs(self) -> list[Any]:
+        return [t.spec() for t in self.tools.values()]
+
+    def estimated_prompt_tokens(self) -> int:
+        """Exact size of the last prompt plus ~4 characters a token for what came since."""
+        base = self._last_prompt_tokens or (len(self.system) // 4)
+        return base + self._chars_since_last_call // 4
+
+    async def run(self, text: str) -> TurnResult:
+        """Answer one user message, using tools as needed."""
+        self._repair_unanswered_calls()
+        self._append({"role": "user", "content": text})
+        turn_usage = Usage()
+        turn_cost: float | None = 0.0
+        partial: list[str] = []
+        try:
+            for call_number in range(1, self.max_turns + 1):
+                await self._maybe_compress()
+                partial.clear()
+                completion = await self._call_model(partial)
+                turn_usage.add(completion.usage)
+                turn_cost = self._account(completion, turn_cost)
+                self._append(completion.as_message())
+                partial.clear()
+                if not completion.tool_calls:
+                    return TurnResult(completion.text, "done", call_number, turn_usage, turn_cost)
+                await self._run_tools(completion.tool_calls)
+            stop = STOPPED_TEMPLATE.format(n=self.max_turns)
+            self._append({"role": "assistant", "content": stop})
+            self.events.notice(stop)
+            return TurnResult(stop, "max_turns", self.max_turns, turn_usage, turn_cost)
+        except asyncio.CancelledError:
+            # Keep what the user already saw, and leave a history the API accepts.
+            if partial:
+                self._append(
+                    {
+                        "role": "assistant",
+                        "content": "".join(partial) + " [interrupted by the user]",
+                    }
+                )
+            self._repair_unanswered_calls()
+            raise
+
+    async def _call_model(self, partial: list[str]) -> Completion:
+        def on_text(delta: str) -> None:
+            partial.append(delta)
+            self.events.text(delta)
+
+        def on_retry(error: ProviderError, delay: float, attempt: int) -> None:
+            partial.clear()
+            self.events.retrying(error, delay, attempt)
+
+        completion = await complete_with_retries(
+            lambda: self.provider.complete(
+                system=self.system,
+                messages=self.history,
+                tools=self.tool_specs(),
+                on_text=on_text,
+            ),
+            on_retry=on_retry,
+        )
+        self._last_prompt_tokens = completion.usage.prompt_tokens
+        self._chars_since_last_call = 0
+        return completion
+
+    def _account(self, completion: Completion, turn_cost: float | None) -> float | None:
+        self.usage.add(completion.usage)
+        cost = completion.cost_usd
+        if cost is None:
+            cost = models.estimate_cost(self.provider.model, completion.usage)
+        self.db.add_usage(
+            self.session_id,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cache_read_tokens=completion.usage.cache_read_tokens,
+            cache_write_tokens=completion.usage.cache_write_tokens,
+            cost_usd=cost or 0.0,
+        )
+        if cost is None:
+            self.cost_usd = None  # Unknown once, unknown for the session: never a guess.
+            return None
+        if self.cost_usd is not None:
+            self.cost_usd += cost
+        return None if turn_cost is None else turn_cost + cost
+
+    async def _run_tools(self, calls: list[ToolCall]) -> None:
+        parallel = len(calls) > 1 and all(
+            self.tools[c.name].parallel_safe for c in calls if c.name in self.tools
+        )
+        if parallel:
+            results = await asyncio.gather(*(self._run_tool(c) for c in calls))
+            for result in results:
+                self._append(result.as_message())
+        else:
+            for call in calls:
+                self._append((await self._run_tool(call)).as_message())
+
+    async def _run_tool(self, call: ToolCall) -> ToolResult:
+        self.events.tool_started(call)
+        started = time.monotonic()
+        result = await dispatch(call, self.tools, self.context)
+        self.events.tool_finished(result, time.monotonic() - started)
+        return result
+
+    # --- compression ---------------------------------------------------------------
+
+    def context_window(self) -> int:
+        return models.context_window(self.provider.model, self.config.get("model.context_length"))
+
+    async def _maybe_compress(self) -> None:
+        if not self.config.get("compression.enabled"):
+            return
+        limit = float(self.config.get("compression.threshold")) * self.context_window()
+        if self.estimated_prompt_tokens() > limit:
+            await self.compress()
+
+    async def compress(self) -> bool:
+        """Summarise the middle of the conversation; keep the session id and the history
+        untouched if the summary fails. Returns whether the history changed."""
+        parts = compress.split(self.history, keep_tokens=self.context_window() // 4)
+        if parts is None:
+            self.events.notice("nothing to compress yet")
+            return False
+        head, middle, tail = parts
+        provider = self._summary_provider() if self._summary_provider else self.provider
+        try:
+            summary = await compress.summarize(provider, middle)
+        except ProviderError as exc:
+            self.events.notice(f"context compression failed ({exc}); keeping the full history")
+            return False
+        finally:
+            if provider is not self.provider:
+                await provider.aclose()
+        new_history = [*head, compress.summary_message(summary, len(middle)), *tail]
+        self.db.replace_history(self.session_id, new_history)
+        self.history = new_history
+        self._last_prompt_tokens = 0
+        self._chars_since_last_call = sum(len(str(m.get("content") or "")) for m in new_history)
+        self.events.notice(
+            f"compressed {len(middle)} earlier messages into a summary to stay within the "
+            f"{self.context_window():,}-token context"
+        )
+        return True

@@ -1,0 +1,85 @@
+"""The system prompt: who the agent is, where it works, and what it knows.
+
+Built once per session and then frozen, so providers with prompt caching read
+it from cache on every later call. Sources, in order:
+
+1. hermes' own identity and the working context (date, workspace, platform);
+2. ``SOUL.md``: persona and standing instructions, from the workspace, else
+   HERMES_HOME (the NixOS module installs it into the workspace);
+3. ``USER.md``: who the user is, found the same way;
+4. the personality named by ``display.personality``;
+5. sections contributed by other parts (memory snapshot, skills index)
+   through :data:`SECTION_PROVIDERS`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hermes_agent import home
+
+IDENTITY = (
+    "You are Hermes, a personal AI agent. You help your user get real work done: you "
+    "think before acting, use your tools to find facts rather than guessing, and finish "
+    "the task before you answer. Be direct and concise; say plainly when you are unsure "
+    "or when something failed."
+)
+
+PERSONALITIES = {
+    "concise": "Answer in as few words as the task allows. No preamble, no recap.",
+    "teacher": "Explain your reasoning step by step so the user learns how, not just what.",
+    "friendly": "Be warm and encouraging, while staying precise.",
+    "technical": "Assume an expert reader: precise terms, exact commands, no hand-holding.",
+}
+
+MAX_DOCUMENT_CHARS = 20_000
+
+#: Callables that add a section (or None) to the prompt; later parts register here.
+SECTION_PROVIDERS: list[Callable[[], str | None]] = []
+
+
+def find_document(name: str, cwd: Path) -> Path | None:
+    """``name`` in the workspace if present, else in HERMES_HOME."""
+    for folder in (cwd, home.hermes_home()):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        text = text[:MAX_DOCUMENT_CHARS] + "\n[... truncated]"
+    return text
+
+
+def build_system_prompt(*, cwd: Path, personality: str = "", model: str = "") -> str:
+    sections = [
+        IDENTITY,
+        "## Context\n"
+        f"- Date: {time.strftime('%A %Y-%m-%d')}\n"
+        f"- Workspace (your working directory): {cwd}\n"
+        f"- System: {platform.system()} {platform.release()}"
+        + (f"\n- Model: {model}" if model else ""),
+    ]
+    soul = find_document("SOUL.md", cwd)
+    if soul is not None and (text := _read(soul)):
+        sections.append(f"## Persona and instructions (SOUL.md)\n{text}")
+    user = find_document("USER.md", cwd)
+    if user is not None and (text := _read(user)):
+        sections.append(f"## About the user (USER.md)\n{text}")
+    if personality:
+        style = PERSONALITIES.get(personality.lower(), personality)
+        sections.append(f"## Style\n{style}")
+    for provider in SECTION_PROVIDERS:
+        extra = provider()
+        if extra:
+            sections.append(extra)
+    return "\n\n".join(sections)

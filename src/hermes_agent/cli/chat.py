@@ -1,0 +1,479 @@
+"""`hermes chat`: talk to the agent in a terminal, or ask once with ``-q``.
+
+The interactive session uses prompt_toolkit (history, multi-line with
+Alt-Enter or Esc-Enter) and shows the prompt before any provider SDK is
+loaded: the SDK is imported in a background thread while the user types.
+Ctrl-C during an answer ends that turn, not the session; Ctrl-D or ``/exit``
+ends the session. ``hermes-agent`` is the same one-shot path as a script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hermes_agent import home
+from hermes_agent.cli.common import load_config
+from hermes_agent.errors import EXIT_FAILURE, HermesError, UsageError
+
+if TYPE_CHECKING:
+    from hermes_agent.agent.loop import Agent
+    from hermes_agent.cli.terminal_ui import TerminalEvents
+    from hermes_agent.config.loader import Config
+    from hermes_agent.providers.settings import ProviderSettings
+    from hermes_agent.state.db import StateDB
+    from hermes_agent.tools.registry import Tool
+
+EXIT_INTERRUPTED = 130
+
+
+def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by `hermes chat` and `hermes-agent`."""
+    parser.add_argument(
+        "-q", "--query", metavar="TEXT", help="ask once, print the answer, exit (- reads stdin)"
+    )
+    parser.add_argument("-m", "--model", help="model id for this session (default: model.default)")
+    parser.add_argument("--provider", help="openrouter, anthropic, openai or custom")
+    parser.add_argument(
+        "--base-url", metavar="URL", help="API endpoint (OpenAI-compatible or Anthropic)"
+    )
+    parser.add_argument(
+        "--toolsets", metavar="LIST", help="comma-separated toolsets, or all (default: toolsets)"
+    )
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
+        "-r", "--resume", metavar="ID", help="continue the session with this id (or unique prefix)"
+    )
+    resume.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue the most recent session",
+    )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Talk to the agent. Without -q: an interactive session (/help lists its commands). "
+        "With -q: one question, the answer on stdout, exit status 0 on success."
+    )
+    add_agent_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def agent_main(argv: list[str] | None = None) -> None:
+    """Console script `hermes-agent`: the one-shot path of `hermes chat -q`."""
+    from hermes_agent.cli.main import HelpFormatter, finish
+
+    parser = argparse.ArgumentParser(
+        prog="hermes-agent",
+        formatter_class=HelpFormatter,
+        description="Ask the hermes agent once and print its answer "
+        "(the same flags as `hermes chat -q`).",
+    )
+    add_agent_arguments(parser)
+    parser.add_argument("prompt", nargs="*", help="the question (instead of -q)")
+    args = parser.parse_args(argv)
+    if args.prompt:
+        if args.query is not None:
+            parser.error("give the question either with -q or as arguments, not both")
+        args.query = " ".join(args.prompt)
+    if args.query is None:
+        parser.error("no question: hermes-agent 'your question' (or -q TEXT, or -q - for stdin)")
+    finish(lambda: run(args))
+
+
+# --- session setup --------------------------------------------------------------------
+
+
+@dataclass
+class ChatSetup:
+    config: Config
+    settings: ProviderSettings
+    db: StateDB
+    session_id: str
+    resumed: bool
+    tools: list[Tool]
+    cwd: Path
+
+
+def workspace(config: Config) -> Path:
+    raw = config.get("terminal.cwd") or ""
+    path = Path(raw).expanduser() if raw else Path.cwd()
+    if not path.is_dir():
+        raise UsageError(
+            f"workspace {path} does not exist (terminal.cwd); create it or run `hermes setup`"
+        )
+    return path
+
+
+def prepare(args: argparse.Namespace) -> ChatSetup:
+    """Everything a chat needs except the SDK: config, provider settings, session, tools."""
+    from hermes_agent.providers import settings as provider_settings
+    from hermes_agent.state.db import StateDB
+    from hermes_agent.tools.registry import builtin_registry
+
+    config = load_config()
+    settings = provider_settings.resolve(
+        config, provider=args.provider, model=args.model, base_url=args.base_url
+    )
+    toolsets = (
+        [t.strip() for t in args.toolsets.split(",") if t.strip()]
+        if args.toolsets
+        else config.get("toolsets")
+    )
+    tools = builtin_registry().select(toolsets)
+    cwd = workspace(config)
+    db = StateDB()
+    try:
+        resumed = True
+        if args.resume:
+            session_id = db.resolve(args.resume).id
+        elif args.continue_last:
+            last = db.latest_session(source="cli")
+            if last is None:
+                raise UsageError("no earlier session to continue; start one with `hermes chat`")
+            session_id = last.id
+        else:
+            resumed = False
+            session_id = db.create_session(source="cli", model=settings.model, cwd=str(cwd))
+        if resumed:
+            db.set_model(session_id, settings.model)
+    except BaseException:
+        db.close()
+        raise
+    return ChatSetup(config, settings, db, session_id, resumed, tools, cwd)
+
+
+def make_agent(setup: ChatSetup, events: TerminalEvents) -> Agent:
+    from hermes_agent.agent.loop import Agent
+    from hermes_agent.providers import settings as provider_settings
+
+    summary_model = setup.config.get("compression.summary_model")
+
+    def summary_provider() -> Any:
+        from dataclasses import replace
+
+        return provider_settings.build(replace(setup.settings, model=summary_model, stream=False))
+
+    return Agent(
+        provider=provider_settings.build(setup.settings),
+        tools=setup.tools,
+        config=setup.config,
+        db=setup.db,
+        session_id=setup.session_id,
+        cwd=setup.cwd,
+        events=events,
+        summary_provider=summary_provider if summary_model else None,
+    )
+
+
+async def run_cancellable(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a turn so that Ctrl-C cancels it (and only it)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    except (NotImplementedError, RuntimeError):  # Not the main thread, or no signals here.
+        return await task
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.query is not None:
+        return one_shot(args)
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "an interactive chat needs a terminal; use -q TEXT (or -q - to read stdin)"
+        )
+    return Repl(args).run()
+
+
+# --- one shot -------------------------------------------------------------------------
+
+
+def one_shot(args: argparse.Namespace) -> int:
+    from hermes_agent.cli.terminal_ui import TerminalEvents
+
+    query = sys.stdin.read() if args.query == "-" else args.query
+    if not query.strip():
+        raise UsageError("the question is empty")
+    setup = prepare(args)
+    events = TerminalEvents(plain=True, compact=bool(setup.config.get("display.compact")))
+
+    async def go() -> int:
+        agent = make_agent(setup, events)
+        try:
+            result = await run_cancellable(agent.run(query))
+        finally:
+            events.finish()
+            await agent.provider.aclose()
+        if result.status == "done" and not events.streamed:
+            events.print_answer(result.text)
+        return 0 if result.status == "done" else EXIT_FAILURE
+
+    try:
+        return asyncio.run(go())
+    except asyncio.CancelledError:
+        print("hermes: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        setup.db.close()
+
+
+# --- interactive ----------------------------------------------------------------------
+
+HELP = """\
+/help              this list
+/new               start a new session
+/model [NAME]      show or switch the model
+/tools             the tools the agent can use
+/usage             tokens and cost of this session
+/compress          summarise older messages now to free context
+/title TEXT        name this session
+/sessions          recent sessions (resume one with /resume ID)
+/resume ID         switch to another session
+/exit              leave (Ctrl-D works too)
+Enter sends; Alt-Enter (or Esc then Enter) adds a new line. Ctrl-C stops an answer."""
+
+
+def _prewarm_sdk(wire: str) -> None:
+    """Import the provider SDK while the user types (it takes up to a second or two)."""
+
+    def load() -> None:
+        module = "anthropic_provider" if wire == "anthropic" else "openai_compat"
+        # A failure here is reported properly when the provider is built.
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"hermes_agent.providers.{module}")
+
+    threading.Thread(target=load, name="sdk-prewarm", daemon=True).start()
+
+
+class Repl:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.setup = prepare(args)
+        self.agent: Agent | None = None
+        from hermes_agent.cli.terminal_ui import TerminalEvents
+
+        self.events = TerminalEvents(
+            compact=bool(self.setup.config.get("display.compact")),
+            verbose=bool(self.setup.config.get("agent.verbose")),
+        )
+        self.console = self.events.out
+
+    def run(self) -> int:
+        try:
+            return asyncio.run(self.main())
+        finally:
+            self.setup.db.close()
+
+    def banner(self) -> None:
+        if self.setup.config.get("display.compact"):
+            return
+        s = self.setup
+        state = "resumed" if s.resumed else "new"
+        self.console.print(
+            f"[bold]hermes[/] · {s.settings.model} via {s.settings.info.name} · "
+            f"{state} session [cyan]{s.session_id}[/] · {len(s.tools)} tools · /help"
+        )
+        if s.resumed:
+            count = len(s.db.messages(s.session_id))
+            self.console.print(f"[dim]{count} earlier messages loaded[/]")
+
+    async def main(self) -> int:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory
+        from prompt_toolkit.key_binding import KeyBindings
+
+        bindings = KeyBindings()
+
+        @bindings.add("escape", "enter")
+        def _newline(event: Any) -> None:
+            event.current_buffer.insert_text("\n")
+
+        history = home.chat_history_path()
+        home.ensure_home()
+        if not history.exists():
+            history.touch(mode=0o600)  # What the user types may include secrets.
+        session: PromptSession[str] = PromptSession(
+            history=FileHistory(str(history)), key_bindings=bindings
+        )
+        self.banner()
+        _prewarm_sdk(self.setup.settings.info.wire)
+        while True:
+            try:
+                text = await session.prompt_async("❯ ")
+            except KeyboardInterrupt:
+                self.console.print("[dim](Ctrl-D or /exit to leave)[/]")
+                continue
+            except EOFError:
+                break
+            text = text.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                if await self.command(text) == "exit":
+                    break
+                continue
+            await self.turn(text)
+        if self.agent is not None:
+            await self.agent.provider.aclose()
+        return 0
+
+    def _agent(self) -> Agent:
+        if self.agent is None:
+            self.agent = make_agent(self.setup, self.events)
+        return self.agent
+
+    async def turn(self, text: str) -> None:
+        from hermes_agent.providers.base import ProviderError
+
+        try:
+            agent = self._agent()
+        except HermesError as exc:
+            self.console.print(f"[red]{exc}[/]")
+            return
+        self.events.streamed = False
+        self.events.waiting()
+        try:
+            result = await run_cancellable(agent.run(text))
+        except asyncio.CancelledError:
+            self.events.finish()
+            self.console.print("[yellow]⏹ stopped[/]")
+            return
+        except ProviderError as exc:
+            self.events.finish()
+            self.console.print(f"[red]✗ {exc}[/]")
+            return
+        self.events.finish()
+        if not self.events.streamed and result.status == "done":
+            self.events.print_answer(result.text)
+
+    # --- slash commands -------------------------------------------------------------------
+
+    async def command(self, line: str) -> str | None:
+        name, _, rest = line[1:].partition(" ")
+        rest = rest.strip()
+        handlers: dict[str, Callable[[str], Coroutine[Any, Any, str | None]]] = {
+            "help": self.cmd_help,
+            "new": self.cmd_new,
+            "model": self.cmd_model,
+            "tools": self.cmd_tools,
+            "usage": self.cmd_usage,
+            "compress": self.cmd_compress,
+            "title": self.cmd_title,
+            "sessions": self.cmd_sessions,
+            "resume": self.cmd_resume,
+            "exit": self.cmd_exit,
+            "quit": self.cmd_exit,
+        }
+        handler = handlers.get(name.lower())
+        if handler is None:
+            self.console.print(f"[red]unknown command /{name}[/]; /help lists them")
+            return None
+        try:
+            return await handler(rest)
+        except HermesError as exc:
+            self.console.print(f"[red]{exc}[/]")
+            return None
+
+    async def cmd_help(self, _: str) -> None:
+        self.console.print(HELP, markup=False)
+
+    async def cmd_exit(self, _: str) -> str:
+        return "exit"
+
+    async def _switch(self, session_id: str, resumed: bool) -> None:
+        if self.agent is not None:
+            await self.agent.provider.aclose()
+            self.agent = None
+        self.setup.session_id = session_id
+        self.setup.resumed = resumed
+
+    async def cmd_new(self, _: str) -> None:
+        s = self.setup
+        await self._switch(
+            s.db.create_session(source="cli", model=s.settings.model, cwd=str(s.cwd)), False
+        )
+        self.console.print(f"new session [cyan]{s.session_id}[/]")
+
+    async def cmd_resume(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("usage: /resume ID (see /sessions)")
+        session = self.setup.db.resolve(arg)
+        await self._switch(session.id, True)
+        self.console.print(f"resumed [cyan]{session.id}[/] ({session.message_count} messages)")
+
+    async def cmd_model(self, arg: str) -> None:
+        s = self.setup
+        if not arg:
+            self.console.print(f"{s.settings.model} via {s.settings.info.name}")
+            return
+        from dataclasses import replace
+
+        s.settings = replace(s.settings, model=arg)
+        s.db.set_model(s.session_id, arg)
+        if self.agent is not None:
+            await self.agent.provider.aclose()
+            from hermes_agent.providers import settings as provider_settings
+
+            self.agent.provider = provider_settings.build(s.settings)
+        self.console.print(f"model: {arg} (for this session; the default stays in config.yaml)")
+
+    async def cmd_tools(self, _: str) -> None:
+        if not self.setup.tools:
+            self.console.print("no tools enabled (toolsets)")
+        for tool in self.setup.tools:
+            summary = tool.description.split(". ")[0]
+            self.console.print(f"[cyan]{tool.name}[/] [dim]({tool.toolset})[/] {summary}")
+
+    async def cmd_usage(self, _: str) -> None:
+        from hermes_agent.agent import models
+
+        s = self.setup
+        session = s.db.get_session(s.session_id)
+        if session is None:
+            return
+        spent = self.agent.cost_usd if self.agent is not None else session.cost_usd
+        cost = "unknown (model not in the price table)" if spent is None else f"${spent:.4f}"
+        window = models.context_window(s.settings.model, s.config.get("model.context_length"))
+        used = self.agent.estimated_prompt_tokens() if self.agent else 0
+        self.console.print(
+            f"tokens in {session.input_tokens:,} · out {session.output_tokens:,} · "
+            f"cache read {session.cache_read_tokens:,} · "
+            f"cache write {session.cache_write_tokens:,}\n"
+            f"cost {cost} · context ~{used:,} of {window:,} tokens"
+        )
+
+    async def cmd_compress(self, _: str) -> None:
+        agent = self._agent()
+        self.events.waiting("compressing…")
+        try:
+            await run_cancellable(agent.compress())
+        finally:
+            self.events.finish()
+
+    async def cmd_title(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("usage: /title TEXT")
+        self.setup.db.set_title(self.setup.session_id, arg)
+        self.console.print(f"title: {arg}")
+
+    async def cmd_sessions(self, _: str) -> None:
+        for session in self.setup.db.list_sessions(limit=10):
+            mark = "*" if session.id == self.setup.session_id else " "
+            self.console.print(f"{mark} [cyan]{session.id}[/] {session.title or ''}", markup=True)

@@ -1,0 +1,150 @@
+"""How an agent turn looks in a terminal: streamed Markdown, a spinner, tool lines.
+
+:class:`TerminalEvents` turns the loop's events into output with rich: a
+spinner until the first token, the answer rendered as Markdown while it
+streams, and one line per tool call with its status and duration. With
+``plain=True`` (one-shot runs whose stdout is a pipe) the answer is written
+raw to stdout and everything else goes to stderr, so scripts get clean text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from hermes_agent.agent.loop import Events
+from hermes_agent.providers.base import ProviderError, ToolCall
+from hermes_agent.tools.registry import ToolResult
+
+
+def short_args(arguments: str, limit: int = 80) -> str:
+    """A one-line preview of tool arguments."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        text = arguments
+    else:
+        if isinstance(value, dict):
+            text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in value.items())
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(text: str, limit: int = 100) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class TerminalEvents(Events):
+    def __init__(
+        self, *, plain: bool = False, compact: bool = False, verbose: bool = False
+    ) -> None:
+        self.plain = plain
+        self.compact = compact
+        self.verbose = verbose
+        self.out = Console(highlight=False, soft_wrap=not plain)
+        self.err = Console(stderr=True, highlight=False)
+        self._buffer: list[str] = []
+        self._live: Any = None
+        self._status: Any = None
+        self.streamed = False
+
+    # --- spinner and live markdown ---------------------------------------------------
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def waiting(self, message: str = "thinking…") -> None:
+        if self.plain or not self.err.is_terminal:
+            return
+        self._stop_status()
+        self._status = self.err.status(message, spinner="dots")
+        self._status.start()
+
+    def _end_live(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        elif self.plain and self._buffer:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        self._buffer.clear()
+
+    def finish(self) -> None:
+        """End of the turn: stop the spinner, close the streamed answer."""
+        self._stop_status()
+        self._end_live()
+
+    # --- Events ------------------------------------------------------------------------
+
+    def text(self, delta: str) -> None:
+        self._stop_status()
+        self.streamed = True
+        self._buffer.append(delta)
+        if self.plain or not self.out.is_terminal:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+            return
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        if self._live is None:
+            self._live = Live(console=self.out, refresh_per_second=12, vertical_overflow="visible")
+            self._live.start()
+        self._live.update(Markdown("".join(self._buffer)))
+
+    def retrying(self, error: ProviderError, delay: float, attempt: int) -> None:
+        shown = bool(self._buffer)
+        self.finish()
+        note = " (the partial answer above is void)" if shown else ""
+        self.err.print(
+            f"[yellow]⟳ {escape(str(error))}; retrying in {delay:.1f}s "
+            f"(attempt {attempt + 1}){note}[/]"
+        )
+        self.waiting()
+
+    def tool_started(self, call: ToolCall) -> None:
+        self.finish()
+        if not self.compact:
+            self.err.print(
+                f"[cyan]⚙ {escape(call.name)}[/]([dim]{escape(short_args(call.arguments))}[/])"
+            )
+        self.waiting(f"running {call.name}…")
+
+    def tool_finished(self, result: ToolResult, seconds: float) -> None:
+        self._stop_status()
+        name = escape(result.call.name)
+        if result.is_error:
+            self.err.print(
+                f"  [red]✗ {name}: {escape(first_line(result.content))}[/] [dim]{seconds:.1f}s[/]"
+            )
+        elif self.verbose:
+            self.err.print(
+                f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]\n{escape(result.content[:2000])}"
+            )
+        else:
+            self.err.print(f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]")
+        self.waiting()
+
+    def notice(self, message: str) -> None:
+        self.finish()
+        self.err.print(f"[yellow]{escape(message)}[/]")
+
+    def print_answer(self, text: str) -> None:
+        """Show a whole answer that was not streamed (streaming off)."""
+        self.finish()
+        if self.plain or not self.out.is_terminal:
+            sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+            sys.stdout.flush()
+        else:
+            from rich.markdown import Markdown
+
+            self.out.print(Markdown(text))

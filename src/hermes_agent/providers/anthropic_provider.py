@@ -1,0 +1,213 @@
+"""Anthropic Messages through the official ``anthropic`` SDK.
+
+Translates the loop's OpenAI-style history into Messages blocks (tool calls
+become ``tool_use``, tool results ``tool_result`` inside a user turn, and
+consecutive turns of one role are merged, as the API wants alternation). The
+system prompt is sent as a cached block: it is stable for a whole session, so
+every call after the first reads it (and the tool list before it) from
+Anthropic's prompt cache.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+
+from hermes_agent.providers.base import (
+    Completion,
+    Message,
+    ProviderError,
+    TextCallback,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    error_detail,
+    status_error,
+)
+from hermes_agent.providers.settings import ProviderSettings
+
+
+class AnthropicProvider:
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.name = settings.info.name
+        self.model = settings.model
+        self.base_url = settings.base_url
+        self.stream = settings.stream
+        self._client = anthropic.AsyncAnthropic(
+            api_key=settings.api_key or "no-key",
+            base_url=settings.base_url or None,
+            timeout=settings.timeout,
+            max_retries=0,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(
+        self,
+        *,
+        system: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        on_text: TextCallback | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens or self.settings.max_tokens,
+            "messages": to_anthropic(messages),
+        }
+        if system:
+            request["system"] = [
+                {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}
+            ]
+        if tools:
+            request["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in tools
+            ]
+        try:
+            if self.stream:
+                return await self._stream(request, on_text)
+            response = await self._client.messages.create(**request)
+        except anthropic.APIError as exc:
+            raise self._translate(exc) from None
+        return _from_message(response)
+
+    async def _stream(self, request: dict[str, Any], on_text: TextCallback | None) -> Completion:
+        stream = await self._client.messages.create(**request, stream=True)
+        text: list[str] = []
+        blocks: dict[int, dict[str, str]] = {}
+        usage = Usage()
+        stop = "stop"
+        try:
+            async for event in stream:
+                kind = event.type
+                if kind == "message_start":
+                    _fill_usage(usage, event.message.usage)
+                elif kind == "content_block_start":
+                    block = event.content_block
+                    if block.type == "tool_use":
+                        blocks[event.index] = {"id": block.id, "name": block.name, "json": ""}
+                elif kind == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta":
+                        text.append(delta.text)
+                        if on_text is not None:
+                            on_text(delta.text)
+                    elif delta.type == "input_json_delta" and event.index in blocks:
+                        blocks[event.index]["json"] += delta.partial_json
+                elif kind == "message_delta":
+                    if event.usage is not None:
+                        usage.output_tokens = int(event.usage.output_tokens or 0)
+                    stop = _stop_reason(event.delta.stop_reason)
+        except anthropic.APIError as exc:
+            raise self._translate(exc) from None
+        except Exception as exc:  # The transport broke mid-stream.
+            raise ProviderError(
+                f"the connection to {self.base_url or 'Anthropic'} broke mid-answer "
+                f"({type(exc).__name__}: {exc})",
+                retryable=True,
+            ) from None
+        finally:
+            await stream.close()
+        calls = [ToolCall(b["id"], b["name"], b["json"] or "{}") for _, b in sorted(blocks.items())]
+        return Completion("".join(text), calls, usage, stop)
+
+    def _translate(self, exc: anthropic.APIError) -> ProviderError:
+        where = self.base_url or "Anthropic"
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ProviderError(
+                f"{where} did not answer within {self.settings.timeout:g}s", retryable=True
+            )
+        if isinstance(exc, anthropic.APIConnectionError):
+            return ProviderError(f"cannot reach {where}: {exc.__cause__ or exc}", retryable=True)
+        if isinstance(exc, anthropic.APIStatusError):
+            return status_error(
+                exc.status_code,
+                error_detail(exc.body, str(exc.message)),
+                exc.response.headers,
+                who="Anthropic",
+                key_env=self.settings.key_env,
+                model=self.model,
+                where=where,
+            )
+        return ProviderError(f"{where}: {exc}")
+
+
+def _fill_usage(usage: Usage, raw: Any) -> None:
+    usage.input_tokens = int(getattr(raw, "input_tokens", 0) or 0)
+    usage.output_tokens = int(getattr(raw, "output_tokens", 0) or 0)
+    usage.cache_read_tokens = int(getattr(raw, "cache_read_input_tokens", 0) or 0)
+    usage.cache_write_tokens = int(getattr(raw, "cache_creation_input_tokens", 0) or 0)
+
+
+def _stop_reason(raw: str | None) -> str:
+    return {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}.get(
+        raw or "", raw or "stop"
+    )
+
+
+def _from_message(response: Any) -> Completion:
+    text: list[str] = []
+    calls: list[ToolCall] = []
+    for block in response.content:
+        if block.type == "text":
+            text.append(block.text)
+        elif block.type == "tool_use":
+            calls.append(ToolCall(block.id, block.name, json.dumps(block.input)))
+    usage = Usage()
+    _fill_usage(usage, response.usage)
+    return Completion("".join(text), calls, usage, _stop_reason(response.stop_reason))
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    """The model's own arguments, as the object Anthropic requires (``{}`` if malformed)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def to_anthropic(messages: list[Message]) -> list[dict[str, Any]]:
+    """OpenAI-style history -> alternating Anthropic turns of content blocks."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        blocks: list[dict[str, Any]] = []
+        if role == "tool":
+            blocks.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message["tool_call_id"],
+                    "content": message.get("content") or "(no output)",
+                }
+            )
+            role = "user"
+        else:
+            if role == "system":
+                role = "user"  # A mid-conversation note (e.g. a summary) is context from us.
+            content = message.get("content")
+            if content:
+                blocks.append({"type": "text", "text": content})
+            for call in message.get("tool_calls") or ():
+                function = call["function"]
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call["id"],
+                        "name": function["name"],
+                        "input": _tool_input(function.get("arguments", "")),
+                    }
+                )
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns

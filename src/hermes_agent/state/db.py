@@ -1,0 +1,887 @@
+"""The SQLite state store: sessions, their messages, and a full-text index.
+
+Why one SQLite file: the terminal chat, the gateway, cron and ACP all write
+conversations at the same time, and ``hermes sessions`` reads them while they
+do. SQLite in WAL mode gives each process its own connection with readers that
+never block the single writer, a busy timeout instead of "database is locked"
+errors, and FTS5 for searching everything ever said, without a server.
+
+Schema changes are small functions in :data:`MIGRATIONS`, applied in order
+inside one transaction and recorded by name in ``_migrations``. A database
+that records a name this version does not know was written by a newer hermes;
+it is refused with a clear message rather than used and corrupted.
+
+Messages go in and come out as dicts in the OpenAI chat format. The columns
+hold the text the index and the CLI read (``content``, ``tool_calls``,
+``tool_call_id``, ``name``); every other key, and any value that is not of
+the usual type (a ``None`` content, a list of content parts), is kept verbatim
+as JSON in ``extra``, so a message comes back exactly as it went in: keys that
+were absent stay absent.
+
+Every text that is stored (content, tool-call arguments, titles and the text
+inside ``extra``) passes the ``redact`` function given to :class:`StateDB`:
+that is where the redaction chokepoint plugs in.
+
+Threads and asyncio: one :class:`StateDB` may be shared by threads (and used
+from ``asyncio.to_thread``); a lock serialises its operations, which are all
+short. Each process should open its own instance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hermes_agent import home
+from hermes_agent.errors import HermesError, UsageError
+
+#: A message in the OpenAI chat format.
+Message = dict[str, Any]
+#: The redaction hook: text in, text safe to store out.
+Redactor = Callable[[str], str]
+
+TITLE_MAX_CHARS = 60
+BUSY_TIMEOUT_MS = 5000
+PARENT_KINDS = ("compression", "delegation")
+DB_FILE_MODE = 0o600
+
+# Message keys that have a column of their own; the column holds the value only
+# when it has the usual type (text, or a list for tool_calls), else it goes to `extra`.
+_TEXT_KEYS = ("content", "tool_call_id", "name")
+_COLUMN_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+# SQLite errors caused by the environment (a locked, read-only, full or broken
+# file), reported as a HermesError naming the file rather than as a bug.
+_ENVIRONMENT_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_READONLY",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_PERM",
+    "SQLITE_PROTOCOL",
+)
+
+
+class SessionNotFoundError(HermesError):
+    """A write named a session that does not exist (any more: it may have been deleted)."""
+
+
+# --- records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """One conversation's metadata; ``message_count`` counts the active (non-compacted) ones."""
+
+    id: str
+    source: str
+    title: str | None
+    model: str
+    cwd: str
+    created_at: float
+    updated_at: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    parent_id: str | None
+    parent_kind: str | None
+    message_count: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens sent plus received: the size of the conversation at a glance."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message with what the store knows about it, for exports and transcripts."""
+
+    id: int
+    session_id: str
+    seq: int
+    created_at: float
+    compacted: bool
+    message: Message
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One message matching a search, best matches first."""
+
+    session_id: str
+    message_id: int
+    title: str | None
+    source: str
+    role: str
+    snippet: str
+    created_at: float
+    compacted: bool
+
+
+# --- migrations ---------------------------------------------------------------------
+
+Migration = Callable[[sqlite3.Connection], None]
+
+#: Every schema change, oldest first. Append only: never edit or reorder an entry
+#: that has shipped, because its name is recorded in users' databases.
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration; its function name is its recorded name."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_sessions_and_messages(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            title TEXT,
+            model TEXT NOT NULL DEFAULT '',
+            cwd TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            parent_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+            parent_kind TEXT CHECK (parent_kind IN ('compression', 'delegation'))
+        )
+        """
+    )
+    conn.execute("CREATE INDEX sessions_by_updated ON sessions (updated_at)")
+    conn.execute("CREATE INDEX sessions_by_source ON sessions (source, updated_at)")
+    # Deleting a session looks up its children to null their parent_id.
+    conn.execute("CREATE INDEX sessions_by_parent ON sessions (parent_id)")
+    conn.execute(
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT,
+            tool_calls TEXT,
+            tool_call_id TEXT,
+            name TEXT,
+            extra TEXT,
+            tool_args TEXT,
+            created_at REAL NOT NULL,
+            compacted INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (session_id, seq)
+        )
+        """
+    )
+    conn.execute("CREATE INDEX messages_active ON messages (session_id, compacted, seq)")
+
+
+@migration
+def m002_message_search(conn: sqlite3.Connection) -> None:
+    # External content: the index stores no second copy of the text, and
+    # snippet() reads it back from `messages`. `tool_args` holds the tool-call
+    # names and arguments as plain text so a search finds what the agent ran.
+    conn.execute(
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, tool_args,
+            content='messages', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content, tool_args)
+            VALUES (new.id, new.content, new.tool_args);
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content, tool_args)
+            VALUES ('delete', old.id, old.content, old.tool_args);
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, tool_args ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content, tool_args)
+            VALUES ('delete', old.id, old.content, old.tool_args);
+            INSERT INTO messages_fts (rowid, content, tool_args)
+            VALUES (new.id, new.content, new.tool_args);
+        END
+        """
+    )
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def new_session_id(now: float | None = None) -> str:
+    """``20261125-090210-3fa9c1``: UTC time then 6 random hex digits.
+
+    Sorting ids sorts sessions by creation; the time part makes a prefix easy
+    to type (``hermes sessions show 20261125-09``) and the random part keeps
+    ids unique across processes starting sessions in the same second.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{os.urandom(3).hex()}"
+
+
+def title_from(text: str) -> str | None:
+    """A one-line title of at most 60 characters from a user message, or None if blank."""
+    line = " ".join(text.split())
+    if not line:
+        return None
+    if len(line) > TITLE_MAX_CHARS:
+        line = line[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+    return line
+
+
+_QUERY_TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
+
+
+def fts_query(text: str) -> str:
+    """Turn what a user typed into an FTS5 query that can never be a syntax error.
+
+    Plain words and ``"quoted phrases"`` (an unclosed quote runs to the end)
+    must all appear; ``word*`` matches words starting with ``word``. Every
+    term is quoted, so FTS5 operators (``AND``, ``NEAR(``, ``col:``, ``^``)
+    are just text. Terms with no letter or digit are dropped because they
+    index to nothing. Returns ``""`` when nothing searchable is left.
+    """
+    terms: list[str] = []
+    for match in _QUERY_TERM.finditer(text):
+        phrase, word = match.group(1), match.group(2)
+        prefix = False
+        if word is not None:
+            stripped = word.rstrip("*")
+            prefix = stripped != word
+            phrase = stripped
+        if not phrase or not any(ch.isalnum() for ch in phrase):
+            continue
+        terms.append('"' + phrase.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms)
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _source_clause(source: str | None, column: str = "source") -> tuple[str, tuple[str, ...]]:
+    """SQL matching ``source`` exactly or as a family: ``gateway`` matches ``gateway:telegram``."""
+    if source is None:
+        return "1", ()
+    return f"({column} = ? OR substr({column}, 1, ?) = ?)", (
+        source,
+        str(len(source) + 1),
+        source + ":",
+    )
+
+
+# --- the store ----------------------------------------------------------------------
+
+
+class StateDB:
+    """The conversation store in ``HERMES_HOME/state.db`` (or ``path``).
+
+    Opening applies pending migrations. Use it as a context manager, or call
+    :meth:`close`. ``redact`` is applied to every text before it is stored.
+    """
+
+    def __init__(self, path: Path | None = None, *, redact: Redactor | None = None) -> None:
+        self.path = path if path is not None else home.state_db_path()
+        self._redact_fn = redact
+        # Reads take it too: on a shared connection, a read in the middle of another
+        # thread's write transaction would see rows that may yet be rolled back.
+        self._lock = threading.RLock()
+        home.ensure_dir(self.path.parent)
+        self._create_private_file()
+        try:
+            self._conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # We issue BEGIN/COMMIT ourselves.
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise HermesError(f"cannot open {self.path}: {exc}") from None
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._configure()
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise HermesError(f"cannot open {self.path}: {exc}") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------
+
+    def _create_private_file(self) -> None:
+        """Create the file 0600 before SQLite does: transcripts are private.
+
+        SQLite gives the ``-wal`` and ``-shm`` files the database's mode, so
+        they are private too. An existing file keeps its mode (the NixOS
+        module may share the state directory with a group on purpose).
+        """
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise HermesError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        try:
+            os.fchmod(fd, DB_FILE_MODE)  # An odd umask may have taken owner bits away.
+        finally:
+            os.close(fd)
+
+    def _configure(self) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # Safe with WAL; commits skip an fsync.
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def _applied_migrations(self) -> list[str]:
+        exists = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+        ).fetchone()
+        if exists is None:
+            return []
+        return [row[0] for row in self._conn.execute("SELECT name FROM _migrations")]
+
+    def _check_known(self, applied: Sequence[str]) -> None:
+        known = {fn.__name__ for fn in MIGRATIONS}
+        unknown = sorted(name for name in applied if name not in known)
+        if unknown:
+            raise HermesError(
+                f"{self.path} was written by a newer version of hermes "
+                f"(unknown schema migrations: {', '.join(unknown)}); "
+                "upgrade hermes-agent, or set HERMES_HOME to use another state directory"
+            )
+
+    def _migrate(self) -> None:
+        """Apply the migrations this database lacks, all in one transaction.
+
+        The first look needs no write lock, so opening an up-to-date database
+        never waits for a writer. Pending work is re-checked under the lock:
+        another process may have migrated in the meantime.
+        """
+        applied = self._applied_migrations()
+        self._check_known(applied)
+        if len(set(applied)) == len(MIGRATIONS):
+            return
+        with self._write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations "
+                "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            applied = self._applied_migrations()
+            self._check_known(applied)
+            for fn in MIGRATIONS:
+                if fn.__name__ in applied:
+                    continue
+                fn(conn)
+                conn.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    (fn.__name__, time.time()),
+                )
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; calling it twice is harmless."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._environment_errors():
+            yield self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front with BEGIN IMMEDIATE.
+
+        Taking the write lock at the start (instead of on the first write)
+        means a busy database makes us wait for the busy timeout rather than
+        fail at once when a read turns into a write.
+        """
+        with self._lock, self._environment_errors():
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # A failed COMMIT must not leave it open either.
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _environment_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if not name.startswith(_ENVIRONMENT_ERRORS):
+                raise
+            hint = (
+                f" (another hermes process kept it busy for more than {BUSY_TIMEOUT_MS // 1000} s)"
+                if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+                else ""
+            )
+            raise HermesError(f"{self.path}: {exc}{hint}") from None
+
+    # -- redaction and encoding ----------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return self._redact_fn(text) if self._redact_fn is not None else text
+
+    def _redact_tree(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value, keeping its shape."""
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, Mapping):
+            return {key: self._redact_tree(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redact_tree(item) for item in value]
+        return value
+
+    def _redact_tool_calls(self, calls: list[Any]) -> tuple[list[Any], str | None]:
+        """Redacted tool calls (only the arguments are text), and their searchable text."""
+        redacted: list[Any] = []
+        search: list[str] = []
+        for call in calls:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if not isinstance(function, Mapping):
+                redacted.append(self._redact_tree(call))
+                continue
+            new_function = dict(function)
+            if "arguments" in function:
+                new_function["arguments"] = self._redact_tree(function["arguments"])
+            new_call = dict(call)
+            new_call["function"] = new_function
+            redacted.append(new_call)
+            arguments = new_function.get("arguments", "")
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments, ensure_ascii=False)
+            search.append(f"{new_function.get('name', '')} {arguments}".strip())
+        return redacted, "\n".join(search) or None
+
+    def _encode(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Column values for one message; see the module docstring for the layout."""
+        if not isinstance(message, Mapping):
+            raise TypeError(f"a message must be a dict, not {type(message).__name__}")
+        role = message.get("role")
+        if not isinstance(role, str) or not role:
+            raise ValueError("a message needs a non-empty 'role'")
+        row: dict[str, Any] = dict.fromkeys(_COLUMN_KEYS)
+        row["role"] = role
+        row["tool_args"] = None
+        extra: dict[str, Any] = {}
+        for key, value in message.items():
+            if key == "role":
+                continue
+            if key in _TEXT_KEYS and isinstance(value, str):
+                row[key] = self._redact(value) if key == "content" else value
+            elif key == "tool_calls" and isinstance(value, list):
+                calls, row["tool_args"] = self._redact_tool_calls(value)
+                row["tool_calls"] = json.dumps(calls, ensure_ascii=False)
+            else:
+                extra[key] = self._redact_tree(value)
+        row["extra"] = json.dumps(extra, ensure_ascii=False) if extra else None
+        return row
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> Message:
+        extra: dict[str, Any] = json.loads(row["extra"]) if row["extra"] else {}
+        message: Message = {"role": row["role"]}
+        for key in _COLUMN_KEYS[1:]:
+            value = row[key]
+            if value is not None:
+                message[key] = json.loads(value) if key == "tool_calls" else value
+            elif key in extra:
+                message[key] = extra.pop(key)
+        message.update(extra)
+        return message
+
+    # -- sessions ------------------------------------------------------------------
+
+    # Named columns, not s.*: a column added by a later migration must not break Session.
+    _SELECT_SESSION = (
+        "SELECT "
+        + ", ".join(f"s.{f.name}" for f in fields(Session) if f.name != "message_count")
+        + ", (SELECT count(*) FROM messages AS m "
+        "WHERE m.session_id = s.id AND m.compacted = 0) AS message_count FROM sessions AS s"
+    )
+
+    @staticmethod
+    def _session(row: sqlite3.Row) -> Session:
+        return Session(**dict(row))
+
+    @staticmethod
+    def _require(conn: sqlite3.Connection, session_id: str) -> None:
+        if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+            raise SessionNotFoundError(f"no session {session_id} (it may have been deleted)")
+
+    def create_session(
+        self,
+        *,
+        source: str,
+        model: str,
+        cwd: str,
+        title: str | None = None,
+        parent_id: str | None = None,
+        parent_kind: str | None = None,
+    ) -> str:
+        """Start a session and return its new id.
+
+        ``source`` says which front end owns it (``cli``, ``gateway:telegram``,
+        ``cron``, ``acp``); ``parent_id``/``parent_kind`` link a session forked
+        by compression or started by delegation to the one it came from.
+        """
+        if parent_kind is not None and parent_kind not in PARENT_KINDS:
+            raise ValueError(f"parent_kind must be one of {', '.join(PARENT_KINDS)}")
+        if parent_kind is not None and parent_id is None:
+            raise ValueError("parent_kind needs a parent_id")
+        stored_title = self._clean_title(title)
+        now = time.time()
+        with self._write() as conn:
+            if parent_id is not None:
+                self._require(conn, parent_id)
+            session_id = new_session_id(now)
+            while conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+                session_id = new_session_id(now)
+            conn.execute(
+                "INSERT INTO sessions (id, source, title, model, cwd, created_at, updated_at, "
+                "parent_id, parent_kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, source, stored_title, model, cwd, now, now, parent_id, parent_kind),
+            )
+        return session_id
+
+    def _clean_title(self, title: str | None) -> str | None:
+        if title is None:
+            return None
+        title = self._redact(title.strip())
+        return title or None
+
+    def get_session(self, session_id: str) -> Session | None:
+        """The session with exactly this id, or None."""
+        with self._read() as conn:
+            row = conn.execute(f"{self._SELECT_SESSION} WHERE s.id = ?", (session_id,)).fetchone()
+        return None if row is None else self._session(row)
+
+    def resolve(self, id_or_prefix: str) -> Session:
+        """The session a user means by a full id or a unique prefix of one.
+
+        Raises :class:`UsageError` naming the prefix when nothing matches or
+        when several sessions do (listing some, so the user can type more).
+        Matching ignores case: ids are digits and lower-case hex.
+        """
+        key = id_or_prefix.strip()
+        if not key:
+            raise UsageError("give a session id (or the start of one)")
+        exact = self.get_session(key)
+        if exact is not None:
+            return exact
+        pattern = _like_prefix(key)
+        with self._read() as conn:
+            total = conn.execute(
+                "SELECT count(*) FROM sessions WHERE id LIKE ? ESCAPE '\\'", (pattern,)
+            ).fetchone()[0]
+            rows = conn.execute(
+                "SELECT id, title FROM sessions WHERE id LIKE ? ESCAPE '\\' "
+                "ORDER BY id DESC LIMIT 10",
+                (pattern,),
+            ).fetchall()
+        if total == 0:
+            raise UsageError(f"no session matches {key!r}")
+        if total == 1:
+            found = self.get_session(rows[0]["id"])
+            if found is None:  # Deleted between the two reads.
+                raise UsageError(f"no session matches {key!r}")
+            return found
+        lines = [f"  {row['id']}  {row['title'] or ''}".rstrip() for row in rows]
+        if total > len(rows):
+            lines.append(f"  ... and {total - len(rows)} more")
+        raise UsageError(
+            f"{key!r} matches {total} sessions; type more of the id:\n" + "\n".join(lines)
+        )
+
+    def latest_session(self, source: str | None = None) -> Session | None:
+        """The most recently updated session (of ``source``), e.g. to continue it."""
+        found = self.list_sessions(limit=1, source=source)
+        return found[0] if found else None
+
+    def list_sessions(self, limit: int = 20, source: str | None = None) -> list[Session]:
+        """Sessions, most recently updated first.
+
+        ``source`` matches exactly, or as a family: ``gateway`` includes
+        ``gateway:telegram`` and ``gateway:discord``.
+        """
+        clause, params = _source_clause(source, "s.source")
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._SELECT_SESSION} WHERE {clause} "
+                "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [self._session(row) for row in rows]
+
+    def _update_session(self, session_id: str, sql: str, params: tuple[Any, ...]) -> None:
+        with self._write() as conn:
+            if conn.execute(sql, (*params, session_id)).rowcount == 0:
+                raise SessionNotFoundError(f"no session {session_id} (it may have been deleted)")
+
+    def set_title(self, session_id: str, title: str | None) -> None:
+        """Set (or with None/blank, clear) the title; the user's choice is kept as given."""
+        self._update_session(
+            session_id, "UPDATE sessions SET title = ? WHERE id = ?", (self._clean_title(title),)
+        )
+
+    def set_model(self, session_id: str, model: str) -> None:
+        """Record a model switch, so a resumed session continues with the same model."""
+        self._update_session(session_id, "UPDATE sessions SET model = ? WHERE id = ?", (model,))
+
+    def add_usage(
+        self,
+        session_id: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        """Add one model call's token counts and cost to the session's totals."""
+        self._update_session(
+            session_id,
+            "UPDATE sessions SET input_tokens = input_tokens + ?, "
+            "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
+            "cache_write_tokens = cache_write_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
+            (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd),
+        )
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a session (exact id) with its messages and their index entries.
+
+        Sessions forked from it keep existing with ``parent_id`` cleared.
+        Returns False when there was no such session.
+        """
+        with self._write() as conn:
+            return conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+
+    def prune(
+        self, older_than_seconds: float, source: str | None = None, *, dry_run: bool = False
+    ) -> int:
+        """Delete sessions not updated for ``older_than_seconds``; return how many.
+
+        With ``dry_run`` nothing is deleted and the count is what would be,
+        so a caller can ask for confirmation first.
+        """
+        if older_than_seconds < 0:
+            raise ValueError("older_than_seconds must not be negative")
+        cutoff = time.time() - older_than_seconds
+        clause, params = _source_clause(source)
+        if dry_run:
+            with self._read() as conn:
+                count: int = conn.execute(
+                    f"SELECT count(*) FROM sessions WHERE updated_at < ? AND {clause}",
+                    (cutoff, *params),
+                ).fetchone()[0]
+            return count
+        with self._write() as conn:
+            return conn.execute(
+                f"DELETE FROM sessions WHERE updated_at < ? AND {clause}", (cutoff, *params)
+            ).rowcount
+
+    # -- messages ------------------------------------------------------------------
+
+    @staticmethod
+    def _next_seq(conn: sqlite3.Connection, session_id: str) -> int:
+        row = conn.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection, session_id: str, seq: int, row: dict[str, Any], now: float
+    ) -> int:
+        cursor = conn.execute(
+            "INSERT INTO messages (session_id, seq, role, content, tool_calls, tool_call_id, "
+            "name, extra, tool_args, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                session_id,
+                seq,
+                row["role"],
+                row["content"],
+                row["tool_calls"],
+                row["tool_call_id"],
+                row["name"],
+                row["extra"],
+                row["tool_args"],
+                now,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def add_message(self, session_id: str, message: Mapping[str, Any]) -> int:
+        """Append one message to the session's active history; return its row id.
+
+        Also marks the session as updated, and names an untitled session
+        after its first user message, so lists are readable without a
+        separate titling step.
+        """
+        row = self._encode(message)
+        title = title_from(row["content"]) if row["role"] == "user" and row["content"] else None
+        now = time.time()
+        with self._write() as conn:
+            self._require(conn, session_id)
+            message_id = self._insert(conn, session_id, self._next_seq(conn, session_id), row, now)
+            conn.execute(
+                "UPDATE sessions SET updated_at = ?, title = coalesce(title, ?) WHERE id = ?",
+                (now, title, session_id),
+            )
+        return message_id
+
+    def replace_history(self, session_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
+        """Make ``messages`` the session's active history (context compression).
+
+        In one transaction the current active messages are marked compacted
+        and the new list is appended after them, so the session keeps its id,
+        readers never see a half-replaced history, and the compacted messages
+        stay searchable and exportable.
+        """
+        rows = [self._encode(message) for message in messages]
+        now = time.time()
+        with self._write() as conn:
+            self._require(conn, session_id)
+            conn.execute(
+                "UPDATE messages SET compacted = 1 WHERE session_id = ? AND compacted = 0",
+                (session_id,),
+            )
+            seq = self._next_seq(conn, session_id)
+            for offset, row in enumerate(rows):
+                self._insert(conn, session_id, seq + offset, row, now)
+            conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+
+    def messages(self, session_id: str, include_compacted: bool = False) -> list[Message]:
+        """The session's messages in order, as the dicts that were stored.
+
+        By default only the active history (what the model sees next);
+        ``include_compacted`` adds the messages that compression replaced.
+        """
+        return [record.message for record in self.message_records(session_id, include_compacted)]
+
+    def message_records(
+        self, session_id: str, include_compacted: bool = True
+    ) -> list[StoredMessage]:
+        """Messages with their id, sequence number, time and compacted flag (for exports)."""
+        where = "" if include_compacted else " AND compacted = 0"
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM messages WHERE session_id = ?{where} ORDER BY seq",
+                (session_id,),
+            ).fetchall()
+        return [
+            StoredMessage(
+                id=row["id"],
+                session_id=row["session_id"],
+                seq=row["seq"],
+                created_at=row["created_at"],
+                compacted=bool(row["compacted"]),
+                message=self._decode(row),
+            )
+            for row in rows
+        ]
+
+    # -- search --------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        limit: int = 20,
+        source: str | None = None,
+        *,
+        marks: tuple[str, str] = ("[", "]"),
+    ) -> list[SearchHit]:
+        """Messages matching ``query`` (words, ``"phrases"``, ``prefix*``), best first.
+
+        Any text is a valid query (see :func:`fts_query`); one with nothing
+        searchable in it finds nothing. Compacted messages are included.
+        ``marks`` surround the matched words in the snippet.
+        """
+        match = fts_query(query)
+        if not match:
+            return []
+        clause, params = _source_clause(source, "s.source")
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT m.session_id, m.id AS message_id, s.title, s.source, m.role, "
+                "m.created_at, m.compacted, "
+                "snippet(messages_fts, -1, ?, ?, '…', 16) AS snippet "
+                "FROM messages_fts "
+                "JOIN messages AS m ON m.id = messages_fts.rowid "
+                "JOIN sessions AS s ON s.id = m.session_id "
+                f"WHERE messages_fts MATCH ? AND {clause} "
+                "ORDER BY bm25(messages_fts, 1.0, 0.5), m.created_at DESC LIMIT ?",
+                (marks[0], marks[1], match, *params, limit),
+            ).fetchall()
+        return [
+            SearchHit(
+                session_id=row["session_id"],
+                message_id=row["message_id"],
+                title=row["title"],
+                source=row["source"],
+                role=row["role"],
+                snippet=row["snippet"] or "",
+                created_at=row["created_at"],
+                compacted=bool(row["compacted"]),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,153 @@
+"""Tools and toolsets: what the agent can do, described once for every front end.
+
+A tool is a name, a description, a JSON Schema for its arguments, an async
+function, and flags: ``read_only`` (changes nothing outside the session) and
+``parallel_safe`` (may run at the same time as other calls of one reply).
+Tools belong to a named toolset; ``toolsets`` in config.yaml picks the sets a
+session gets (``all`` for every one).
+
+:func:`dispatch` is the single path from a model's tool call to a result:
+unknown tools, malformed JSON and schema violations come back to the model as
+error results it can correct, never as exceptions in the loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hermes_agent.providers.base import ToolCall, ToolSpec
+
+if TYPE_CHECKING:
+    from hermes_agent.config.loader import Config
+    from hermes_agent.state.db import StateDB
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use: the session, its workspace, its store."""
+
+    session_id: str
+    cwd: str
+    config: Config
+    db: StateDB
+    #: Per-session scratch state that tools keep between calls (e.g. the todo list).
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
+
+
+@dataclass
+class Tool:
+    name: str
+    toolset: str
+    description: str
+    parameters: dict[str, Any]
+    handler: Handler
+    read_only: bool = False
+    parallel_safe: bool = False
+    _validator: Any = field(default=None, repr=False, compare=False)
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters)
+
+    def validation_error(self, arguments: dict[str, Any]) -> str | None:
+        """Why ``arguments`` do not match the schema (every problem), or None."""
+        if self._validator is None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(self.parameters)
+        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if not errors:
+            return None
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e.path) or 'arguments'}: {e.message}" for e in errors
+        )
+
+
+class ToolError(Exception):
+    """Raised by a tool for a failure the model should read and can act on."""
+
+
+@dataclass
+class ToolResult:
+    call: ToolCall
+    content: str
+    is_error: bool = False
+
+    def as_message(self) -> dict[str, Any]:
+        return {"role": "tool", "tool_call_id": self.call.id, "content": self.content}
+
+
+class Registry:
+    """All known tools by name; :meth:`select` gives a session's tools."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.add(tool)
+
+    def add(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} registered twice")
+        self._tools[tool.name] = tool
+
+    @property
+    def toolsets(self) -> list[str]:
+        return sorted({t.toolset for t in self._tools.values()})
+
+    def select(self, toolsets: Iterable[str]) -> list[Tool]:
+        """Tools of the named sets, in registration order; ``all`` means every set."""
+        wanted = set(toolsets)
+        unknown = wanted - set(self.toolsets) - {"all"}
+        if unknown:
+            from hermes_agent.errors import UsageError
+
+            raise UsageError(
+                f"unknown toolset {', '.join(sorted(unknown))}; "
+                f"available: {', '.join(self.toolsets)} (or all)"
+            )
+        return [t for t in self._tools.values() if "all" in wanted or t.toolset in wanted]
+
+
+MAX_RESULT_CHARS = 50_000
+
+
+async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> ToolResult:
+    """Run one tool call; every failure becomes an error result for the model."""
+    tool = tools.get(call.name)
+    if tool is None:
+        return ToolResult(
+            call, f"error: no tool named {call.name!r}; available: {', '.join(tools)}", True
+        )
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except ValueError as exc:
+        return ToolResult(
+            call, f"error: arguments are not valid JSON ({exc}); send an object", True
+        )
+    if not isinstance(arguments, dict):
+        return ToolResult(call, "error: arguments must be a JSON object", True)
+    problem = tool.validation_error(arguments)
+    if problem:
+        return ToolResult(call, f"error: invalid arguments: {problem}", True)
+    try:
+        content = await tool.handler(arguments, ctx)
+    except ToolError as exc:
+        return ToolResult(call, f"error: {exc}", True)
+    except Exception as exc:  # A bug in a tool must not end the session.
+        return ToolResult(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
+    if len(content) > MAX_RESULT_CHARS:
+        cut = len(content) - MAX_RESULT_CHARS
+        content = content[:MAX_RESULT_CHARS] + f"\n[... {cut} more characters cut]"
+    return ToolResult(call, content)
+
+
+def builtin_registry() -> Registry:
+    """Every tool hermes ships, grouped in toolsets."""
+    from hermes_agent.tools import session_search, todo
+
+    return Registry([*todo.TOOLS, *session_search.TOOLS])
