@@ -49,7 +49,7 @@ class TerminalEvents(Events):
         self.compact = compact
         self.verbose = verbose
         self.out = Console(highlight=False, soft_wrap=not plain)
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self._buffer: list[str] = []
         self._live: Any = None
         self._status: Any = None
