@@ -21,8 +21,10 @@ echo "==> installing hermes-agent into $PWD/.venv" >&2
 
 bin_dir="${XDG_BIN_HOME:-$HOME/.local/bin}"
 mkdir -p "$bin_dir"
-ln -sf "$PWD/.venv/bin/hermes" "$bin_dir/hermes"
-echo "==> linked $bin_dir/hermes" >&2
+for name in hermes hermes-agent; do
+    ln -sf "$PWD/.venv/bin/$name" "$bin_dir/$name"
+done
+echo "==> linked hermes and hermes-agent into $bin_dir" >&2
 case ":$PATH:" in
     *":$bin_dir:"*) ;;
     *) echo "    add it to your PATH: export PATH=\"$bin_dir:\$PATH\"" >&2 ;;

@@ -254,4 +254,4 @@ def apply(choices: Choices) -> None:
             else f"key        none (if the server needs one: {fix})"
         )
     print(f"workspace  {choices.workspace}")
-    print(f"\nSaved to {home.config_path()}. Review with: hermes config show")
+    print(f"\nSaved to {home.config_path()}. Start talking to the agent with: hermes chat")

@@ -103,8 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
         "toolsets",
         ["all"],
         "list[str]",
-        "Toolsets the agent may use (`terminal`, `file`, `web`, `memory`, `skills`, ...); "
-        "`all` enables every one.",
+        "Toolsets the agent may use (`hermes chat` then `/tools` lists them; today `todo` and "
+        "`session_search`); `all` enables every one.",
     ),
     Setting(
         "max_turns",
