@@ -449,6 +449,12 @@ def main() -> int:
     base_turns = [t for r in base for t in r.turn_ms]
     agent_turns = [t for r in agent for t in r.turn_ms]
     base_med, agent_med = statistics.median(base_turns), statistics.median(agent_turns)
+    # Turn k of both runs sends the same bytes, so pairing them cancels the history growth;
+    # the median of the differences shrugs off GC pauses and scheduler hiccups.
+    pairs = [zip(ra.turn_ms, rb.turn_ms, strict=True) for ra, rb in zip(agent, base, strict=True)]
+    paired = statistics.median(a - b for pair in pairs for a, b in pair)
+    # How far two identical baseline runs disagree: below this, overhead is noise.
+    noise = (max(r.total_ms for r in base) - min(r.total_ms for r in base)) / args.turns
     growth = max(r.rss_growth_mib for r in agent)
     base_growth = max(r.rss_growth_mib for r in base)
     chat_med = statistics.median(chat_ms)
@@ -485,6 +491,12 @@ def main() -> int:
             f"<= {TARGET_OVERHEAD_MS:g} ms {targets['overhead_per_turn_ms']}",
         ),
         (
+            "  paired median",
+            f"{paired:.2f} ms",
+            f"noise: baseline rounds differ {noise:.2f} ms/turn",
+            "-",
+        ),
+        (
             "RSS growth (agent)",
             f"{growth:.1f} MiB",
             f"{agent[-1].rss_start_mib:.0f} -> {agent[-1].rss_end_mib:.0f} MiB; "
@@ -510,6 +522,8 @@ def main() -> int:
             "baseline_turn_ms_median": base_med,
             "agent_turn_ms_median": agent_med,
             "ratio": agent_med / base_med,
+            "paired_overhead_ms_median": paired,
+            "baseline_noise_ms_per_turn": noise,
             "rss_growth_mib": growth,
             "baseline_rss_growth_mib": base_growth,
             "chat_prompt_ms_median": chat_med,

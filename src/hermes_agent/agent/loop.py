@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,10 @@ class Events:
 
     def notice(self, message: str) -> None:
         """Something the user should know that is not part of the answer."""
+
+    async def ask(self, question: str, choices: Sequence[str]) -> str | None:
+        """Ask the user; None means nobody can answer (tools must then play safe)."""
+        return None
 
 
 @dataclass
@@ -103,7 +107,7 @@ class Agent:
         )
         self.history: list[Message] = db.messages(session_id)
         self.max_turns = int(config.get("agent.max_turns") or config.get("max_turns"))
-        self.context = ToolContext(session_id, str(cwd), config, db)
+        self.context = ToolContext(session_id, str(cwd), config, db, ask=self.events.ask)
         session = db.get_session(session_id)
         self.usage = Usage(
             session.input_tokens if session else 0,

@@ -14,7 +14,7 @@ error results it can correct, never as exceptions in the loop.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,18 @@ if TYPE_CHECKING:
     from hermes_agent.state.db import StateDB
 
 
+#: Ask the user a question (optionally with choices); None when nobody can answer
+#: (a one-shot run without a terminal, a cron job): callers must then decide safely.
+AskUser = Callable[[str, Sequence[str]], Awaitable[str | None]]
+
+
+async def nobody_to_ask(question: str, choices: Sequence[str]) -> str | None:
+    return None
+
+
 @dataclass
 class ToolContext:
-    """What a running tool may use: the session, its workspace, its store."""
+    """What a running tool may use: the session, its workspace, its store, the user."""
 
     session_id: str
     cwd: str
@@ -35,6 +44,10 @@ class ToolContext:
     db: StateDB
     #: Per-session scratch state that tools keep between calls (e.g. the todo list).
     state: dict[str, Any] = field(default_factory=dict)
+    #: How a tool reaches the user (approval prompts, clarifying questions).
+    ask: AskUser = nobody_to_ask
+    #: How many agents deep this one runs (0 = the user's own; delegate adds 1).
+    depth: int = 0
 
 
 Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
@@ -49,6 +62,8 @@ class Tool:
     handler: Handler
     read_only: bool = False
     parallel_safe: bool = False
+    #: Why the tool cannot work with this configuration (None: it can), for `hermes tools`.
+    unavailable: Callable[[Config], str | None] | None = None
     _validator: Any = field(default=None, repr=False, compare=False)
 
     def spec(self) -> ToolSpec:
@@ -146,8 +161,20 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
     return ToolResult(call, content)
 
 
-def builtin_registry() -> Registry:
-    """Every tool hermes ships, grouped in toolsets."""
-    from hermes_agent.tools import session_search, todo
+#: Modules that define ``TOOLS``: every tool hermes ships, grouped in toolsets.
+#: A new toolset is one module added here.
+TOOL_MODULES: tuple[str, ...] = (
+    "hermes_agent.tools.todo",
+    "hermes_agent.tools.session_search",
+)
 
-    return Registry([*todo.TOOLS, *session_search.TOOLS])
+
+def builtin_registry() -> Registry:
+    """Every tool hermes ships (each module is imported only here, when a session starts)."""
+    import importlib
+
+    registry = Registry()
+    for name in TOOL_MODULES:
+        for tool in importlib.import_module(name).TOOLS:
+            registry.add(tool)
+    return registry
