@@ -5,21 +5,26 @@ request, writing every message to state.db, validating and running tool calls, t
 stream) must stay small and flat as a session grows, and a long session must not leak memory.
 This script keeps that cost visible against the cheapest possible client of the same server.
 
-How overhead is defined: a loopback provider (aimock, a node process, answering instantly)
-scripts every turn as *user message -> one ``todo`` tool call -> tool result -> text answer*,
-streamed with ``include_usage``. The **agent** run drives one ``Agent`` session (fresh
-HERMES_HOME, real state.db, real tools, compression off) through ``WARMUP_TURNS`` + N turns.
-The **baseline** run sends the identical sequence of requests (same growing message lists, same
-tools, same system prompt) with the raw ``openai.AsyncOpenAI`` SDK and consumes each stream, with
-no Agent and no state.db; its "tool" returns the known result as a constant. Both runs'
-requests are compared through aimock's journal, so the baseline provably did the same HTTP work.
-Overhead per turn = (agent total wall - baseline total wall) / N over the measured turns, using
-the median total of ``--rounds`` interleaved baseline/agent pairs.
+How overhead is defined: a loopback provider in another process (aimock, node, answering at
+once) scripts every turn as *user message -> one ``todo`` tool call -> tool result -> text*,
+streamed with ``include_usage``. The **agent** session is one ``Agent`` (fresh HERMES_HOME, real
+state.db, real tools, compression off). The **baseline** session sends the identical requests
+(same growing message lists, same tools, same system prompt) with the raw ``openai.AsyncOpenAI``
+SDK and consumes each stream, with no Agent and no state.db; its "tool" is the known result.
+aimock's journal proves after every turn that both sent the same requests.
 
-Memory: the VmRSS of this process (after ``gc.collect()``) once the warm-up turns are done and
-again after the last turn of an agent run; the growth over the measured turns is reported.
+Overhead per turn = (agent total wall - baseline total wall) / N over the N measured turns
+(after ``WARMUP_TURNS``); the median over ``--rounds`` rounds is checked. Within a round the two
+sessions run in lockstep, turn n of one right after turn n of the other (the order flips every
+turn). Alternating whole sessions was tried first: on a small shared VM, two identical baseline
+sessions disagreed by 10-20 ms a turn, ten times the target, because the SDK's own per-request
+work grows with the history and swamps everything else; lockstep cancels that drift.
 
-Chat start-up: ``hermes chat`` in a pseudo-terminal with a fresh HERMES_HOME, timed from spawn
+Memory: VmRSS of this process (after ``gc.collect()``) when the warm-up turns are done and after
+the last turn; the growth includes the baseline's copy of the history (about 1 MiB at 200 turns),
+so it over-states the agent's share slightly.
+
+Chat start-up: ``hermes chat`` on a pseudo-terminal with a fresh HERMES_HOME, timed from spawn
 until the prompt glyph ``❯`` is drawn (prompt_toolkit draws the space after it as a cursor move,
 so the literal ``"❯ "`` never appears on the wire); then ``/exit`` ends it.
 
@@ -48,7 +53,6 @@ import sys
 import tempfile
 import termios
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,17 +110,19 @@ def p90(values: list[float]) -> float:
 
 
 @dataclass
-class Run:
-    """One baseline or agent run: per-turn wall times of the measured turns, and RSS."""
+class Round:
+    """One baseline session and one agent session, driven turn by turn in lockstep."""
 
-    kind: str
-    turn_ms: list[float] = field(default_factory=list)
+    #: Wall time of each measured turn, per session.
+    baseline_ms: list[float] = field(default_factory=list)
+    agent_ms: list[float] = field(default_factory=list)
     rss_start_mib: float = 0.0
     rss_end_mib: float = 0.0
 
     @property
-    def total_ms(self) -> float:
-        return sum(self.turn_ms)
+    def overhead_ms(self) -> float:
+        """(agent total - baseline total) / turns."""
+        return (sum(self.agent_ms) - sum(self.baseline_ms)) / len(self.agent_ms)
 
     @property
     def rss_growth_mib(self) -> float:
@@ -125,51 +131,44 @@ class Run:
 
 @dataclass
 class Wire:
-    """What both runs send besides the messages: taken from the agent's own configuration."""
+    """What the baseline sends besides the messages: copied from the agent it is compared
+    with, so the two stay identical however the system prompt and the tools evolve."""
 
     base_url: str
-    workspace: Path
     system: str
     tools: list[dict[str, Any]]
     max_tokens: int
     timeout: float
 
 
-# --- the two runs -----------------------------------------------------------------------------
+# --- the two sessions -------------------------------------------------------------------------
 
 
-async def _timed_turns(turns: int, one_turn: Callable[[int], Awaitable[None]], run: Run) -> None:
-    """Warm up, read RSS, time ``turns`` turns, read RSS again."""
-    for n in range(WARMUP_TURNS):
-        await one_turn(n)
-    run.rss_start_mib = rss_mib()
-    for n in range(WARMUP_TURNS, WARMUP_TURNS + turns):
-        started = time.perf_counter()
-        await one_turn(n)
-        run.turn_ms.append((time.perf_counter() - started) * 1000)
-    run.rss_end_mib = rss_mib()
-
-
-async def baseline_run(wire: Wire, turns: int) -> Run:
+class BaselineSession:
     """The same conversation through the bare SDK: build, send, consume the stream, append."""
-    import openai
 
-    client = openai.AsyncOpenAI(
-        api_key="no-key", base_url=wire.base_url, timeout=wire.timeout, max_retries=0
-    )
-    messages: list[dict[str, Any]] = []
-    limits: dict[str, Any] = {"max_tokens": wire.max_tokens} if wire.max_tokens else {}
+    kind = "baseline"
 
-    async def one_turn(n: int) -> None:
-        messages.append({"role": "user", "content": user_text(n)})
+    def __init__(self, wire: Wire) -> None:
+        import openai
+
+        self.wire = wire
+        self.client = openai.AsyncOpenAI(
+            api_key="no-key", base_url=wire.base_url, timeout=wire.timeout, max_retries=0
+        )
+        self.messages: list[dict[str, Any]] = []
+        self.limits: dict[str, Any] = {"max_tokens": wire.max_tokens} if wire.max_tokens else {}
+
+    async def turn(self, n: int) -> None:
+        self.messages.append({"role": "user", "content": user_text(n)})
         while True:
             request: dict[str, Any] = {
                 "model": MODEL,
-                "messages": [{"role": "system", "content": wire.system}, *messages],
-                "tools": wire.tools,
-                **limits,
+                "messages": [{"role": "system", "content": self.wire.system}, *self.messages],
+                "tools": self.wire.tools,
+                **self.limits,
             }
-            stream = await client.chat.completions.create(
+            stream = await self.client.chat.completions.create(
                 **request, stream=True, stream_options={"include_usage": True}
             )
             text: list[str] = []
@@ -188,9 +187,10 @@ async def baseline_run(wire: Wire, turns: int) -> Run:
             if not calls:
                 if "".join(text) != ANSWER:
                     raise BenchError(f"baseline turn {n}: unexpected answer {''.join(text)!r}")
-                messages.append({"role": "assistant", "content": "".join(text)})
+                self.messages.append({"role": "assistant", "content": "".join(text)})
                 return
-            messages.append(
+            ordered = [c for _, c in sorted(calls.items())]
+            self.messages.append(
                 {
                     "role": "assistant",
                     "content": "".join(text) or None,
@@ -200,19 +200,17 @@ async def baseline_run(wire: Wire, turns: int) -> Run:
                             "type": "function",
                             "function": {"name": c["name"], "arguments": c["arguments"]},
                         }
-                        for _, c in sorted(calls.items())
+                        for c in ordered
                     ],
                 }
             )
-            for _, c in sorted(calls.items()):
-                messages.append({"role": "tool", "tool_call_id": c["id"], "content": TOOL_RESULT})
+            for c in ordered:  # The "tool": its answer is known.
+                self.messages.append(
+                    {"role": "tool", "tool_call_id": c["id"], "content": TOOL_RESULT}
+                )
 
-    run = Run("baseline")
-    try:
-        await _timed_turns(turns, one_turn, run)
-    finally:
-        await client.close()
-    return run
+    async def aclose(self) -> None:
+        await self.client.close()
 
 
 def _fresh_home() -> Path:
@@ -222,93 +220,111 @@ def _fresh_home() -> Path:
     return home
 
 
-async def agent_run(wire: Wire, turns: int) -> Run:
-    """One Agent session, as ``hermes chat`` builds it, minus the terminal front end."""
-    from hermes_agent.agent.loop import Agent
-    from hermes_agent.config.loader import load_config
-    from hermes_agent.providers import settings as provider_settings
-    from hermes_agent.state.db import StateDB
-    from hermes_agent.tools.registry import builtin_registry
+class AgentSession:
+    """One Agent session as ``hermes chat`` builds it (minus the terminal front end), in a
+    fresh HERMES_HOME with its own state.db."""
 
-    home = _fresh_home()
-    config = load_config()
-    settings = provider_settings.resolve(
-        config, provider="custom", model=MODEL, base_url=wire.base_url
-    )
-    db = StateDB()
-    session_id = db.create_session(source="cli", model=MODEL, cwd=str(wire.workspace))
-    agent = Agent(
-        provider=provider_settings.build(settings),
-        tools=builtin_registry().select(config.get("toolsets")),
-        config=config,
-        db=db,
-        session_id=session_id,
-        cwd=wire.workspace,
-    )
-    if agent.system != wire.system:
-        raise BenchError("the agent's system prompt differs from the baseline's")
+    kind = "agent"
 
-    async def one_turn(n: int) -> None:
-        result = await agent.run(user_text(n))
-        if (result.status, result.text, result.model_calls) != ("done", ANSWER, 2):
-            raise BenchError(f"agent turn {n}: {result.status} after {result.model_calls} calls")
+    def __init__(self, base_url: str, workspace: Path) -> None:
+        from hermes_agent.agent.loop import Agent
+        from hermes_agent.config.loader import load_config
+        from hermes_agent.providers import settings as provider_settings
+        from hermes_agent.state.db import StateDB
+        from hermes_agent.tools.registry import builtin_registry
 
-    run = Run("agent")
-    try:
-        await _timed_turns(turns, one_turn, run)
-    finally:
-        await agent.provider.aclose()
-        db.close()
-        shutil.rmtree(home, ignore_errors=True)
-    return run
-
-
-def make_wire(base_url: str, workspace: Path) -> Wire:
-    """System prompt, tools and limits exactly as an agent in ``workspace`` would send them."""
-    from hermes_agent.agent.prompt import build_system_prompt
-    from hermes_agent.config.loader import load_config
-    from hermes_agent.tools.registry import builtin_registry
-
-    home = _fresh_home()
-    try:
-        config = load_config()
-        system = build_system_prompt(
-            cwd=workspace, personality=config.get("display.personality") or "", model=MODEL
-        )
-        tools = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                },
-            }
-            for t in builtin_registry().select(config.get("toolsets"))
-        ]
-        return Wire(
+        self.home = _fresh_home()
+        try:
+            config = load_config()
+            settings = provider_settings.resolve(
+                config, provider="custom", model=MODEL, base_url=base_url
+            )
+            self.db = StateDB()
+            session_id = self.db.create_session(source="cli", model=MODEL, cwd=str(workspace))
+            self.agent = Agent(
+                provider=provider_settings.build(settings),
+                tools=builtin_registry().select(config.get("toolsets")),
+                config=config,
+                db=self.db,
+                session_id=session_id,
+                cwd=workspace,
+            )
+        except BaseException:
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
+        self.wire = Wire(
             base_url,
-            workspace,
-            system,
-            tools,
+            self.agent.system,
+            [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in self.agent.tool_specs()
+            ],
             int(config.get("model.max_tokens")),
             float(config.get("model.timeout")),
         )
+
+    async def turn(self, n: int) -> None:
+        result = await self.agent.run(user_text(n))
+        if (result.status, result.text, result.model_calls) != ("done", ANSWER, 2):
+            raise BenchError(f"agent turn {n}: {result.status} after {result.model_calls} calls")
+
+    async def aclose(self) -> None:
+        await self.agent.provider.aclose()
+        self.db.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+async def lockstep_round(mock: Aimock, workspace: Path, turns: int) -> Round:
+    """Turn n of the baseline, then turn n of the agent (the order flips every turn), so both
+    see the same history length and the same machine at nearly the same moment."""
+    result = Round()
+    agent = AgentSession(mock.openai_base_url, workspace)
+    sessions: list[BaselineSession | AgentSession] = [agent]
+    try:
+        sessions.insert(0, BaselineSession(agent.wire))
+        for n in range(WARMUP_TURNS + turns):
+            if n == WARMUP_TURNS:
+                result.rss_start_mib = rss_mib()
+            order = sessions if n % 2 == 0 else sessions[::-1]
+            took: dict[str, float] = {}
+            for session in order:
+                started = time.perf_counter()
+                await session.turn(n)
+                took[session.kind] = (time.perf_counter() - started) * 1000
+            check_same_requests(mock, n)
+            if n >= WARMUP_TURNS:
+                result.baseline_ms.append(took["baseline"])
+                result.agent_ms.append(took["agent"])
+        result.rss_end_mib = rss_mib()
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        for session in sessions:
+            await session.aclose()
+    return result
 
 
-def request_fingerprints(mock: Aimock) -> list[str]:
-    """One hash per request the server saw since the last call (aimock caps bodies at 64 KB
-    in its journal; a capped body still records its size, so the hash still compares)."""
+def check_same_requests(mock: Aimock, n: int) -> None:
+    """Both sessions sent the same two requests in turn ``n`` (outside the timed part).
+
+    aimock's journal keeps bodies up to 64 KB; a larger one is replaced by its size, so late
+    in a long session the comparison is by size only.
+    """
     entries = mock.journal()
     mock.clear_journal()
-    bad = [e for e in entries if e["response"]["status"] != 200]
-    if bad:
-        raise BenchError(f"{len(bad)} requests failed, first: {bad[0]['response']}")
-    return [
-        hashlib.sha256(json.dumps(e["body"], sort_keys=True).encode()).hexdigest() for e in entries
+    bad = [e["response"] for e in entries if e["response"]["status"] != 200]
+    if len(entries) != 4 or bad:
+        raise BenchError(f"turn {n}: {len(entries)} requests (want 4), failed: {bad}")
+    prints = [
+        hashlib.sha256(json.dumps(e["body"], sort_keys=True).encode()).digest() for e in entries
     ]
+    if prints[:2] != prints[2:]:
+        raise BenchError(f"turn {n}: the agent and the baseline sent different requests")
 
 
 # --- chat start-up ----------------------------------------------------------------------------
@@ -390,8 +406,8 @@ def verdict(value: float, limit: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=200, help="measured turns per run")
-    parser.add_argument("--rounds", type=int, default=2, help="baseline/agent pairs, interleaved")
+    parser.add_argument("--turns", type=int, default=200, help="measured turns per session")
+    parser.add_argument("--rounds", type=int, default=2, help="baseline+agent session pairs")
     parser.add_argument("--chat-runs", type=int, default=7, help="measured `hermes chat` starts")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
@@ -417,17 +433,13 @@ def main() -> int:
     os.environ.clear()
     os.environ.update(clean_env)
     workspace = Path(tempfile.mkdtemp(prefix="hermes-bench-ws-"))
-    runs: list[Run] = []
+    load_before = os.getloadavg()[0]
+    rounds: list[Round] = []
     chat_ms: list[float] = []
     try:
         with Aimock(fixtures()) as mock:
-            wire = make_wire(mock.openai_base_url, workspace)
             for _ in range(args.rounds):
-                runs.append(asyncio.run(baseline_run(wire, args.turns)))
-                sent_by_baseline = request_fingerprints(mock)
-                runs.append(asyncio.run(agent_run(wire, args.turns)))
-                if request_fingerprints(mock) != sent_by_baseline:
-                    raise BenchError("the agent and the baseline sent different requests")
+                rounds.append(asyncio.run(lockstep_round(mock, workspace, args.turns)))
             env = {**clean_env, "TERM": "xterm-256color"}
             chat_prompt_ms(hermes, mock.openai_base_url, workspace, env)  # Warm the caches.
             chat_ms = [
@@ -441,22 +453,17 @@ def main() -> int:
         shutil.rmtree(workspace, ignore_errors=True)
         os.environ.pop("HERMES_HOME", None)
 
-    base = [r for r in runs if r.kind == "baseline"]
-    agent = [r for r in runs if r.kind == "agent"]
-    base_total = statistics.median(r.total_ms for r in base)
-    agent_total = statistics.median(r.total_ms for r in agent)
-    overhead = (agent_total - base_total) / args.turns
-    base_turns = [t for r in base for t in r.turn_ms]
-    agent_turns = [t for r in agent for t in r.turn_ms]
+    overhead = statistics.median(r.overhead_ms for r in rounds)
+    base_turns = [t for r in rounds for t in r.baseline_ms]
+    agent_turns = [t for r in rounds for t in r.agent_ms]
     base_med, agent_med = statistics.median(base_turns), statistics.median(agent_turns)
-    # Turn k of both runs sends the same bytes, so pairing them cancels the history growth;
-    # the median of the differences shrugs off GC pauses and scheduler hiccups.
-    pairs = [zip(ra.turn_ms, rb.turn_ms, strict=True) for ra, rb in zip(agent, base, strict=True)]
-    paired = statistics.median(a - b for pair in pairs for a, b in pair)
-    # How far two identical baseline runs disagree: below this, overhead is noise.
-    noise = (max(r.total_ms for r in base) - min(r.total_ms for r in base)) / args.turns
-    growth = max(r.rss_growth_mib for r in agent)
-    base_growth = max(r.rss_growth_mib for r in base)
+    # Turn n of both sessions sent the same bytes moments apart: the median of the paired
+    # differences shrugs off GC pauses and bursts of load from other processes; its standard
+    # error says how well the data pin the overhead down.
+    diffs = [a - b for a, b in zip(agent_turns, base_turns, strict=True)]
+    paired = statistics.median(diffs)
+    stderr = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    growth = max(r.rss_growth_mib for r in rounds)
     chat_med = statistics.median(chat_ms)
     targets = {
         "overhead_per_turn_ms": verdict(overhead, TARGET_OVERHEAD_MS),
@@ -473,71 +480,73 @@ def main() -> int:
         "warmup_turns": WARMUP_TURNS,
         "rounds": args.rounds,
         "chat_runs": args.chat_runs,
+        # Other work on the machine shows up as noise; the 1-minute load says how much.
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
     }
     print(
         f"python {machine['python']}  nproc {machine['nproc']}  {machine['date']}  "
         f"{machine['platform']}  turns={args.turns} (+{WARMUP_TURNS} warm-up) x "
-        f"{args.rounds} rounds  chat runs={args.chat_runs} (+1 warm-up)"
+        f"{args.rounds} rounds  chat runs={args.chat_runs} (+1 warm-up)  "
+        f"load {load_before:.2f} -> {machine['load_after']:.2f}"
     )
-    totals = "  ".join(f"{r.kind[0]}{r.total_ms:.0f}" for r in runs)
+    per_round = " / ".join(f"{r.overhead_ms:.2f}" for r in rounds)
+    rss = " / ".join(f"{r.rss_start_mib:.0f}->{r.rss_end_mib:.0f}" for r in rounds)
     rows = [
-        ("baseline turn (raw SDK)", f"{base_med:.2f} ms", f"p90 {p90(base_turns):.2f}", "-"),
-        ("agent turn", f"{agent_med:.2f} ms", f"p90 {p90(agent_turns):.2f}", "-"),
-        ("ratio agent/baseline", f"{agent_med / base_med:.2f}x", "per-turn medians", "-"),
+        ("baseline turn (raw SDK)", f"{base_med:.1f} ms", f"p90 {p90(base_turns):.1f} ms", "-"),
+        ("agent turn", f"{agent_med:.1f} ms", f"p90 {p90(agent_turns):.1f} ms", "-"),
+        ("ratio agent/baseline", f"{agent_med / base_med:.3f}x", "of the per-turn medians", "-"),
         (
             "overhead per turn",
             f"{overhead:.2f} ms",
-            f"totals ms {totals}",
+            f"per round {per_round} ms",
             f"<= {TARGET_OVERHEAD_MS:g} ms {targets['overhead_per_turn_ms']}",
         ),
         (
             "  paired median",
             f"{paired:.2f} ms",
-            f"noise: baseline rounds differ {noise:.2f} ms/turn",
+            f"mean {statistics.fmean(diffs):.2f} +- {stderr:.2f} (s.e.)",
             "-",
         ),
         (
-            "RSS growth (agent)",
+            "RSS growth",
             f"{growth:.1f} MiB",
-            f"{agent[-1].rss_start_mib:.0f} -> {agent[-1].rss_end_mib:.0f} MiB; "
-            f"baseline {base_growth:+.1f}",
+            f"per round {rss} MiB",
             f"<= {TARGET_RSS_GROWTH_MIB:g} MiB {targets['rss_growth_mib']}",
         ),
         (
             "chat prompt",
             f"{chat_med:.0f} ms",
-            f"min {min(chat_ms):.0f} max {max(chat_ms):.0f}",
+            f"min {min(chat_ms):.0f} max {max(chat_ms):.0f} ms",
             f"<= {TARGET_CHAT_MS:g} ms {targets['chat_prompt_ms']}",
         ),
     ]
-    print(f"{'measure':<24} {'value':>10}  {'detail':<40} target")
+    print(f"{'measure':<24} {'value':>10}  {'detail':<36} target")
     for label, value, detail, target in rows:
-        print(f"{label:<24} {value:>10}  {detail:<40} {target}")
+        print(f"{label:<24} {value:>10}  {detail:<36} {target}")
 
     if args.json:
         results = {
             "overhead_per_turn_ms": overhead,
-            "baseline_total_ms_median": base_total,
-            "agent_total_ms_median": agent_total,
+            "paired_overhead_ms_median": paired,
+            "paired_overhead_ms_mean": statistics.fmean(diffs),
+            "paired_overhead_ms_stderr": stderr,
             "baseline_turn_ms_median": base_med,
             "agent_turn_ms_median": agent_med,
             "ratio": agent_med / base_med,
-            "paired_overhead_ms_median": paired,
-            "baseline_noise_ms_per_turn": noise,
             "rss_growth_mib": growth,
-            "baseline_rss_growth_mib": base_growth,
             "chat_prompt_ms_median": chat_med,
             "chat_prompt_ms": chat_ms,
             "targets": targets,
-            "runs": [
+            "rounds": [
                 {
-                    "kind": r.kind,
-                    "total_ms": r.total_ms,
+                    "overhead_ms": r.overhead_ms,
                     "rss_start_mib": r.rss_start_mib,
                     "rss_end_mib": r.rss_end_mib,
-                    "turn_ms": r.turn_ms,
+                    "baseline_ms": r.baseline_ms,
+                    "agent_ms": r.agent_ms,
                 }
-                for r in runs
+                for r in rounds
             ],
         }
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))

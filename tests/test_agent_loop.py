@@ -424,3 +424,63 @@ def test_session_search_tool_finds_earlier_sessions(hermes_home: Path) -> None:
     assert f"session {old}" in result
     assert "pelican" in result
     assert json.dumps(result)  # plain text for the model
+
+
+class Answering(Recorder):
+    def __init__(self, answer: str | None) -> None:
+        super().__init__()
+        self.answer = answer
+        self.questions: list[tuple[str, list[str]]] = []
+
+    async def ask(self, question: str, choices: Any) -> str | None:
+        self.questions.append((question, list(choices)))
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", ["blue", None])
+def test_clarify_asks_through_the_front_end(hermes_home: Path, answer: str | None) -> None:
+    steps = [
+        Reply(tool_calls=[("clarify", {"question": "Which colour?", "choices": ["red", "blue"]})]),
+        Reply("Noted."),
+    ]
+    with ScriptedLLM(steps) as llm:
+        agent, _, _ = make_agent(hermes_home, llm)
+        events = Answering(answer)
+        agent.events = events
+        agent.context.ask = events.ask
+        run(agent, "paint it")
+    assert events.questions == [("Which colour?", ["red", "blue"])]
+    result = next(m for m in llm.requests[1].messages if m["role"] == "tool")["content"]
+    if answer:
+        assert result == "The user answered: blue"
+    else:
+        assert result.startswith("No user is available to answer right now.")
+
+
+def test_delegate_runs_a_sub_agent_with_restricted_tools(hermes_home: Path) -> None:
+    steps = [
+        Reply(tool_calls=[("delegate", {"task": "list two chores", "toolsets": ["todo"]})]),
+        Reply("Chores: dishes, laundry."),  # the sub-agent's answer
+        Reply("Your sub-agent says: dishes, laundry."),
+    ]
+    with ScriptedLLM(steps) as llm:
+        agent, _, db = make_agent(hermes_home, llm)
+        result = run(agent, "delegate it")
+    assert result.text == "Your sub-agent says: dishes, laundry."
+    child_request = llm.requests[1].body
+    assert child_request["messages"][-1] == {"role": "user", "content": "list two chores"}
+    assert [t["function"]["name"] for t in child_request["tools"]] == ["todo"]
+    children = [s for s in db.list_sessions() if s.parent_id == agent.session_id]
+    assert len(children) == 1
+    assert children[0].parent_kind == "delegation"
+    tool_result = next(m for m in llm.requests[2].messages if m["role"] == "tool")["content"]
+    assert tool_result == f"[sub-agent session {children[0].id}]\nChores: dishes, laundry."
+
+
+def test_delegation_depth_is_limited(hermes_home: Path) -> None:
+    steps = [Reply(tool_calls=[("delegate", {"task": "x"})]), Reply("ok")]
+    with ScriptedLLM(steps) as llm:
+        agent, _, _ = make_agent(hermes_home, llm, config_yaml="delegate:\n  max_depth: 0\n")
+        run(agent, "go")
+    result = next(m for m in llm.requests[1].messages if m["role"] == "tool")["content"]
+    assert result == "error: delegation is limited to 0 levels (delegate.max_depth)"

@@ -44,7 +44,13 @@ def test_set_get_unset_round_trip(hermes: Runner, hermes_home: Path) -> None:
 
 def test_get_of_a_section_prints_yaml(hermes: Runner) -> None:
     out = hermes("config", "get", "memory").stdout
-    assert yaml.safe_load(out) == {"memory_enabled": True, "user_profile_enabled": True}
+    assert yaml.safe_load(out) == {
+        "memory_enabled": True,
+        "user_profile_enabled": True,
+        "memory_char_limit": 2200,
+        "user_char_limit": 1375,
+        "write_approval": True,
+    }
 
 
 def test_string_settings_keep_words_yaml_would_convert(hermes: Runner, hermes_home: Path) -> None:

@@ -34,6 +34,12 @@ CRON_DIR = "cron"
 LOGS_DIR = "logs"
 MCP_TOKENS_DIR = "mcp-tokens"
 CHAT_HISTORY_FILE = "chat_history"
+APPROVALS_LOG = "approvals.jsonl"  # inside LOGS_DIR: one JSON line per approval decision
+MEMORY_FILE = "MEMORY.md"  # inside MEMORIES_DIR: the agent's own notes
+USER_PROFILE_FILE = "USER.md"  # inside MEMORIES_DIR: what the agent knows about the user
+SKILL_FILE = "SKILL.md"  # inside each skill's directory
+#: Which config keys, MCP servers and documents the NixOS deployment set (hermes deploy apply).
+NIX_STATE_FILE = ".nix-managed-keys.json"
 
 #: Every directory of the layout, in the order ``ensure_layout`` creates them.
 LAYOUT_DIRS = (SESSIONS_DIR, MEMORIES_DIR, SKILLS_DIR, CRON_DIR, LOGS_DIR, MCP_TOKENS_DIR)
@@ -50,9 +56,13 @@ def hermes_home() -> Path:
     return path if path.is_absolute() else Path.cwd() / path
 
 
-def path(name: str) -> Path:
-    """Return ``HERMES_HOME/name`` for one of the layout's names."""
-    return hermes_home() / name
+def path(name: str, root: Path | None = None) -> Path:
+    """Return ``HERMES_HOME/name`` for one of the layout's names.
+
+    ``root`` stands in for HERMES_HOME when a command works on a home given
+    explicitly (`hermes deploy apply --home DIR`).
+    """
+    return (root or hermes_home()) / name
 
 
 def config_path() -> Path:
@@ -92,8 +102,23 @@ def memories_dir() -> Path:
     return path(MEMORIES_DIR)
 
 
+def memory_file() -> Path:
+    """The agent's notes (``memories/MEMORY.md``), shown to it at session start."""
+    return memories_dir() / MEMORY_FILE
+
+
+def user_profile_file() -> Path:
+    """The agent's profile of the user (``memories/USER.md``), shown at session start."""
+    return memories_dir() / USER_PROFILE_FILE
+
+
 def skills_dir() -> Path:
     return path(SKILLS_DIR)
+
+
+def user_skill_dir(name: str) -> Path:
+    """The directory of the user skill ``name`` (a validated skill name, never a path)."""
+    return skills_dir() / name
 
 
 def cron_dir() -> Path:
@@ -102,6 +127,11 @@ def cron_dir() -> Path:
 
 def logs_dir() -> Path:
     return path(LOGS_DIR)
+
+
+def approvals_log_path() -> Path:
+    """The audit log of command approvals (``logs/approvals.jsonl``), kept 0600."""
+    return logs_dir() / APPROVALS_LOG
 
 
 def mcp_tokens_dir() -> Path:
@@ -136,14 +166,14 @@ def ensure_dir(directory: Path) -> Path:
     return directory
 
 
-def ensure_home() -> Path:
-    """Create HERMES_HOME itself (0700) and return it."""
-    return ensure_dir(hermes_home())
+def ensure_home(root: Path | None = None) -> Path:
+    """Create HERMES_HOME (or ``root``) itself (0700) and return it."""
+    return ensure_dir(root or hermes_home())
 
 
-def ensure_layout() -> Path:
-    """Create HERMES_HOME and every directory of the layout; return HERMES_HOME."""
-    home = ensure_home()
+def ensure_layout(root: Path | None = None) -> Path:
+    """Create HERMES_HOME (or ``root``) and every directory of the layout; return it."""
+    home = ensure_home(root)
     for name in LAYOUT_DIRS:
         ensure_dir(home / name)
     return home

@@ -21,9 +21,46 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
     exit 1
 fi
 
-if [ "${1:-}" != "--force" ] && [ -f "$cli" ] && cmp -s "$here/package-lock.json" "$stamp"; then
-    exit 0
+# Up to date: nothing to do here (the sections below still run).
+if [ "${1:-}" = "--force" ] || [ ! -f "$cli" ] || ! cmp -s "$here/package-lock.json" "$stamp"; then
+    echo "==> installing test peers (npm ci in tests/peers)" >&2
+    npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >&2
+    cp "$here/package-lock.json" "$stamp"
 fi
-echo "==> installing test peers (npm ci in tests/peers)" >&2
-npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >&2
-cp "$here/package-lock.json" "$stamp"
+
+# ---- ripgrep (Debian package): search_files' fast path, tested for real -----------
+# tests/test_file_tools.py runs search_files through `rg` and through the Python
+# fallback. Idempotent: nothing happens when rg is already on PATH.
+if ! command -v rg >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing ripgrep (apt-get)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends ripgrep >&2
+    else
+        echo "tests/peers/install.sh: ripgrep (rg) is required by the file tool tests." >&2
+        echo "  Install it (Debian/Ubuntu: sudo apt-get install ripgrep), then rerun." >&2
+        exit 1
+    fi
+fi
+
+# ---- OpenSSH server and client (Debian packages): the terminal tool's ssh backend ----
+# tests/test_terminal_tool.py starts its own `sshd -D -f CONFIG` on 127.0.0.1 (a free
+# port, a generated host key, a test key in authorized_keys). Idempotent: nothing
+# happens when both sshd and ssh are installed. sshd also needs its privilege
+# separation directory, which a container without systemd does not create.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing openssh-server and openssh-client (apt-get)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends openssh-server openssh-client >&2
+    else
+        echo "tests/peers/install.sh: sshd and ssh are required by the terminal ssh tests." >&2
+        echo "  Install them (Debian/Ubuntu: sudo apt-get install openssh-server openssh-client)." >&2
+        exit 1
+    fi
+fi
+if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
+    mkdir -p /run/sshd && chmod 0755 /run/sshd
+fi

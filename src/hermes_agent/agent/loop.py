@@ -61,6 +61,25 @@ class Events:
         return None
 
 
+class _ChildEvents(Events):
+    """A sub-agent shows its tool activity and asks the user through its parent."""
+
+    def __init__(self, parent: Events) -> None:
+        self.parent = parent
+
+    def tool_started(self, call: ToolCall) -> None:
+        self.parent.tool_started(call)
+
+    def tool_finished(self, result: ToolResult, seconds: float) -> None:
+        self.parent.tool_finished(result, seconds)
+
+    def notice(self, message: str) -> None:
+        self.parent.notice(f"(sub-agent) {message}")
+
+    async def ask(self, question: str, choices: Sequence[str]) -> str | None:
+        return await self.parent.ask(question, choices)
+
+
 @dataclass
 class TurnResult:
     text: str
@@ -93,6 +112,7 @@ class Agent:
         events: Events | None = None,
         summary_provider: Callable[[], Provider] | None = None,
         system_prompt: str | None = None,
+        depth: int = 0,
     ) -> None:
         self.provider = provider
         self.tools = {t.name: t for t in tools}
@@ -103,11 +123,23 @@ class Agent:
         self.events = events or Events()
         self._summary_provider = summary_provider
         self.system = system_prompt or build_system_prompt(
-            cwd=cwd, personality=config.get("display.personality") or "", model=provider.model
+            cwd=cwd,
+            personality=config.get("display.personality") or "",
+            model=provider.model,
+            config=config,
+            tools=list(self.tools),
         )
         self.history: list[Message] = db.messages(session_id)
         self.max_turns = int(config.get("agent.max_turns") or config.get("max_turns"))
-        self.context = ToolContext(session_id, str(cwd), config, db, ask=self.events.ask)
+        self.context = ToolContext(
+            session_id,
+            str(cwd),
+            config,
+            db,
+            ask=self.events.ask,
+            depth=depth,
+            delegate=self.delegate,
+        )
         session = db.get_session(session_id)
         self.usage = Usage(
             session.input_tokens if session else 0,
@@ -116,9 +148,19 @@ class Agent:
             session.cache_write_tokens if session else 0,
         )
         self.cost_usd: float | None = session.cost_usd if session else 0.0
+        #: A sub-agent starts "tainted" when its parent's turn read untrusted content.
+        self.inherited_untrusted = False
         #: Prompt size of the last call (exact, from the provider), for compression.
         self._last_prompt_tokens = 0
         self._chars_since_last_call = sum(len(str(m.get("content") or "")) for m in self.history)
+
+    async def aclose(self, *, close_provider: bool = True) -> None:
+        """End the session's resources: tool processes, and the provider's connections."""
+        from hermes_agent.tools.registry import cleanup_state
+
+        cleanup_state(self.context.state)
+        if close_provider:
+            await self.provider.aclose()
 
     # --- history -----------------------------------------------------------------
 
@@ -130,9 +172,15 @@ class Agent:
         )
 
     def _repair_unanswered_calls(self) -> None:
-        """Give every tool call without a result a "cancelled" one (the API requires it)."""
-        answered = {m.get("tool_call_id") for m in self.history if m["role"] == "tool"}
+        """Give every tool call without a result a "cancelled" one (the API requires it).
+
+        Only the end of the history can be incomplete, so only it is looked at.
+        """
+        answered: set[str] = set()
         for message in reversed(self.history):
+            if message["role"] == "tool":
+                answered.add(message.get("tool_call_id") or "")
+                continue
             if message["role"] == "assistant" and message.get("tool_calls"):
                 for call in message["tool_calls"]:
                     if call["id"] not in answered:
@@ -143,9 +191,7 @@ class Agent:
                                 "content": CANCELLED_RESULT,
                             }
                         )
-                break
-            if message["role"] == "user":
-                break
+            break
 
     # --- the loop ----------------------------------------------------------------
 
@@ -160,6 +206,10 @@ class Agent:
     async def run(self, text: str) -> TurnResult:
         """Answer one user message, using tools as needed."""
         self._repair_unanswered_calls()
+        # Set by tools that read web pages or files; a sub-agent inherits its parent's.
+        self.context.state["untrusted_read"] = self.inherited_untrusted
+        if not self.inherited_untrusted:
+            self.context.state.pop("untrusted_sources", None)
         self._append({"role": "user", "content": text})
         turn_usage = Usage()
         turn_cost: float | None = 0.0
@@ -252,6 +302,54 @@ class Agent:
         result = await dispatch(call, self.tools, self.context)
         self.events.tool_finished(result, time.monotonic() - started)
         return result
+
+    # --- delegation ----------------------------------------------------------------
+
+    async def delegate(self, task: str, toolsets: Sequence[str]) -> str:
+        """Run ``task`` in a sub-agent (its own session, linked to this one)."""
+        from hermes_agent.tools.registry import ToolError
+
+        depth = self.context.depth + 1
+        max_depth = int(self.config.get("delegate.max_depth"))
+        if depth > max_depth:
+            raise ToolError(f"delegation is limited to {max_depth} levels (delegate.max_depth)")
+        wanted = set(toolsets)
+        unknown = wanted - {t.toolset for t in self.tools.values()}
+        if unknown:
+            raise ToolError(f"toolsets not available to you: {', '.join(sorted(unknown))}")
+        tools = [
+            t
+            for t in self.tools.values()
+            if (not wanted or t.toolset in wanted) and (t.name != "delegate" or depth < max_depth)
+        ]
+        session = self.db.get_session(self.session_id)
+        child_id = self.db.create_session(
+            source=session.source if session else "delegate",
+            model=self.provider.model,
+            cwd=str(self.cwd),
+            title=f"delegated: {task[:50]}",
+            parent_id=self.session_id,
+            parent_kind="delegation",
+        )
+        child = Agent(
+            provider=self.provider,
+            tools=tools,
+            config=self.config,
+            db=self.db,
+            session_id=child_id,
+            cwd=self.cwd,
+            events=_ChildEvents(self.events),
+            depth=depth,
+        )
+        child.inherited_untrusted = bool(self.context.state.get("untrusted_read"))
+        if "untrusted_sources" in self.context.state:
+            child.context.state["untrusted_sources"] = list(self.context.state["untrusted_sources"])
+        try:
+            result = await child.run(task)
+        finally:
+            await child.aclose(close_provider=False)  # The provider is the parent's.
+        self.usage.add(result.usage)
+        return f"[sub-agent session {child_id}]\n{result.text}"
 
     # --- compression ---------------------------------------------------------------
 

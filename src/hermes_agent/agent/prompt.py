@@ -8,18 +8,31 @@ it from cache on every later call. Sources, in order:
    HERMES_HOME (the NixOS module installs it into the workspace);
 3. ``USER.md``: who the user is, found the same way;
 4. the personality named by ``display.personality``;
-5. sections contributed by other parts (memory snapshot, skills index)
-   through :data:`SECTION_PROVIDERS`.
+5. sections contributed by other parts (the memory snapshot, the skills
+   index) through :data:`SECTION_MODULES` and :data:`SECTION_PROVIDERS`.
+
+A part that adds a section is listed in :data:`SECTION_MODULES` by module
+name, like the tool modules: the module is imported only when a session's
+prompt is built (never by `hermes --help`), and its ``prompt_section(config,
+tools)`` gets the session's configuration and the names of the session's
+tools, so one process can serve sessions with different settings (the gateway)
+and a section can stay silent when its tools are not enabled. Because the
+prompt is built once per session, what a section shows is a snapshot: a memory
+written during the session appears in the next one.
 """
 
 from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hermes_agent import home
+
+if TYPE_CHECKING:
+    from hermes_agent.config.loader import Config
 
 IDENTITY = (
     "You are Hermes, a personal AI agent. You help your user get real work done: you "
@@ -39,6 +52,13 @@ MAX_DOCUMENT_CHARS = 20_000
 
 #: Callables that add a section (or None) to the prompt; later parts register here.
 SECTION_PROVIDERS: list[Callable[[], str | None]] = []
+
+#: Modules whose ``prompt_section(config, tools) -> str | None`` adds a section to every
+#: session's prompt built with a configuration, in this order.
+SECTION_MODULES: tuple[str, ...] = (
+    "hermes_agent.tools.memory",
+    "hermes_agent.skills.loader",
+)
 
 
 def find_document(name: str, cwd: Path) -> Path | None:
@@ -60,7 +80,14 @@ def _read(path: Path) -> str:
     return text
 
 
-def build_system_prompt(*, cwd: Path, personality: str = "", model: str = "") -> str:
+def build_system_prompt(
+    *,
+    cwd: Path,
+    personality: str = "",
+    model: str = "",
+    config: Config | None = None,
+    tools: Collection[str] = (),
+) -> str:
     sections = [
         IDENTITY,
         "## Context\n"
@@ -78,6 +105,13 @@ def build_system_prompt(*, cwd: Path, personality: str = "", model: str = "") ->
     if personality:
         style = PERSONALITIES.get(personality.lower(), personality)
         sections.append(f"## Style\n{style}")
+    if config is not None:
+        import importlib
+
+        for module in SECTION_MODULES:
+            extra = importlib.import_module(module).prompt_section(config, tools)
+            if extra:
+                sections.append(extra)
     for provider in SECTION_PROVIDERS:
         extra = provider()
         if extra:

@@ -124,6 +124,9 @@ def prepare(args: argparse.Namespace) -> ChatSetup:
     from hermes_agent.tools.registry import builtin_registry
 
     config = load_config()
+    from hermes_agent import redact
+
+    redact.set_enabled(bool(config.get("redaction.enabled")))
     settings = provider_settings.resolve(
         config, provider=args.provider, model=args.model, base_url=args.base_url
     )
@@ -132,7 +135,12 @@ def prepare(args: argparse.Namespace) -> ChatSetup:
         if args.toolsets
         else config.get("toolsets")
     )
-    tools = builtin_registry().select(toolsets)
+    # A tool that cannot work with this configuration (no search backend...) is not offered.
+    tools = [
+        t
+        for t in builtin_registry().select(toolsets)
+        if t.unavailable is None or t.unavailable(config) is None
+    ]
     cwd = workspace(config)
     db = StateDB()
     try:
@@ -220,7 +228,7 @@ def one_shot(args: argparse.Namespace) -> int:
             result = await run_cancellable(agent.run(query))
         finally:
             events.finish()
-            await agent.provider.aclose()
+            await agent.aclose()
         if result.status == "done" and not events.streamed:
             events.print_answer(result.text)
         return 0 if result.status == "done" else EXIT_FAILURE
@@ -331,7 +339,7 @@ class Repl:
                 continue
             await self.turn(text)
         if self.agent is not None:
-            await self.agent.provider.aclose()
+            await self.agent.aclose()
         return 0
 
     def _agent(self) -> Agent:
@@ -399,7 +407,7 @@ class Repl:
 
     async def _switch(self, session_id: str, resumed: bool) -> None:
         if self.agent is not None:
-            await self.agent.provider.aclose()
+            await self.agent.aclose()
             self.agent = None
         self.setup.session_id = session_id
         self.setup.resumed = resumed

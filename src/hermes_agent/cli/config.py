@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import shlex
 import shutil
@@ -197,7 +198,8 @@ def cmd_set(args: argparse.Namespace) -> int:
     if fatal:  # e.g. `mcp_servers.x 1` under an open mapping whose parent is not a mapping
         raise UsageError("; ".join(f"{k}: {m}" for k, m in fatal))
     _save(user, old_text)
-    print(f"{key} = {_scalar(value)}  ({home.config_path()})")
+    shown = json.dumps(value) if isinstance(value, dict | list) else _scalar(value)
+    print(f"{key} = {shown}  ({home.config_path()})")
     return 0
 
 

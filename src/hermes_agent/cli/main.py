@@ -33,6 +33,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hermes_agent.cli.sessions",
         "list, search, show, export and delete past conversations",
     ),
+    "skills": ("hermes_agent.cli.skills", "list, show, install and remove skills"),
+    "tools": ("hermes_agent.cli.tools", "list the agent's tools and why each is on or off"),
+    "deploy": (
+        "hermes_agent.cli.deploy",
+        "apply a NixOS deployment spec (used by services.hermes-agent)",
+    ),
     "version": ("hermes_agent.cli.version", "show version, Python, HERMES_HOME, install method"),
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.markup import escape
 
 from hermes_agent.agent.loop import Events
 from hermes_agent.providers.base import ProviderError, ToolCall
+from hermes_agent.redact import redact
 from hermes_agent.tools.registry import ToolResult
 
 
@@ -51,6 +53,8 @@ class TerminalEvents(Events):
         self.out = Console(highlight=False, soft_wrap=not plain)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self._buffer: list[str] = []
+        #: Characters of the redacted answer already written (plain mode).
+        self._emitted = 0
         self._live: Any = None
         self._status: Any = None
         self.streamed = False
@@ -71,12 +75,17 @@ class TerminalEvents(Events):
 
     def _end_live(self) -> None:
         if self._live is not None:
+            from rich.markdown import Markdown
+
+            self._live.update(Markdown(self._safe_text(final=True)))
             self._live.stop()
             self._live = None
-        elif self.plain and self._buffer:
+        elif self._buffer:
+            self._emit_plain(final=True)
             sys.stdout.write("\n")
             sys.stdout.flush()
         self._buffer.clear()
+        self._emitted = 0
 
     def finish(self) -> None:
         """End of the turn: stop the spinner, close the streamed answer."""
@@ -85,13 +94,24 @@ class TerminalEvents(Events):
 
     # --- Events ------------------------------------------------------------------------
 
+    def _safe_text(self, final: bool) -> str:
+        """The answer so far, redacted, up to the last whitespace unless ``final``.
+
+        Streamed pieces are redacted as a whole, and the word still being
+        written is held back, so a secret split across two pieces never shows.
+        """
+        text = redact("".join(self._buffer))
+        if final:
+            return text
+        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+        return text[: cut + 1]
+
     def text(self, delta: str) -> None:
         self._stop_status()
         self.streamed = True
         self._buffer.append(delta)
         if self.plain or not self.out.is_terminal:
-            sys.stdout.write(delta)
-            sys.stdout.flush()
+            self._emit_plain(final=False)
             return
         from rich.live import Live
         from rich.markdown import Markdown
@@ -99,7 +119,14 @@ class TerminalEvents(Events):
         if self._live is None:
             self._live = Live(console=self.out, refresh_per_second=12, vertical_overflow="visible")
             self._live.start()
-        self._live.update(Markdown("".join(self._buffer)))
+        self._live.update(Markdown(self._safe_text(final=False)))
+
+    def _emit_plain(self, final: bool) -> None:
+        visible = self._safe_text(final)
+        if len(visible) > self._emitted:
+            sys.stdout.write(visible[self._emitted :])
+            sys.stdout.flush()
+            self._emitted = len(visible)
 
     def retrying(self, error: ProviderError, delay: float, attempt: int) -> None:
         shown = bool(self._buffer)
@@ -136,11 +163,29 @@ class TerminalEvents(Events):
 
     def notice(self, message: str) -> None:
         self.finish()
-        self.err.print(f"[yellow]{escape(message)}[/]")
+        self.err.print(f"[yellow]{escape(redact(message))}[/]")
+
+    async def ask(self, question: str, choices: Sequence[str]) -> str | None:
+        """Ask at the terminal; None when there is no terminal to ask at."""
+        if not sys.stdin.isatty():
+            return None
+        self.finish()
+        from prompt_toolkit import PromptSession
+
+        hint = f" [{'/'.join(choices)}]" if choices else ""
+        self.err.print(f"[bold magenta]?[/] {escape(question)}{escape(hint)}")
+        try:
+            answer: str = await PromptSession[str]().prompt_async("  answer: ")
+        except EOFError:
+            return None
+        finally:
+            self.waiting()
+        return answer.strip()
 
     def print_answer(self, text: str) -> None:
         """Show a whole answer that was not streamed (streaming off)."""
         self.finish()
+        text = redact(text)
         if self.plain or not self.out.is_terminal:
             sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
             sys.stdout.flush()

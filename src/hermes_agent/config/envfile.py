@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from dotenv.parser import parse_stream
@@ -92,6 +92,20 @@ def _quote(value: str) -> str:
     if _PLAIN_VALUE.match(value):
         return value
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def render_env(values: Mapping[str, str], header: str = "") -> str:
+    """A whole ``.env`` text binding ``values`` in order; reads back exactly.
+
+    ``header`` (one or more lines) is written first as ``#`` comments. Used by
+    the NixOS deployment, which rebuilds ``.env`` from scratch on every apply.
+    """
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for key, value in values.items():
+        if not _ENV_NAME.match(key):
+            raise HermesError(f"{key!r} is not a valid environment variable name")
+        lines.append(f"{key}={_quote(value)}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _rewrite(path: Path, key: str, new_line: str | None) -> bool:

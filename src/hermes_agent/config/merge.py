@@ -12,7 +12,7 @@ settings), so the semantics are the same everywhere:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _MISSING = object()
@@ -71,7 +71,24 @@ def set_path(tree: dict[str, Any], key: str, value: Any) -> None:
 
 def unset_path(tree: dict[str, Any], key: str) -> bool:
     """Remove dotted ``key``; drop parents it leaves empty. Return whether it existed."""
-    *parents, leaf = split_key(key)
+    return unset_parts(tree, split_key(key))
+
+
+def get_parts(tree: Mapping[str, Any], parts: Sequence[str], default: Any = None) -> Any:
+    """Like :func:`get_path` for a key given as its parts (names may contain dots)."""
+    node: Any = tree
+    for part in parts:
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def unset_parts(tree: dict[str, Any], parts: Sequence[str]) -> bool:
+    """Like :func:`unset_path` for a key given as its parts (names may contain dots)."""
+    if not parts:
+        return False
+    *parents, leaf = parts
     chain: list[tuple[dict[str, Any], str]] = []
     node: Any = tree
     for part in parents:
@@ -99,3 +116,19 @@ def leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
         else:
             keys.append(dotted)
     return keys
+
+
+def leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """:func:`leaf_keys` as tuples of parts, for keys whose names contain dots.
+
+    The NixOS deployment records which keys it set this way: an entry of an
+    open mapping named ``docs.example.com`` must not become three nested keys.
+    """
+    paths: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        here = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            paths.extend(leaf_paths(value, here))
+        else:
+            paths.append(here)
+    return paths

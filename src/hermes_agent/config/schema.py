@@ -103,8 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
         "toolsets",
         ["all"],
         "list[str]",
-        "Toolsets the agent may use (`hermes chat` then `/tools` lists them; today `todo` and "
-        "`session_search`); `all` enables every one.",
+        "Toolsets the agent may use (`terminal`, `file`, `web`, `memory`, `skills`, `todo`, "
+        "`clarify`, `delegate`, `session_search`; `hermes tools` lists them); `all` is every one.",
     ),
     Setting(
         "max_turns",
@@ -147,6 +147,131 @@ SETTINGS: tuple[Setting, ...] = (
         "int",
         "Seconds a foreground command may run before it is stopped.",
         minimum=1,
+    ),
+    # --- terminal backends and command approvals (tools/terminal.py, tools/approval.py) ---
+    Setting(
+        "terminal.max_output_chars",
+        20000,
+        "int",
+        "Most characters of a command's output the agent sees; longer output keeps its start "
+        "and its end, with a note of what was left out.",
+        minimum=1000,
+    ),
+    Setting(
+        "terminal.ssh.host",
+        "",
+        "str",
+        "Host the `ssh` backend runs commands on (a name from `~/.ssh/config` works).",
+    ),
+    Setting("terminal.ssh.user", "", "str", "User for the `ssh` backend. Empty: ssh's default."),
+    Setting(
+        "terminal.ssh.port", 22, "int", "Port for the `ssh` backend.", minimum=1, maximum=65535
+    ),
+    Setting(
+        "terminal.ssh.key_file",
+        "",
+        "str",
+        "Private key for the `ssh` backend (no passphrase, or loaded in an agent). Empty: "
+        "ssh's defaults. `~` is expanded.",
+    ),
+    Setting(
+        "terminal.ssh.known_hosts_file",
+        "",
+        "str",
+        "known_hosts file for the `ssh` backend. Empty: ssh's default. A new host is "
+        "remembered on first contact; a changed host key is refused.",
+    ),
+    Setting(
+        "terminal.ssh.cwd",
+        "",
+        "str",
+        "Directory on the remote host where commands start. Empty: the remote user's home.",
+    ),
+    Setting(
+        "terminal.docker.image",
+        "python:3.11-slim",
+        "str",
+        "Image the `docker` backend runs each command in (`docker run --rm`, the workspace "
+        "mounted at /workspace). Needs bash in the image.",
+    ),
+    Setting(
+        "terminal.docker.container",
+        "",
+        "str",
+        "A running container the `docker` backend runs commands in with `docker exec` "
+        "instead of a fresh one per command.",
+    ),
+    Setting(
+        "approvals.mode",
+        "manual",
+        "str",
+        "How commands the agent runs are approved: `manual` asks you for every command that "
+        "is not plainly safe; `smart` asks too, except for commands matching `approvals.allow`; "
+        "`off` runs all but the refused ones (fork bombs, `rm -rf /`, writing to disks, "
+        "changing hermes' own approval settings or `.env`, which are never run). The agent "
+        "cannot change this setting.",
+        choices=("manual", "smart", "off"),
+    ),
+    Setting(
+        "approvals.allow",
+        [],
+        "list[str]",
+        "In `smart` mode, commands that run without asking: a command name, optionally with "
+        "words that must follow in order (`git push`, `npm install`, `docker rm`). Never "
+        "covers refused commands or access to hermes' own secrets.",
+    ),
+    # --- file and web tools (tools/files.py, tools/web.py, tools/guard.py) ---
+    Setting(
+        "files.allow_secret_paths",
+        [],
+        "list[str]",
+        "Paths the credential guard lets the agent's file tools read and write although they "
+        "hold secrets (`~/.ssh/id_ed25519`, `~/.aws/credentials`, `*.pem`...). A directory "
+        "allows everything under it; `~` and `*` globs work. Writes to hermes' own "
+        "`config.yaml` stay refused.",
+    ),
+    Setting(
+        "web.search_backend",
+        "auto",
+        "str",
+        "Search engine of the `web_search` tool: `searxng` (`web.searxng_url`), `brave` "
+        "(`BRAVE_API_KEY`), `tavily` (`TAVILY_API_KEY`), or `auto`: the first of these that "
+        "is configured.",
+        choices=("auto", "searxng", "brave", "tavily"),
+    ),
+    Setting(
+        "web.searxng_url",
+        "",
+        "str",
+        "Base URL of a SearXNG instance with the JSON format enabled, e.g. "
+        "`http://127.0.0.1:8888`. `${VAR}` is replaced from the environment.",
+        interpolate=True,
+    ),
+    Setting(
+        "web.brave_url",
+        "https://api.search.brave.com/res/v1/web/search",
+        "str",
+        "Endpoint of the Brave Search web search API.",
+    ),
+    Setting(
+        "web.tavily_url",
+        "https://api.tavily.com/search",
+        "str",
+        "Endpoint of the Tavily search API.",
+    ),
+    Setting(
+        "web.timeout",
+        20,
+        "number",
+        "Seconds `web_fetch` and `web_search` wait for a server before giving up.",
+        minimum=1,
+    ),
+    Setting(
+        "web.max_bytes",
+        5_000_000,
+        "int",
+        "Most bytes `web_fetch` downloads from one URL; a longer page is cut there.",
+        minimum=10_000,
     ),
     Setting(
         "compression.enabled",
@@ -198,11 +323,55 @@ SETTINGS: tuple[Setting, ...] = (
         "list[str]",
         "Names of skills the agent must not see or load.",
     ),
+    # --- memory and skills (limits and write approval) ---
+    Setting(
+        "memory.memory_char_limit",
+        2200,
+        "int",
+        "Most characters `memories/MEMORY.md` may hold; a write over it is refused and the "
+        "agent consolidates its notes.",
+        minimum=100,
+    ),
+    Setting(
+        "memory.user_char_limit",
+        1375,
+        "int",
+        "Most characters `memories/USER.md` may hold (same rule).",
+        minimum=100,
+    ),
+    Setting(
+        "memory.write_approval",
+        True,
+        "bool",
+        "In a turn that read untrusted content (web pages, files), ask before the agent writes "
+        "memory or skills; refused when nobody can answer.",
+    ),
+    Setting(
+        "skills.write_approval",
+        True,
+        "bool",
+        "Ask before every skill the agent creates, changes or deletes; refused when nobody can "
+        "answer. Off: only turns that read untrusted content ask (`memory.write_approval`).",
+    ),
     Setting(
         "streaming.enabled",
         True,
         "bool",
         "Stream the model's answer as it is written instead of waiting for the whole reply.",
+    ),
+    Setting(
+        "delegate.max_depth",
+        2,
+        "int",
+        "How deep sub-agents may nest: 1 lets the agent delegate but not its sub-agents.",
+        minimum=0,
+    ),
+    Setting(
+        "redaction.enabled",
+        True,
+        "bool",
+        "Replace secrets (values from `.env`, `auth.json`, MCP tokens, and well-known key "
+        "shapes) with [REDACTED] in tool results, state.db, logs and the terminal.",
     ),
     Setting(
         "mcp_servers",

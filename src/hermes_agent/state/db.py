@@ -318,6 +318,11 @@ class StateDB:
 
     def __init__(self, path: Path | None = None, *, redact: Redactor | None = None) -> None:
         self.path = path if path is not None else home.state_db_path()
+        if redact is None:
+            # On by default: nothing reaches the disk without passing the chokepoint.
+            from hermes_agent.redact import redact as default_redact
+
+            redact = default_redact
         self._redact_fn = redact
         # Reads take it too: on a shared connection, a read in the middle of another
         # thread's write transaction would see rows that may yet be rolled back.
@@ -478,7 +483,7 @@ class StateDB:
     # -- redaction and encoding ----------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return self._redact_fn(text) if self._redact_fn is not None else text
+        return self._redact_fn(text)
 
     def _redact_tree(self, value: Any) -> Any:
         """Redact every string inside a JSON-like value, keeping its shape."""

@@ -48,6 +48,8 @@ class ToolContext:
     ask: AskUser = nobody_to_ask
     #: How many agents deep this one runs (0 = the user's own; delegate adds 1).
     depth: int = 0
+    #: Run a sub-agent on a task with some of this agent's toolsets; returns its answer.
+    delegate: Callable[[str, Sequence[str]], Awaitable[str]] | None = None
 
 
 Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
@@ -64,6 +66,9 @@ class Tool:
     parallel_safe: bool = False
     #: Why the tool cannot work with this configuration (None: it can), for `hermes tools`.
     unavailable: Callable[[Config], str | None] | None = None
+    #: Its results carry text from outside the user's control (web pages, files): a
+    #: successful call marks the turn (see :mod:`hermes_agent.tools.untrusted`).
+    untrusted: bool = False
     _validator: Any = field(default=None, repr=False, compare=False)
 
     def spec(self) -> ToolSpec:
@@ -92,6 +97,8 @@ class ToolResult:
     call: ToolCall
     content: str
     is_error: bool = False
+    #: The content includes untrusted text (from a tool flagged ``untrusted``).
+    untrusted: bool = False
 
     def as_message(self) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": self.call.id, "content": self.content}
@@ -155,10 +162,17 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
         return ToolResult(call, f"error: {exc}", True)
     except Exception as exc:  # A bug in a tool must not end the session.
         return ToolResult(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
+    from hermes_agent.redact import redact
+
+    content = redact(content)  # Secrets never reach the model, the screen or state.db.
     if len(content) > MAX_RESULT_CHARS:
         cut = len(content) - MAX_RESULT_CHARS
         content = content[:MAX_RESULT_CHARS] + f"\n[... {cut} more characters cut]"
-    return ToolResult(call, content)
+    if tool.untrusted:
+        from hermes_agent.tools import untrusted
+
+        untrusted.record(ctx.state, f"{call.name} {call.arguments or ''}".strip())
+    return ToolResult(call, content, untrusted=tool.untrusted)
 
 
 #: Modules that define ``TOOLS``: every tool hermes ships, grouped in toolsets.
@@ -166,7 +180,28 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
 TOOL_MODULES: tuple[str, ...] = (
     "hermes_agent.tools.todo",
     "hermes_agent.tools.session_search",
+    "hermes_agent.tools.interaction",
+    "hermes_agent.tools.memory",
+    "hermes_agent.tools.skills",
+    "hermes_agent.tools.files",
+    "hermes_agent.tools.web",
+    "hermes_agent.tools.terminal",
 )
+
+
+def cleanup_state(state: dict[str, Any]) -> None:
+    """End what a session's tools left running (background processes...).
+
+    Every tool module that keeps resources in ``ToolContext.state`` exposes a
+    ``cleanup(state)`` function; only modules already imported can hold any.
+    """
+    import sys
+
+    for name in TOOL_MODULES:
+        module = sys.modules.get(name)
+        cleanup = getattr(module, "cleanup", None)
+        if cleanup is not None:
+            cleanup(state)
 
 
 def builtin_registry() -> Registry:

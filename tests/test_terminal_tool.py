@@ -1,0 +1,566 @@
+"""The terminal toolset with real processes: output, exit codes, timeouts, background jobs.
+
+Every test runs real bash commands in a temporary workspace through the tool
+handlers (or :func:`dispatch`, for argument validation), with a real
+config.yaml and state.db. The ssh backend runs against Debian's OpenSSH server
+started on 127.0.0.1 by the test (tests/peers/sshd.py); the docker backend can
+only be checked as the command line it builds, because the test machines have
+no Docker engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hermes_agent.config.loader import load_config
+from hermes_agent.providers.base import ToolCall
+from hermes_agent.state.db import StateDB
+from hermes_agent.tools import terminal as term
+from hermes_agent.tools.registry import ToolContext, ToolError, builtin_registry, dispatch
+from peers.sshd import SSHServer, SSHServerError
+
+
+class User:
+    def __init__(self, *answers: str | None) -> None:
+        self.answers = list(answers)
+        self.questions: list[str] = []
+
+    async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
+        self.questions.append(question)
+        return self.answers.pop(0) if self.answers else None
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+def configure(hermes_home: Path, **settings: Any) -> None:
+    """Write config.yaml from dotted keys (``terminal.timeout=5``)."""
+    tree: dict[str, Any] = {}
+    for dotted, value in settings.items():
+        node = tree
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    hermes_home.mkdir(parents=True, exist_ok=True)
+    (hermes_home / "config.yaml").write_text(yaml.safe_dump(tree))
+
+
+@pytest.fixture
+def make_ctx(hermes_home: Path, workspace: Path) -> Iterator[Any]:
+    contexts: list[ToolContext] = []
+
+    def make(user: User | None = None, **settings: Any) -> ToolContext:
+        configure(hermes_home, **settings)
+        ctx = ToolContext("s", str(workspace), load_config(), StateDB(), ask=user or User())
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        term.cleanup(ctx.state)
+        ctx.db.close()
+
+
+def run(ctx: ToolContext, command: str, **args: Any) -> str:
+    return asyncio.run(term.terminal({"command": command, **args}, ctx))
+
+
+def proc_tool(ctx: ToolContext, action: str, **args: Any) -> str:
+    return asyncio.run(term.process({"action": action, **args}, ctx))
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) process."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_dead(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# --- foreground -------------------------------------------------------------------------
+
+
+def test_output_exit_code_and_duration(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    out = run(ctx, "echo one; echo two >&2; echo three; exit 3")
+    assert out.splitlines()[:3] == ["one", "two", "three"]  # interleaved as written
+    assert "[exit code 3 · " in out and out.rstrip().endswith(" s]")
+    assert "exit code 0" in run(ctx, "true")
+    assert run(ctx, "true").startswith("(no output)")
+
+
+def test_commands_run_in_the_workspace(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx()
+    out = run(ctx, "pwd && touch made-here")
+    assert out.splitlines()[0] == str(workspace)
+    assert (workspace / "made-here").exists()
+
+
+def test_a_killed_command_says_which_signal(make_ctx: Any) -> None:
+    assert "[killed by SIGTERM · " in run(make_ctx(), "echo bye; kill -TERM $$")
+    # A child killed by a signal: bash reports 128 + the signal number.
+    assert "[exit code 143 · " in run(make_ctx(), "sh -c 'kill -TERM $$'; exit $?")
+
+
+def test_a_command_that_never_ends_is_killed_at_the_timeout(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx(terminal__timeout=60)
+    started = time.monotonic()
+    with pytest.raises(ToolError, match=r"timed out after 1 s") as info:
+        run(ctx, "echo started; sleep 300 & echo $! > child.pid; sleep 300", timeout=1)
+    assert time.monotonic() - started < 10
+    assert "started" in str(info.value)
+    assert "process group was killed" in str(info.value)
+    child = int((workspace / "child.pid").read_text())
+    assert wait_dead(child), "the background child of the command survived the timeout"
+
+
+def test_a_command_ignoring_sigterm_is_killed_anyway(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx()
+    started = time.monotonic()
+    with pytest.raises(ToolError, match="timed out"):
+        run(ctx, "trap '' TERM; echo $$ > shell.pid; while true; do sleep 0.1; done", timeout=1)
+    assert time.monotonic() - started < 1 + term.KILL_GRACE + 5
+    assert wait_dead(int((workspace / "shell.pid").read_text()))
+
+
+def test_the_timeout_comes_from_config(make_ctx: Any) -> None:
+    ctx = make_ctx(terminal__timeout=1)
+    with pytest.raises(ToolError, match="timed out after 1 s"):
+        run(ctx, "sleep 30", timeout=100)  # a call cannot raise the configured limit
+
+
+def test_huge_output_keeps_head_and_tail(make_ctx: Any) -> None:
+    ctx = make_ctx(terminal__max_output_chars=2000)
+    out = run(ctx, "seq 1 1000000")
+    assert out.startswith("1\n2\n3\n")
+    assert "999999\n1000000\n" in out
+    assert "bytes of output left out (6,888,896 in all)" in out
+    assert len(out) < 2600
+    assert "exit code 0" in out
+
+
+def test_binary_and_colour_output_becomes_text(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    out = run(ctx, r"printf '\033[31mred\033[0m \377\376 ok\n'")
+    assert out.startswith("red \ufffd\ufffd ok")
+
+
+def test_processes_left_behind_are_stopped(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx()
+    started = time.monotonic()
+    out = run(ctx, "sleep 300 & echo $! > stray.pid; echo done")
+    assert time.monotonic() - started < 5
+    assert "done" in out and "left running in the background were stopped" in out
+    assert wait_dead(int((workspace / "stray.pid").read_text()))
+
+
+def test_interrupting_the_turn_kills_the_command(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx()
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(term.terminal({"command": "echo $$ > me.pid; sleep 300"}, ctx))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if (workspace / "me.pid").exists() and (workspace / "me.pid").read_text().strip():
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert wait_dead(int((workspace / "me.pid").read_text()))
+
+
+def test_hermes_secrets_are_not_in_the_command_environment(
+    make_ctx: Any, hermes_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = make_ctx()
+    (hermes_home / ".env").write_text("HERMES_TEST_API_KEY=abcdefgh12345678\n")
+    monkeypatch.setenv("HERMES_TEST_API_KEY", "abcdefgh12345678")
+    monkeypatch.setenv("UNRELATED_SETTING", "kept")
+    out = run(ctx, 'echo "[$HERMES_TEST_API_KEY] [$UNRELATED_SETTING] [$GIT_TERMINAL_PROMPT]"')
+    assert out.splitlines()[0] == "[] [kept] [0]"
+
+
+def test_a_missing_workspace_is_a_clear_error(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx()
+    ctx.cwd = str(workspace / "gone")
+    with pytest.raises(ToolError, match="does not exist"):
+        run(ctx, "ls")
+
+
+def test_bad_arguments_come_back_as_errors(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    tools = {t.name: t for t in builtin_registry().select(["terminal"])}
+    assert set(tools) == {"terminal", "process"}
+
+    def call(name: str, arguments: dict[str, Any]) -> str:
+        result = asyncio.run(dispatch(ToolCall("1", name, json.dumps(arguments)), tools, ctx))
+        assert result.is_error
+        return result.content
+
+    assert "command" in call("terminal", {})
+    assert "command" in call("terminal", {"command": ""})
+    assert "timeout" in call("terminal", {"command": "ls", "timeout": 0})
+    assert "action" in call("process", {"action": "explode"})
+    assert "needs the id" in call("process", {"action": "poll"})
+    assert "no background process 'bg9'" in call("process", {"action": "kill", "id": "bg9"})
+
+
+# --- approval ---------------------------------------------------------------------------
+
+
+def test_a_denied_command_does_not_run(make_ctx: Any, workspace: Path) -> None:
+    user = User("no")
+    ctx = make_ctx(user)
+    with pytest.raises(ToolError, match="denied by the user"):
+        run(ctx, "touch created.txt && rm -rf scratch")
+    assert user.questions and "rm -rf scratch" in user.questions[0]
+    assert not (workspace / "created.txt").exists()
+
+
+def test_nobody_to_ask_means_the_command_does_not_run(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx(User(None))
+    with pytest.raises(ToolError, match="nobody is there"):
+        run(ctx, "touch created.txt; git push --force", background=True)
+    assert not (workspace / "created.txt").exists()
+    assert proc_tool(ctx, "list") == "no background processes in this session"
+
+
+def test_a_refused_command_does_not_run_even_with_approvals_off(
+    make_ctx: Any, workspace: Path
+) -> None:
+    ctx = make_ctx(approvals__mode="off")
+    with pytest.raises(ToolError, match="refused"):
+        run(ctx, "touch created.txt; hermes config set approvals.mode manual")
+    assert not (workspace / "created.txt").exists()
+
+
+def test_an_approved_command_runs_and_is_audited(
+    make_ctx: Any, workspace: Path, hermes_home: Path
+) -> None:
+    ctx = make_ctx(User("yes"))
+    (workspace / "scratch").mkdir()
+    out = run(ctx, "rm -rf scratch && echo removed")
+    assert "removed" in out and not (workspace / "scratch").exists()
+    lines = (hermes_home / "logs" / "approvals.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["command"] == "rm -rf scratch && echo removed"
+
+
+# --- background processes ----------------------------------------------------------------
+
+
+def test_background_start_poll_wait(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    started = run(
+        ctx, "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo finished", background=True
+    )
+    assert started.startswith("started background process bg1 (pid ")
+    assert "bg1: running" in proc_tool(ctx, "list")
+    time.sleep(0.15)
+    first = proc_tool(ctx, "poll", id="bg1")
+    assert first.startswith("bg1: running") and "line1" in first
+    done = proc_tool(ctx, "wait", id="bg1", timeout=10)
+    assert done.startswith("bg1: exit code 0 after")
+    assert "finished" in done and "line1" not in done  # only what is new
+    assert proc_tool(ctx, "poll", id="bg1").endswith("(no new output)")
+    everything = proc_tool(ctx, "read", id="bg1")
+    assert all(f"line{i}" in everything for i in (1, 2, 3))
+
+
+def test_wait_gives_up_at_its_timeout(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    run(ctx, "sleep 30", background=True)
+    started = time.monotonic()
+    out = proc_tool(ctx, "wait", id="bg1", timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert out.startswith("bg1: still running") and "after waiting 0.5 s" in out
+
+
+def test_background_kill_stops_the_whole_group(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx()
+    run(ctx, "sleep 300 & echo $! > child.pid; echo up; wait", background=True)
+    for _ in range(100):
+        if (workspace / "child.pid").exists() and (workspace / "child.pid").read_text().strip():
+            break
+        time.sleep(0.05)
+    out = proc_tool(ctx, "kill", id="bg1")
+    assert out.startswith("bg1: stopped by the process tool")
+    assert wait_dead(int((workspace / "child.pid").read_text()))
+    assert "had already ended" in proc_tool(ctx, "kill", id="bg1")
+
+
+def test_background_output_is_not_limited_by_the_foreground_timeout(make_ctx: Any) -> None:
+    ctx = make_ctx(terminal__timeout=1, terminal__max_output_chars=1000)
+    run(ctx, "sleep 1.5; seq 1 100000", background=True)
+    out = proc_tool(ctx, "wait", id="bg1", timeout=20)
+    assert out.startswith("bg1: exit code 0")
+    assert "bytes of output left out" in out and out.rstrip().endswith("100000")
+
+
+def test_cleanup_ends_every_background_process_of_the_session(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    run(ctx, "sleep 300", background=True)
+    run(ctx, "sleep 300", background=True)
+    run(ctx, "true", background=True)
+    procs = list(ctx.state[term.STATE_KEY].values())
+    log_dir = Path(ctx.state[term.DIR_KEY])
+    assert log_dir.is_dir() and oct(log_dir.stat().st_mode & 0o777) == "0o700"
+    time.sleep(0.2)
+    assert term.cleanup(ctx.state) == 2
+    assert all(wait_dead(p.popen.pid) for p in procs)
+    assert not log_dir.exists()
+    assert proc_tool(ctx, "list") == "no background processes in this session"
+
+
+# --- ssh backend ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SSHServer]:
+    try:
+        server = SSHServer(tmp_path / "sshd").start()
+    except SSHServerError as exc:
+        pytest.fail(f"the OpenSSH test server could not start: {exc}")
+    yield server
+    server.stop()
+
+
+def ssh_settings(server: SSHServer, remote_cwd: Path) -> dict[str, Any]:
+    return {
+        "terminal__backend": "ssh",
+        "terminal__ssh__host": "127.0.0.1",
+        "terminal__ssh__port": server.port,
+        "terminal__ssh__user": server.user,
+        "terminal__ssh__key_file": str(server.key_file),
+        "terminal__ssh__known_hosts_file": str(server.known_hosts),
+        "terminal__ssh__cwd": str(remote_cwd),
+    }
+
+
+@pytest.mark.peer("sshd")
+def test_ssh_backend_runs_commands_on_the_server(
+    make_ctx: Any, sshd: SSHServer, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote-home"
+    remote.mkdir()
+    ctx = make_ctx(**ssh_settings(sshd, remote))
+    out = run(ctx, 'echo "via $SSH_CONNECTION"; pwd; echo err >&2; exit 4')
+    lines = out.splitlines()
+    assert lines[0].startswith("via 127.0.0.1 ") and lines[0].endswith(f" {sshd.port}")
+    assert lines[1] == str(remote)
+    assert "err" in lines and "[exit code 4 · " in out
+    run(ctx, "touch made-remotely")
+    assert (remote / "made-remotely").exists()
+
+
+@pytest.mark.peer("sshd")
+def test_ssh_backend_timeout_and_background(make_ctx: Any, sshd: SSHServer, tmp_path: Path) -> None:
+    ctx = make_ctx(**ssh_settings(sshd, tmp_path))
+    with pytest.raises(ToolError, match="timed out after 2 s"):
+        run(ctx, "echo $$ > remote.pid; sleep 60 & wait", timeout=2)
+    # The server is this machine: the remote command must be gone, not left running.
+    assert wait_dead(int((tmp_path / "remote.pid").read_text()))
+    run(ctx, "for i in 1 2; do echo tick$i; sleep 0.2; done", background=True)
+    out = proc_tool(ctx, "wait", id="bg1", timeout=20)
+    assert out.startswith("bg1: exit code 0") and "tick1" in out and "tick2" in out
+    run(ctx, "echo $$ > bg.pid; exec sleep 300", background=True)
+    for _ in range(200):
+        if (tmp_path / "bg.pid").exists() and (tmp_path / "bg.pid").read_text().strip():
+            break
+        time.sleep(0.05)
+    assert proc_tool(ctx, "kill", id="bg2").startswith("bg2: stopped by the process tool")
+    assert wait_dead(int((tmp_path / "bg.pid").read_text()))
+
+
+@pytest.mark.peer("sshd")
+def test_ssh_backend_refuses_a_changed_host_key(
+    make_ctx: Any, sshd: SSHServer, tmp_path: Path
+) -> None:
+    other = SSHServer(tmp_path / "impostor")
+    other.host_key.parent.mkdir(parents=True, exist_ok=True)
+    import subprocess
+
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other.host_key)], check=True
+    )
+    wrong = other.host_key.with_suffix(".pub").read_text().split()
+    sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {wrong[0]} {wrong[1]}\n")
+    ctx = make_ctx(**ssh_settings(sshd, tmp_path))
+    out = run(ctx, "echo should-not-run")
+    assert "should-not-run" not in out
+    assert "exit code 255" in out
+    assert "host key" in out.lower()
+
+
+@pytest.mark.peer("sshd")
+def test_ssh_backend_without_a_key_fails_fast(
+    make_ctx: Any, sshd: SSHServer, tmp_path: Path
+) -> None:
+    settings = ssh_settings(sshd, tmp_path)
+    settings["terminal__ssh__key_file"] = str(tmp_path / "no-such-key")
+    settings["terminal__ssh__user"] = "nobody-here"
+    ctx = make_ctx(**settings)
+    started = time.monotonic()
+    out = run(ctx, "echo hi")
+    assert time.monotonic() - started < 15  # BatchMode: no password prompt to hang on
+    assert "exit code 255" in out and "Permission denied" in out
+
+
+def test_ssh_command_line() -> None:
+    argv = term.ssh_argv(
+        "echo 'a b' && ls",
+        host="example.org",
+        user="me",
+        port=2222,
+        key_file="~/.ssh/id_test",
+        known_hosts_file="/tmp/kh",
+        remote_cwd="/srv/my app",
+    )
+    assert (
+        argv[0] == "ssh" and "BatchMode=yes" in argv and "StrictHostKeyChecking=accept-new" in argv
+    )
+    assert argv[argv.index("-p") + 1] == "2222"
+    assert argv[argv.index("-l") + 1] == "me"
+    assert argv[argv.index("-i") + 1] == os.path.expanduser("~/.ssh/id_test")
+    assert "UserKnownHostsFile=/tmp/kh" in argv
+    assert argv[-3:-1] == ["--", "example.org"]
+    assert argv[-1] == term.remote_script("echo 'a b' && ls", "/srv/my app")
+
+
+def test_the_remote_script_runs_the_command_and_stops_it_when_the_link_drops(
+    tmp_path: Path,
+) -> None:
+    """The ssh backend's remote side, run here with bash: status, cwd, and the watchdog."""
+    import subprocess
+
+    script = term.remote_script("pwd; echo out; echo err >&2; exit 7", str(tmp_path))
+    # stdin stays open while the command runs, as the local ssh client keeps it.
+    done = subprocess.Popen(
+        ["bash", "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert done.wait(20) == 7
+    assert done.stdout is not None and done.stderr is not None and done.stdin is not None
+    assert done.stdout.read().splitlines() == [str(tmp_path), "out"]
+    assert done.stderr.read() == "err\n"
+    done.stdin.close()
+    # The link drops (stdin closes) while the command runs: its process group is killed.
+    pid_file = tmp_path / "cmd.pid"
+    watched = subprocess.Popen(
+        ["bash", "-c", term.remote_script(f"sleep 300 & echo $! > {pid_file}; wait")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    assert watched.stdin is not None
+    watched.stdin.close()
+    assert watched.wait(10) != 0
+    assert wait_dead(int(pid_file.read_text()))
+
+
+def test_ssh_backend_needs_a_host(make_ctx: Any) -> None:
+    ctx = make_ctx(terminal__backend="ssh")
+    with pytest.raises(ToolError, match=r"terminal\.ssh\.host is not set"):
+        run(ctx, "ls")
+    [tool] = [t for t in term.TOOLS if t.name == "terminal"]
+    assert tool.unavailable is not None
+    assert "terminal.ssh.host" in (tool.unavailable(ctx.config) or "")
+
+
+# --- docker backend (the command line only: no Docker engine here) -------------------------
+
+
+def test_docker_run_command_line() -> None:
+    argv = term.docker_argv(
+        "make test",
+        image="python:3.11-slim",
+        cwd="/home/me/project",
+        name="hermes-abc",
+        env={"CI": "1"},
+    )
+    assert argv == [
+        "docker",
+        "run",
+        "--rm",
+        "-i",
+        "--init",
+        "--name",
+        "hermes-abc",
+        "-v",
+        "/home/me/project:/workspace",
+        "-w",
+        "/workspace",
+        "-e",
+        "CI=1",
+        "python:3.11-slim",
+        "bash",
+        "-c",
+        "make test",
+    ]
+
+
+def test_docker_exec_command_line() -> None:
+    assert term.docker_argv("ls -la", container="dev", cwd="/src") == [
+        "docker",
+        "exec",
+        "-i",
+        "-w",
+        "/src",
+        "dev",
+        "bash",
+        "-c",
+        "ls -la",
+    ]
+    with pytest.raises(ToolError, match=r"image or terminal\.docker\.container"):
+        term.docker_argv("ls")
+
+
+def test_docker_backend_plan(make_ctx: Any, workspace: Path) -> None:
+    ctx = make_ctx(terminal__backend="docker", terminal__docker__image="debian:12")
+    launch = term.plan("echo hi", ctx)
+    assert launch.argv[:5] == ["docker", "run", "--rm", "-i", "--init"]
+    assert launch.container_name.startswith("hermes-")
+    assert launch.argv[launch.argv.index("--name") + 1] == launch.container_name
+    assert f"{workspace}:/workspace" in launch.argv
+    assert launch.argv[-4:] == ["debian:12", "bash", "-c", "echo hi"]
+    ctx = make_ctx(terminal__backend="docker", terminal__docker__container="box")
+    assert term.plan("echo hi", ctx).argv == [
+        "docker",
+        "exec",
+        "-i",
+        "box",
+        "bash",
+        "-c",
+        "echo hi",
+    ]
