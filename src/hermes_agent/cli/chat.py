@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -263,9 +264,16 @@ def _prewarm_sdk(wire: str) -> None:
 
     def load() -> None:
         module = "anthropic_provider" if wire == "anthropic" else "openai_compat"
-        # A failure here is reported properly when the provider is built.
-        with contextlib.suppress(Exception):
-            importlib.import_module(f"hermes_agent.providers.{module}")
+        # A failure here is reported properly when the module is used.
+        for name in (
+            "hermes_agent.cli.terminal_ui",
+            "rich.markdown",
+            "rich.live",
+            f"hermes_agent.providers.{module}",
+            "jsonschema",
+        ):
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
 
     threading.Thread(target=load, name="sdk-prewarm", daemon=True).start()
 
@@ -275,13 +283,23 @@ class Repl:
         self.args = args
         self.setup = prepare(args)
         self.agent: Agent | None = None
-        from hermes_agent.cli.terminal_ui import TerminalEvents
+        self._events: TerminalEvents | None = None
 
-        self.events = TerminalEvents(
-            compact=bool(self.setup.config.get("display.compact")),
-            verbose=bool(self.setup.config.get("agent.verbose")),
-        )
-        self.console = self.events.out
+    @property
+    def events(self) -> TerminalEvents:
+        """The rich-based output, created on first use: the prompt must not wait for rich."""
+        if self._events is None:
+            from hermes_agent.cli.terminal_ui import TerminalEvents
+
+            self._events = TerminalEvents(
+                compact=bool(self.setup.config.get("display.compact")),
+                verbose=bool(self.setup.config.get("agent.verbose")),
+            )
+        return self._events
+
+    @property
+    def console(self) -> Any:
+        return self.events.out
 
     def run(self) -> int:
         try:
@@ -290,17 +308,21 @@ class Repl:
             self.setup.db.close()
 
     def banner(self) -> None:
+        """One line about the session, in plain ANSI (rich is not loaded yet)."""
         if self.setup.config.get("display.compact"):
             return
         s = self.setup
         state = "resumed" if s.resumed else "new"
-        self.console.print(
-            f"[bold]hermes[/] · {s.settings.model} via {s.settings.info.name} · "
-            f"{state} session [cyan]{s.session_id}[/] · {len(s.tools)} tools · /help"
+        bold, cyan, dim, reset = ("\x1b[1m", "\x1b[36m", "\x1b[2m", "\x1b[0m")
+        if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+            bold = cyan = dim = reset = ""
+        print(
+            f"{bold}hermes{reset} · {s.settings.model} via {s.settings.info.name} · "
+            f"{state} session {cyan}{s.session_id}{reset} · {len(s.tools)} tools · /help"
         )
         if s.resumed:
             count = len(s.db.messages(s.session_id))
-            self.console.print(f"[dim]{count} earlier messages loaded[/]")
+            print(f"{dim}{count} earlier messages loaded{reset}")
 
     async def main(self) -> int:
         from prompt_toolkit import PromptSession
