@@ -326,3 +326,29 @@ def test_sdk_is_not_imported_before_the_first_message() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.peer("scripted")
+def test_repl_asks_before_a_dangerous_command(hermes_home: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "build"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    steps = [
+        Reply(tool_calls=[("terminal", {"command": f"rm -rf {victim}"})]),
+        Reply("Understood, I left it alone."),
+    ]
+    with ScriptedLLM(steps) as llm:
+        child = spawn_chat(hermes_home, tmp_path, llm.openai_base_url)
+        child.expect_exact(PROMPT)
+        child.sendline("clean the build")
+        child.expect_exact("[yes/no/always]")
+        child.expect_exact("answer:")
+        child.sendline("no")
+        child.expect_exact("Understood, I left it alone.")
+        child.expect_exact(PROMPT)
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert (victim / "keep.txt").read_text() == "precious"
+    result = next(m for m in llm.requests[1].messages if m["role"] == "tool")["content"]
+    assert "denied" in result or "not run" in result, result

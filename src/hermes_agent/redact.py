@@ -73,15 +73,6 @@ def _json_file_values(path: Path) -> list[str]:
         return []
 
 
-def secret_sources() -> list[Path]:
-    """The files whose values are secrets (their mtimes decide when to reload)."""
-    sources = [home.env_path(), home.auth_path()]
-    tokens = home.mcp_tokens_dir()
-    if tokens.is_dir():
-        sources += sorted(p for p in tokens.rglob("*") if p.is_file())
-    return sources
-
-
 def known_secrets(environ: Mapping[str, str] | None = None) -> set[str]:
     from hermes_agent.config.envfile import read_env_file
 
@@ -123,19 +114,22 @@ _cache = _Cache()
 
 
 def _stamp() -> tuple[Any, ...]:
-    """What the known secrets depend on, cheaply: a few stats and the environment's size.
+    """What the known secrets depend on, in three stats and the environment's size.
 
-    Called for every redacted text, so it must cost microseconds: the environment
-    is rescanned only when its size changes (``.env`` is loaded at start-up).
+    Called for every redacted text, so it must cost microseconds. hermes writes
+    its secret files by atomic rename, so a new ``.env`` or ``auth.json`` shows
+    in that file's own stat, and a new or replaced token file in the
+    ``mcp-tokens`` directory's mtime; the environment is rescanned when its
+    size changes (``.env`` is loaded at start-up).
     """
     parts: list[Any] = [str(home.hermes_home()), len(os.environ)]
-    for path in secret_sources():
+    for path in (home.env_path(), home.auth_path(), home.mcp_tokens_dir()):
         try:
             st = path.stat()
         except OSError:
-            parts.append((str(path), None))
+            parts.append(None)
         else:
-            parts.append((str(path), st.st_mtime_ns, st.st_size))
+            parts.append((st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(parts)
 
 
