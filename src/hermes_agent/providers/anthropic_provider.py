@@ -18,33 +18,17 @@ import anthropic
 from hermes_agent.providers.base import (
     Completion,
     Message,
-    ProviderError,
+    SDKProvider,
     TextCallback,
     ToolCall,
     ToolSpec,
     Usage,
-    error_detail,
-    status_error,
 )
-from hermes_agent.providers.settings import ProviderSettings
 
 
-class AnthropicProvider:
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.settings = settings
-        self.name = settings.info.name
-        self.model = settings.model
-        self.base_url = settings.base_url
-        self.stream = settings.stream
-        self._client = anthropic.AsyncAnthropic(
-            api_key=settings.api_key or "no-key",
-            base_url=settings.base_url or None,
-            timeout=settings.timeout,
-            max_retries=0,
-        )
-
-    async def aclose(self) -> None:
-        await self._client.close()
+class AnthropicProvider(SDKProvider):
+    sdk = anthropic
+    client_class = "AsyncAnthropic"
 
     async def complete(
         self,
@@ -74,7 +58,7 @@ class AnthropicProvider:
                 return await self._stream(request, on_text)
             response = await self._client.messages.create(**request)
         except anthropic.APIError as exc:
-            raise self._translate(exc) from None
+            raise self.translate(exc) from None
         return _from_message(response)
 
     async def _stream(self, request: dict[str, Any], on_text: TextCallback | None) -> Completion:
@@ -104,38 +88,14 @@ class AnthropicProvider:
                     if event.usage is not None:
                         usage.output_tokens = int(event.usage.output_tokens or 0)
                     stop = _stop_reason(event.delta.stop_reason)
-        except anthropic.APIError as exc:
-            raise self._translate(exc) from None
-        except Exception as exc:  # The transport broke mid-stream.
-            raise ProviderError(
-                f"the connection to {self.base_url or 'Anthropic'} broke mid-answer "
-                f"({type(exc).__name__}: {exc})",
-                retryable=True,
-            ) from None
+        except anthropic.APIStatusError as exc:
+            raise self.translate(exc) from None
+        except Exception as exc:  # The transport broke mid-stream (peer closed, reset...).
+            raise self.broken_stream(exc) from None
         finally:
             await stream.close()
         calls = [ToolCall(b["id"], b["name"], b["json"] or "{}") for _, b in sorted(blocks.items())]
         return Completion("".join(text), calls, usage, stop)
-
-    def _translate(self, exc: anthropic.APIError) -> ProviderError:
-        where = self.base_url or "Anthropic"
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderError(
-                f"{where} did not answer within {self.settings.timeout:g}s", retryable=True
-            )
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderError(f"cannot reach {where}: {exc.__cause__ or exc}", retryable=True)
-        if isinstance(exc, anthropic.APIStatusError):
-            return status_error(
-                exc.status_code,
-                error_detail(exc.body, str(exc.message)),
-                exc.response.headers,
-                who="Anthropic",
-                key_env=self.settings.key_env,
-                model=self.model,
-                where=where,
-            )
-        return ProviderError(f"{where}: {exc}")
 
 
 def _fill_usage(usage: Usage, raw: Any) -> None:

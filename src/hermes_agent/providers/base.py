@@ -205,6 +205,72 @@ def error_detail(body: object, fallback: str) -> str:
     return fallback[:300]
 
 
+class SDKProvider:
+    """What the two official SDKs share (both are generated from one template).
+
+    A subclass names its SDK module (``sdk``) and async client class; this
+    class builds the client with the SDK's own retries off and turns its
+    exceptions into :class:`ProviderError` that name the provider.
+    """
+
+    sdk: Any
+    client_class: str
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.name: str = settings.info.name
+        self.model: str = settings.model
+        self.base_url: str = settings.base_url
+        self.stream: bool = settings.stream
+        #: The provider as users know it ("OpenRouter", "Anthropic"), for messages.
+        self.who: str = settings.info.label.split(" (")[0]
+        self._client = getattr(self.sdk, self.client_class)(
+            api_key=settings.api_key or "no-key",  # Local servers accept anything.
+            base_url=settings.base_url or None,
+            timeout=settings.timeout,
+            max_retries=0,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    @property
+    def where(self) -> str:
+        return self.base_url or self.who
+
+    def translate(self, exc: Exception) -> ProviderError:
+        """The SDK's exception, as an error the user can act on."""
+        sdk = self.sdk
+        if isinstance(exc, sdk.APITimeoutError):
+            return ProviderError(
+                f"{self.where} did not answer within {self.settings.timeout:g}s", retryable=True
+            )
+        if isinstance(exc, sdk.APIConnectionError):
+            return ProviderError(
+                f"cannot reach {self.where}: {exc.__cause__ or exc}", retryable=True
+            )
+        if isinstance(exc, sdk.APIStatusError):
+            return status_error(
+                exc.status_code,
+                error_detail(exc.body, str(exc.message)),
+                exc.response.headers,
+                who=self.who,
+                key_env=self.settings.key_env,
+                model=self.model,
+                where=self.where,
+            )
+        return ProviderError(f"{self.where}: {exc}")
+
+    def broken_stream(self, exc: BaseException) -> ProviderError:
+        """A stream that died after it started (peer closed, reset): worth a retry."""
+        if isinstance(exc, self.sdk.APIConnectionError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        return ProviderError(
+            f"the connection to {self.where} broke mid-answer ({type(exc).__name__}: {exc})",
+            retryable=True,
+        )
+
+
 RetryCallback = Callable[[ProviderError, float, int], None]
 
 

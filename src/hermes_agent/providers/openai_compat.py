@@ -17,32 +17,17 @@ from hermes_agent.providers.base import (
     Completion,
     Message,
     ProviderError,
+    SDKProvider,
     TextCallback,
     ToolCall,
     ToolSpec,
     Usage,
-    error_detail,
-    status_error,
 )
-from hermes_agent.providers.settings import ProviderSettings
 
 
-class OpenAICompatProvider:
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.settings = settings
-        self.name = settings.info.name
-        self.model = settings.model
-        self.base_url = settings.base_url
-        self.stream = settings.stream
-        self._client = openai.AsyncOpenAI(
-            api_key=settings.api_key or "no-key",  # Local servers accept anything.
-            base_url=settings.base_url or None,
-            timeout=settings.timeout,
-            max_retries=0,
-        )
-
-    async def aclose(self) -> None:
-        await self._client.close()
+class OpenAICompatProvider(SDKProvider):
+    sdk = openai
+    client_class = "AsyncOpenAI"
 
     def _request(
         self, system: str, messages: list[Message], tools: list[ToolSpec], max_tokens: int | None
@@ -85,7 +70,7 @@ class OpenAICompatProvider:
             response = await self._client.chat.completions.create(**request)
             return self._parse(response)
         except openai.APIError as exc:
-            raise self._translate(exc) from None
+            raise self.translate(exc) from None
 
     async def _stream(self, request: dict[str, Any], on_text: TextCallback | None) -> Completion:
         stream = await self._client.chat.completions.create(
@@ -115,16 +100,10 @@ class OpenAICompatProvider:
                             slot["arguments"] += tc.function.arguments or ""
                     if choice.finish_reason:
                         finish = choice.finish_reason
-        except openai.APIStatusError:
-            raise
+        except openai.APIStatusError as exc:
+            raise self.translate(exc) from None
         except Exception as exc:  # The transport broke mid-stream (peer closed, reset...).
-            cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else None
-            cause = cause or exc
-            raise ProviderError(
-                f"the connection to {self.base_url or self.name} broke mid-answer "
-                f"({type(cause).__name__}: {cause})",
-                retryable=True,
-            ) from None
+            raise self.broken_stream(exc) from None
         finally:
             await stream.close()
         tool_calls = [
@@ -147,27 +126,6 @@ class OpenAICompatProvider:
         return Completion(
             message.content or "", tool_calls, usage, choice.finish_reason or "stop", cost
         )
-
-    def _translate(self, exc: openai.APIError) -> ProviderError:
-        where = self.base_url or self.name
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderError(
-                f"{where} did not answer within {self.settings.timeout:g}s", retryable=True
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return ProviderError(f"cannot reach {where}: {cause}", retryable=True)
-        if isinstance(exc, openai.APIStatusError):
-            return status_error(
-                exc.status_code,
-                error_detail(exc.body, str(exc.message)),
-                exc.response.headers,
-                who=self.settings.info.label.split(" (")[0],
-                key_env=self.settings.key_env,
-                model=self.model,
-                where=where,
-            )
-        return ProviderError(f"{where}: {exc}", retryable=False)
 
 
 def _usage(raw: Any) -> tuple[Usage, float | None]:
