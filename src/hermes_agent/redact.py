@@ -19,6 +19,7 @@ turns it off (for debugging a provider, never by default).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -113,6 +114,12 @@ class _Cache:
 _cache = _Cache()
 
 
+@functools.lru_cache(maxsize=8)
+def _secret_files(hermes_home_var: str, user_home: str) -> tuple[Path, ...]:
+    """The files whose content decides the secrets, for one HERMES_HOME (cached)."""
+    return (home.env_path(), home.auth_path(), home.mcp_tokens_dir())
+
+
 def _stamp() -> tuple[Any, ...]:
     """What the known secrets depend on, in three stats and the environment's size.
 
@@ -122,8 +129,9 @@ def _stamp() -> tuple[Any, ...]:
     ``mcp-tokens`` directory's mtime; the environment is rescanned when its
     size changes (``.env`` is loaded at start-up).
     """
-    parts: list[Any] = [str(home.hermes_home()), len(os.environ)]
-    for path in (home.env_path(), home.auth_path(), home.mcp_tokens_dir()):
+    where = (os.environ.get(home.ENV_VAR, ""), os.environ.get("HOME", ""))
+    parts: list[Any] = [where, len(os.environ)]
+    for path in _secret_files(*where):
         try:
             st = path.stat()
         except OSError:

@@ -164,8 +164,8 @@ class Agent:
 
     # --- history -----------------------------------------------------------------
 
-    def _append(self, message: Message) -> None:
-        self.db.add_message(self.session_id, message)
+    def _append(self, message: Message, usage: dict[str, float] | None = None) -> None:
+        self.db.add_message(self.session_id, message, usage=usage)
         self.history.append(message)
         self._chars_since_last_call += len(str(message.get("content") or "")) + sum(
             len(c["function"]["arguments"]) for c in message.get("tool_calls") or ()
@@ -220,8 +220,9 @@ class Agent:
                 partial.clear()
                 completion = await self._call_model(partial)
                 turn_usage.add(completion.usage)
-                turn_cost = self._account(completion, turn_cost)
-                self._append(completion.as_message())
+                cost = self._cost(completion)
+                turn_cost = None if cost is None or turn_cost is None else turn_cost + cost
+                self._append(completion.as_message(), usage=self._usage_row(completion, cost))
                 partial.clear()
                 if not completion.tool_calls:
                     return TurnResult(completion.text, "done", call_number, turn_usage, turn_cost)
@@ -264,25 +265,28 @@ class Agent:
         self._chars_since_last_call = 0
         return completion
 
-    def _account(self, completion: Completion, turn_cost: float | None) -> float | None:
+    def _cost(self, completion: Completion) -> float | None:
+        """This call's cost (the provider's figure, else list price), added to the session's."""
         self.usage.add(completion.usage)
         cost = completion.cost_usd
         if cost is None:
             cost = models.estimate_cost(self.provider.model, completion.usage)
-        self.db.add_usage(
-            self.session_id,
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cache_read_tokens=completion.usage.cache_read_tokens,
-            cache_write_tokens=completion.usage.cache_write_tokens,
-            cost_usd=cost or 0.0,
-        )
         if cost is None:
             self.cost_usd = None  # Unknown once, unknown for the session: never a guess.
-            return None
-        if self.cost_usd is not None:
+        elif self.cost_usd is not None:
             self.cost_usd += cost
-        return None if turn_cost is None else turn_cost + cost
+        return cost
+
+    @staticmethod
+    def _usage_row(completion: Completion, cost: float | None) -> dict[str, float]:
+        usage = completion.usage
+        return {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "cost_usd": cost or 0.0,
+        }
 
     async def _run_tools(self, calls: list[ToolCall]) -> None:
         parallel = len(calls) > 1 and all(

@@ -309,6 +309,27 @@ def _source_clause(source: str | None, column: str = "source") -> tuple[str, tup
 # --- the store ----------------------------------------------------------------------
 
 
+_ADD_USAGE = (
+    "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, "
+    "cache_read_tokens = cache_read_tokens + ?, cache_write_tokens = cache_write_tokens + ?, "
+    "cost_usd = cost_usd + ? WHERE id = ?"
+)
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+)
+
+
+def _usage_values(usage: Mapping[str, float]) -> tuple[float, ...]:
+    unknown = set(usage) - set(_USAGE_KEYS)
+    if unknown:
+        raise ValueError(f"unknown usage keys: {sorted(unknown)}")
+    return tuple(usage.get(key, 0) for key in _USAGE_KEYS)
+
+
 class StateDB:
     """The conversation store in ``HERMES_HOME/state.db`` (or ``path``).
 
@@ -704,9 +725,7 @@ class StateDB:
         """Add one model call's token counts and cost to the session's totals."""
         self._update_session(
             session_id,
-            "UPDATE sessions SET input_tokens = input_tokens + ?, "
-            "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
-            "cache_write_tokens = cache_write_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
+            _ADD_USAGE,
             (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd),
         )
 
@@ -775,12 +794,20 @@ class StateDB:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def add_message(self, session_id: str, message: Mapping[str, Any]) -> int:
+    def add_message(
+        self,
+        session_id: str,
+        message: Mapping[str, Any],
+        *,
+        usage: Mapping[str, float] | None = None,
+    ) -> int:
         """Append one message to the session's active history; return its row id.
 
         Also marks the session as updated, and names an untitled session
         after its first user message, so lists are readable without a
-        separate titling step.
+        separate titling step. ``usage`` (the keyword arguments of
+        :meth:`add_usage`) is added in the same transaction: a model's reply
+        and what it cost are stored together, in one write instead of two.
         """
         row = self._encode(message)
         title = title_from(row["content"]) if row["role"] == "user" and row["content"] else None
@@ -792,6 +819,8 @@ class StateDB:
                 "UPDATE sessions SET updated_at = ?, title = coalesce(title, ?) WHERE id = ?",
                 (now, title, session_id),
             )
+            if usage:
+                conn.execute(_ADD_USAGE, (*_usage_values(usage), session_id))
         return message_id
 
     def replace_history(self, session_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
