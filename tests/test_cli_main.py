@@ -19,7 +19,17 @@ def test_help_lists_only_commands_that_exist(hermes: Runner) -> None:
         for line in result.stdout.split("commands:")[1].splitlines()[2:]
         if line.startswith("    ") and line.strip()
     ]
-    assert listed == ["chat", "setup", "config", "sessions", "skills", "tools", "deploy", "version"]
+    assert listed == [
+        "chat",
+        "gateway",
+        "setup",
+        "config",
+        "sessions",
+        "skills",
+        "tools",
+        "deploy",
+        "version",
+    ]
 
 
 def test_no_command_prints_help(hermes: Runner) -> None:

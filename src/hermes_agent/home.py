@@ -35,6 +35,7 @@ LOGS_DIR = "logs"
 MCP_TOKENS_DIR = "mcp-tokens"
 CHAT_HISTORY_FILE = "chat_history"
 APPROVALS_LOG = "approvals.jsonl"  # inside LOGS_DIR: one JSON line per approval decision
+GATEWAY_LOG = "gateway.log"  # inside LOGS_DIR: what `hermes gateway run` did
 MEMORY_FILE = "MEMORY.md"  # inside MEMORIES_DIR: the agent's own notes
 USER_PROFILE_FILE = "USER.md"  # inside MEMORIES_DIR: what the agent knows about the user
 SKILL_FILE = "SKILL.md"  # inside each skill's directory
@@ -132,6 +133,11 @@ def logs_dir() -> Path:
 def approvals_log_path() -> Path:
     """The audit log of command approvals (``logs/approvals.jsonl``), kept 0600."""
     return logs_dir() / APPROVALS_LOG
+
+
+def gateway_log_path() -> Path:
+    """The gateway's log (``logs/gateway.log``); every line passes redaction."""
+    return logs_dir() / GATEWAY_LOG
 
 
 def mcp_tokens_dir() -> Path:

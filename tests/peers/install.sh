@@ -64,3 +64,23 @@ fi
 if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
     mkdir -p /run/sshd && chmod 0755 /run/sshd
 fi
+
+# ---- Nix and systemd-analyze (Debian packages): the NixOS module tests ----------------
+# tests/test_nix_parse.py runs `nix-instantiate --parse` on every .nix file and
+# tests/test_nix_module.py evaluates nix/module.nix with nixpkgs' lib (nix-bin), then
+# scores the generated unit with `systemd-analyze security --offline=true` (systemd).
+# Idempotent: nothing happens when both commands are on PATH.
+if ! command -v nix-instantiate >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing nix-bin and systemd (apt-get)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        if ! apt-get install -y -qq --no-install-recommends nix-bin systemd >&2 2>/dev/null; then
+            apt-get update -qq >&2
+            apt-get install -y -qq --no-install-recommends nix-bin systemd >&2
+        fi
+    else
+        echo "tests/peers/install.sh: nix-instantiate (nix-bin) and systemd-analyze (systemd) are" >&2
+        echo "  required by the Nix tests. Install them (Debian: sudo apt-get install nix-bin systemd)." >&2
+        exit 1
+    fi
+fi

@@ -28,6 +28,7 @@ from hermes_agent.errors import EXIT_FAILURE, HermesError, UsageError
 
 if TYPE_CHECKING:
     from hermes_agent.agent.loop import Agent
+    from hermes_agent.agent.loop import Events as AgentEvents
     from hermes_agent.cli.terminal_ui import TerminalEvents
     from hermes_agent.config.loader import Config
     from hermes_agent.providers.settings import ProviderSettings
@@ -118,31 +119,47 @@ def workspace(config: Config) -> Path:
     return path
 
 
-def prepare(args: argparse.Namespace) -> ChatSetup:
-    """Everything a chat needs except the SDK: config, provider settings, session, tools."""
+def agent_parts(
+    config: Config,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    toolsets: str | None = None,
+) -> tuple[ProviderSettings, list[Tool], Path]:
+    """Provider settings, the tools offered and the workspace (shared with the gateway)."""
+    from hermes_agent import redact
     from hermes_agent.providers import settings as provider_settings
-    from hermes_agent.state.db import StateDB
     from hermes_agent.tools.registry import builtin_registry
 
-    config = load_config()
-    from hermes_agent import redact
-
     redact.set_enabled(bool(config.get("redaction.enabled")))
-    settings = provider_settings.resolve(
-        config, provider=args.provider, model=args.model, base_url=args.base_url
-    )
-    toolsets = (
-        [t.strip() for t in args.toolsets.split(",") if t.strip()]
-        if args.toolsets
+    settings = provider_settings.resolve(config, provider=provider, model=model, base_url=base_url)
+    chosen = (
+        [t.strip() for t in toolsets.split(",") if t.strip()]
+        if toolsets
         else config.get("toolsets")
     )
     # A tool that cannot work with this configuration (no search backend...) is not offered.
     tools = [
         t
-        for t in builtin_registry().select(toolsets)
+        for t in builtin_registry().select(chosen)
         if t.unavailable is None or t.unavailable(config) is None
     ]
-    cwd = workspace(config)
+    return settings, tools, workspace(config)
+
+
+def prepare(args: argparse.Namespace) -> ChatSetup:
+    """Everything a chat needs except the SDK: config, provider settings, session, tools."""
+    from hermes_agent.state.db import StateDB
+
+    config = load_config()
+    settings, tools, cwd = agent_parts(
+        config,
+        provider=args.provider,
+        model=args.model,
+        base_url=args.base_url,
+        toolsets=args.toolsets,
+    )
     db = StateDB()
     try:
         resumed = True
@@ -165,23 +182,45 @@ def prepare(args: argparse.Namespace) -> ChatSetup:
 
 
 def make_agent(setup: ChatSetup, events: TerminalEvents) -> Agent:
+    return build_agent(
+        config=setup.config,
+        settings=setup.settings,
+        tools=setup.tools,
+        db=setup.db,
+        session_id=setup.session_id,
+        cwd=setup.cwd,
+        events=events,
+    )
+
+
+def build_agent(
+    *,
+    config: Config,
+    settings: ProviderSettings,
+    tools: list[Tool],
+    db: StateDB,
+    session_id: str,
+    cwd: Path,
+    events: AgentEvents,
+) -> Agent:
+    """An :class:`Agent` on ``session_id`` (shared by the chat and the gateway)."""
     from hermes_agent.agent.loop import Agent
     from hermes_agent.providers import settings as provider_settings
 
-    summary_model = setup.config.get("compression.summary_model")
+    summary_model = config.get("compression.summary_model")
 
     def summary_provider() -> Any:
         from dataclasses import replace
 
-        return provider_settings.build(replace(setup.settings, model=summary_model, stream=False))
+        return provider_settings.build(replace(settings, model=summary_model, stream=False))
 
     return Agent(
-        provider=provider_settings.build(setup.settings),
-        tools=setup.tools,
-        config=setup.config,
-        db=setup.db,
-        session_id=setup.session_id,
-        cwd=setup.cwd,
+        provider=provider_settings.build(settings),
+        tools=tools,
+        config=config,
+        db=db,
+        session_id=session_id,
+        cwd=cwd,
         events=events,
         summary_provider=summary_provider if summary_model else None,
     )

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 #: name -> (module, one-line help). A command appears here only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("hermes_agent.cli.chat", "talk to the agent (interactive, or once with -q)"),
+    "gateway": (
+        "hermes_agent.cli.gateway",
+        "run the agent as a service for chat platforms and the HTTP API",
+    ),
     "setup": ("hermes_agent.cli.setup", "choose a provider, API key, model and workspace"),
     "config": ("hermes_agent.cli.config", "show, check and change the configuration"),
     "sessions": (

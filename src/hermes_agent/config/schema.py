@@ -380,6 +380,44 @@ SETTINGS: tuple[Setting, ...] = (
         "MCP servers by name: `command`/`args`/`env` for stdio, or `url`/`headers` for HTTP. "
         "`${VAR}` is replaced in `env`, `url` and `headers`.",
     ),
+    # --- gateway (`hermes gateway run`) ---
+    Setting(
+        "gateway.max_concurrent_sessions",
+        4,
+        "int",
+        "How many conversations the gateway answers at the same time; messages of other "
+        "chats wait their turn (one chat's messages are always answered in order).",
+        minimum=1,
+    ),
+    Setting(
+        "gateway.shutdown_timeout",
+        30,
+        "number",
+        "Seconds a stopping gateway lets running answers finish; what is still running then "
+        "is stopped and answered after the next start.",
+        minimum=0,
+    ),
+    Setting(
+        "gateway.platforms.api_server.enabled",
+        False,
+        "bool",
+        "Serve the OpenAI-compatible HTTP API (`/v1/chat/completions`, `/v1/models`) from "
+        "the gateway. Needs `API_SERVER_KEY` in `.env`: clients send it as a bearer token.",
+    ),
+    Setting(
+        "gateway.platforms.api_server.host",
+        "127.0.0.1",
+        "str",
+        "Address the HTTP API listens on (`0.0.0.0` exposes it to the network).",
+    ),
+    Setting(
+        "gateway.platforms.api_server.port",
+        8642,
+        "int",
+        "TCP port of the HTTP API.",
+        minimum=1,
+        maximum=65535,
+    ),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

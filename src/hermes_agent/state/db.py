@@ -18,6 +18,10 @@ the usual type (a ``None`` content, a list of content parts), is kept verbatim
 as JSON in ``extra``, so a message comes back exactly as it went in: keys that
 were absent stay absent.
 
+The gateway keeps its inbound queue here too (``gateway_inbound``: every
+platform message, stored before it is acknowledged, with its status and reply)
+and which session answers each platform conversation (``gateway_routes``).
+
 Every text that is stored (content, tool-call arguments, titles and the text
 inside ``extra``) passes the ``redact`` function given to :class:`StateDB`:
 that is where the redaction chokepoint plugs in.
@@ -135,6 +139,29 @@ class SearchHit:
     compacted: bool
 
 
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message the gateway received from a platform, as stored in its queue."""
+
+    id: int
+    platform: str
+    chat_id: str
+    thread_id: str
+    user_id: str
+    message_id: str
+    text: str
+    #: pending, processing, done or failed.
+    status: str
+    reply: str | None
+    error: str | None
+    session_id: str | None
+    created_at: float
+    updated_at: float
+
+
+INBOUND_STATUSES = ("pending", "processing", "done", "failed")
+
+
 # --- migrations ---------------------------------------------------------------------
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -238,6 +265,49 @@ def m002_message_search(conn: sqlite3.Connection) -> None:
         END
         """
     )
+
+
+@migration
+def m003_gateway_inbound(conn: sqlite3.Connection) -> None:
+    # The gateway's inbound queue: a message is stored here before the platform is
+    # told it arrived, so a crash or restart never loses it. UNIQUE (platform,
+    # message_id) turns a redelivered platform event into a no-op (dedup).
+    conn.execute(
+        """
+        CREATE TABLE gateway_inbound (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            thread_id TEXT NOT NULL DEFAULT '',
+            user_id TEXT NOT NULL DEFAULT '',
+            message_id TEXT NOT NULL,
+            text TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'processing', 'done', 'failed')),
+            reply TEXT,
+            error TEXT,
+            session_id TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (platform, message_id)
+        )
+        """
+    )
+    conn.execute("CREATE INDEX gateway_inbound_open ON gateway_inbound (status, id)")
+    # Which session answers a platform conversation (chat, and thread within it).
+    conn.execute(
+        """
+        CREATE TABLE gateway_routes (
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            thread_id TEXT NOT NULL DEFAULT '',
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, chat_id, thread_id)
+        )
+        """
+    )
+    conn.execute("CREATE INDEX gateway_routes_by_session ON gateway_routes (session_id)")
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -919,3 +989,98 @@ class StateDB:
             )
             for row in rows
         ]
+
+    # -- gateway queue -------------------------------------------------------------
+
+    _SELECT_INBOUND = "SELECT " + ", ".join(f.name for f in fields(InboundMessage))
+
+    def add_inbound(
+        self,
+        *,
+        platform: str,
+        chat_id: str,
+        message_id: str,
+        text: str,
+        thread_id: str = "",
+        user_id: str = "",
+    ) -> tuple[InboundMessage, bool]:
+        """Store a platform message as pending; return it and whether it is new.
+
+        A message whose ``(platform, message_id)`` is already stored is not
+        stored again: the existing row comes back with ``False``.
+        """
+        now = time.time()
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO gateway_inbound (platform, chat_id, thread_id, user_id, "
+                "message_id, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (platform, chat_id, thread_id, user_id, message_id, self._redact(text), now, now),
+            )
+            new = cursor.rowcount == 1
+            row = conn.execute(
+                f"{self._SELECT_INBOUND} FROM gateway_inbound "
+                "WHERE platform = ? AND message_id = ?",
+                (platform, message_id),
+            ).fetchone()
+        return InboundMessage(**dict(row)), new
+
+    def get_inbound(self, inbound_id: int) -> InboundMessage | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"{self._SELECT_INBOUND} FROM gateway_inbound WHERE id = ?", (inbound_id,)
+            ).fetchone()
+        return InboundMessage(**dict(row)) if row else None
+
+    def unfinished_inbound(self) -> list[InboundMessage]:
+        """Pending and processing messages, oldest first (what a restart resumes)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._SELECT_INBOUND} FROM gateway_inbound "
+                "WHERE status IN ('pending', 'processing') ORDER BY id"
+            ).fetchall()
+        return [InboundMessage(**dict(row)) for row in rows]
+
+    def set_inbound_status(
+        self,
+        inbound_id: int,
+        status: str,
+        *,
+        reply: str | None = None,
+        error: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        if status not in INBOUND_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(INBOUND_STATUSES)}")
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE gateway_inbound SET status = ?, reply = coalesce(?, reply), "
+                "error = ?, session_id = coalesce(?, session_id), updated_at = ? WHERE id = ?",
+                (
+                    status,
+                    None if reply is None else self._redact(reply),
+                    None if error is None else self._redact(error),
+                    session_id,
+                    time.time(),
+                    inbound_id,
+                ),
+            )
+
+    def route(self, platform: str, chat_id: str, thread_id: str = "") -> str | None:
+        """The session that answers this platform conversation, if there is one."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT session_id FROM gateway_routes "
+                "WHERE platform = ? AND chat_id = ? AND thread_id = ?",
+                (platform, chat_id, thread_id),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_route(self, platform: str, chat_id: str, thread_id: str, session_id: str) -> None:
+        with self._write() as conn:
+            self._require(conn, session_id)
+            conn.execute(
+                "INSERT INTO gateway_routes (platform, chat_id, thread_id, session_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, thread_id) "
+                "DO UPDATE SET session_id = excluded.session_id, updated_at = excluded.updated_at",
+                (platform, chat_id, thread_id, session_id, time.time()),
+            )

@@ -1,0 +1,93 @@
+{
+  description = "hermes-agent: a personal AI agent for the terminal, chat platforms, editors and NixOS";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    pyproject-nix = {
+      url = "github:pyproject-nix/pyproject.nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+    uv2nix = {
+      url = "github:pyproject-nix/uv2nix";
+      inputs.pyproject-nix.follows = "pyproject-nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+    pyproject-build-systems = {
+      url = "github:pyproject-nix/build-system-pkgs";
+      inputs.pyproject-nix.follows = "pyproject-nix";
+      inputs.uv2nix.follows = "uv2nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
+
+  outputs = { self, nixpkgs, pyproject-nix, uv2nix, pyproject-build-systems, ... }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # The Python environment, built from uv.lock (wheels where uv.lock has
+      # them; hermes-agent itself from source with hatchling).
+      workspace = uv2nix.lib.workspace.loadWorkspace { workspaceRoot = ./.; };
+      projectOverlay = workspace.mkPyprojectOverlay { sourcePreference = "wheel"; };
+      pythonSet = pkgs:
+        (pkgs.callPackage pyproject-nix.build.packages { python = pkgs.python311; }).overrideScope
+          (lib.composeManyExtensions [ pyproject-build-systems.overlays.default projectOverlay ]);
+      # hermes-agent with every extra (gateway platforms, MCP, ACP), without
+      # the dev dependency group.
+      pyproject = lib.importTOML ./pyproject.toml;
+      deps = { hermes-agent = builtins.attrNames (pyproject.project.optional-dependencies or { }); };
+      venvFor = pkgs: (pythonSet pkgs).mkVirtualEnv "hermes-agent-env" deps;
+      packageFor = pkgs: pkgs.callPackage ./nix/package.nix { venv = venvFor pkgs; src = ./.; };
+
+      nixosModule = { pkgs, ... }: {
+        imports = [ ./nix/module.nix ];
+        services.hermes-agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+      };
+    in
+    {
+      packages = forAllSystems (pkgs: {
+        default = packageFor pkgs;
+        hermes-agent = packageFor pkgs;
+      });
+
+      apps = forAllSystems (pkgs: {
+        default = {
+          type = "app";
+          program = "${packageFor pkgs}/bin/hermes";
+        };
+      });
+
+      devShells = forAllSystems (pkgs: {
+        default = pkgs.mkShell {
+          packages = [ pkgs.python311 pkgs.uv pkgs.nodejs_20 pkgs.ripgrep pkgs.git pkgs.openssh pkgs.ffmpeg ];
+          env = {
+            UV_PYTHON = "${pkgs.python311}/bin/python3.11";
+            UV_PYTHON_DOWNLOADS = "never";
+          };
+          # Sync .venv on first entry and whenever uv.lock changed since the
+          # last sync (the stamp is a copy of the uv.lock it was synced from).
+          shellHook = ''
+            if [ ! -x .venv/bin/python ] || ! cmp -s uv.lock .venv/.uv-lock-stamp; then
+              echo "hermes-agent: uv sync --all-extras (uv.lock changed)" >&2
+              uv sync --all-extras && cp uv.lock .venv/.uv-lock-stamp
+            fi
+            export PATH="$PWD/.venv/bin:$PATH"
+          '';
+        };
+      });
+
+      nixosModules = {
+        default = nixosModule;
+        hermes-agent = nixosModule;
+      };
+
+      checks = forAllSystems (pkgs: import ./nix/checks.nix {
+        inherit pkgs lib nixosModule;
+        package = packageFor pkgs;
+        venv = venvFor pkgs;
+        src = ./.;
+        nixpkgsLib = "${nixpkgs}/lib";
+      });
+    };
+}

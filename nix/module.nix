@@ -1,0 +1,515 @@
+# services.hermes-agent: the NixOS module of hermes-agent.
+#
+# The module holds no deployment logic. It declares options, renders them
+# into the deployment spec of docs/deployment-spec.md (one JSON file in the
+# store) and runs `hermes deploy apply SPEC --home ${stateDir}/.hermes` as
+# the service user, at activation and again in ExecStartPre, so secrets that
+# sops-nix or agenix rotate reach the agent on `systemctl restart`.
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkOption mkEnableOption mkIf mkMerge mkDefault types;
+
+  cfg = config.services.hermes-agent;
+  hermesHome = "${cfg.stateDir}/.hermes";
+  hermes = "${cfg.package}/bin/hermes";
+
+  # `settings`: definitions are deep-merged like lib.recursiveUpdate: mappings
+  # merge key by key, any other value (list, scalar) from a later definition
+  # replaces an earlier one. Built on attrsOf, so mkIf / mkDefault / mkForce
+  # work at any depth inside the value (priorities compared per key).
+  settingsValue = types.mkOptionType {
+    name = "hermes-settings-value";
+    description = "YAML value (deep-merged)";
+    check = _: true;
+    merge = loc: defs:
+      if lib.all (d: builtins.isAttrs d.value && !lib.isDerivation d.value) defs
+      then (types.attrsOf settingsValue).merge loc defs
+      else (lib.last defs).value;
+  };
+  settingsType = types.attrsOf settingsValue // {
+    description = "attribute set deep-merged across definitions (lib.recursiveUpdate semantics)";
+  };
+
+  nullOr = t: mkOption { type = types.nullOr t; default = null; };
+
+  mcpServerModule = { name, ... }: {
+    options = {
+      command = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Command that starts a stdio MCP server.";
+      };
+      args = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Arguments of `command`.";
+      };
+      env = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "Environment of the stdio server (non-secret: it is written to config.yaml).";
+      };
+      url = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "URL of an HTTP MCP server (instead of `command`).";
+      };
+      headers = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "HTTP headers sent to `url`.";
+      };
+      auth = mkOption {
+        type = types.nullOr (types.enum [ "oauth" ]);
+        default = null;
+        description = "`\"oauth\"` to authenticate to `url` with OAuth (tokens in HERMES_HOME/mcp-tokens).";
+      };
+      enabled = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether the agent connects to this server.";
+      };
+      timeout = nullOr types.number // { description = "Seconds a tool call may take."; };
+      connect_timeout = nullOr types.number // { description = "Seconds to connect to the server."; };
+      tools = {
+        include = nullOr (types.listOf types.str) // { description = "Only these tools of the server."; };
+        exclude = nullOr (types.listOf types.str) // { description = "All tools of the server but these."; };
+      };
+      sampling = {
+        enabled = nullOr types.bool // { description = "Whether the server may ask the agent's model for completions."; };
+        model = nullOr types.str // { description = "Model used for sampling requests."; };
+        max_tokens_cap = nullOr types.int // { description = "Upper bound on max_tokens of a sampling request."; };
+        timeout = nullOr types.number // { description = "Seconds a sampling request may take."; };
+        max_rpm = nullOr types.int // { description = "Sampling requests allowed per minute."; };
+      };
+    };
+  };
+
+  # A path value of `documents` becomes {source = "/nix/store/..."}; a string
+  # is the file's content.
+  renderDocument = _: v:
+    if builtins.isPath v || (builtins.isString v && lib.isStorePath v)
+    then { source = "${v}"; }
+    else v;
+
+  # A path given as a Nix path literal is copied into the store; a string is
+  # kept as it is (use a string for secrets such as authFile).
+  renderPath = p: if p == null then null else if builtins.isPath p then "${p}" else toString p;
+
+  # An MCP server as config.yaml holds it: options left unset (null) and
+  # empty sections (env, headers, tools, sampling) are omitted.
+  renderServer = server:
+    let
+      dropNulls = lib.filterAttrs (_: v: v != null);
+      nested = lib.mapAttrs (_: v: if builtins.isAttrs v then dropNulls v else v)
+        (builtins.removeAttrs server [ "_module" ]);
+    in
+    lib.filterAttrs (_: v: v != null && v != { }) nested;
+
+  # Entrypoint of the container (container mode). Its text is part of the
+  # container identity: changing it recreates the container.
+  entrypointText = ''
+    #!/bin/sh
+    # hermes-agent container entrypoint (generated by services.hermes-agent)
+    set -eu
+    export HOME=/home/hermes
+    export HERMES_HOME=/data/.hermes
+    export HERMES_MANAGED=true
+    export PATH=/data/current-package/bin:/usr/local/bin:/usr/bin:/bin
+    cd ${lib.escapeShellArg containerWorkdir}
+    exec /data/current-package/bin/hermes gateway run --replace ${lib.escapeShellArgs cfg.extraArgs}
+  '';
+
+  # workingDirectory as seen inside the container: under /data when it is
+  # under stateDir, else mounted at the same path (see containerStart).
+  workdirUnderState = lib.hasPrefix "${cfg.stateDir}/" cfg.workingDirectory;
+  containerWorkdir =
+    if workdirUnderState
+    then "/data/${lib.removePrefix "${cfg.stateDir}/" cfg.workingDirectory}"
+    else cfg.workingDirectory;
+
+  spec = {
+    version = 1;
+    inherit (cfg) stateDir workingDirectory settings environment environmentFiles authFileForceOverwrite;
+    configFile = renderPath cfg.configFile;
+    authFile = renderPath cfg.authFile;
+    documents = lib.mapAttrs renderDocument cfg.documents;
+    mcpServers = lib.mapAttrs (_: renderServer) cfg.mcpServers;
+    container = {
+      inherit (cfg.container) enable backend image extraVolumes extraOptions;
+      entrypoint = if cfg.container.enable then entrypointText else "";
+    };
+  };
+
+  specFile = pkgs.writeText "hermes-deployment.json" (builtins.toJSON spec);
+  entrypointScript = pkgs.writeScript "hermes-container-entrypoint" entrypointText;
+
+  applyArgs = "deploy apply ${specFile} --home ${hermesHome}";
+
+  runtimePath = [ cfg.package pkgs.nodejs pkgs.git pkgs.ripgrep pkgs.openssh pkgs.ffmpeg pkgs.coreutils pkgs.bash ]
+    ++ cfg.extraPackages;
+
+  # Paths the hardened service may write: stateDir, and workingDirectory
+  # when it lives elsewhere.
+  writablePaths = [ cfg.stateDir ] ++ lib.optional (!workdirUnderState) cfg.workingDirectory;
+
+  # --- container mode ---------------------------------------------------
+  containerCli =
+    if cfg.container.backend == "podman"
+    then "${config.virtualisation.podman.package}/bin/podman"
+    else "${config.virtualisation.docker.package}/bin/docker";
+
+  containerStart = pkgs.writeShellScript "hermes-agent-container-start" ''
+    set -euo pipefail
+    cli=${containerCli}
+    # 1. configuration, as the service user (also writes .container-identity)
+    ${pkgs.util-linux}/bin/runuser -u ${cfg.user} -- ${hermes} ${applyArgs}
+    # 2. the package the container runs, and a GC root that keeps it alive
+    ln -sfn ${cfg.package} ${cfg.stateDir}/current-package
+    ${config.nix.package}/bin/nix-store --realise ${cfg.package} --add-root ${cfg.stateDir}/.gc-root --indirect >/dev/null
+    # 3. recreate the container only when its identity changed
+    identity=$(${hermes} deploy identity ${specFile})
+    if "$cli" container inspect hermes-agent >/dev/null 2>&1; then
+      current=$("$cli" container inspect --format '{{ index .Config.Labels "hermes.identity" }}' hermes-agent || true)
+      if [ "$current" != "$identity" ]; then
+        echo "hermes-agent: container identity changed; recreating the container" >&2
+        "$cli" rm -f hermes-agent >/dev/null
+      fi
+    fi
+    if ! "$cli" container inspect hermes-agent >/dev/null 2>&1; then
+      "$cli" create --name hermes-agent \
+        --label "hermes.identity=$identity" \
+        --network host \
+        --user "$(id -u ${cfg.user}):$(id -g ${cfg.user})" \
+        --volume /nix/store:/nix/store:ro \
+        --volume ${cfg.stateDir}:/data \
+        --volume ${cfg.stateDir}/home:/home/hermes \
+        ${lib.optionalString (!workdirUnderState) "--volume ${cfg.workingDirectory}:${cfg.workingDirectory}"} \
+        ${lib.concatMapStringsSep " " (v: "--volume ${lib.escapeShellArg v}") cfg.container.extraVolumes} \
+        ${lib.escapeShellArgs cfg.container.extraOptions} \
+        --entrypoint ${entrypointScript} \
+        ${lib.escapeShellArg cfg.container.image} >/dev/null
+    fi
+  '';
+
+  hardening = {
+    # Filesystem: everything read-only but stateDir (and workingDirectory).
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    ReadWritePaths = writablePaths;
+    PrivateTmp = true;
+    PrivateMounts = true;
+    PrivateDevices = true;
+    UMask = "0077";
+    # Privileges: none, and no way to get any.
+    NoNewPrivileges = true;
+    CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
+    PrivateUsers = true;
+    RestrictSUIDSGID = true;
+    RemoveIPC = true;
+    KeyringMode = "private";
+    # Kernel and host.
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible";
+    ProcSubset = "pid";
+    DevicePolicy = "closed";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    LockPersonality = true;
+    # Network: IP (LLM providers, messaging platforms, MCP) and local sockets.
+    RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
+    # System calls.
+    SystemCallArchitectures = "native";
+    # (@resources stays allowed: `ulimit`, `nice` and Node's start-up
+    # setrlimit are ordinary things for the terminal tool to run.)
+    SystemCallFilter = [ "@system-service" "~@privileged" ];
+    SystemCallErrorNumber = "EPERM";
+    # Not MemoryDenyWriteExecute: Node.js (V8's JIT), which the terminal
+    # tool and MCP servers run, needs writable+executable memory and dies
+    # with it set.
+    MemoryDenyWriteExecute = false;
+  };
+in
+{
+  options.services.hermes-agent = {
+    enable = mkEnableOption "the hermes-agent gateway service";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.hermes-agent;
+      defaultText = lib.literalExpression "hermes-agent.packages.\${system}.default";
+      description = "The hermes-agent package (the flake's nixosModules set it to its own package).";
+    };
+
+    user = mkOption {
+      type = types.str;
+      default = "hermes";
+      description = "User the agent runs as.";
+    };
+
+    group = mkOption {
+      type = types.str;
+      default = "hermes";
+      description = "Group of the agent's user; members can read stateDir (0750).";
+    };
+
+    createUser = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether to create `user` and `group` (as a system user with home `stateDir`).";
+    };
+
+    stateDir = mkOption {
+      type = types.str;
+      default = "/var/lib/hermes";
+      description = "Directory of the agent's state (0750); HERMES_HOME is `\${stateDir}/.hermes`.";
+    };
+
+    workingDirectory = mkOption {
+      type = types.str;
+      default = "${cfg.stateDir}/workspace";
+      defaultText = lib.literalExpression ''"''${config.services.hermes-agent.stateDir}/workspace"'';
+      description = "The agent's workspace: where its terminal tool runs and `documents` are installed.";
+    };
+
+    addToSystemPackages = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Put the `hermes` CLI on the system PATH and set HERMES_HOME system-wide,
+        so the interactive CLI shares sessions, skills and cron with the service
+        (users must be in `group` to read it).
+      '';
+    };
+
+    settings = mkOption {
+      type = settingsType;
+      default = { };
+      example = lib.literalExpression ''{ model.default = "anthropic/claude-sonnet-4"; max_turns = 60; }'';
+      description = ''
+        Configuration merged into config.yaml (Nix keys win; keys a user or the
+        agent added are kept; keys Nix stops setting are removed). Definitions
+        are deep-merged with lib.recursiveUpdate semantics.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      description = "A config.yaml copied as-is, bypassing `settings` and `mcpServers`.";
+    };
+
+    environment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      description = "Non-secret environment variables, the first bindings of HERMES_HOME/.env (they end up in the store).";
+    };
+
+    environmentFiles = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "/run/secrets/hermes.env" ];
+      description = ''
+        Files in .env syntax (KEY=value) read at every apply and appended to .env
+        (0600) in order; a later binding wins. Strings, never copied into the
+        store: point them at sops-nix or agenix secrets. A missing file is an error.
+      '';
+    };
+
+    authFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      description = "Seeds HERMES_HOME/auth.json when it does not exist. Give a string (not a Nix path) for a secret so it stays out of the store.";
+    };
+
+    authFileForceOverwrite = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Overwrite auth.json from `authFile` whenever they differ.";
+    };
+
+    documents = mkOption {
+      type = types.attrsOf (types.either types.str types.path);
+      default = { };
+      example = lib.literalExpression ''{ "SOUL.md" = "You are terse."; "USER.md" = ./USER.md; }'';
+      description = "Files installed into `workingDirectory` on every switch (a string is the content, a path is copied); SOUL.md and USER.md are read by the agent.";
+    };
+
+    mcpServers = mkOption {
+      type = types.attrsOf (types.submodule mcpServerModule);
+      default = { };
+      description = "MCP servers merged into `settings.mcp_servers`, additive with servers a user added.";
+    };
+
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Extra arguments of `hermes gateway run`.";
+    };
+
+    extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      description = "Packages on the service's PATH (native mode), for the agent's terminal tool.";
+    };
+
+    restart = mkOption {
+      type = types.str;
+      default = "always";
+      description = "systemd Restart= of the service.";
+    };
+
+    restartSec = mkOption {
+      type = types.int;
+      default = 5;
+      description = "systemd RestartSec= of the service, in seconds.";
+    };
+
+    container = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Run the agent in a persistent container instead of a native systemd service.";
+      };
+      backend = mkOption {
+        type = types.enum [ "docker" "podman" ];
+        default = "docker";
+        description = "Container engine (enabled with mkDefault).";
+      };
+      image = mkOption {
+        type = types.str;
+        default = "ubuntu:24.04";
+        description = "Base image of the container; the package comes from the host's /nix/store.";
+      };
+      extraVolumes = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "/srv/projects:/projects:rw" ];
+        description = "Extra `--volume` arguments (recreates the container when changed).";
+      };
+      extraOptions = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "--memory=4g" ];
+        description = "Extra arguments of `docker create` (recreates the container when changed).";
+      };
+    };
+
+    deploymentSpec = mkOption {
+      type = types.attrs;
+      internal = true;
+      readOnly = true;
+      description = "The deployment spec the module renders (for tests and debugging).";
+    };
+  };
+
+  config = mkIf cfg.enable (mkMerge [
+    {
+      services.hermes-agent.deploymentSpec = spec;
+
+      assertions = [
+        {
+          assertion = lib.hasPrefix "/" cfg.stateDir && lib.hasPrefix "/" cfg.workingDirectory;
+          message = "services.hermes-agent: stateDir and workingDirectory must be absolute paths.";
+        }
+        {
+          assertion = cfg.container.enable || !(lib.any (p: lib.hasPrefix "/home/" p || lib.hasPrefix "/root/" p) writablePaths);
+          message = "services.hermes-agent: stateDir and workingDirectory must not be under /home or /root (the service runs with ProtectHome=true).";
+        }
+      ];
+
+      warnings = lib.optional (cfg.configFile != null && (cfg.settings != { } || cfg.mcpServers != { }))
+        "services.hermes-agent: configFile is set, so settings and mcpServers are ignored.";
+
+      users.users = mkIf cfg.createUser {
+        ${cfg.user} = {
+          isSystemUser = true;
+          group = cfg.group;
+          home = cfg.stateDir;
+          description = "hermes-agent service user";
+        };
+      };
+      users.groups = mkIf cfg.createUser { ${cfg.group} = { }; };
+
+      systemd.tmpfiles.rules = [
+        "d ${cfg.stateDir} 0750 ${cfg.user} ${cfg.group} - -"
+        "d ${hermesHome} 0700 ${cfg.user} ${cfg.group} - -"
+        "d ${cfg.workingDirectory} 0750 ${cfg.user} ${cfg.group} - -"
+      ] ++ lib.optional cfg.container.enable "d ${cfg.stateDir}/home 0750 ${cfg.user} ${cfg.group} - -";
+
+      # Activation runs before systemd-tmpfiles, so it creates stateDir itself,
+      # after users exist and after sops-nix / agenix decrypted their secrets.
+      system.activationScripts.hermes-agent = {
+        deps = [ "users" "groups" ]
+          ++ lib.optional (config.system.activationScripts ? setupSecrets) "setupSecrets"
+          ++ lib.optional (config.system.activationScripts ? agenix) "agenix";
+        text = ''
+          install -d -m 0750 -o ${cfg.user} -g ${cfg.group} ${cfg.stateDir}
+          install -d -m 0700 -o ${cfg.user} -g ${cfg.group} ${hermesHome}
+          if ! ${pkgs.util-linux}/bin/runuser -u ${cfg.user} -- ${hermes} ${applyArgs}; then
+            echo "services.hermes-agent: hermes deploy apply failed; the service retries it when it starts" >&2
+          fi
+        '';
+      };
+
+      environment.systemPackages = mkIf cfg.addToSystemPackages [ cfg.package ];
+      environment.variables = mkIf cfg.addToSystemPackages { HERMES_HOME = hermesHome; };
+    }
+
+    (mkIf (!cfg.container.enable) {
+      systemd.services.hermes-agent = {
+        description = "hermes-agent gateway";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ];
+        path = runtimePath;
+        environment = {
+          HERMES_HOME = hermesHome;
+          HERMES_MANAGED = "true";
+          HOME = cfg.stateDir;
+        };
+        serviceConfig = hardening // {
+          Type = "simple";
+          User = cfg.user;
+          Group = cfg.group;
+          WorkingDirectory = cfg.workingDirectory;
+          ExecStartPre = "${hermes} ${applyArgs}";
+          ExecStart = "${hermes} gateway run${lib.optionalString (cfg.extraArgs != [ ]) " ${lib.escapeShellArgs cfg.extraArgs}"}";
+          Restart = cfg.restart;
+          RestartSec = toString cfg.restartSec;
+        };
+      };
+    })
+
+    (mkIf cfg.container.enable {
+      virtualisation.docker.enable = mkIf (cfg.container.backend == "docker") (mkDefault true);
+      virtualisation.podman.enable = mkIf (cfg.container.backend == "podman") (mkDefault true);
+
+      systemd.services.hermes-agent = {
+        description = "hermes-agent gateway (${cfg.container.backend} container)";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ]
+          ++ lib.optional (cfg.container.backend == "docker") "docker.service";
+        requires = lib.optional (cfg.container.backend == "docker") "docker.service";
+        path = [ pkgs.coreutils pkgs.util-linux ];
+        environment.HERMES_HOME = hermesHome;
+        serviceConfig = {
+          Type = "simple";
+          ExecStartPre = "${containerStart}";
+          ExecStart = "${containerCli} start --attach hermes-agent";
+          ExecStop = "${containerCli} stop --time 30 hermes-agent";
+          Restart = cfg.restart;
+          RestartSec = toString cfg.restartSec;
+        };
+      };
+    })
+  ]);
+}

@@ -1,0 +1,363 @@
+"""nix/module.nix evaluated with `lib.evalModules` against nixpkgs' lib.
+
+The module is evaluated by tests/nix/eval-module.nix: nixpkgs' `lib` (a
+checkout of nix-community/nixpkgs.lib whose path is in $HERMES_NIXPKGS_LIB,
+the repository or its `lib` directory), a stub module declaring the NixOS
+options the module sets, and fake derivations for `pkgs`. Nothing is built.
+The spec it renders is fed to the real `hermes deploy apply`, and the native
+unit is rendered to a file and scored by `systemd-analyze security --offline=true`.
+
+Without $HERMES_NIXPKGS_LIB every test here is reported SKIPPED (nixpkgs' lib
+is not vendored): that is not a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT / "tests" / "nix" / "eval-module.nix"
+HERMES = Path(sys.executable).with_name("hermes")
+PKG = "/nix/store/00000000000000000000000000000000-hermes-agent"
+MAX_EXPOSURE = 2.0
+
+
+def nixpkgs_lib() -> Path:
+    raw = os.environ.get("HERMES_NIXPKGS_LIB")
+    if not raw:
+        pytest.skip(
+            "HERMES_NIXPKGS_LIB is not set: point it at a checkout of "
+            "nix-community/nixpkgs.lib to evaluate the NixOS module"
+        )
+    path = Path(raw)
+    if (path / "lib" / "default.nix").is_file():
+        path = path / "lib"
+    if not (path / "default.nix").is_file():
+        pytest.fail(f"HERMES_NIXPKGS_LIB={raw}: no nixpkgs lib (default.nix) there")
+    return path
+
+
+def evaluate(tmp_path: Path, *configs: str) -> dict[str, Any]:
+    """Evaluate the module with CONFIGS (Nix expressions, one module each)."""
+    lib = nixpkgs_lib()
+    nix = shutil.which("nix-instantiate")
+    if nix is None:
+        pytest.fail(
+            "nix-instantiate is not installed: run tests/peers/install.sh as root (nix-bin)"
+        )
+    files = []
+    for i, text in enumerate(configs):
+        f = tmp_path / f"config-{i}.nix"
+        f.write_text(text)
+        files.append(str(f))
+    result = subprocess.run(
+        [
+            nix,
+            "--eval",
+            "--strict",
+            "--json",
+            "--readonly-mode",
+            str(EVAL),
+            "--arg",
+            "libPath",
+            str(lib),
+            "--arg",
+            "extraConfigurations",
+            "[ " + " ".join(files) + " ]",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def render_unit(service: dict[str, Any]) -> str:
+    """The unit file NixOS would write for SERVICE (lists become repeated lines)."""
+
+    def value(v: Any) -> str:
+        return "true" if v is True else "false" if v is False else str(v)
+
+    lines = ["[Unit]", f"Description={service['description']}"]
+    lines += [f"After={u}" for u in service["after"]] + [f"Wants={u}" for u in service["wants"]]
+    lines.append("[Service]")
+    env = dict(service["environment"])
+    env["PATH"] = ":".join(f"{p}/bin" for p in service["path"])
+    lines += [f'Environment="{k}={v}"' for k, v in sorted(env.items())]
+    for key, v in sorted(service["serviceConfig"].items()):
+        lines += [f"{key}={value(x)}" for x in (v if isinstance(v, list) else [v])]
+    lines += ["[Install]"] + [f"WantedBy={u}" for u in service["wantedBy"]]
+    return "\n".join(lines) + "\n"
+
+
+ENABLE = "{ services.hermes-agent.enable = true; }"
+
+
+def test_native_unit_runs_the_gateway_and_applies_the_spec_first(tmp_path: Path) -> None:
+    out = evaluate(tmp_path, ENABLE)
+    assert out["failedAssertions"] == []
+    sc = out["service"]["serviceConfig"]
+    assert sc["ExecStart"] == f"{PKG}/bin/hermes gateway run"
+    pre = re.fullmatch(
+        rf"{PKG}/bin/hermes deploy apply (/nix/store/[0-9a-f]{{32}}-hermes-deployment\.json) "
+        r"--home /var/lib/hermes/\.hermes",
+        sc["ExecStartPre"],
+    )
+    assert pre, sc["ExecStartPre"]
+    assert (sc["User"], sc["Group"]) == ("hermes", "hermes")
+    assert sc["WorkingDirectory"] == "/var/lib/hermes/workspace"
+    assert (sc["Restart"], sc["RestartSec"]) == ("always", "5")
+    assert out["service"]["environment"]["HERMES_HOME"] == "/var/lib/hermes/.hermes"
+    assert out["service"]["environment"]["HERMES_MANAGED"] == "true"
+    assert out["service"]["wantedBy"] == ["multi-user.target"]
+    # hardening
+    assert sc["ProtectSystem"] == "strict"
+    assert sc["ProtectHome"] is True
+    assert sc["PrivateTmp"] is True
+    assert sc["NoNewPrivileges"] is True
+    assert sc["CapabilityBoundingSet"] == ""
+    assert sc["RestrictAddressFamilies"] == ["AF_UNIX", "AF_INET", "AF_INET6"]
+    assert sc["SystemCallFilter"][0] == "@system-service"
+    assert sc["ReadWritePaths"] == ["/var/lib/hermes"]
+    assert sc["MemoryDenyWriteExecute"] is False  # Node's JIT needs W+X memory
+    # the terminal tool's programs are on PATH
+    names = {p.split("-", 1)[1] for p in out["service"]["path"]}
+    assert {"hermes-agent", "nodejs", "git", "ripgrep", "openssh", "ffmpeg"} <= names
+    # activation applies the same spec as the service user, after users and groups
+    act = out["activation"]
+    assert {"users", "groups"} <= set(act["deps"])
+    assert f"runuser -u hermes -- {PKG}/bin/hermes deploy apply {pre.group(1)}" in act["text"]
+    assert "install -d -m 0750 -o hermes -g hermes /var/lib/hermes" in act["text"]
+
+
+def test_users_groups_and_tmpfiles(tmp_path: Path) -> None:
+    out = evaluate(tmp_path, ENABLE)
+    assert out["users"]["hermes"]["isSystemUser"] is True
+    assert out["users"]["hermes"]["group"] == "hermes"
+    assert out["users"]["hermes"]["home"] == "/var/lib/hermes"
+    assert out["groups"] == ["hermes"]
+    assert "d /var/lib/hermes 0750 hermes hermes - -" in out["tmpfiles"]
+    assert "d /var/lib/hermes/.hermes 0700 hermes hermes - -" in out["tmpfiles"]
+    assert "d /var/lib/hermes/workspace 0750 hermes hermes - -" in out["tmpfiles"]
+    assert out["systemPackages"] == [] and out["variables"] == {}
+
+    custom = evaluate(
+        tmp_path,
+        '{ services.hermes-agent = { enable = true; user = "ai"; group = "ai"; '
+        'createUser = false; stateDir = "/srv/ai"; }; }',
+    )
+    assert custom["users"] == {} and custom["groups"] == []
+    assert custom["service"]["serviceConfig"]["User"] == "ai"
+    assert "d /srv/ai 0750 ai ai - -" in custom["tmpfiles"]
+    assert custom["service"]["environment"]["HERMES_HOME"] == "/srv/ai/.hermes"
+
+
+def test_disabled_module_defines_nothing(tmp_path: Path) -> None:
+    out = evaluate(tmp_path, "{ }")
+    assert out["service"] is None and out["activation"] is None
+    assert out["users"] == {} and out["tmpfiles"] == []
+
+
+def test_settings_are_deep_merged_across_definitions(tmp_path: Path) -> None:
+    out = evaluate(
+        tmp_path,
+        '{ services.hermes-agent = { enable = true; settings = { model.default = "a/b"; '
+        'terminal = { timeout = 10; ssh.user = "me"; }; }; }; }',
+        '{ services.hermes-agent.settings = { model.provider = "custom"; '
+        'terminal.ssh.host = "build.lan"; toolsets = [ "web" ]; }; }',
+    )
+    assert out["spec"]["settings"] == {
+        "model": {"default": "a/b", "provider": "custom"},
+        "terminal": {"timeout": 10, "ssh": {"user": "me", "host": "build.lan"}},
+        "toolsets": ["web"],
+    }
+
+
+def test_properties_inside_settings_are_resolved(tmp_path: Path) -> None:
+    out = evaluate(
+        tmp_path,
+        "{ lib, ... }: { services.hermes-agent = { enable = true; settings = { "
+        'model.default = lib.mkDefault "a/b"; model.provider = lib.mkIf false "custom"; '
+        "terminal = lib.mkIf true { timeout = 5; }; }; }; }",
+        '{ services.hermes-agent.settings.model.default = "c/d"; }',
+    )
+    assert out["spec"]["settings"] == {"model": {"default": "c/d"}, "terminal": {"timeout": 5}}
+
+
+def test_rendered_spec_is_accepted_by_hermes_deploy_apply(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("OPENROUTER_API_KEY=sk-test\n")
+    out = evaluate(
+        tmp_path,
+        f"""{{ services.hermes-agent = {{
+          enable = true;
+          stateDir = "{state}";
+          settings.model.default = "a/b";
+          environment.LOG_LEVEL = "info";
+          environmentFiles = [ "{secrets}" ];
+          documents."SOUL.md" = "You are terse.\\n";
+          mcpServers.fs = {{ command = "npx"; args = [ "-y" "server-fs" ];
+            tools.include = [ "read" ]; }};
+          extraArgs = [ "--verbose" "a b" ];
+        }}; }}""",
+    )
+    spec = out["spec"]
+    assert spec["version"] == 1
+    assert spec["stateDir"] == str(state) and spec["workingDirectory"] == f"{state}/workspace"
+    assert spec["environmentFiles"] == [str(secrets)]  # a string: never copied into the store
+    assert spec["container"]["enable"] is False and spec["container"]["entrypoint"] == ""
+    assert out["service"]["serviceConfig"]["ExecStart"].endswith("gateway run --verbose 'a b'")
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
+    result = subprocess.run(
+        [str(HERMES), "deploy", "apply", str(spec_file), "--home", f"{state}/.hermes", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    config = yaml.safe_load((state / ".hermes" / "config.yaml").read_text())
+    assert config["model"] == {"default": "a/b"}
+    assert config["mcp_servers"]["fs"] == {
+        "command": "npx",
+        "args": ["-y", "server-fs"],
+        "enabled": True,
+        "tools": {"include": ["read"]},
+    }
+    assert (state / "workspace" / "SOUL.md").read_text() == "You are terse.\n"
+    env_file = state / ".hermes" / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert "OPENROUTER_API_KEY=" in env_file.read_text() and "LOG_LEVEL=" in env_file.read_text()
+
+
+def test_document_paths_become_store_sources(tmp_path: Path) -> None:
+    doc = tmp_path / "USER.md"
+    doc.write_text("me\n")
+    out = evaluate(
+        tmp_path,
+        f'{{ services.hermes-agent = {{ enable = true; documents = {{ "USER.md" = {doc}; '
+        '"SOUL.md" = "text"; }; }; }',
+    )
+    docs = out["spec"]["documents"]
+    assert docs["SOUL.md"] == "text"
+    assert re.fullmatch(r"/nix/store/[0-9a-z]{32}-USER\.md", docs["USER.md"]["source"])
+
+
+def test_add_to_system_packages(tmp_path: Path) -> None:
+    out = evaluate(
+        tmp_path, "{ services.hermes-agent = { enable = true; addToSystemPackages = true; }; }"
+    )
+    assert out["systemPackages"] == [PKG]
+    assert out["variables"] == {"HERMES_HOME": "/var/lib/hermes/.hermes"}
+
+
+def test_state_dir_under_home_is_refused(tmp_path: Path) -> None:
+    out = evaluate(
+        tmp_path, '{ services.hermes-agent = { enable = true; stateDir = "/home/hermes"; }; }'
+    )
+    assert any("ProtectHome" in m for m in out["failedAssertions"])
+
+
+def identity(tmp_path: Path, spec: dict[str, Any]) -> str:
+    f = tmp_path / "identity-spec.json"
+    f.write_text(json.dumps(spec))
+    result = subprocess.run(
+        [str(HERMES), "deploy", "identity", str(f)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_container_mode(tmp_path: Path) -> None:
+    base = "services.hermes-agent = { enable = true; container.enable = true;"
+    out = evaluate(tmp_path, f"{{ {base} }}; }}")
+    assert out["failedAssertions"] == []
+    assert out["docker"] is True and out["podman"] is False
+    sc = out["service"]["serviceConfig"]
+    assert "User" not in sc  # root drives the container; the agent inside is unprivileged
+    assert sc["ExecStart"].endswith("/bin/docker start --attach hermes-agent")
+    assert re.fullmatch(r"/nix/store/[0-9a-f]{32}-hermes-agent-container-start", sc["ExecStartPre"])
+    assert "docker.service" in out["service"]["after"]
+    assert "d /var/lib/hermes/home 0750 hermes hermes - -" in out["tmpfiles"]
+    container = out["spec"]["container"]
+    assert container["enable"] is True and container["image"] == "ubuntu:24.04"
+    assert "exec /data/current-package/bin/hermes gateway run --replace" in container["entrypoint"]
+    assert "cd /data/workspace" in container["entrypoint"]
+
+    podman = evaluate(tmp_path, f'{{ {base} container.backend = "podman"; }}; }}')
+    assert podman["podman"] is True and podman["docker"] is False
+    assert podman["service"]["serviceConfig"]["ExecStart"].endswith(
+        "/bin/podman start --attach hermes-agent"
+    )
+
+    # what recreates the container: the image; what does not: settings, environment, package
+    same = evaluate(
+        tmp_path,
+        f'{{ {base} settings.model.default = "x/y"; environment.A = "1"; }}; }}',
+        '{ services.hermes-agent.package = { type = "derivation"; name = "other"; '
+        'outPath = "/nix/store/11111111111111111111111111111111-other"; }; }',
+    )
+    image = evaluate(tmp_path, f'{{ {base} container.image = "debian:12"; }}; }}')
+    assert identity(tmp_path, same["spec"]) == identity(tmp_path, out["spec"])
+    assert identity(tmp_path, image["spec"]) != identity(tmp_path, out["spec"])
+    assert image["service"]["serviceConfig"]["ExecStartPre"] != sc["ExecStartPre"]
+
+
+def test_docs_list_every_option(tmp_path: Path) -> None:
+    out = evaluate(tmp_path, "{ }")
+    docs = (ROOT / "docs" / "nixos.md").read_text()
+    assert len(out["options"]) > 30
+    missing = [o for o in out["options"] if f"`{o}`" not in docs]
+    assert missing == [], f"docs/nixos.md does not describe {missing}"
+
+
+def test_options_reference_is_generated_from_the_module() -> None:
+    lib = nixpkgs_lib()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_nix_options_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HERMES_NIXPKGS_LIB": str(lib)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_native_unit_security_exposure(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail(
+            "systemd-analyze is not installed: run tests/peers/install.sh as root (systemd)"
+        )
+    out = evaluate(tmp_path, ENABLE)
+    unit = tmp_path / "hermes-agent.service"
+    unit.write_text(render_unit(out["service"]))
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    text = result.stdout + result.stderr
+    found = re.search(r"Overall exposure level for hermes-agent\.service: (\d+\.\d+)", text)
+    assert found, text
+    print(f"systemd-analyze security: {found.group(1)}")
+    assert float(found.group(1)) <= MAX_EXPOSURE, text
