@@ -314,7 +314,12 @@ def _prewarm_sdk(wire: str) -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
-    threading.Thread(target=load, name="sdk-prewarm", daemon=True).start()
+    # Started a moment later, so the imports do not compete with drawing the prompt
+    # for the interpreter lock; nobody types a message in a quarter of a second.
+    timer = threading.Timer(0.25, load)
+    timer.name = "sdk-prewarm"
+    timer.daemon = True
+    timer.start()
 
 
 class Repl:
