@@ -9,7 +9,7 @@ it from cache on every later call. Sources, in order:
 3. ``USER.md``: who the user is, found the same way;
 4. the personality named by ``display.personality``;
 5. sections contributed by other parts (the memory snapshot, the skills
-   index) through :data:`SECTION_MODULES` and :data:`SECTION_PROVIDERS`.
+   index) through :data:`SECTION_MODULES`.
 
 A part that adds a section is listed in :data:`SECTION_MODULES` by module
 name, like the tool modules: the module is imported only when a session's
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,9 +49,6 @@ PERSONALITIES = {
 }
 
 MAX_DOCUMENT_CHARS = 20_000
-
-#: Callables that add a section (or None) to the prompt; later parts register here.
-SECTION_PROVIDERS: list[Callable[[], str | None]] = []
 
 #: Modules whose ``prompt_section(config, tools) -> str | None`` adds a section to every
 #: session's prompt built with a configuration, in this order.
@@ -112,8 +109,4 @@ def build_system_prompt(
             extra = importlib.import_module(module).prompt_section(config, tools)
             if extra:
                 sections.append(extra)
-    for provider in SECTION_PROVIDERS:
-        extra = provider()
-        if extra:
-            sections.append(extra)
     return "\n\n".join(sections)

@@ -175,7 +175,7 @@ class Gateway:
         return session_id
 
     async def _answer(self, row: InboundMessage) -> None:
-        from hermes_agent.cli.chat import build_agent
+        from hermes_agent.agent.factory import build_agent
 
         platform = self.platforms.get(row.platform)
         session_id = self._session_for(row)
@@ -438,7 +438,7 @@ def setup_logging() -> None:
 
 def run(*, replace: bool) -> int:
     """``hermes gateway run``: serve in the foreground until SIGTERM."""
-    from hermes_agent.cli.chat import agent_parts
+    from hermes_agent.agent.factory import agent_parts
     from hermes_agent.cli.common import load_config
     from hermes_agent.state.db import StateDB
 

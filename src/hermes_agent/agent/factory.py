@@ -1,0 +1,93 @@
+"""Building an agent from the configuration: shared by `hermes chat` and the gateway.
+
+Front ends differ in how they show text and ask for approval; what provider,
+tools and workspace a session gets, and how its :class:`Agent` is put
+together, is decided here once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hermes_agent.errors import UsageError
+
+if TYPE_CHECKING:
+    from hermes_agent.agent.loop import Agent
+    from hermes_agent.agent.loop import Events as AgentEvents
+    from hermes_agent.config.loader import Config
+    from hermes_agent.providers.settings import ProviderSettings
+    from hermes_agent.state.db import StateDB
+    from hermes_agent.tools.registry import Tool
+
+
+def workspace(config: Config) -> Path:
+    raw = config.get("terminal.cwd") or ""
+    path = Path(raw).expanduser() if raw else Path.cwd()
+    if not path.is_dir():
+        raise UsageError(
+            f"workspace {path} does not exist (terminal.cwd); create it or run `hermes setup`"
+        )
+    return path
+
+
+def agent_parts(
+    config: Config,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    toolsets: str | None = None,
+) -> tuple[ProviderSettings, list[Tool], Path]:
+    """Provider settings, the tools offered and the workspace (shared with the gateway)."""
+    from hermes_agent import redact
+    from hermes_agent.providers import settings as provider_settings
+    from hermes_agent.tools.registry import builtin_registry
+
+    redact.set_enabled(bool(config.get("redaction.enabled")))
+    settings = provider_settings.resolve(config, provider=provider, model=model, base_url=base_url)
+    chosen = (
+        [t.strip() for t in toolsets.split(",") if t.strip()]
+        if toolsets
+        else config.get("toolsets")
+    )
+    # A tool that cannot work with this configuration (no search backend...) is not offered.
+    tools = [
+        t
+        for t in builtin_registry().select(chosen)
+        if t.unavailable is None or t.unavailable(config) is None
+    ]
+    return settings, tools, workspace(config)
+
+
+def build_agent(
+    *,
+    config: Config,
+    settings: ProviderSettings,
+    tools: list[Tool],
+    db: StateDB,
+    session_id: str,
+    cwd: Path,
+    events: AgentEvents,
+) -> Agent:
+    """An :class:`Agent` on ``session_id`` (shared by the chat and the gateway)."""
+    from hermes_agent.agent.loop import Agent
+    from hermes_agent.providers import settings as provider_settings
+
+    summary_model = config.get("compression.summary_model")
+
+    def summary_provider() -> Any:
+        from dataclasses import replace
+
+        return provider_settings.build(replace(settings, model=summary_model, stream=False))
+
+    return Agent(
+        provider=provider_settings.build(settings),
+        tools=tools,
+        config=config,
+        db=db,
+        session_id=session_id,
+        cwd=cwd,
+        events=events,
+        summary_provider=summary_provider if summary_model else None,
+    )
