@@ -455,12 +455,20 @@ def test_sigterm_keeps_an_unfinished_answer_for_the_next_start(
     assert "Idempotency-Key" in str(error)
     with StateDB(gateway.home / "state.db") as db:
         (row,) = db.unfinished_inbound()
-        assert row.status == "pending" and row.message_id == "job-7"
+        # "processing": the message is in the conversation already; the turn is continued.
+        assert row.status == "processing" and row.message_id == "job-7"
     restarted = start()
     again = ask(restarted, "long job", user="fred", extra_headers=headers)
     assert again == "Answered after the restart."
     with StateDB(gateway.home / "state.db") as db:
         assert db.unfinished_inbound() == []
+        (stored,) = [r for r in db.undelivered_inbound() + [db.get_inbound(row.id)] if r]
+        assert stored.session_id is not None
+        history = db.messages(stored.session_id)
+    # The interrupted turn was finished, not started again: the question is in once.
+    assert [m["content"] for m in history if m["role"] == "user"] == ["long job"]
+    assert history[-1] == {"role": "assistant", "content": "Answered after the restart."}
+    assert llm.requests[-1].messages[-1]["content"] == "long job"
 
 
 def test_dangerous_command_is_denied_without_anyone_to_approve(

@@ -86,6 +86,11 @@ def gateway_pid_path() -> Path:
     return path(GATEWAY_PID_FILE)
 
 
+def gateway_lock_path() -> Path:
+    """Held (flock) by the running gateway: two gateways never share a HERMES_HOME."""
+    return path("gateway.lock")
+
+
 def state_db_path() -> Path:
     return path(STATE_DB)
 

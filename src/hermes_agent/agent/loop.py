@@ -94,6 +94,7 @@ STOPPED_TEMPLATE = (
     "Stopped: this message used the limit of {n} model calls (agent.max_turns). "
     "The work so far is kept; send another message to continue."
 )
+INTERRUPTED_MARK = " [interrupted by the user]"
 CANCELLED_RESULT = "cancelled: the user interrupted this tool call before it finished"
 
 
@@ -203,14 +204,45 @@ class Agent:
         base = self._last_prompt_tokens or (len(self.system) // 4)
         return base + self._chars_since_last_call // 4
 
-    async def run(self, text: str) -> TurnResult:
-        """Answer one user message, using tools as needed."""
+    def _resumable(self, text: str) -> TurnResult | bool:
+        """For :meth:`run` with ``resume``: is ``text`` the turn the history ends in?
+
+        Returns the finished answer when that turn was already answered (the
+        process died before recording that it was), True when the turn was
+        started and must go on, False when the message never made it in.
+        """
+        for index in range(len(self.history) - 1, -1, -1):
+            message = self.history[index]
+            if message["role"] != "user":
+                continue
+            if message.get("content") != text:
+                return False
+            last = self.history[-1]
+            if index < len(self.history) - 1 and last["role"] == "assistant":
+                content = str(last.get("content") or "")
+                if not last.get("tool_calls") and not content.endswith(INTERRUPTED_MARK):
+                    return TurnResult(content, "done", 0, Usage(), 0.0)
+            return True
+        return False
+
+    async def run(self, text: str, *, resume: bool = False) -> TurnResult:
+        """Answer one user message, using tools as needed.
+
+        ``resume``: the message may already be the last user turn of the
+        history, from a process that was stopped while answering it (the
+        gateway after a crash); then that turn is finished rather than the
+        message added a second time.
+        """
+        resumed = self._resumable(text) if resume else False
+        if isinstance(resumed, TurnResult):
+            return resumed
         self._repair_unanswered_calls()
         # Set by tools that read web pages or files; a sub-agent inherits its parent's.
         self.context.state["untrusted_read"] = self.inherited_untrusted
         if not self.inherited_untrusted:
             self.context.state.pop("untrusted_sources", None)
-        self._append({"role": "user", "content": text})
+        if not resumed:
+            self._append({"role": "user", "content": text})
         turn_usage = Usage()
         turn_cost: float | None = 0.0
         partial: list[str] = []
@@ -237,7 +269,7 @@ class Agent:
                 self._append(
                     {
                         "role": "assistant",
-                        "content": "".join(partial) + " [interrupted by the user]",
+                        "content": "".join(partial) + INTERRUPTED_MARK,
                     }
                 )
             self._repair_unanswered_calls()

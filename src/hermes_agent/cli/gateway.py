@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from hermes_agent.errors import EXIT_FAILURE, HermesError
 
@@ -36,6 +37,89 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "stop", help="stop the running gateway (it finishes its answers first)", formatter_class=fmt
     )
     stop.set_defaults(handler=cmd_stop)
+
+    _configure_pair(sub, fmt)
+
+
+def _configure_pair(sub: argparse._SubParsersAction[argparse.ArgumentParser], fmt: Any) -> None:
+    pair = sub.add_parser(
+        "pair",
+        help="let new chat users in: list pairing requests, approve codes, revoke users",
+        formatter_class=fmt,
+        description=(
+            "A user whom no allow-list (gateway.platforms.NAME.allowed_users/allowed_chats) "
+            "lets in gets a pairing code from the bot; approving the code lets that user in."
+        ),
+    )
+    pair.set_defaults(handler=cmd_pair_list)
+    actions = pair.add_subparsers(dest="pair_command", metavar="ACTION", title="actions")
+    listing = actions.add_parser(
+        "list", help="pending pairing codes and paired users", formatter_class=fmt
+    )
+    listing.set_defaults(handler=cmd_pair_list)
+    approve = actions.add_parser("approve", help="let the user with CODE in", formatter_class=fmt)
+    approve.add_argument("code", help="the code the bot gave the user, e.g. ABCD-EFGH")
+    approve.set_defaults(handler=cmd_pair_approve)
+    revoke = actions.add_parser("revoke", help="remove a paired user", formatter_class=fmt)
+    revoke.add_argument("platform", help="platform name, e.g. telegram")
+    revoke.add_argument("user", help="the user's id on that platform (see `pair list`)")
+    revoke.set_defaults(handler=cmd_pair_revoke)
+
+
+def cmd_pair_list(args: argparse.Namespace) -> int:
+    import time
+
+    from hermes_agent.gateway.access import PAIRING_TTL_SECONDS
+    from hermes_agent.state.db import StateDB
+
+    with StateDB() as db:
+        db.drop_pairing_requests(time.time() - PAIRING_TTL_SECONDS)
+        requests = db.pairing_requests()
+        paired = db.paired_users()
+    if not requests and not paired:
+        print("no pairing requests and no paired users")
+        return 0
+    if requests:
+        print("waiting for approval:")
+        for r in requests:
+            name = f" ({r.user_name})" if r.user_name else ""
+            age = int((time.time() - r.created_at) // 60)
+            print(f"  {r.code}  {r.platform} user {r.user_id}{name}, {age} min ago")
+    if paired:
+        print("paired users:")
+        for platform, user_id, user_name, _approved in paired:
+            name = f" ({user_name})" if user_name else ""
+            print(f"  {platform} user {user_id}{name}")
+    return 0
+
+
+def cmd_pair_approve(args: argparse.Namespace) -> int:
+    from hermes_agent.errors import UsageError
+    from hermes_agent.gateway.access import approve
+    from hermes_agent.state.db import StateDB
+
+    with StateDB() as db:
+        request = approve(db, args.code)
+    if request is None:
+        raise UsageError(
+            f"no pairing request has the code {args.code!r} (codes expire after an hour; "
+            "see `hermes gateway pair list`)"
+        )
+    name = f" ({request.user_name})" if request.user_name else ""
+    print(f"approved: {request.platform} user {request.user_id}{name} can talk to the agent now")
+    return 0
+
+
+def cmd_pair_revoke(args: argparse.Namespace) -> int:
+    from hermes_agent.state.db import StateDB
+
+    with StateDB() as db:
+        removed = db.revoke_pairing(args.platform, args.user)
+    if not removed:
+        print(f"{args.platform} user {args.user} was not paired")
+        return EXIT_FAILURE
+    print(f"revoked: {args.platform} user {args.user} is no longer let in by pairing")
+    return 0
 
 
 def _usage(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ and the Nix config-drift check compares its keys. A key belongs here only when
 some part of hermes reads it.
 
 Kinds: ``str``, ``int``, ``number`` (int or float), ``bool``, ``list[str]``,
+``list[id]`` (strings or integers: platform ids, which YAML may read as numbers),
 ``dict`` (an open mapping whose entries a later part validates); a trailing
 ``?`` allows ``null``.
 """
@@ -45,6 +46,27 @@ class Setting:
         self.maximum = maximum
         #: ``${VAR}`` in the value is replaced from the environment when loaded.
         self.interpolate = interpolate
+
+
+def platform_settings(name: str, label: str) -> tuple[Setting, ...]:
+    """The access-control keys every chat platform has, under gateway.platforms.<name>."""
+    prefix = f"gateway.platforms.{name}"
+    return (
+        Setting(
+            f"{prefix}.allowed_users",
+            [],
+            "list[id]",
+            f"{label} user ids allowed to talk to the agent. Empty allows nobody (new users "
+            "get a pairing code instead, see `gateway.pairing`), never everybody.",
+        ),
+        Setting(
+            f"{prefix}.allowed_chats",
+            [],
+            "list[id]",
+            f"{label} chats (rooms, channels, groups) in which every member may talk to "
+            "the agent, in addition to `allowed_users`.",
+        ),
+    )
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -398,6 +420,29 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "gateway.pairing",
+        True,
+        "bool",
+        "Answer a user who is not allowed with a one-time pairing code; the owner lets them "
+        "in with `hermes gateway pair approve CODE`. Off: such users get no answer at all.",
+    ),
+    Setting(
+        "gateway.send_retries",
+        5,
+        "int",
+        "How many times a reply that failed to send is retried (with backoff, honouring the "
+        "platform's retry-after) before the user is told it could not be delivered.",
+        minimum=0,
+    ),
+    Setting(
+        "gateway.reconnect_max_delay",
+        60,
+        "number",
+        "Longest wait, in seconds, between attempts to reconnect to a platform. Attempts "
+        "never stop; the wait grows exponentially (with jitter) up to this.",
+        minimum=0.1,
+    ),
+    Setting(
         "gateway.platforms.api_server.enabled",
         False,
         "bool",
@@ -472,6 +517,7 @@ _EXPECTED = {
     "number": "a number",
     "bool": "true or false",
     "list[str]": "a list of strings",
+    "list[id]": "a list of ids (strings or integers)",
     "dict": "a mapping",
 }
 
@@ -494,6 +540,10 @@ def check_value(setting: Setting, value: Any) -> str | None:
         ok = isinstance(value, bool)
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    elif kind == "list[id]":
+        ok = isinstance(value, list) and all(
+            isinstance(item, str | int) and not isinstance(item, bool) for item in value
+        )
     elif kind == "dict":
         ok = isinstance(value, dict)
     else:  # pragma: no cover - a programming error in SETTINGS

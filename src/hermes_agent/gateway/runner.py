@@ -12,9 +12,16 @@ at a time. The reply is stored with the message (``done``) and handed to the
 adapter's :meth:`~hermes_agent.gateway.platforms.Platform.send`.
 
 SIGTERM (or SIGINT) stops taking new messages, lets the running answers
-finish for up to ``gateway.shutdown_timeout`` seconds, then cancels the rest: their rows go
-back to ``pending`` and the next start answers them (as it does for
-everything a crash left ``pending`` or ``processing``).
+finish for up to ``gateway.shutdown_timeout`` seconds, then cancels the rest;
+the next start finishes them (as it does for everything a crash left
+``pending`` or ``processing``: a ``processing`` turn is continued, not
+started over, so the message is not added to the conversation twice), and
+sends replies that were answered but not (fully) delivered, from the first
+chunk the platform had not accepted.
+
+Delivery is at least once: a crash between the platform accepting a chunk and
+state.db recording it (a window of about a millisecond) sends that chunk again,
+because no chat API lets a client ask whether its message arrived.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.agent.loop import Events
 from hermes_agent.errors import HermesError, UsageError
+from hermes_agent.gateway.access import PAIRING_MESSAGE, Access
 from hermes_agent.gateway.platforms import PLATFORMS, Outbound, Platform
 
 if TYPE_CHECKING:
@@ -45,6 +53,8 @@ log = logging.getLogger("hermes_agent.gateway")
 
 #: How long ``stop``/``--replace`` wait for a gateway to exit, beyond its shutdown_timeout.
 STOP_GRACE_SECONDS = 15.0
+#: Seconds between typing indicators while an answer is written.
+TYPING_INTERVAL = 4.0
 
 RouteKey = tuple[str, str, str]
 
@@ -95,11 +105,14 @@ class Gateway:
         self.db = db
         self.max_concurrent = int(config.get("gateway.max_concurrent_sessions"))
         self.shutdown_timeout = float(config.get("gateway.shutdown_timeout"))
+        self.send_retries = int(config.get("gateway.send_retries"))
         self.platforms: dict[str, Platform] = {}
         self.accepting = False
+        self.access = Access(config, db)
         self._semaphore: asyncio.Semaphore | None = None
         self._queues: dict[RouteKey, deque[InboundMessage]] = {}
         self._workers: dict[RouteKey, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[object]] = set()
         self._stopping: asyncio.Event | None = None
         for name in enabled_platforms(config):
             self.platforms[name] = PLATFORMS[name]()(self, config)
@@ -115,14 +128,23 @@ class Gateway:
         text: str,
         thread_id: str = "",
         user_id: str = "",
-    ) -> tuple[InboundMessage, bool]:
+        user_name: str = "",
+    ) -> tuple[InboundMessage | None, bool]:
         """Store a message (before the platform is acknowledged) and queue it.
 
         Returns the stored row and whether it is new; a message id seen before
-        is neither stored nor answered again.
+        is neither stored nor answered again. A sender the platform's
+        allow-lists do not let in gets ``(None, False)``: nothing is stored,
+        and they are sent a pairing code instead (once per code).
         """
         if not self.accepting:
             raise GatewayClosedError("the gateway is shutting down")
+        adapter = self.platforms.get(platform)
+        if (adapter is None or adapter.access_control) and not self.access.allowed(
+            platform, user_id, chat_id
+        ):
+            self._refuse(adapter, platform, chat_id, thread_id, user_id, user_name, message_id)
+            return None, False
         row, new = self.db.add_inbound(
             platform=platform,
             chat_id=chat_id,
@@ -137,6 +159,73 @@ class Gateway:
         else:
             log.info("inbound %s from %s is a repeat of %d", message_id, platform, row.id)
         return row, new
+
+    def _refuse(
+        self,
+        adapter: Platform | None,
+        platform: str,
+        chat_id: str,
+        thread_id: str,
+        user_id: str,
+        user_name: str,
+        message_id: str,
+    ) -> None:
+        pairing = self.access.pairing_code(platform, user_id, user_name, chat_id)
+        if pairing is None:
+            log.info("%s: message from user %r refused (not allowed)", platform, user_id)
+            return
+        code, created = pairing
+        if not created:
+            log.info("%s: user %r is waiting for pairing approval", platform, user_id)
+            return
+        log.info(
+            "%s: user %r (%s) is not allowed; sent pairing code %s "
+            "(approve with `hermes gateway pair approve %s`)",
+            platform,
+            user_id,
+            user_name or "no name",
+            code,
+            code,
+        )
+        if adapter is not None:
+            message = Outbound(
+                platform=platform,
+                chat_id=chat_id,
+                thread_id=thread_id,
+                reply_to=message_id,
+                text=PAIRING_MESSAGE.format(code=code),
+            )
+            self._spawn(self._send_untracked(adapter, message))
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def deliver_text(
+        self, platform: str, chat_id: str, thread_id: str, text: str, reply_to: str = ""
+    ) -> bool:
+        """Send ``text`` to a chat (cron results, webhooks): split, retried, not tracked."""
+        adapter = self.platforms.get(platform)
+        if adapter is None:
+            log.warning("cannot deliver to %s:%s: platform not enabled", platform, chat_id)
+            return False
+        message = Outbound(
+            platform=platform, chat_id=chat_id, thread_id=thread_id, reply_to=reply_to, text=text
+        )
+        return await self._send_untracked(adapter, message)
+
+    async def _send_untracked(self, adapter: Platform, message: Outbound) -> bool:
+        from hermes_agent.gateway.delivery import deliver
+
+        try:
+            if await adapter.send(message):
+                return True
+            delivered, _ = await deliver(adapter, message, retries=self.send_retries)
+            return delivered
+        except Exception:
+            log.exception("sending to %s chat %s failed", adapter.name, message.chat_id)
+            return False
 
     # --- queue and workers ----------------------------------------------------------
 
@@ -178,6 +267,9 @@ class Gateway:
         from hermes_agent.agent.factory import build_agent
 
         platform = self.platforms.get(row.platform)
+        if row.status in ("done", "failed"):  # Answered before; the reply is still owed.
+            await self._deliver(row, platform, _reply_of(row))
+            return
         session_id = self._session_for(row)
         self.db.set_inbound_status(row.id, "processing", session_id=session_id)
         started = time.monotonic()
@@ -194,12 +286,13 @@ class Gateway:
         except HermesError as exc:
             await self._fail(row, platform, str(exc))
             return
+        typing = asyncio.create_task(self._keep_typing(platform, row))
         try:
-            result = await agent.run(row.text)
+            result = await agent.run(row.text, resume=row.status == "processing")
         except asyncio.CancelledError:
-            # Stopped before the answer: the next start answers it again.
-            self.db.set_inbound_status(row.id, "pending")
-            log.info("inbound %d interrupted by shutdown; kept as pending", row.id)
+            # Stopped before the answer: the next start finishes the turn (it stays
+            # "processing", which tells the agent the message is in the history already).
+            log.info("inbound %d interrupted by shutdown; answered after the next start", row.id)
             raise
         except HermesError as exc:
             await self._fail(row, platform, str(exc))
@@ -209,6 +302,7 @@ class Gateway:
             await self._fail(row, platform, f"internal error: {exc}")
             return
         finally:
+            typing.cancel()
             with contextlib.suppress(Exception):
                 await agent.aclose()
         self.db.set_inbound_status(row.id, "done", reply=result.text)
@@ -220,6 +314,7 @@ class Gateway:
             session_id,
         )
         await self._deliver(
+            row,
             platform,
             Outbound(
                 platform=row.platform,
@@ -232,22 +327,28 @@ class Gateway:
             ),
         )
 
+    async def _keep_typing(self, platform: Platform | None, row: InboundMessage) -> None:
+        """Show the typing indicator while the answer is written (platforms drop it after ~5 s)."""
+        if platform is None:
+            return
+        while True:
+            try:
+                await platform.typing(row.chat_id, row.thread_id)
+            except Exception as exc:  # Cosmetic: never let it disturb the answer.
+                log.debug("%s: typing indicator failed: %s", platform.name, exc)
+            await asyncio.sleep(TYPING_INTERVAL)
+
     async def _fail(self, row: InboundMessage, platform: Platform | None, reason: str) -> None:
         log.warning("inbound %d failed: %s", row.id, reason)
         self.db.set_inbound_status(row.id, "failed", error=reason)
-        await self._deliver(
-            platform,
-            Outbound(
-                platform=row.platform,
-                chat_id=row.chat_id,
-                thread_id=row.thread_id,
-                reply_to=row.message_id,
-                text=f"Sorry, I could not answer: {reason}",
-                failed=True,
-            ),
-        )
+        await self._deliver(row, platform, _failure_reply(row, reason))
 
-    async def _deliver(self, platform: Platform | None, message: Outbound) -> None:
+    async def _deliver(
+        self, row: InboundMessage, platform: Platform | None, message: Outbound
+    ) -> None:
+        """Hand the reply to the platform, recording progress so a restart resumes it."""
+        from hermes_agent.gateway.delivery import deliver
+
         if platform is None:
             log.warning(
                 "reply to %s message %s kept in state.db: platform not enabled",
@@ -256,11 +357,24 @@ class Gateway:
             )
             return
         try:
-            await platform.send(message)
+            if await platform.send(message):
+                self.db.set_delivery(row.id, "sent")
+                return
+            delivered, _reason = await deliver(
+                platform,
+                message,
+                retries=self.send_retries,
+                skip=row.delivered,
+                on_chunk=lambda n: self.db.set_delivery(row.id, "sending", n),
+            )
+        except asyncio.CancelledError:
+            raise  # Stopped while sending: the next start sends what is left.
         except Exception:
             log.exception(
                 "sending the reply to %s message %s failed", platform.name, message.reply_to
             )
+            delivered = False
+        self.db.set_delivery(row.id, "sent" if delivered else "failed")
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -282,9 +396,14 @@ class Gateway:
                 started.append(platform)
                 log.info("platform %s started", platform.name)
             self.accepting = True
+            # Replies owed from before (answered, not delivered), then unanswered messages:
+            # both go through the conversation's queue, so its order is kept.
+            owed = [r for r in self.db.undelivered_inbound() if r.platform in self.platforms]
             resumed = self.db.unfinished_inbound()
-            for row in resumed:
+            for row in sorted(owed + resumed, key=lambda r: r.id):
                 self._enqueue(row)
+            if owed:
+                log.info("delivering %d replies left undelivered", len(owed))
             if resumed:
                 log.info("resuming %d unanswered messages", len(resumed))
             log.info("gateway running (pid %d)", os.getpid())
@@ -294,6 +413,9 @@ class Gateway:
             await self._drain()
         finally:
             self.accepting = False
+            for task in list(self._background):
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             for platform in reversed(started):
                 try:
                     await platform.stop()
@@ -315,8 +437,43 @@ class Gateway:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _reply_of(row: InboundMessage) -> Outbound:
+    """The stored reply of an answered message, to deliver it again."""
+    if row.status == "failed":
+        return _failure_reply(row, row.error or "unknown error")
+    return Outbound(
+        platform=row.platform,
+        chat_id=row.chat_id,
+        thread_id=row.thread_id,
+        reply_to=row.message_id,
+        text=row.reply or "",
+    )
+
+
+def _failure_reply(row: InboundMessage, reason: str) -> Outbound:
+    return Outbound(
+        platform=row.platform,
+        chat_id=row.chat_id,
+        thread_id=row.thread_id,
+        reply_to=row.message_id,
+        text=f"Sorry, I could not answer: {reason}",
+        failed=True,
+    )
+
+
 def enabled_platforms(config: Config) -> list[str]:
-    """The names of the platforms switched on in the configuration."""
+    """The names of the platforms switched on in the configuration.
+
+    A name under ``gateway.platforms`` that no adapter has is an error naming
+    it (a typo there would otherwise leave the platform silently off).
+    """
+    section = config.get("gateway.platforms") or {}
+    unknown = sorted(name for name in section if name not in PLATFORMS)
+    if unknown:
+        raise UsageError(
+            f"{config.path}: gateway.platforms.{unknown[0]}: unknown platform "
+            f"{unknown[0]!r} (known: {', '.join(sorted(PLATFORMS))})"
+        )
     return [name for name in PLATFORMS if bool(config.get(f"gateway.platforms.{name}.enabled"))]
 
 
@@ -453,22 +610,63 @@ def run(*, replace: bool) -> int:
     try:
         # Adapters check their settings (keys...) here, before anything is taken over.
         gateway = Gateway(config=config, settings=settings, tools=tools, cwd=cwd, db=db)
-        pid = running_pid()
-        if pid is not None:
-            if not replace:
-                raise HermesError(
-                    f"a gateway is already running (pid {pid}); stop it with "
-                    "`hermes gateway stop`, or take over with `hermes gateway run --replace`"
-                )
-            print(f"hermes: stopping the running gateway (pid {pid})", flush=True)
-            if not stop_running(pid, stop_wait_seconds(config)):
-                raise HermesError(f"the running gateway (pid {pid}) did not stop; not replacing it")
-        setup_logging()
-        write_pid_file()
+        lock = _take_lock(replace=replace, wait=stop_wait_seconds(config))
         try:
-            asyncio.run(gateway.serve())
+            setup_logging()
+            write_pid_file()
+            try:
+                asyncio.run(gateway.serve())
+            finally:
+                remove_pid_file()
         finally:
-            remove_pid_file()
+            os.close(lock)
     finally:
         db.close()
     return 0
+
+
+def _take_lock(*, replace: bool, wait: float) -> int:
+    """Hold ``gateway.lock`` for this process's life: one gateway per HERMES_HOME.
+
+    The pid file says who runs; the lock is what makes two starts at the same
+    moment impossible (the kernel drops it when the holder dies, even by SIGKILL).
+    With ``replace`` the holder is asked to stop and its lock taken over.
+    """
+    import fcntl
+
+    home.ensure_home()
+    fd = os.open(home.gateway_lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        pid = running_pid()
+        shown = f"pid {pid}" if pid is not None else "pid unknown"
+        if not replace:
+            raise HermesError(
+                f"a gateway is already running ({shown}); stop it with "
+                "`hermes gateway stop`, or take over with `hermes gateway run --replace`"
+            )
+        print(f"hermes: stopping the running gateway ({shown})", flush=True)
+        if pid is not None and not stop_running(pid, wait):
+            raise HermesError(f"the running gateway ({shown}) did not stop; not replacing it")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HermesError(
+                        f"the running gateway ({shown}) did not release "
+                        f"{home.gateway_lock_path()}; not replacing it"
+                    ) from None
+                time.sleep(0.05)
+    except BaseException:
+        os.close(fd)
+        raise

@@ -157,6 +157,22 @@ class InboundMessage:
     session_id: str | None
     created_at: float
     updated_at: float
+    #: How many chunks of the reply the platform has accepted.
+    delivered: int = 0
+    #: NULL until the reply is handed to the platform; then sending, sent or failed.
+    delivery: str | None = None
+
+
+@dataclass(frozen=True)
+class PairingRequest:
+    """A user who asked to talk to the agent and got a pairing code."""
+
+    platform: str
+    user_id: str
+    user_name: str
+    chat_id: str
+    code: str
+    created_at: float
 
 
 INBOUND_STATUSES = ("pending", "processing", "done", "failed")
@@ -308,6 +324,49 @@ def m003_gateway_inbound(conn: sqlite3.Connection) -> None:
         """
     )
     conn.execute("CREATE INDEX gateway_routes_by_session ON gateway_routes (session_id)")
+
+
+@migration
+def m004_gateway_delivery_and_pairing(conn: sqlite3.Connection) -> None:
+    # Delivery is recorded apart from answering: a reply that is stored but not yet
+    # (fully) accepted by the platform is sent again after a restart, from the first
+    # chunk the platform has not accepted.
+    conn.execute("ALTER TABLE gateway_inbound ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        "ALTER TABLE gateway_inbound ADD COLUMN delivery TEXT "
+        "CHECK (delivery IN ('sending', 'sent', 'failed'))"
+    )
+    # Before this migration every answered message was delivered (or given up on).
+    conn.execute("UPDATE gateway_inbound SET delivery = 'sent' WHERE status IN ('done', 'failed')")
+    conn.execute(
+        "CREATE INDEX gateway_inbound_undelivered ON gateway_inbound (delivery, id) "
+        "WHERE delivery IS NOT 'sent'"
+    )
+    # Users a pairing code let in, and the codes handed out and not yet approved.
+    conn.execute(
+        """
+        CREATE TABLE gateway_paired_users (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            user_name TEXT NOT NULL DEFAULT '',
+            approved_at REAL NOT NULL,
+            PRIMARY KEY (platform, user_id)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE gateway_pairing_requests (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            user_name TEXT NOT NULL DEFAULT '',
+            chat_id TEXT NOT NULL,
+            code TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (platform, user_id)
+        )
+        """
+    )
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -1064,6 +1123,110 @@ class StateDB:
                     inbound_id,
                 ),
             )
+
+    def set_delivery(self, inbound_id: int, delivery: str, delivered: int | None = None) -> None:
+        """Record how far the reply to ``inbound_id`` got to the platform."""
+        if delivery not in ("sending", "sent", "failed"):
+            raise ValueError("delivery must be sending, sent or failed")
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE gateway_inbound SET delivery = ?, delivered = coalesce(?, delivered), "
+                "updated_at = ? WHERE id = ?",
+                (delivery, delivered, time.time(), inbound_id),
+            )
+
+    def undelivered_inbound(self) -> list[InboundMessage]:
+        """Answered messages whose reply the platform has not (fully) accepted."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{self._SELECT_INBOUND} FROM gateway_inbound "
+                "WHERE status IN ('done', 'failed') AND delivery IS NOT 'sent' "
+                "AND delivery IS NOT 'failed' ORDER BY id"
+            ).fetchall()
+        return [InboundMessage(**dict(row)) for row in rows]
+
+    # -- gateway pairing -----------------------------------------------------------
+
+    def is_paired(self, platform: str, user_id: str) -> bool:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM gateway_paired_users WHERE platform = ? AND user_id = ?",
+                (platform, user_id),
+            ).fetchone()
+        return row is not None
+
+    def pairing_request(
+        self, platform: str, user_id: str, user_name: str, chat_id: str, new_code: str
+    ) -> tuple[PairingRequest, bool]:
+        """The user's open request, creating it with ``new_code`` if there is none.
+
+        Returns the request and whether it was created now.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO gateway_pairing_requests "
+                "(platform, user_id, user_name, chat_id, code, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (platform, user_id, user_name, chat_id, new_code, time.time()),
+            )
+            row = conn.execute(
+                "SELECT platform, user_id, user_name, chat_id, code, created_at "
+                "FROM gateway_pairing_requests WHERE platform = ? AND user_id = ?",
+                (platform, user_id),
+            ).fetchone()
+        return PairingRequest(**dict(row)), cursor.rowcount == 1
+
+    def pairing_requests(self) -> list[PairingRequest]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT platform, user_id, user_name, chat_id, code, created_at "
+                "FROM gateway_pairing_requests ORDER BY created_at"
+            ).fetchall()
+        return [PairingRequest(**dict(row)) for row in rows]
+
+    def drop_pairing_requests(self, older_than: float) -> int:
+        """Forget requests created before ``older_than`` (a Unix time); return how many."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM gateway_pairing_requests WHERE created_at < ?", (older_than,)
+            )
+        return cursor.rowcount
+
+    def approve_pairing(self, code: str) -> PairingRequest | None:
+        """Let the user behind ``code`` in; None when no open request has that code."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT platform, user_id, user_name, chat_id, code, created_at "
+                "FROM gateway_pairing_requests WHERE code = ?",
+                (code,),
+            ).fetchone()
+            if row is None:
+                return None
+            request = PairingRequest(**dict(row))
+            conn.execute(
+                "INSERT OR REPLACE INTO gateway_paired_users "
+                "(platform, user_id, user_name, approved_at) VALUES (?, ?, ?, ?)",
+                (request.platform, request.user_id, request.user_name, time.time()),
+            )
+            conn.execute("DELETE FROM gateway_pairing_requests WHERE code = ?", (code,))
+        return request
+
+    def paired_users(self) -> list[tuple[str, str, str, float]]:
+        """(platform, user id, user name, approved at) of every paired user."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT platform, user_id, user_name, approved_at FROM gateway_paired_users "
+                "ORDER BY platform, approved_at"
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def revoke_pairing(self, platform: str, user_id: str) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM gateway_paired_users WHERE platform = ? AND user_id = ?",
+                (platform, user_id),
+            )
+        return cursor.rowcount == 1
 
     def route(self, platform: str, chat_id: str, thread_id: str = "") -> str | None:
         """The session that answers this platform conversation, if there is one."""

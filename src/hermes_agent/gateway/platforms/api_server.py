@@ -82,6 +82,7 @@ def _user_text(messages: Any) -> str | None:
 
 class ApiServer(Platform):
     name = "api_server"
+    access_control = False  # Every request carries the API key.
 
     def __init__(self, gateway: Gateway, config: Config) -> None:
         super().__init__(gateway, config)
@@ -134,9 +135,12 @@ class ApiServer(Platform):
             await self._runner.cleanup()
             self._runner = None
 
-    async def send(self, message: Outbound) -> None:
+    async def send(self, message: Outbound) -> bool:
+        # The answer goes in the HTTP response of the request waiting for it; a client
+        # that is gone gets it by repeating the request with its Idempotency-Key.
         for queue in self._waiting.get(message.reply_to, ()):
             queue.put_nowait(("done", message))
+        return True
 
     def stream(self, inbound: InboundMessage, delta: str) -> None:
         for queue in self._waiting.get(inbound.message_id, ()):
@@ -205,6 +209,7 @@ class ApiServer(Platform):
                 )
             except GatewayClosedError:
                 return _error(503, "the gateway is shutting down; retry shortly", "server_error")
+            assert row is not None  # This platform does its own access control.
             if row.status in ("done", "failed"):  # A repeat of an answered message.
                 queue.put_nowait(
                     (
