@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hermes_agent.agent.loop import Agent
     from hermes_agent.agent.loop import Events as AgentEvents
     from hermes_agent.config.loader import Config
+    from hermes_agent.providers.base import Provider
     from hermes_agent.providers.settings import ProviderSettings
     from hermes_agent.state.db import StateDB
     from hermes_agent.tools.registry import Tool
@@ -69,8 +70,14 @@ def build_agent(
     session_id: str,
     cwd: Path,
     events: AgentEvents,
+    provider: Provider | None = None,
 ) -> Agent:
-    """An :class:`Agent` on ``session_id`` (shared by the chat and the gateway)."""
+    """An :class:`Agent` on ``session_id`` (shared by the chat and the gateway).
+
+    ``provider``: a client to share (the gateway keeps one for all its
+    conversations: a new SDK client per message costs milliseconds and
+    megabytes); without it one is built from ``settings``.
+    """
     from hermes_agent.agent.loop import Agent
     from hermes_agent.providers import settings as provider_settings
 
@@ -82,7 +89,7 @@ def build_agent(
         return provider_settings.build(replace(settings, model=summary_model, stream=False))
 
     return Agent(
-        provider=provider_settings.build(settings),
+        provider=provider or provider_settings.build(settings),
         tools=tools,
         config=config,
         db=db,

@@ -45,6 +45,7 @@ from hermes_agent.gateway.platforms import PLATFORMS, Outbound, Platform
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
+    from hermes_agent.providers.base import Provider
     from hermes_agent.providers.settings import ProviderSettings
     from hermes_agent.state.db import InboundMessage, StateDB
     from hermes_agent.tools.registry import Tool
@@ -114,8 +115,13 @@ class Gateway:
         self._workers: dict[RouteKey, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[object]] = set()
         self._stopping: asyncio.Event | None = None
+        #: One model client for every conversation, built on the first message.
+        self._provider: Provider | None = None
         for name in enabled_platforms(config):
             self.platforms[name] = PLATFORMS[name]()(self, config)
+        from hermes_agent.cron.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self)  # Scheduled jobs (cron.enabled); started by serve().
 
     # --- what adapters call ---------------------------------------------------------
 
@@ -282,6 +288,7 @@ class Gateway:
                 session_id=session_id,
                 cwd=self.cwd,
                 events=GatewayEvents(platform, row),
+                provider=self._provider,
             )
         except HermesError as exc:
             await self._fail(row, platform, str(exc))
@@ -304,7 +311,7 @@ class Gateway:
         finally:
             typing.cancel()
             with contextlib.suppress(Exception):
-                await agent.aclose()
+                await agent.aclose(close_provider=False)
         self.db.set_inbound_status(row.id, "done", reply=result.text)
         log.info(
             "inbound %d answered in %.2f s (%d model calls, session %s)",
@@ -391,6 +398,11 @@ class Gateway:
             loop.add_signal_handler(sig, self.request_stop)
         started: list[Platform] = []
         try:
+            # Built (and its SDK imported, ~1 s) before any platform connects, so the
+            # first message does not stall every connection's heartbeats.
+            from hermes_agent.providers import settings as provider_settings
+
+            self._provider = provider_settings.build(self.settings)
             for platform in self.platforms.values():
                 await platform.start()
                 started.append(platform)
@@ -406,13 +418,15 @@ class Gateway:
                 log.info("delivering %d replies left undelivered", len(owed))
             if resumed:
                 log.info("resuming %d unanswered messages", len(resumed))
+            await self.scheduler.start()
             log.info("gateway running (pid %d)", os.getpid())
             await self._stopping.wait()
             log.info("stopping: finishing %d running conversations", len(self._workers))
             self.accepting = False
-            await self._drain()
+            await asyncio.gather(self._drain(), self.scheduler.stop(self.shutdown_timeout))
         finally:
             self.accepting = False
+            await self.scheduler.stop(0)
             for task in list(self._background):
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -423,6 +437,9 @@ class Gateway:
                     log.exception("stopping platform %s failed", platform.name)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if self._provider is not None:
+                with contextlib.suppress(Exception):
+                    await self._provider.aclose()
         log.info("gateway stopped")
 
     async def _drain(self) -> None:

@@ -50,8 +50,18 @@ class OpenAICompatProvider(SDKProvider):
             ]
         if max_tokens:
             request["max_tokens"] = max_tokens
+        # The SDK deep-copies and type-walks every message and tool schema of every request
+        # (measured: ~20 ms for the built-in tools, plus ~0.4 ms per history message, on
+        # each call). Our dicts are already in wire format, so they go in ``extra_body``,
+        # which the SDK merges into the JSON body as given; ``messages`` stays as the
+        # required (empty) argument and is replaced by the merge.
+        extra: dict[str, Any] = {"messages": request.pop("messages")}
+        if "tools" in request:
+            extra["tools"] = request.pop("tools")
         if self.name == "openrouter":
-            request["extra_body"] = {"usage": {"include": True}}  # OpenRouter reports cost.
+            extra["usage"] = {"include": True}  # OpenRouter reports cost.
+        request["messages"] = []
+        request["extra_body"] = extra
         return request
 
     async def complete(

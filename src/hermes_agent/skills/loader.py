@@ -209,8 +209,29 @@ def parse_skill(text: str, where: str, *, expected_name: str | None = None) -> d
     }
 
 
+#: Parsed skills by (path, source, mtime, size, inode): every new session lists the skills
+#: in its system prompt, and parsing a dozen YAML headers each time cost the gateway
+#: ~50 ms a message. A changed, replaced or touched file has a new key and is read again.
+_PARSED: dict[tuple[str, str, int, int, int], Skill] = {}
+
+
 def load_skill(skill_md: Path, source: str) -> Skill:
     """Read and validate one SKILL.md; :class:`SkillError` says why it cannot be used."""
+    try:
+        st = skill_md.stat()
+    except OSError:
+        return _load_skill(skill_md, source)  # Reports the error.
+    key = (str(skill_md), source, st.st_mtime_ns, st.st_size, st.st_ino)
+    skill = _PARSED.get(key)
+    if skill is None:
+        skill = _load_skill(skill_md, source)
+        if len(_PARSED) > 4096:  # Bounded: a long-running gateway must not grow.
+            _PARSED.clear()
+        _PARSED[key] = skill
+    return skill
+
+
+def _load_skill(skill_md: Path, source: str) -> Skill:
     where = str(skill_md)
     try:
         size = skill_md.stat().st_size
