@@ -42,6 +42,19 @@ def test_set_get_unset_round_trip(hermes: Runner, hermes_home: Path) -> None:
     assert "terminal" not in user_config(hermes_home)  # type: ignore[operator]
 
 
+def test_set_takes_a_string_that_is_not_yaml_literally(hermes: Runner, hermes_home: Path) -> None:
+    # `@` cannot start a plain YAML value, but for a string key the meaning is plain.
+    result = hermes("config", "set", "gateway.platforms.matrix.user_id", "@bot:example.org")
+    assert result.returncode == 0, result.stderr
+    assert hermes("config", "get", "gateway.platforms.matrix.user_id").stdout == (
+        "@bot:example.org\n"
+    )
+    assert "'@bot:example.org'" in (hermes_home / "config.yaml").read_text()
+    # For a key of another kind, unparsable YAML is still an error.
+    bad = hermes("config", "set", "toolsets", "[file, web")
+    assert bad.returncode == 2 and "cannot parse the value as YAML" in bad.stderr
+
+
 def test_get_of_a_section_prints_yaml(hermes: Runner) -> None:
     out = hermes("config", "get", "memory").stdout
     assert yaml.safe_load(out) == {

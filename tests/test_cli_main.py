@@ -26,6 +26,7 @@ def test_help_lists_only_commands_that_exist(hermes: Runner) -> None:
         "config",
         "sessions",
         "skills",
+        "cron",
         "tools",
         "deploy",
         "version",

@@ -190,18 +190,30 @@ def test_nested_deep_merge(tmp_path: Path, hermes_home: Path, config: Path) -> N
             }
         },
     )
-    settings = {"gateway": {"platforms": {"telegram": {"allowed_users": [2, 3], "enabled": True}}}}
+    settings = {
+        "gateway": {
+            "platforms": {"telegram": {"allowed_users": [2, 3], "enabled": True, "stickers": "off"}}
+        }
+    }
     report = apply_spec(make_spec(tmp_path, settings=settings), home=hermes_home)
     assert read_yaml(config) == {
         "gateway": {
             "platforms": {
-                "telegram": {"token_env": "TG_TOKEN", "allowed_users": [2, 3], "enabled": True},
+                "telegram": {
+                    "token_env": "TG_TOKEN",
+                    "allowed_users": [2, 3],
+                    "enabled": True,
+                    "stickers": "off",
+                },
                 "discord": {"enabled": False},
             }
         }
     }
     # A key this hermes does not know yet is written, with a warning naming it.
-    assert any("settings.gateway" in w and "unknown" in w for w in report.warnings)
+    assert any(
+        "settings.gateway.platforms.telegram.stickers" in w and "unknown" in w
+        for w in report.warnings
+    )
 
 
 def full_spec(tmp_path: Path) -> dict[str, Any]:

@@ -269,7 +269,33 @@ def test_api_server_refuses_to_start_without_a_key(
 def test_no_platform_enabled_is_a_clear_error(hermes: Runner) -> None:
     result = hermes("gateway", "run")
     assert result.returncode == 2
-    assert "no platform is enabled" in result.stderr
+    assert "no platform is enabled and there are no scheduled jobs" in result.stderr
+
+
+def test_a_gateway_with_only_scheduled_jobs_runs(
+    hermes: Runner, hermes_home: Path, workdir: Path
+) -> None:
+    assert hermes("config", "set", "model.provider", "custom").returncode == 0
+    assert hermes("config", "set", "model.base_url", "http://127.0.0.1:9/v1").returncode == 0
+    added = hermes("cron", "add", "-s", "0 9 * * *", "-p", "standup notes")
+    assert added.returncode == 0, added.stderr
+    log = workdir / "cron-only.out"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(HERMES), "gateway", "run"],
+            env=clean_env(hermes_home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while "gateway running" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+            assert "scheduler started (1 jobs" in log.read_text()
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
 
 
 # --- conversations, queue and routing -----------------------------------------------------
@@ -462,8 +488,8 @@ def test_sigterm_keeps_an_unfinished_answer_for_the_next_start(
     assert again == "Answered after the restart."
     with StateDB(gateway.home / "state.db") as db:
         assert db.unfinished_inbound() == []
-        (stored,) = [r for r in db.undelivered_inbound() + [db.get_inbound(row.id)] if r]
-        assert stored.session_id is not None
+        stored = db.get_inbound(row.id)
+        assert stored is not None and stored.session_id is not None
         history = db.messages(stored.session_id)
     # The interrupted turn was finished, not started again: the question is in once.
     assert [m["content"] for m in history if m["role"] == "user"] == ["long job"]

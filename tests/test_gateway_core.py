@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -41,8 +41,13 @@ class LoopChat(Platform):
         self.failures: deque[BaseException | None] = deque()
         self.typing_seen = 0
 
+    #: Messages that "arrive" while the gateway is still starting its platforms.
+    arriving_at_start: ClassVar[list[dict[str, str]]] = []
+
     async def start(self) -> None:
-        return None
+        for message in self.arriving_at_start:
+            row, new = self.gateway.submit(platform=self.name, **message)
+            assert row is not None and new  # Stored, to be answered once started.
 
     async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> None:
         failure = self.failures.popleft() if self.failures else None
@@ -232,6 +237,25 @@ def test_pairing_off_refuses_silently(hermes_home: Path, llm: ScriptedLLM, loopc
     serve(hermes_home, scenario)
     with StateDB() as db:
         assert db.pairing_requests() == []
+
+
+def test_a_message_arriving_while_platforms_start_is_stored_and_answered(
+    hermes_home: Path, llm: ScriptedLLM, loopchat: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(hermes_home, llm, allowed_users=["u"])
+    llm.add(Reply("first"), Reply("second"))
+    # An answer an earlier run left pending, then one arriving during the start: in order.
+    with StateDB() as db:
+        db.add_inbound(platform="loopchat", chat_id="c", message_id="old", text="a", user_id="u")
+    early = [{"chat_id": "c", "message_id": "new", "text": "b", "user_id": "u"}]
+    monkeypatch.setattr(LoopChat, "arriving_at_start", early)
+
+    async def scenario(gateway: Gateway, chat: LoopChat) -> None:
+        await until(lambda: len(chat.sent) == 2)
+        assert chat.sent == [("c", "first"), ("c", "second")]
+
+    serve(hermes_home, scenario)
+    assert [r.messages[-1]["content"] for r in llm.requests] == ["a", "b"]
 
 
 # --- delivery -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ MCP_TOKENS_DIR = "mcp-tokens"
 CHAT_HISTORY_FILE = "chat_history"
 APPROVALS_LOG = "approvals.jsonl"  # inside LOGS_DIR: one JSON line per approval decision
 GATEWAY_LOG = "gateway.log"  # inside LOGS_DIR: what `hermes gateway run` did
+GATEWAY_SERVICE_LOG = "gateway.service.log"  # inside LOGS_DIR: the launchd agent's stdout/stderr
 MEMORY_FILE = "MEMORY.md"  # inside MEMORIES_DIR: the agent's own notes
 USER_PROFILE_FILE = "USER.md"  # inside MEMORIES_DIR: what the agent knows about the user
 SKILL_FILE = "SKILL.md"  # inside each skill's directory
@@ -95,6 +96,15 @@ def state_db_path() -> Path:
     return path(STATE_DB)
 
 
+def platform_state_path(name: str) -> Path:
+    """What gateway platform ``name`` keeps between runs (``platforms/NAME.json``).
+
+    A sync position, a device id: never a secret (secrets stay in ``.env``).
+    ``name`` is a platform's config name, never a path.
+    """
+    return path("platforms") / f"{name}.json"
+
+
 def chat_history_path() -> Path:
     """Lines typed at the `hermes chat` prompt (for the up-arrow); kept 0600."""
     return path(CHAT_HISTORY_FILE)
@@ -128,7 +138,29 @@ def user_skill_dir(name: str) -> Path:
 
 
 def cron_dir() -> Path:
+    """Scheduled jobs: one ``ID.json`` per job (0600), written atomically."""
     return path(CRON_DIR)
+
+
+def cron_job_path(job_id: str) -> Path:
+    """The file of the scheduled job ``job_id`` (a validated job id, never a path)."""
+    return cron_dir() / f"{job_id}.json"
+
+
+def cron_output_dir(job_id: str | None = None) -> Path:
+    """``cron/output``, or the folder of one job's results (``cron/output/ID``)."""
+    base = cron_dir() / "output"
+    return base if job_id is None else base / job_id
+
+
+def cron_lock_path() -> Path:
+    """Held (flock) for each read-modify-write of a job file, by the CLI and the gateway."""
+    return cron_dir() / ".lock"
+
+
+def cron_run_lock_path(job_id: str) -> Path:
+    """Held (flock) while the job runs: one job never runs twice at the same time."""
+    return cron_dir() / ".running" / f"{job_id}.lock"
 
 
 def logs_dir() -> Path:
@@ -143,6 +175,11 @@ def approvals_log_path() -> Path:
 def gateway_log_path() -> Path:
     """The gateway's log (``logs/gateway.log``); every line passes redaction."""
     return logs_dir() / GATEWAY_LOG
+
+
+def gateway_service_log_path() -> Path:
+    """stdout/stderr of the gateway run by launchd (macOS has no journal for user agents)."""
+    return logs_dir() / GATEWAY_SERVICE_LOG
 
 
 def mcp_tokens_dir() -> Path:

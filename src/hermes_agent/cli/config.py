@@ -149,11 +149,14 @@ def parse_value(setting: schema.Setting | None, text: str) -> Any:
     """Parse a command-line value as YAML, the way the key's type wants it.
 
     For a string setting a bare word stays text even when YAML would read it
-    as something else (``yes``, ``3.5``, ``null``): the user typed a string.
+    as something else (``yes``, ``3.5``, ``null``) or cannot read it at all
+    (``@bot:example.org``): the user typed a string.
     """
     try:
         value = loader.parse_yaml(text, Path("<value>"))
     except ConfigError as exc:
+        if setting is not None and setting.kind.rstrip("?") == "str":
+            return text  # `@bot:example.org`, `%x`: not YAML, but plainly the string meant.
         raise UsageError(f"cannot parse the value as YAML: {exc}") from None
     if setting is not None and setting.kind == "str" and not isinstance(value, str | list | dict):
         return text

@@ -38,7 +38,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     stop.set_defaults(handler=cmd_stop)
 
+    _configure_service(sub, fmt)
     _configure_pair(sub, fmt)
+
+
+def _configure_service(sub: argparse._SubParsersAction[argparse.ArgumentParser], fmt: Any) -> None:
+    install = sub.add_parser(
+        "install",
+        help="run the gateway as a service: a systemd user unit (Linux) or launchd agent (macOS)",
+        formatter_class=fmt,
+        description=(
+            "Write ~/.config/systemd/user/hermes-gateway.service (Linux) or "
+            "~/Library/LaunchAgents/ai.hermes.gateway.plist (macOS) running this hermes with "
+            "`gateway run --replace` for this HERMES_HOME, then enable and start it. Secrets "
+            "stay in HERMES_HOME/.env; installing again replaces the service."
+        ),
+    )
+    install.add_argument(
+        "--no-start", action="store_true", help="only write the file; print how to start it"
+    )
+    install.set_defaults(handler=cmd_install)
+    uninstall = sub.add_parser(
+        "uninstall",
+        help="stop and remove the service that `install` wrote (exit 1 when none)",
+        formatter_class=fmt,
+    )
+    uninstall.set_defaults(handler=cmd_uninstall)
 
 
 def _configure_pair(sub: argparse._SubParsersAction[argparse.ArgumentParser], fmt: Any) -> None:
@@ -131,6 +156,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hermes_agent.gateway import runner
 
     return runner.run(replace=args.replace)
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from hermes_agent.gateway import service
+
+    return service.install(start=not args.no_start)
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    from hermes_agent.gateway import service
+
+    return service.uninstall()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list, search, show, export and delete past conversations",
     ),
     "skills": ("hermes_agent.cli.skills", "list, show, install and remove skills"),
+    "cron": ("hermes_agent.cli.cron", "schedule prompts for the agent to run (jobs in cron/)"),
     "tools": ("hermes_agent.cli.tools", "list the agent's tools and why each is on or off"),
     "deploy": (
         "hermes_agent.cli.deploy",

@@ -126,7 +126,8 @@ SETTINGS: tuple[Setting, ...] = (
         ["all"],
         "list[str]",
         "Toolsets the agent may use (`terminal`, `file`, `web`, `memory`, `skills`, `todo`, "
-        "`clarify`, `delegate`, `session_search`; `hermes tools` lists them); `all` is every one.",
+        "`clarify`, `delegate`, `session_search`, `cron`; `hermes tools` lists them); `all` "
+        "is every one.",
     ),
     Setting(
         "max_turns",
@@ -402,6 +403,46 @@ SETTINGS: tuple[Setting, ...] = (
         "MCP servers by name: `command`/`args`/`env` for stdio, or `url`/`headers` for HTTP. "
         "`${VAR}` is replaced in `env`, `url` and `headers`.",
     ),
+    # --- scheduled jobs (`hermes cron`, run by the gateway) ---
+    Setting(
+        "cron.enabled",
+        True,
+        "bool",
+        "Run the scheduled jobs of `HERMES_HOME/cron` while `hermes gateway run` runs. Off: "
+        "jobs are kept but only run by hand (`hermes cron run ID`).",
+    ),
+    Setting(
+        "cron.timezone",
+        "",
+        "str",
+        "Time zone in which cron expressions and times without an offset are read, as an "
+        "IANA name (`Europe/Berlin`). Empty: the system's local time (`TZ`, else "
+        "/etc/localtime).",
+    ),
+    Setting(
+        "cron.max_parallel",
+        2,
+        "int",
+        "How many scheduled jobs may run at the same time; others wait for a free slot.",
+        minimum=1,
+    ),
+    Setting(
+        "cron.default_missed",
+        "skip",
+        "str",
+        "What a recurring job does about runs missed while the gateway was down: `skip` "
+        "them and wait for the next one, or `run_once` now for all of them. One-off jobs "
+        "default to `run_once`. `hermes cron add --missed` sets it per job.",
+        choices=("skip", "run_once"),
+    ),
+    Setting(
+        "cron.missed_grace",
+        300,
+        "number",
+        "Seconds a run may start late (after a restart, a suspend) and still count as on "
+        "time; a run later than that follows the job's missed-run policy.",
+        minimum=0,
+    ),
     # --- gateway (`hermes gateway run`) ---
     Setting(
         "gateway.max_concurrent_sessions",
@@ -463,6 +504,262 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
         maximum=65535,
     ),
+    # --- webhooks (gateway/platforms/webhook.py) ---
+    Setting(
+        "gateway.platforms.webhook.enabled",
+        False,
+        "bool",
+        "Receive webhooks at `POST /hooks/<route>` (needs the `webhook` extra and at least "
+        "one route in `gateway.platforms.webhook.routes`). Each request must carry an "
+        "HMAC-SHA256 signature of its body (`X-Hub-Signature-256`, as GitHub sends).",
+    ),
+    Setting(
+        "gateway.platforms.webhook.host",
+        "127.0.0.1",
+        "str",
+        "Address the webhook endpoint listens on (`0.0.0.0` exposes it to the network; put "
+        "a TLS reverse proxy in front of it).",
+    ),
+    Setting(
+        "gateway.platforms.webhook.port",
+        8644,
+        "int",
+        "TCP port of the webhook endpoint.",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "gateway.platforms.webhook.max_body_bytes",
+        1048576,
+        "int",
+        "Largest webhook body accepted, in bytes; a larger one is refused with 413.",
+        minimum=1024,
+    ),
+    Setting(
+        "gateway.platforms.webhook.routes",
+        {},
+        "dict",
+        "Webhook routes by name (the URL is `/hooks/<name>`). Each has `prompt` (a template: "
+        "`{body}`, `{payload}`, `{payload.field.sub}`, `{{`/`}}` for braces), `secret_env` "
+        "(the `.env` variable holding the HMAC secret), optional `deliver` (`none`, or "
+        "`PLATFORM:CHAT[:THREAD]`: where the answer is sent) and `wait` (true: the HTTP "
+        "response carries the answer).",
+    ),
+    # --- Discord (gateway/platforms/discord.py) ---
+    Setting(
+        "gateway.platforms.discord.enabled",
+        False,
+        "bool",
+        "Connect the gateway to Discord as a bot (needs the `discord` extra and "
+        "`DISCORD_BOT_TOKEN` in `.env`). It answers direct messages and messages that "
+        "mention it in server channels and threads.",
+    ),
+    Setting(
+        "gateway.platforms.discord.api_base",
+        "",
+        "str",
+        "Root of the Discord REST API, e.g. `https://discord.com/api/v10`. Empty: Discord's "
+        "own. The Gateway (websocket) URL is asked from this API (`GET /gateway/bot`).",
+    ),
+    *platform_settings("discord", "Discord"),
+    # --- Slack (gateway/platforms/slack.py) ---
+    Setting(
+        "gateway.platforms.slack.enabled",
+        False,
+        "bool",
+        "Connect the gateway to a Slack workspace over Socket Mode (needs the `slack` extra, "
+        "`SLACK_BOT_TOKEN` (xoxb-) and `SLACK_APP_TOKEN` (xapp-) in `.env`). It answers "
+        "direct messages and mentions in channels, in threads.",
+    ),
+    Setting(
+        "gateway.platforms.slack.api_base",
+        "",
+        "str",
+        "Root of the Slack Web API, e.g. `https://slack.com/api/`. Empty: Slack's own. The "
+        "Socket Mode websocket URL comes from this API (`apps.connections.open`).",
+    ),
+    *platform_settings("slack", "Slack"),
+    # --- Matrix (gateway/platforms/matrix.py) ---
+    Setting(
+        "gateway.platforms.matrix.enabled",
+        False,
+        "bool",
+        "Connect the gateway to a Matrix homeserver as a bot account (needs the `matrix` "
+        "extra, and `MATRIX_ACCESS_TOKEN` or `MATRIX_PASSWORD` in `.env`). End-to-end "
+        "encrypted rooms are not supported.",
+    ),
+    Setting(
+        "gateway.platforms.matrix.homeserver",
+        "",
+        "str",
+        "Base URL of the homeserver's client API, e.g. `https://matrix.example.org`.",
+    ),
+    Setting(
+        "gateway.platforms.matrix.user_id",
+        "",
+        "str",
+        "The bot's Matrix user id, e.g. `@hermes:example.org`. Needed with `MATRIX_PASSWORD`; "
+        "with `MATRIX_ACCESS_TOKEN` it is checked against the token's owner when set.",
+    ),
+    Setting(
+        "gateway.platforms.matrix.device_id",
+        "",
+        "str",
+        "Device to log in as with `MATRIX_PASSWORD`. Empty: the device created by the first "
+        "login is remembered (in `platforms/matrix.json`) and reused, so restarts do not "
+        "pile up devices.",
+    ),
+    *platform_settings("matrix", "Matrix"),
+    # --- IRC (gateway/platforms/irc.py) ---
+    Setting(
+        "gateway.platforms.irc.enabled",
+        False,
+        "bool",
+        "Connect the gateway to an IRC server (no extra needed). It answers private messages "
+        "and, in `channels`, lines addressed to it (`nick: ...`). `IRC_PASSWORD` in `.env` "
+        "is sent as the server password (PASS) when set.",
+    ),
+    Setting(
+        "gateway.platforms.irc.host",
+        "",
+        "str",
+        "IRC server host name, e.g. `irc.libera.chat`.",
+    ),
+    Setting(
+        "gateway.platforms.irc.port",
+        6697,
+        "int",
+        "IRC server port (6697 is the usual TLS port, 6667 the plain one).",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "gateway.platforms.irc.tls",
+        True,
+        "bool",
+        "Connect with TLS (certificate checked against the system's CAs).",
+    ),
+    Setting(
+        "gateway.platforms.irc.nick",
+        "hermes",
+        "str",
+        "The bot's nick. When it is taken, `nick_`, `nick__`, ... are tried.",
+    ),
+    Setting(
+        "gateway.platforms.irc.channels",
+        [],
+        "list[str]",
+        "Channels to join, e.g. `['#hermes']`. In a channel the bot answers only lines "
+        "addressed to it (`nick: question`); private messages are always read.",
+    ),
+    Setting(
+        "gateway.platforms.irc.ping_interval",
+        60,
+        "number",
+        "Seconds of silence from the server after which the bot sends a PING; when even "
+        "that gets no answer for 2.5 times this long, it reconnects.",
+        minimum=1,
+    ),
+    *platform_settings("irc", "IRC"),
+    # --- E-mail (gateway/platforms/email.py) ---
+    Setting(
+        "gateway.platforms.email.enabled",
+        False,
+        "bool",
+        "Answer e-mail: new mail is read over IMAP (IDLE), replies are sent over SMTP, one "
+        "conversation per mail thread. Needs `EMAIL_PASSWORD` in `.env`. Use a mailbox of "
+        "its own: every unread mail in it is taken as a message to the agent.",
+    ),
+    Setting(
+        "gateway.platforms.email.address",
+        "",
+        "str",
+        "The agent's own e-mail address: the From of its replies; mail from it is ignored.",
+    ),
+    Setting(
+        "gateway.platforms.email.username",
+        "",
+        "str",
+        "Login name for IMAP and SMTP. Empty: `address`.",
+    ),
+    Setting(
+        "gateway.platforms.email.imap_host",
+        "",
+        "str",
+        "IMAP server host name, e.g. `imap.example.org`.",
+    ),
+    Setting(
+        "gateway.platforms.email.imap_port",
+        993,
+        "int",
+        "IMAP server port (993 for `tls`, 143 for `starttls` or `off`).",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "gateway.platforms.email.imap_tls",
+        "tls",
+        "str",
+        "IMAP connection security: `tls` (TLS from the start), `starttls` (upgraded, "
+        "refused if the server cannot) or `off` (plain text; only for a server on the same "
+        "host).",
+        choices=("tls", "starttls", "off"),
+    ),
+    Setting(
+        "gateway.platforms.email.mailbox",
+        "INBOX",
+        "str",
+        "The IMAP mailbox (folder) watched for new mail.",
+    ),
+    Setting(
+        "gateway.platforms.email.smtp_host",
+        "",
+        "str",
+        "SMTP server host name for replies, e.g. `smtp.example.org`.",
+    ),
+    Setting(
+        "gateway.platforms.email.smtp_port",
+        587,
+        "int",
+        "SMTP server port (587 for `starttls`, 465 for `tls`).",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "gateway.platforms.email.smtp_tls",
+        "starttls",
+        "str",
+        "SMTP connection security: `tls`, `starttls` or `off`, as for `imap_tls`.",
+        choices=("tls", "starttls", "off"),
+    ),
+    *platform_settings("email", "E-mail"),
+    # --- Telegram (gateway/platforms/telegram.py) ---
+    Setting(
+        "gateway.platforms.telegram.enabled",
+        False,
+        "bool",
+        "Connect the gateway to Telegram as a bot, by long polling (needs the `telegram` "
+        "extra and `TELEGRAM_BOT_TOKEN` from @BotFather in `.env`). It answers private "
+        "chats, and in groups messages that mention it or reply to it.",
+    ),
+    Setting(
+        "gateway.platforms.telegram.base_url",
+        "",
+        "str",
+        "Bot API endpoint up to and including `/bot` (the token is appended), for a "
+        "self-hosted Bot API server, e.g. `http://127.0.0.1:8081/bot`. Empty: "
+        "`https://api.telegram.org/bot`.",
+    ),
+    Setting(
+        "gateway.platforms.telegram.poll_timeout",
+        25,
+        "int",
+        "Seconds one long-polling `getUpdates` request waits for new messages before it is "
+        "asked again. A connection silent for this plus 5 seconds is restarted.",
+        minimum=1,
+        maximum=50,
+    ),
+    *platform_settings("telegram", "Telegram"),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -1247,3 +1247,17 @@ class StateDB:
                 "DO UPDATE SET session_id = excluded.session_id, updated_at = excluded.updated_at",
                 (platform, chat_id, thread_id, session_id, time.time()),
             )
+
+    def route_of(self, session_id: str) -> tuple[str, str, str] | None:
+        """The platform conversation ``(platform, chat_id, thread_id)`` a session answers.
+
+        The most recent one when several point at the session; None for sessions
+        that are no gateway conversation (the CLI, cron runs).
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT platform, chat_id, thread_id FROM gateway_routes WHERE session_id = ? "
+                "ORDER BY updated_at DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+        return (str(row[0]), str(row[1]), str(row[2])) if row else None

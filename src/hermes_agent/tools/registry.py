@@ -186,6 +186,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "hermes_agent.tools.files",
     "hermes_agent.tools.web",
     "hermes_agent.tools.terminal",
+    "hermes_agent.tools.cron",
 )
 
 

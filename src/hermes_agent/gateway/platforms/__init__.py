@@ -94,6 +94,10 @@ class Platform:
     #: False for platforms that authenticate requests themselves (HTTP API, webhooks):
     #: the gateway's allow-lists and pairing then do not apply.
     access_control = True
+    #: True when a message's text comes from whoever can reach the endpoint rather than
+    #: a known user (webhook payloads): the turn is then treated like one that read a
+    #: web page, so memory and skill writes need approval.
+    untrusted_input = False
     #: Restart a supervised connection that reported nothing through :meth:`alive`
     #: for this many seconds (0: no watchdog). Set it above the platform's heartbeat.
     watchdog_seconds = 0.0
@@ -230,5 +234,60 @@ def _api_server() -> type[Platform]:
     return ApiServer
 
 
+def _matrix() -> type[Platform]:
+    from hermes_agent.gateway.platforms.matrix import Matrix
+
+    return Matrix
+
+
+def _discord() -> type[Platform]:
+    from hermes_agent.gateway.platforms.discord import Discord
+
+    return Discord
+
+
+def _slack() -> type[Platform]:
+    from hermes_agent.gateway.platforms.slack import Slack
+
+    return Slack
+
+
+def _irc() -> type[Platform]:
+    from hermes_agent.gateway.platforms.irc import IrcPlatform
+
+    return IrcPlatform
+
+
+def _email() -> type[Platform]:
+    from hermes_agent.gateway.platforms.email import EmailPlatform
+
+    return EmailPlatform
+
+
+def _webhook() -> type[Platform]:
+    from hermes_agent.gateway.platforms.webhook import Webhook
+
+    return Webhook
+
+
+def _telegram() -> type[Platform]:
+    from hermes_agent.gateway.platforms.telegram import Telegram
+
+    return Telegram
+
+
 #: Every platform by its config name, imported only when enabled.
-PLATFORMS: dict[str, Callable[[], type[Platform]]] = {"api_server": _api_server}
+PLATFORMS: dict[str, Callable[[], type[Platform]]] = {
+    "api_server": _api_server,
+    "matrix": _matrix,
+    "discord": _discord,
+    "slack": _slack,
+    "irc": _irc,
+    "email": _email,
+    "webhook": _webhook,
+    "telegram": _telegram,
+}
+
+#: Platforms that only answer requests: there is no chat to send a cron result or a
+#: webhook's answer to.
+REQUEST_ONLY_PLATFORMS = frozenset({"api_server", "webhook"})

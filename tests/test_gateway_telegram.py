@@ -1,0 +1,679 @@
+"""The Telegram platform: real `hermes gateway run` processes against a loopback Bot API.
+
+Each test starts ``hermes gateway run`` in a subprocess with a fresh
+HERMES_HOME whose Telegram ``base_url`` points at :class:`TelegramAPI`
+(``tests/peers/telegram_api.py``: the Bot API's wire protocol as documented,
+served from a thread of this process) and whose model is the loopback
+ScriptedLLM. The gateway talks to it through python-telegram-bot exactly as
+it would talk to api.telegram.org; the tests play the users through the
+server's hooks and read what the bot sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from conftest import HERMES, Runner, clean_env
+from hermes_agent.gateway.platforms.telegram import markdown_to_html
+from hermes_agent.state.db import StateDB
+from peers.llm_server import RecordedRequest, Reply, ScriptedLLM
+from peers.telegram_api import DEFAULT_TOKEN, EntityError, TelegramAPI, parse_entities
+
+pytestmark = pytest.mark.peer("telegram_api")
+
+START_TIMEOUT = 30.0
+ALICE = 4242  # A private chat: the chat id is the user's id.
+
+
+def user_text(request: RecordedRequest) -> str:
+    """The last user message the model was sent."""
+    for message in reversed(request.messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else str(content)
+    return ""
+
+
+class GatewayProcess:
+    """One `hermes gateway run` process, its output in a file."""
+
+    def __init__(self, home: Path, workdir: Path) -> None:
+        self.home = home
+        self.log = workdir / f"gateway-{time.monotonic_ns()}.out"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [str(HERMES), "gateway", "run"],
+            env=clean_env(home),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> GatewayProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited early:\n{self.output()}")
+            if "gateway running" in self.output():
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"gateway not ready:\n{self.output()}")
+
+    def wait_log(self, pattern: str, timeout: float = 30.0, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while len(re.findall(pattern, self.output())) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} not logged {count}x:\n{self.output()}")
+            time.sleep(0.05)
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._out.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._out.close()
+
+
+@pytest.fixture
+def tg() -> Iterator[TelegramAPI]:
+    with TelegramAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedLLM]:
+    with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def configure(
+    home: Path,
+    llm: ScriptedLLM,
+    tg: TelegramAPI,
+    *,
+    token: str | None = DEFAULT_TOKEN,
+    gateway: dict[str, Any] | None = None,
+    **telegram: Any,
+) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "base_url": tg.base_url,
+        "poll_timeout": 1,
+        "allowed_users": [ALICE],
+        **telegram,
+    }
+    config: dict[str, Any] = {
+        "model": {"provider": "custom", "base_url": llm.openai_base_url, "default": "test-model"},
+        "gateway": {
+            "max_concurrent_sessions": 4,
+            "shutdown_timeout": 5,
+            "send_retries": 3,
+            "reconnect_max_delay": 0.5,
+            "platforms": {"telegram": settings},
+            **(gateway or {}),
+        },
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    env = f"OPENAI_API_KEY=test-key\nTELEGRAM_BOT_TOKEN={token}\n" if token else ""
+    (home / ".env").write_text(env)
+
+
+@pytest.fixture
+def start(
+    hermes_home: Path, workdir: Path, llm: ScriptedLLM, tg: TelegramAPI
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """start(**telegram_settings) -> a ready gateway (configured on first use)."""
+    started: list[GatewayProcess] = []
+
+    def go(*, ready: bool = True, **settings: Any) -> GatewayProcess:
+        if not (hermes_home / "config.yaml").exists():
+            configure(hermes_home, llm, tg, **settings)
+        process = GatewayProcess(hermes_home, workdir)
+        started.append(process)
+        return process.wait_ready() if ready else process
+
+    yield go
+    for process in started:
+        process.kill()
+
+
+def replies_to(tg: TelegramAPI, chat_id: int, message_id: int) -> list[dict[str, Any]]:
+    return [
+        m for m in tg.sent(chat_id) if m.get("reply_to_message", {}).get("message_id") == message_id
+    ]
+
+
+# --- Markdown to Telegram HTML (one construct each) ---------------------------------------
+
+
+def check_html(source: str) -> str:
+    """Telegram's parser accepts it; returns the visible text."""
+    visible, _ = parse_entities(source, "HTML")
+    return visible
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        ("**bold** and __also__", "<b>bold</b> and <b>also</b>"),
+        ("*italic* and _this_", "<i>italic</i> and <i>this</i>"),
+        ("snake_case_name and 2*3*4 stay", "snake_case_name and 2*3*4 stay"),
+        ("~~gone~~", "<s>gone</s>"),
+        ("run `ls -l <dir>` now", "run <code>ls -l &lt;dir&gt;</code> now"),
+        ("`**not bold**`", "<code>**not bold**</code>"),
+        (
+            "```python\nif a < b and c > d & e:\n    pass\n```",
+            '<pre><code class="language-python">if a &lt; b and c &gt; d &amp; e:\n'
+            "    pass</code></pre>",
+        ),
+        ("```\nplain <code>\n```", "<pre>plain &lt;code&gt;</pre>"),
+        (
+            "see [the docs](https://example.org/a?b=1&c=2)",
+            'see <a href="https://example.org/a?b=1&amp;c=2">the docs</a>',
+        ),
+        ("[**bold link**](https://x.org)", '<a href="https://x.org"><b>bold link</b></a>'),
+        ("[not a link](javascript:alert(1))", "[not a link](javascript:alert(1))"),
+        ("<https://example.org>", '<a href="https://example.org">https://example.org</a>'),
+        ("# Title\n## **Sub**", "<b>Title</b>\n<b>Sub</b>"),
+        ("- one\n* two\n  + nested", "• one\n• two\n  • nested"),
+        ("> quoted *text*\n> more", "<blockquote>quoted <i>text</i>\nmore</blockquote>"),
+        ("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d"),
+        ("\\*not italic\\* and 1\\. item", "*not italic* and 1. item"),
+        ("**unclosed bold", "**unclosed bold"),
+        ("**a *b** c*", "<b>a *b</b> c*"),
+    ],
+)
+def test_markdown_to_html(markdown: str, expected: str) -> None:
+    html = markdown_to_html(markdown)
+    assert html == expected
+    check_html(html)
+
+
+def test_markdown_to_html_unclosed_code_block_is_closed() -> None:
+    html = markdown_to_html("before\n```sh\necho <hi>")
+    assert html == 'before\n<pre><code class="language-sh">echo &lt;hi&gt;</code></pre>'
+    check_html(html)
+
+
+def test_visible_text_is_never_longer_than_the_markdown() -> None:
+    """What lets the gateway split the Markdown at Telegram's 4096-character limit."""
+    samples = [
+        "**b** _i_ `c` [l](https://x.org) # h & < > ~~s~~ > q",
+        "# Heading\n- item & more\n```js\nlet a = b < c;\n```\n> quote\n1. one",
+        "plain text with &amp; entities written out, and \\*escapes\\*",
+    ]
+    for sample in samples:
+        assert len(check_html(markdown_to_html(sample))) <= len(sample)
+
+
+def test_the_loopback_server_rejects_what_telegram_rejects() -> None:
+    with pytest.raises(EntityError, match='end tag corresponding to start tag "b"'):
+        parse_entities("<b>open", "HTML")
+    with pytest.raises(EntityError, match='Unsupported start tag "foo"'):
+        parse_entities("a <foo> b", "HTML")
+    with pytest.raises(EntityError, match="Unmatched end tag"):
+        parse_entities("<b><i>x</b></i>", "HTML")
+    with pytest.raises(EntityError, match=r"Character '\.' is reserved"):
+        parse_entities("Hello.", "MarkdownV2")
+    with pytest.raises(EntityError, match="Can't find end of Bold entity"):
+        parse_entities("*open", "MarkdownV2")
+    assert parse_entities("😀 <b>x</b>", "HTML") == (
+        "😀 x",
+        [{"type": "bold", "offset": 3, "length": 1}],  # UTF-16 offsets.
+    )
+
+
+# --- messages and replies -------------------------------------------------------------------
+
+
+def test_a_message_gets_a_formatted_reply(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("Hello **Alice**, run `ls` & see."))
+    # A webhook left on the bot would make getUpdates fail (409): it is removed.
+    hook = httpx.post(f"{tg.base_url}{tg.token}/setWebhook", data={"url": "https://x.org/h"})
+    assert hook.json() == {"ok": True, "result": True}
+    gateway = start()
+    sent = tg.user_message(ALICE, "hi there", username="alice")
+    (reply,) = tg.wait_for(lambda: tg.sent(ALICE))
+    assert reply["text"] == "Hello Alice, run ls & see."
+    assert [e["type"] for e in reply["entities"]] == ["bold", "code"]
+    assert reply["parse_mode"] == "HTML"
+    assert reply["reply_to_message"]["message_id"] == sent.message_id
+    assert user_text(llm.requests[-1]) == "hi there"
+    assert tg.calls("sendChatAction")[0].params["action"] == "typing"
+    # The update was confirmed (offset) once stored: nothing is left pending.
+    tg.wait_for(lambda: not tg.pending_updates())
+    assert tg.calls("getupdates")[0].status == 409
+    assert tg.calls("deleteWebhook")
+    assert gateway.terminate() == 0
+    output = gateway.output()
+    assert DEFAULT_TOKEN not in output and DEFAULT_TOKEN.split(":")[1] not in output
+    assert "Traceback" not in output
+    with StateDB(gateway.home / "state.db") as db:
+        (session,) = db.list_sessions()
+        assert session.source == "gateway:telegram"
+
+
+def test_group_chats_topics_and_media(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    group = -1001234
+    llm.add(*(Reply(f"answer {n}") for n in range(1, 7)))
+    gateway = start(allowed_chats=[group])
+    tg.user_message(group, "people talking among themselves", chat_type="supergroup")
+    asked = tg.user_message(group, "@Hermes_Test_Bot what is 2+2?", chat_type="supergroup")
+    tg.wait_for(lambda: len(tg.sent(group)) == 1)
+    assert user_text(llm.requests[0]) == "what is 2+2?"
+    bot_message = tg.sent(group)[0]
+    assert bot_message["reply_to_message"]["message_id"] == asked.message_id
+    # A reply to the bot's message is addressed to it, without a mention.
+    tg.user_message(group, "and 3+3?", chat_type="supergroup", reply_to=bot_message["message_id"])
+    tg.wait_for(lambda: len(tg.sent(group)) == 2)
+    assert user_text(llm.requests[1]) == "and 3+3?"
+    # A forum topic is a conversation of its own, answered in the topic.
+    tg.user_message(group, "/status@hermes_test_bot", chat_type="supergroup", thread_id=77)
+    tg.wait_for(lambda: len(tg.sent(group)) == 3)
+    assert tg.sent(group)[2]["message_thread_id"] == 77
+    assert user_text(llm.requests[2]) == "/status"
+    assert "what is 2+2?" not in str(llm.requests[2].messages)  # Another session.
+    # Media: the agent is told what it cannot see, with the caption when there is one.
+    photo = [{"file_id": "AgAD", "file_unique_id": "u1", "width": 90, "height": 90}]
+    tg.user_message(ALICE, None, photo=photo, caption="what is this?")
+    tg.user_message(ALICE, None, sticker={"file_id": "CAAD", "emoji": "😀", "type": "regular"})
+    tg.wait_for(lambda: len(tg.sent(ALICE)) == 2)
+    assert "a photo" in user_text(llm.requests[3])
+    assert user_text(llm.requests[3]).endswith("what is this?")
+    assert "a sticker (😀)" in user_text(llm.requests[4])
+    # Edits and service messages are not answered; bots are not answered.
+    tg.inject({"edited_message": {"message_id": 1, "chat": {"id": ALICE, "type": "private"}}})
+    tg.user_message(ALICE, None, new_chat_title="renamed")
+    tg.user_message(ALICE, "I am a bot", user_id=5555, is_bot=True)
+    tg.wait_for(lambda: not tg.pending_updates())
+    time.sleep(0.5)
+    assert len(tg.sent(ALICE)) == 2 and len(llm.requests) == 5
+    assert gateway.terminate() == 0
+
+
+def test_stranger_gets_a_pairing_code_and_approval_lets_them_in(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM, hermes: Runner
+) -> None:
+    stranger = 777
+    llm.add(Reply("Welcome!"))
+    gateway = start()
+    tg.user_message(stranger, "hello?", first_name="Mallory")
+    (notice,) = tg.wait_for(lambda: tg.sent(stranger))
+    code = re.search(r"hermes gateway pair approve (\S+)", notice["text"])
+    assert code is not None, notice["text"]
+    assert llm.requests == []  # The model never saw the stranger's words.
+    tg.user_message(stranger, "please?")  # No second code, no spam.
+    tg.wait_for(lambda: not tg.pending_updates())
+    time.sleep(0.3)
+    assert len(tg.sent(stranger)) == 1
+    approved = hermes("gateway", "pair", "approve", code.group(1))
+    assert approved.returncode == 0, approved.stderr
+    asked = tg.user_message(stranger, "now?")
+    tg.wait_for(lambda: replies_to(tg, stranger, asked.message_id))
+    assert replies_to(tg, stranger, asked.message_id)[0]["text"] == "Welcome!"
+    assert user_text(llm.requests[0]) == "now?"
+    assert gateway.terminate() == 0
+
+
+def test_a_long_answer_is_split_within_the_limit(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    paragraphs = [f"Paragraph {n} has **bold** words & more. " * 12 for n in range(20)]
+    code = "```python\n" + "\n".join(f"x_{n} = {n} < {n + 1}" for n in range(300)) + "\n```"
+    answer = "\n\n".join([*paragraphs[:10], code, *paragraphs[10:]])
+    assert len(answer) > 3 * 4096
+    llm.add(Reply(answer))
+    gateway = start()
+    tg.user_message(ALICE, "write a lot")
+    tg.wait_for(lambda: gateway.home.joinpath("state.db").exists() and sent_all(gateway))
+    messages = tg.sent(ALICE)
+    assert len(messages) >= 4
+    assert all(len(m["text"]) <= 4096 for m in messages)
+    assert all(m["parse_mode"] == "HTML" for m in messages)  # Every chunk was valid HTML.
+    visible = "\n".join(m["text"] for m in messages)
+    assert visible.count("Paragraph") == 20 * 12
+    assert all(f"x_{n} = {n} < {n + 1}" in visible for n in range(300))
+    # The code block cut in two is a code block on both sides of the cut.
+    assert sum(1 for m in messages for e in m.get("entities", []) if e["type"] == "pre") >= 2
+    assert gateway.terminate() == 0
+
+
+def sent_all(gateway: GatewayProcess) -> bool:
+    with StateDB(gateway.home / "state.db") as db:
+        return (
+            db.undelivered_inbound() == []
+            and db.unfinished_inbound() == []
+            and bool(db.list_sessions())
+        )
+
+
+# --- failures while sending ----------------------------------------------------------------
+
+
+def test_rate_limit_retry_after_is_honoured(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("After the flood."))
+    gateway = start()
+    tg.fail_sends(1, status=429, retry_after=2)
+    tg.user_message(ALICE, "hi")
+    (reply,) = tg.wait_for(lambda: tg.sent(ALICE))
+    assert reply["text"] == "After the flood."
+    limited, delivered = tg.calls("sendMessage")
+    assert limited.status == 429 and delivered.status == 200
+    assert delivered.time - limited.time >= 2.0
+    assert gateway.terminate() == 0
+
+
+def test_a_permanent_failure_is_reported_to_the_user(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("This reply is refused."), Reply("Nobody gets this."))
+    gateway = start()
+    tg.fail_sends(1, status=400, description="Bad Request: message is too long")
+    tg.user_message(ALICE, "hi")
+    (notice,) = tg.wait_for(lambda: tg.sent(ALICE))
+    assert "could not be delivered" in notice["text"]
+    assert "message is too long" in notice["text"].lower()
+    assert [c.status for c in tg.calls("sendMessage")] == [400, 200]  # Not retried.
+    # A user who blocked the bot: one attempt, no retry storm, recorded as failed.
+    tg.block(ALICE)
+    tg.user_message(ALICE, "blocked")
+    gateway.wait_log(r"could not tell the user either")
+    assert [c.status for c in tg.calls("sendMessage")][2:] == [403, 403]
+    assert gateway.terminate() == 0
+    with StateDB(gateway.home / "state.db") as db:
+        assert db.undelivered_inbound() == []
+
+
+def test_refused_formatting_falls_back_to_plain_text(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("Some **bold** text."))
+    gateway = start()
+    tg.fail_sends(
+        1,
+        status=400,
+        description='Bad Request: can\'t parse entities: Unsupported start tag "x" at byte '
+        "offset 5",
+    )
+    tg.user_message(ALICE, "hi")
+    (reply,) = tg.wait_for(lambda: tg.sent(ALICE))
+    assert reply["text"] == "Some **bold** text."
+    assert reply["parse_mode"] is None
+    assert gateway.terminate() == 0
+
+
+# --- start-up errors ------------------------------------------------------------------------
+
+
+def test_bad_or_missing_token_is_a_clear_error(
+    hermes_home: Path, llm: ScriptedLLM, tg: TelegramAPI, hermes: Runner
+) -> None:
+    wrong = "987654321:AAwrong-token-that-telegram-never-issued"
+    configure(hermes_home, llm, tg, token=wrong)
+    result = hermes("gateway", "run")
+    assert result.returncode == 1, result.stderr
+    assert "telegram: the bot token was rejected (TELEGRAM_BOT_TOKEN in " in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert wrong.split(":")[1] not in result.stderr + result.stdout
+    assert [c.status for c in tg.calls("getMe")] == [401]
+    assert not (hermes_home / "gateway.pid").exists()
+
+    configure(hermes_home, llm, tg, token=None)
+    result = hermes("gateway", "run")
+    assert result.returncode == 2
+    assert "TELEGRAM_BOT_TOKEN" in result.stderr and str(hermes_home / ".env") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- robustness -----------------------------------------------------------------------------
+
+
+def test_malformed_updates_are_skipped(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("Still here."))
+    gateway = start()
+    tg.inject({"message": {"text": "no ids at all"}})
+    tg.inject({"message": "not an object"})
+    tg.inject({"message": {"message_id": 5, "chat": {"type": "private"}, "text": "no chat id"}})
+    tg.inject({})
+    asked = tg.user_message(ALICE, "are you there?")
+    tg.wait_for(lambda: tg.sent(ALICE))
+    assert replies_to(tg, ALICE, asked.message_id)[0]["text"] == "Still here."
+    tg.wait_for(lambda: not tg.pending_updates())  # Skipped ones were confirmed too.
+    assert len(re.findall(r"skipped malformed update", gateway.output())) == 4
+    assert gateway.terminate() == 0
+    assert "Traceback" not in gateway.output()
+
+
+def test_an_outage_is_survived(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("Before."), Reply("After."))
+    gateway = start()
+    tg.user_message(ALICE, "one")
+    tg.wait_for(lambda: tg.sent(ALICE))
+    tg.outage(2, mode="502")  # The proxy in front answers for a backend that is away...
+    gateway.wait_log(r"telegram polling: .*Bad Gateway \(502\); reconnecting in", count=2)
+    tg.wait_for(lambda: not tg.down)
+    tg.outage(4)  # ...then connections are refused: the listening socket is gone.
+    time.sleep(0.5)
+    asked = tg.user_message(ALICE, "two")  # Queued by Telegram meanwhile.
+    gateway.wait_log(r"telegram polling: .*ConnectError.*reconnecting in", count=3, timeout=10)
+    tg.wait_for(lambda: replies_to(tg, ALICE, asked.message_id), timeout=20)
+    assert replies_to(tg, ALICE, asked.message_id)[0]["text"] == "After."
+    assert gateway.terminate() == 0
+
+
+def test_a_token_revoked_while_running_is_logged_and_retried(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("Back."))
+    gateway = start()
+    tg.wait_for(lambda: tg.calls("getupdates"))
+    tg.token = "123456789:AAH-a-new-token-from-botfather-revoke"  # /revoke in BotFather.
+    gateway.wait_log(r"telegram: the bot token was rejected \(revoked\?", timeout=15)
+    assert [c.status for c in tg.calls("getupdates")][-1] == 401
+    tg.token = DEFAULT_TOKEN  # A blip after all: polling goes on by itself.
+    asked = tg.user_message(ALICE, "still there?")
+    tg.wait_for(lambda: replies_to(tg, ALICE, asked.message_id), timeout=20)
+    assert gateway.terminate() == 0
+    assert DEFAULT_TOKEN.split(":")[1] not in gateway.output()
+
+
+def test_a_silent_poll_is_restarted_by_the_watchdog(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    llm.add(Reply("Woke up."))
+    gateway = start()
+    tg.wait_for(lambda: tg.calls("getupdates"))
+    tg.hang_polls()  # The waiting poll never answers, not even with an error.
+    hung_at = time.monotonic()
+    asked = tg.user_message(ALICE, "hello?")
+    tg.wait_for(lambda: replies_to(tg, ALICE, asked.message_id), timeout=30)
+    # poll_timeout 1 + 5 s of silence, well before the HTTP read timeout (1 + 15 s).
+    assert 5.0 <= time.monotonic() - hung_at < 15.0
+    assert "telegram polling: nothing heard for 6 s" in gateway.output()
+    assert gateway.terminate() == 0
+
+
+# --- exactly one reply per message, through SIGKILLs ------------------------------------------
+
+KILL_CHATS = 20
+KILL_MESSAGES = 1000
+KILLS = 5
+#: Whether a reply may be sent a second time when, and only when, the gateway was killed
+#: between Telegram accepting it and state.db recording it (the one window no Bot API call
+#: can close; see the test's doc). False makes the test demand exactly one reply, always:
+#: it then fails on most runs (13-14 duplicates in 5 kills on a loaded 2-core machine).
+CRASH_WINDOW_DUPLICATES_ALLOWED = True
+#: How long before a kill the first copy of such a duplicate may have been accepted: the
+#: window is the gateway's event-loop latency, measured up to 0.21 s here.
+CRASH_WINDOW = 1.0
+
+
+@pytest.mark.timeout(180)
+def test_every_message_is_answered_once_through_sigkills(
+    hermes_home: Path, workdir: Path, tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    """1000 messages in 20 chats while the gateway is SIGKILLed 5 times at random moments.
+
+    Messages keep arriving (at Telegram) while the gateway is down; every one
+    must get a reply, with the right text. Inbound, that is exact: an update
+    is confirmed to Telegram only after state.db holds it, and a redelivered
+    one is recognised. Outbound, one window cannot be closed over the Bot API:
+    Telegram accepted a sendMessage and the gateway died before state.db
+    recorded it (no call tells whether a message arrived), so the next start
+    sends that reply again. Each kill lands while replies are being sent, to
+    measure that window: an extra copy is accepted only if a kill came between
+    it and the copy before, less than CRASH_WINDOW after Telegram accepted
+    that one (a repeat by one and the same process is a bug), and at most one
+    per conversation and kill (a conversation sends its chunks one by one).
+    The report (``-s``) gives the figures.
+    """
+    chats = [9000 + n for n in range(KILL_CHATS)]
+    llm.add(*(lambda r: Reply(f"re: {user_text(r)}") for _ in range(3 * KILL_MESSAGES)))
+    configure(
+        hermes_home,
+        llm,
+        tg,
+        allowed_users=chats,
+        gateway={"max_concurrent_sessions": KILL_CHATS, "send_retries": 10},
+    )
+    # The agent's tools play no part here; without them a turn costs a third as much CPU
+    # (the skills index is parsed per turn, the SDK transforms every tool schema).
+    config = yaml.safe_load((hermes_home / "config.yaml").read_text())
+    config["toolsets"] = []
+    (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+
+    rng = random.Random()
+    expected: dict[tuple[int, int], str] = {}
+    lock = threading.Lock()
+
+    def users() -> None:
+        for n in range(KILL_MESSAGES):
+            chat = chats[n % KILL_CHATS]
+            sent = tg.user_message(chat, f"m{n}")
+            with lock:
+                expected[(chat, sent.message_id)] = f"re: m{n}"
+            time.sleep(0.015)
+
+    def replies() -> int:
+        return sum(len(tg.sent(c)) for c in chats)
+
+    kills: list[float] = []
+    timeline: list[str] = []
+    started = time.monotonic()
+
+    def mark(event: str) -> None:
+        timeline.append(f"{time.monotonic() - started:.1f} {event} ({replies()} replies)")
+
+    sender = threading.Thread(target=users, daemon=True)
+    sender.start()
+    process = GatewayProcess(hermes_home, workdir)
+    try:
+        for _ in range(KILLS):
+            process.wait_ready()
+            mark("ready")
+            # A random moment while this gateway is sending answers.
+            before = replies()
+            tg.wait_for(lambda b=before: replies() > b, timeout=30, interval=0.01)
+            time.sleep(rng.uniform(0.0, 1.5))
+            os.kill(process.proc.pid, signal.SIGKILL)
+            kills.append(time.monotonic())
+            mark("killed")
+            process.kill()
+            process = GatewayProcess(hermes_home, workdir)
+        process.wait_ready()
+        mark("ready")
+        sender.join()
+        mark("all sent")
+        with contextlib.suppress(AssertionError):
+            tg.wait_for(lambda: replies() >= KILL_MESSAGES, timeout=90, interval=0.2)
+        mark("all answered")
+        time.sleep(1.0)  # A reply sent twice would be sent by now.
+        assert process.terminate() == 0
+    finally:
+        process.kill()
+    elapsed = time.monotonic() - started
+
+    count: Counter[tuple[int, int]] = Counter()
+    copies: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    wrong: list[str] = []
+    for chat in chats:
+        for message in tg.sent(chat):
+            key = (chat, message["reply_to_message"]["message_id"])
+            count[key] += 1
+            copies.setdefault(key, []).append(message)
+            if message["text"] != expected.get(key):
+                wrong.append(f"{key}: {message['text']!r}, expected {expected.get(key)!r}")
+    missing = [key for key in expected if count[key] == 0]
+    twice = sorted(key for key, n in count.items() if n > 1)
+    # Each duplicate against the kills: which kill separates its copies, and how long
+    # before that kill Telegram accepted the first copy.
+    unexplained: list[str] = []
+    per_kill: Counter[tuple[int, int]] = Counter()
+    gaps: list[float] = []
+    for key in twice:
+        accepted = [m["accepted_at"] for m in copies[key]]
+        for earlier, later in itertools.pairwise(accepted):
+            between = [n for n, k in enumerate(kills) if earlier <= k <= later]
+            if not between or kills[between[0]] - earlier > CRASH_WINDOW:
+                unexplained.append(f"{key}: copies at {accepted}, kills at {kills}")
+                break
+            gaps.append(kills[between[0]] - earlier)
+            per_kill[(between[0], key[0])] += 1
+    report = (
+        f"{len(expected)} messages in {KILL_CHATS} chats, {KILLS} SIGKILLs, {elapsed:.1f} s: "
+        f"{sum(count.values())} replies, {len(missing)} unanswered, {len(wrong)} wrong, "
+        f"{len(twice)} answered more than once ({sum(count.values()) - len(count)} extra "
+        f"copies), each accepted by Telegram this long before the kill that followed it: "
+        f"{', '.join(f'{g * 1000:.0f}' for g in sorted(gaps))} ms"
+    )
+    print(report, "; ".join(timeline), sep="\n")
+    assert len(kills) == KILLS
+    assert not wrong, (report, wrong[:5])
+    assert not missing, (report, missing[:5])
+    assert not unexplained, (report, unexplained)
+    assert all(n == 1 for n in per_kill.values()), (report, per_kill)
+    if not CRASH_WINDOW_DUPLICATES_ALLOWED:
+        assert not twice, report
