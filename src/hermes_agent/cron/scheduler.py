@@ -268,7 +268,7 @@ class Scheduler:
                             cwd=gateway.cwd,
                             db=gateway.db,
                             zone=self.zone,
-                            provider=gateway._provider,  # The gateway's shared client.
+                            provider=await gateway.model_client(),
                         )
                     except asyncio.CancelledError:
                         record_outcome(

@@ -121,6 +121,7 @@ class Gateway:
         self._stopping: asyncio.Event | None = None
         #: One model client for every conversation, built on the first message.
         self._provider: Provider | None = None
+        self._provider_lock = asyncio.Lock()
         for name in enabled_platforms(config):
             self.platforms[name] = PLATFORMS[name]()(self, config)
         from hermes_agent.cron.scheduler import Scheduler
@@ -295,7 +296,7 @@ class Gateway:
                 session_id=session_id,
                 cwd=self.cwd,
                 events=GatewayEvents(platform, row),
-                provider=self._provider,
+                provider=await self.model_client(),
             )
         except HermesError as exc:
             await self._fail(row, platform, str(exc))
@@ -394,6 +395,21 @@ class Gateway:
 
     # --- lifetime -------------------------------------------------------------------
 
+    async def model_client(self) -> Provider:
+        """The one model client every conversation (and cron run) shares.
+
+        Built on first use, not at start: its SDK is the largest import of the
+        gateway (~24 MiB of the idle RSS) and an idle gateway does not need it.
+        The import runs in a thread, so connections keep their heartbeats
+        while it loads.
+        """
+        async with self._provider_lock:
+            if self._provider is None:
+                from hermes_agent.providers import settings as provider_settings
+
+                self._provider = await asyncio.to_thread(provider_settings.build, self.settings)
+        return self._provider
+
     @property
     def accepting(self) -> bool:
         """Whether messages are being answered (started and not stopping)."""
@@ -412,11 +428,6 @@ class Gateway:
             loop.add_signal_handler(sig, self.request_stop)
         started: list[Platform] = []
         try:
-            # Built (and its SDK imported, ~1 s) before any platform connects, so the
-            # first message does not stall every connection's heartbeats.
-            from hermes_agent.providers import settings as provider_settings
-
-            self._provider = provider_settings.build(self.settings)
             self._phase = "starting"
             for platform in self.platforms.values():
                 await platform.start()
