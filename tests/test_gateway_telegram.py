@@ -463,6 +463,15 @@ def test_bad_or_missing_token_is_a_clear_error(
     assert "TELEGRAM_BOT_TOKEN" in result.stderr and str(hermes_home / ".env") in result.stderr
     assert "Traceback" not in result.stderr
 
+    # A value that cannot be a token (pasted badly) is refused before any network call.
+    calls = len(tg.calls("getMe"))
+    configure(hermes_home, llm, tg, token="my-bot-token")
+    result = hermes("gateway", "run")
+    assert result.returncode == 2
+    assert "does not look like a bot token" in result.stderr
+    assert "my-bot-token" not in result.stderr
+    assert len(tg.calls("getMe")) == calls
+
 
 # --- robustness -----------------------------------------------------------------------------
 

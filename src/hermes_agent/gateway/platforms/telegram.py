@@ -148,6 +148,12 @@ class Telegram(Platform):
                 f"@BotFather gave you for the bot. Add a line {TOKEN_ENV}=123456789:AA... "
                 "to that file"
             )
+        if not re.fullmatch(r"\d{1,20}:[A-Za-z0-9_-]{20,}", token):
+            raise UsageError(
+                f"{TOKEN_ENV} in {home.env_path()} does not look like a bot token "
+                "(digits, a colon, then the secret: 123456789:AA...); copy it again from "
+                "@BotFather"
+            )
         self._token = token
         base_url = str(config.get("gateway.platforms.telegram.base_url") or "").strip()
         if base_url and not re.match(r"^https?://", base_url):
