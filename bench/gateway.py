@@ -20,7 +20,9 @@ costs against the cheapest client of the same model server; the absolute figure 
 Idle RSS: VmRSS of the gateway process 3 s after it is ready, with the HTTP API only, and with
 the HTTP API and Telegram (long-polling the loopback Bot API of ``tests/peers/telegram_api.py``);
 baseline: a bare ``python -c`` that sleeps. Growth: VmRSS after a
-warm-up of 1,000 messages and after 10,000 more (target <= 5 %).
+warm-up of 1,000 messages and after 10,000 more in the same 50 conversations (target <= 5 %;
+each turn loads its whole, growing history), then over 10,000 more in conversations of 50
+turns each (new chats every 2,500 messages), which shows whether anything leaks.
 
 Usage: ``.venv/bin/python bench/gateway.py [--messages N] [--json PATH] [--check]``
 """
@@ -198,9 +200,16 @@ class GatewayProcess:
 
 
 async def load(
-    url: str, headers: dict[str, str], bodies: list[dict[str, Any]], messages: int
+    url: str,
+    headers: dict[str, str],
+    bodies: list[dict[str, Any]],
+    messages: int,
+    prefix: str = "chat",
 ) -> float:
-    """Send ``messages`` requests from CHATS concurrent chats; return messages per second."""
+    """Send ``messages`` requests from CHATS concurrent chats; return messages per second.
+
+    The chats are named ``PREFIX-N``: the same prefix continues the same conversations.
+    """
     import httpx
 
     limits = httpx.Limits(max_connections=CHATS, max_keepalive_connections=CHATS)
@@ -208,7 +217,7 @@ async def load(
         per_chat = messages // CHATS
 
         async def chat(number: int) -> None:
-            chat_headers = {**headers, "X-Hermes-Session": f"chat-{number}"}
+            chat_headers = {**headers, "X-Hermes-Session": f"{prefix}-{number}"}
             for i in range(per_chat):
                 body = bodies[i % len(bodies)]
                 answer = await client.post(url, json=body, headers=chat_headers)
@@ -394,6 +403,26 @@ def main() -> int:
             }
             if growth > 5:
                 misses.append(f"RSS growth {growth:.1f} % > 5 %")
+
+            # The same volume in conversations that stay short (new chats every 2,500
+            # messages, 50 turns each): separates a leak from the cost of ever longer
+            # histories, which every turn of the run above loads again.
+            asyncio.run(load(gw_url, auth, gw_body, 2_500, prefix="fresh-0"))
+            fresh_before = rss_mib(gateway.proc.pid)
+            for round_number in range(1, 5):
+                asyncio.run(load(gw_url, auth, gw_body, 2_500, prefix=f"fresh-{round_number}"))
+            fresh_after = rss_mib(gateway.proc.pid)
+            fresh_growth = (fresh_after - fresh_before) / fresh_before * 100
+            print(
+                f"RSS over 10000 messages in short conversations: {fresh_before:.1f} -> "
+                f"{fresh_after:.1f} MiB ({fresh_growth:+.1f} %)"
+            )
+            results["growth_short_conversations"] = {
+                "messages": 10_000,
+                "before_mib": round(fresh_before, 1),
+                "after_mib": round(fresh_after, 1),
+                "percent": round(fresh_growth, 2),
+            }
         finally:
             gateway.stop()
 
