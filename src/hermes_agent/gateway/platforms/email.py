@@ -74,7 +74,6 @@ POLL_INTERVAL = 60.0
 #: One IMAP or SMTP exchange (connect, login, a command's answer) must finish within this.
 TIMEOUT = 60.0
 #: How long a mail arriving while the gateway starts may wait to be taken.
-STARTING_WAIT = 15.0
 #: The longest body handed to the agent; the rest is cut with a note.
 MAX_BODY_CHARS = 20_000
 #: Subjects and references of mails answered lately, for the replies' headers.
@@ -733,25 +732,22 @@ class EmailPlatform(Platform):
         user_id: str,
         user_name: str,
     ) -> bool:
+        """Hand a mail to the gateway; False when it is stopping (the mail stays unread)."""
         from hermes_agent.gateway.runner import GatewayClosedError
 
-        deadline = time.monotonic() + STARTING_WAIT
-        while True:
-            try:
-                self.gateway.submit(
-                    platform=self.name,
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    text=text,
-                    thread_id=thread_id,
-                    user_id=user_id,
-                    user_name=user_name,
-                )
-                return True
-            except GatewayClosedError:
-                if self._stopping or time.monotonic() > deadline:
-                    return False
-                await asyncio.sleep(0.1)
+        try:
+            self.gateway.submit(
+                platform=self.name,
+                chat_id=chat_id,
+                message_id=message_id,
+                text=text,
+                thread_id=thread_id,
+                user_id=user_id,
+                user_name=user_name,
+            )
+        except GatewayClosedError:
+            return False
+        return True
 
     async def _lookup(self, message_id: str) -> _Thread | None:
         """Subject and references of a mail not seen by this process (a reply owed from before)."""

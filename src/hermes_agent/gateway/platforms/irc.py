@@ -66,7 +66,6 @@ REGISTER_TIMEOUT = 30.0
 FLOOD_BURST = 4
 FLOOD_INTERVAL = 1.0
 #: How long a message arriving while the gateway starts may wait to be taken.
-STARTING_WAIT = 15.0
 
 _FORMATTING = re.compile(
     r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6})?|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
@@ -529,31 +528,23 @@ class IrcPlatform(Platform):
     async def _submit(
         self, *, chat_id: str, message_id: str, text: str, user_id: str, user_name: str
     ) -> None:
-        """Hand a message to the gateway; while it is still starting, wait for it."""
+        """Hand a message to the gateway (which stores what arrives while it starts)."""
         from hermes_agent.gateway.runner import GatewayClosedError
 
-        deadline = time.monotonic() + STARTING_WAIT
-        while True:
-            try:
-                self.gateway.submit(
-                    platform=self.name,
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    text=text,
-                    user_id=user_id,
-                    user_name=user_name,
-                )
-                return
-            except GatewayClosedError:
-                if self._stopping or time.monotonic() > deadline:
-                    # IRC will not deliver the line again: it is lost, say so.
-                    log.warning(
-                        "irc: message from %s in %s dropped: the gateway is stopping",
-                        user_name,
-                        chat_id,
-                    )
-                    return
-                await asyncio.sleep(0.1)
+        try:
+            self.gateway.submit(
+                platform=self.name,
+                chat_id=chat_id,
+                message_id=message_id,
+                text=text,
+                user_id=user_id,
+                user_name=user_name,
+            )
+        except GatewayClosedError:
+            # IRC will not deliver the line again: it is lost, say so.
+            log.warning(
+                "irc: message from %s in %s dropped: the gateway is stopping", user_name, chat_id
+            )
 
     @staticmethod
     def _known(conn: _Connection, name: str, configured: list[str]) -> str:
