@@ -484,3 +484,40 @@ def test_delegation_depth_is_limited(hermes_home: Path) -> None:
         run(agent, "go")
     result = next(m for m in llm.requests[1].messages if m["role"] == "tool")["content"]
     assert result == "error: delegation is limited to 0 levels (delegate.max_depth)"
+
+
+def test_a_session_keeps_its_system_prompt_until_soul_md_changes(hermes_home: Path) -> None:
+    """Agents on one session (the gateway builds one per message) send one prompt.
+
+    Memory saved meanwhile stays out of it (the session's snapshot, and the provider's
+    prompt cache keeps working); an edit of SOUL.md builds it again.
+    """
+    from hermes_agent.tools.memory import STORES
+
+    hermes_home.mkdir(exist_ok=True)
+    (hermes_home / "SOUL.md").write_text("Answer like a pirate.\n")
+    replies = [Reply("one"), Reply("two"), Reply("three")]
+    with ScriptedLLM(replies) as llm:
+        agent, _, db = make_agent(hermes_home, llm)
+        run(agent, "first")
+        memory = STORES["memory"].path
+        memory.parent.mkdir(parents=True, exist_ok=True)
+        memory.write_text("The user's cat is called Biscuit.\n")
+        agent, _, _ = make_agent(hermes_home, llm, session_id=agent.session_id)
+        run(agent, "second")
+        (hermes_home / "SOUL.md").write_text("Answer like a poet, not a pirate.\n")
+        agent, _, _ = make_agent(hermes_home, llm, session_id=agent.session_id)
+        run(agent, "third")
+    prompts = [request.body["messages"][0]["content"] for request in llm.requests]
+    assert "pirate" in prompts[0] and prompts[1] == prompts[0]
+    assert "Biscuit" not in prompts[1]  # Memory is the snapshot the session started with.
+    assert "like a poet" in prompts[2]
+    assert "Biscuit" in prompts[2]  # Built again: with today's memory.
+    assert [m["content"] for m in db.messages(agent.session_id)] == [
+        "first",
+        "one",
+        "second",
+        "two",
+        "third",
+        "three",
+    ]

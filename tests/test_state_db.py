@@ -78,7 +78,8 @@ def test_schema_and_migrations_are_recorded(db: StateDB, hermes_home: Path) -> N
     conn = raw(hermes_home)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"sessions", "messages", "messages_fts", "_migrations"} <= names
-    assert {"messages_active", "messages_fts_insert", "messages_fts_delete"} <= names
+    assert {"messages_active", "messages_unindexed", "messages_fts_delete"} <= names
+    assert "messages_fts_insert" not in names  # Indexed in batches since m006.
     recorded = conn.execute("SELECT name, applied_at FROM _migrations ORDER BY rowid").fetchall()
     assert [name for name, _ in recorded] == [fn.__name__ for fn in MIGRATIONS]
     assert all(applied_at > 0 for _, applied_at in recorded)
@@ -492,6 +493,7 @@ def test_delete_cascades_to_messages_and_index(db: StateDB, hermes_home: Path) -
     for message in TOOL_CALL_TURN:
         db.add_message(sid, message)
     db.add_message(keep, {"role": "user", "content": "nginx elsewhere"})
+    db.index_pending()
     assert fts_rows(hermes_home) == len(TOOL_CALL_TURN) + 1
     assert db.delete_session(sid) is True
     assert db.delete_session(sid) is False
@@ -504,6 +506,34 @@ def test_delete_cascades_to_messages_and_index(db: StateDB, hermes_home: Path) -
         "SELECT count(*) FROM messages WHERE session_id = ?", (sid,)
     ).fetchone() == (0,)
     conn.close()
+
+
+def test_messages_deleted_before_they_were_indexed_leave_the_index_intact(
+    db: StateDB, hermes_home: Path
+) -> None:
+    # Since m006 a message enters the search index in batches; deleting one that never
+    # got there must not touch the index (an FTS5 'delete' of an absent row corrupts it).
+    gone = new_session(db)
+    keep = new_session(db)
+    db.add_message(keep, {"role": "user", "content": "indexed before the delete"})
+    db.index_pending()
+    db.add_message(gone, {"role": "user", "content": "never indexed, then deleted"})
+    db.add_message(keep, {"role": "user", "content": "stored after, still pending"})
+    assert db.delete_session(gone) is True
+    assert [h.session_id for h in db.search("pending")] == [keep]  # A search catches up.
+    assert db.search("deleted") == []
+    assert fts_rows(hermes_home) == 2  # Integrity-checked against the messages table.
+
+
+def test_the_index_is_updated_every_batch_without_a_search(
+    db: StateDB, hermes_home: Path
+) -> None:
+    from hermes_agent.state.db import INDEX_BATCH
+
+    sid = new_session(db)
+    for n in range(INDEX_BATCH):
+        db.add_message(sid, {"role": "user", "content": f"message {n}"})
+    assert fts_rows(hermes_home) == INDEX_BATCH
 
 
 def age(hermes_home: Path, session_id: str, seconds: float) -> None:

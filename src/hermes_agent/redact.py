@@ -171,4 +171,11 @@ class RedactingFormatter(logging.Formatter):
     """A log formatter whose every line passes :func:`redact`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        # A record goes to several handlers (file and stderr) with this formatter:
+        # formatted and redacted once, not once per handler.
+        cached = record.__dict__.get("_hermes_redacted")
+        if cached is not None and cached[0] is self:
+            return str(cached[1])
+        line = redact(super().format(record))
+        record.__dict__["_hermes_redacted"] = (self, line)
+        return line

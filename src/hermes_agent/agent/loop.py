@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_agent.agent import compress, models
-from hermes_agent.agent.prompt import build_system_prompt
+from hermes_agent.agent.prompt import build_system_prompt, prompt_key
 from hermes_agent.providers.base import (
     Completion,
     Message,
@@ -123,13 +123,7 @@ class Agent:
         self.cwd = cwd
         self.events = events or Events()
         self._summary_provider = summary_provider
-        self.system = system_prompt or build_system_prompt(
-            cwd=cwd,
-            personality=config.get("display.personality") or "",
-            model=provider.model,
-            config=config,
-            tools=list(self.tools),
-        )
+        self.system = system_prompt or self._session_prompt()
         self.history: list[Message] = db.messages(session_id)
         self.max_turns = int(config.get("agent.max_turns") or config.get("max_turns"))
         self.context = ToolContext(
@@ -141,19 +135,40 @@ class Agent:
             depth=depth,
             delegate=self.delegate,
         )
-        session = db.get_session(session_id)
-        self.usage = Usage(
-            session.input_tokens if session else 0,
-            session.output_tokens if session else 0,
-            session.cache_read_tokens if session else 0,
-            session.cache_write_tokens if session else 0,
-        )
-        self.cost_usd: float | None = session.cost_usd if session else 0.0
+        totals = db.session_usage(session_id) or (0, 0, 0, 0, 0.0)
+        self.usage = Usage(*totals[:4])
+        self.cost_usd: float | None = totals[4]
         #: A sub-agent starts "tainted" when its parent's turn read untrusted content.
         self.inherited_untrusted = False
         #: Prompt size of the last call (exact, from the provider), for compression.
         self._last_prompt_tokens = 0
         self._chars_since_last_call = sum(len(str(m.get("content") or "")) for m in self.history)
+
+    def _session_prompt(self) -> str:
+        """The session's system prompt: built on its first turn, then kept in state.db.
+
+        Every later turn (each gateway message builds an Agent; a resumed chat) sends
+        the same prompt, so the provider's prompt cache keeps working and memory and
+        skills stay the snapshot the session started with. It is built again when
+        what the user chose for it changed (SOUL.md, USER.md, personality, model,
+        tools): see :func:`prompt_key`.
+        """
+        personality = self.config.get("display.personality") or ""
+        tools = list(self.tools)
+        key = prompt_key(
+            cwd=self.cwd, personality=personality, model=self.provider.model, tools=tools
+        )
+        stored = self.db.system_prompt(self.session_id, key)
+        if stored is not None:
+            return stored
+        prompt = build_system_prompt(
+            cwd=self.cwd,
+            personality=personality,
+            model=self.provider.model,
+            config=self.config,
+            tools=tools,
+        )
+        return self.db.keep_system_prompt(self.session_id, prompt, key)
 
     async def aclose(self, *, close_provider: bool = True) -> None:
         """End the session's resources: tool processes, and the provider's connections."""
@@ -225,13 +240,24 @@ class Agent:
             return True
         return False
 
-    async def run(self, text: str, *, resume: bool = False) -> TurnResult:
+    async def run(
+        self,
+        text: str,
+        *,
+        resume: bool = False,
+        on_answer: Callable[[str], None] | None = None,
+    ) -> TurnResult:
         """Answer one user message, using tools as needed.
 
         ``resume``: the message may already be the last user turn of the
         history, from a process that was stopped while answering it (the
         gateway after a crash); then that turn is finished rather than the
         message added a second time.
+
+        ``on_answer``: called with the final answer just before it is stored,
+        so a caller can have its own record of it stored in the same write
+        (:meth:`StateDB.set_inbound_status` with ``with_next_write``). Not
+        called when ``resume`` finds the turn already answered.
         """
         resumed = self._resumable(text) if resume else False
         if isinstance(resumed, TurnResult):
@@ -254,12 +280,16 @@ class Agent:
                 turn_usage.add(completion.usage)
                 cost = self._cost(completion)
                 turn_cost = None if cost is None or turn_cost is None else turn_cost + cost
+                if not completion.tool_calls and on_answer is not None:
+                    on_answer(completion.text)
                 self._append(completion.as_message(), usage=self._usage_row(completion, cost))
                 partial.clear()
                 if not completion.tool_calls:
                     return TurnResult(completion.text, "done", call_number, turn_usage, turn_cost)
                 await self._run_tools(completion.tool_calls)
             stop = STOPPED_TEMPLATE.format(n=self.max_turns)
+            if on_answer is not None:
+                on_answer(stop)
             self._append({"role": "assistant", "content": stop})
             self.events.notice(stop)
             return TurnResult(stop, "max_turns", self.max_turns, turn_usage, turn_cost)

@@ -1,7 +1,9 @@
 """The system prompt: who the agent is, where it works, and what it knows.
 
-Built once per session and then frozen, so providers with prompt caching read
-it from cache on every later call. Sources, in order:
+Built once per session and then frozen (kept in state.db with the session, so
+each gateway message and a resumed chat send it too), so providers with prompt
+caching read it from cache on every later call; it is built again only when
+what :func:`prompt_key` covers changed. Sources, in order:
 
 1. hermes' own identity and the working context (date, workspace, platform);
 2. ``SOUL.md``: persona and standing instructions, from the workspace, else
@@ -75,6 +77,29 @@ def _read(path: Path) -> str:
     if len(text) > MAX_DOCUMENT_CHARS:
         text = text[:MAX_DOCUMENT_CHARS] + "\n[... truncated]"
     return text
+
+
+def prompt_key(*, cwd: Path, personality: str, model: str, tools: Collection[str]) -> str:
+    """What a session's prompt was built from, as far as the user chooses it.
+
+    The documents' identity and version (path, size, modification time), the
+    personality, the model and the tools: when this changes, a kept prompt is
+    built again. Memory and skills are not in it: they are a snapshot taken
+    when the session's prompt is built (see the module docstring).
+    """
+    parts: list[str] = [personality, model, ",".join(sorted(tools))]
+    for name in ("SOUL.md", "USER.md"):
+        path = find_document(name, cwd)
+        if path is None:
+            parts.append("-")
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            parts.append(f"{path}:?")
+            continue
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts)
 
 
 def build_system_prompt(

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
@@ -165,7 +166,8 @@ class Gateway:
             text=text,
         )
         if new:
-            log.info("inbound %d from %s chat %s", row.id, platform, chat_id)
+            # At debug: state.db records every arrival; the info line is the answer's.
+            log.debug("inbound %d from %s chat %s", row.id, platform, chat_id)
             if self._phase == "running":
                 self._enqueue(row)
             # While the platforms start it stays pending: the resume at the end of
@@ -269,7 +271,7 @@ class Gateway:
     def _session_for(self, row: InboundMessage) -> str:
         """The session of this conversation, created on its first message."""
         session_id = self.db.route(row.platform, row.chat_id, row.thread_id)
-        if session_id is not None and self.db.get_session(session_id) is not None:
+        if session_id is not None:  # A route is deleted with its session (foreign key).
             return session_id
         session_id = self.db.create_session(
             source=f"gateway:{row.platform}", model=self.settings.model, cwd=str(self.cwd)
@@ -285,7 +287,10 @@ class Gateway:
             await self._deliver(row, platform, _reply_of(row))
             return
         session_id = self._session_for(row)
-        self.db.set_inbound_status(row.id, "processing", session_id=session_id)
+        # Stored with the turn's first write, its user message: never one without the other.
+        self.db.set_inbound_status(
+            row.id, "processing", session_id=session_id, with_next_write=True
+        )
         started = time.monotonic()
         try:
             agent = build_agent(
@@ -303,9 +308,32 @@ class Gateway:
             return
         if platform is not None and platform.untrusted_input:
             agent.inherited_untrusted = True
-        typing = asyncio.create_task(self._keep_typing(platform, row))
+        typing = (
+            asyncio.create_task(self._keep_typing(platform, row))
+            if platform is not None and type(platform).typing is not Platform.typing
+            else None
+        )
+        # Where the reply goes: to a request waiting in this process (the HTTP API), whose
+        # client cannot be sent anything after a crash, or to a chat, tracked chunk by chunk.
+        in_request = platform is not None and platform.answers_in_request
+        recorded = False
+
+        def on_answer(text: str) -> None:
+            # "done" is stored in the same write as the answer (one commit fewer).
+            nonlocal recorded
+            recorded = True
+            self.db.set_inbound_status(
+                row.id,
+                "done",
+                reply=text,
+                delivery="sent" if in_request else None,
+                with_next_write=True,
+            )
+
         try:
-            result = await agent.run(row.text, resume=row.status == "processing")
+            result = await agent.run(
+                row.text, resume=row.status == "processing", on_answer=on_answer
+            )
         except asyncio.CancelledError:
             # Stopped before the answer: the next start finishes the turn (it stays
             # "processing", which tells the agent the message is in the history already).
@@ -319,10 +347,10 @@ class Gateway:
             await self._fail(row, platform, f"internal error: {exc}")
             return
         finally:
-            typing.cancel()
+            if typing is not None:
+                typing.cancel()
             with contextlib.suppress(Exception):
                 await agent.aclose(close_provider=False)
-        self.db.set_inbound_status(row.id, "done", reply=result.text)
         log.info(
             "inbound %d answered in %.2f s (%d model calls, session %s)",
             row.id,
@@ -330,19 +358,23 @@ class Gateway:
             result.model_calls,
             session_id,
         )
-        await self._deliver(
-            row,
-            platform,
-            Outbound(
-                platform=row.platform,
-                chat_id=row.chat_id,
-                thread_id=row.thread_id,
-                reply_to=row.message_id,
-                text=result.text,
-                input_tokens=result.usage.input_tokens,
-                output_tokens=result.usage.output_tokens,
-            ),
+        reply = Outbound(
+            platform=row.platform,
+            chat_id=row.chat_id,
+            thread_id=row.thread_id,
+            reply_to=row.message_id,
+            text=result.text,
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
         )
+        if not recorded:  # Answered before a restart: the turn was not run again.
+            delivery = "sent" if in_request else None
+            self.db.set_inbound_status(row.id, "done", reply=result.text, delivery=delivery)
+        if in_request:
+            assert platform is not None
+            await platform.send(reply)  # Nothing to resend after a crash: marked sent.
+            return
+        await self._deliver(row, platform, reply)
 
     async def _keep_typing(self, platform: Platform | None, row: InboundMessage) -> None:
         """Show the typing indicator while the answer is written (platforms drop it after ~5 s)."""
@@ -407,7 +439,9 @@ class Gateway:
             if self._provider is None:
                 from hermes_agent.providers import settings as provider_settings
 
-                self._provider = await asyncio.to_thread(provider_settings.build, self.settings)
+                self._provider = await asyncio.to_thread(
+                    lambda: provider_settings.build(self.settings, long_lived=True)
+                )
         return self._provider
 
     @property
@@ -644,6 +678,9 @@ def run(*, replace: bool) -> int:
     from hermes_agent.cli.common import load_config
     from hermes_agent.state.db import StateDB
 
+    # httpx imports its command-line client (click, rich, pygments: ~4.6 MiB of idle RSS)
+    # whenever those are installed; the gateway never runs it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     config = load_config()
     if not enabled_platforms(config) and not has_cron_jobs(config):
         raise UsageError(

@@ -205,6 +205,12 @@ def error_detail(body: object, fallback: str) -> str:
     return fallback[:300]
 
 
+def _has_aiohttp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp") is not None
+
+
 class SDKProvider:
     """What the two official SDKs share (both are generated from one template).
 
@@ -216,7 +222,7 @@ class SDKProvider:
     sdk: Any
     client_class: str
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, *, long_lived: bool = False) -> None:
         self.settings = settings
         self.name: str = settings.info.name
         self.model: str = settings.model
@@ -224,11 +230,19 @@ class SDKProvider:
         self.stream: bool = settings.stream
         #: The provider as users know it ("OpenRouter", "Anthropic"), for messages.
         self.who: str = settings.info.label.split(" (")[0]
+        options: dict[str, Any] = {}
+        if long_lived and _has_aiohttp():
+            # The SDK's aiohttp transport: for a client that serves many conversations at
+            # once (the gateway), httpx's connection pool scans every pooled connection on
+            # each request, which cost ~1.5 ms a call with 50 chats (bench/gateway.py).
+            # Importing aiohttp takes ~40 ms, too much for `hermes chat`'s start.
+            options["http_client"] = self.sdk.DefaultAioHttpClient(timeout=settings.timeout)
         self._client = getattr(self.sdk, self.client_class)(
             api_key=settings.api_key or "no-key",  # Local servers accept anything.
             base_url=settings.base_url or None,
             timeout=settings.timeout,
             max_retries=0,
+            **options,
         )
 
     async def aclose(self) -> None:

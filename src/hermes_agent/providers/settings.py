@@ -79,12 +79,16 @@ def resolve(
     )
 
 
-def build(settings: ProviderSettings) -> Provider:
-    """Create the provider; this is where an SDK is imported, never earlier."""
+def build(settings: ProviderSettings, *, long_lived: bool = False) -> Provider:
+    """Create the provider; this is where an SDK is imported, never earlier.
+
+    ``long_lived``: the client serves many conversations for a long time (the
+    gateway); it then uses the SDK's aiohttp transport when aiohttp is installed.
+    """
     if settings.info.wire == "anthropic":
         from hermes_agent.providers.anthropic_provider import AnthropicProvider
 
-        return AnthropicProvider(settings)
+        return AnthropicProvider(settings, long_lived=long_lived)
     from hermes_agent.providers.openai_compat import OpenAICompatProvider
 
-    return OpenAICompatProvider(settings)
+    return OpenAICompatProvider(settings, long_lived=long_lived)

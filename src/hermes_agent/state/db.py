@@ -39,6 +39,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -63,6 +64,11 @@ DB_FILE_MODE = 0o600
 # when it has the usual type (text, or a list for tool_calls), else it goes to `extra`.
 _TEXT_KEYS = ("content", "tool_call_id", "name")
 _COLUMN_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+#: How many sessions' active histories :meth:`StateDB.messages` keeps decoded in memory.
+HISTORY_CACHE_SESSIONS = 64
+#: Messages stored between two updates of the search index (one FTS5 segment each; m006).
+INDEX_BATCH = 64
 
 # SQLite errors caused by the environment (a locked, read-only, full or broken
 # file), reported as a HermesError naming the file rather than as a bug.
@@ -176,6 +182,7 @@ class PairingRequest:
 
 
 INBOUND_STATUSES = ("pending", "processing", "done", "failed")
+DELIVERY_STATES = ("sending", "sent", "failed")
 
 
 # --- migrations ---------------------------------------------------------------------
@@ -369,6 +376,51 @@ def m004_gateway_delivery_and_pairing(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m005_session_system_prompt(conn: sqlite3.Connection) -> None:
+    # The system prompt a session was started with, kept so every later turn (a gateway
+    # message, a resumed chat) sends the same prefix: providers' prompt caches stay warm,
+    # and the prompt is not rebuilt (skills scanned, documents read) on every message.
+    conn.execute("ALTER TABLE sessions ADD COLUMN system_prompt TEXT")
+    # What the prompt was built from (agent.prompt.prompt_key): a change rebuilds it.
+    conn.execute("ALTER TABLE sessions ADD COLUMN system_prompt_key TEXT")
+
+
+@migration
+def m006_batched_search_index(conn: sqlite3.Connection) -> None:
+    # A message is put in the search index in batches, not by a trigger on every insert:
+    # FTS5 writes a new index segment per transaction, which was more than half the cost
+    # of storing a message (~150 of ~275 us). `indexed` tells the rows already in the
+    # index (every existing row: the old trigger put them there); new rows are inserted
+    # with 0 and indexed by StateDB.index_pending, before every search and every
+    # INDEX_BATCH messages. The delete and update triggers touch the index only for
+    # indexed rows (an FTS5 'delete' of a row it does not hold would corrupt it).
+    conn.execute("ALTER TABLE messages ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1")
+    conn.execute("CREATE INDEX messages_unindexed ON messages (id) WHERE indexed = 0")
+    conn.execute("DROP TRIGGER messages_fts_insert")
+    conn.execute("DROP TRIGGER messages_fts_delete")
+    conn.execute("DROP TRIGGER messages_fts_update")
+    conn.execute(
+        """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.indexed BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content, tool_args)
+            VALUES ('delete', old.id, old.content, old.tool_args);
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, tool_args ON messages
+        WHEN old.indexed BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content, tool_args)
+            VALUES ('delete', old.id, old.content, old.tool_args);
+            INSERT INTO messages_fts (rowid, content, tool_args)
+            VALUES (new.id, new.content, new.tool_args);
+        END
+        """
+    )
+
+
 # --- helpers ------------------------------------------------------------------------
 
 
@@ -477,6 +529,15 @@ class StateDB:
         # Reads take it too: on a shared connection, a read in the middle of another
         # thread's write transaction would see rows that may yet be rolled back.
         self._lock = threading.RLock()
+        #: Active histories of recently read sessions, as :meth:`messages` returns them
+        #: (least recently used first). Kept current by this object's own writes, and
+        #: dropped whole when ``PRAGMA data_version`` says another connection committed.
+        self._histories: OrderedDict[str, list[Message]] = OrderedDict()
+        self._data_version: int | None = None
+        #: Messages this object stored since it last updated the search index.
+        self._unindexed = 0
+        #: Statements to run first in the next write transaction (see set_inbound_status).
+        self._riders: deque[tuple[str, tuple[Any, ...]]] = deque()
         home.ensure_dir(self.path.parent)
         self._create_private_file()
         try:
@@ -608,9 +669,14 @@ class StateDB:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                while self._riders:
+                    sql, params = self._riders[0]
+                    conn.execute(sql, params)
+                    self._riders.popleft()
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
+                self._histories.clear()  # It may hold what was just rolled back.
                 if conn.in_transaction:  # A failed COMMIT must not leave it open either.
                     conn.execute("ROLLBACK")
                 raise
@@ -691,7 +757,7 @@ class StateDB:
         return row
 
     @staticmethod
-    def _decode(row: sqlite3.Row) -> Message:
+    def _decode(row: sqlite3.Row | Mapping[str, Any]) -> Message:
         extra: dict[str, Any] = json.loads(row["extra"]) if row["extra"] else {}
         message: Message = {"role": row["role"]}
         for key in _COLUMN_KEYS[1:]:
@@ -762,6 +828,20 @@ class StateDB:
             return None
         title = self._redact(title.strip())
         return title or None
+
+    def session_usage(self, session_id: str) -> tuple[int, int, int, int, float | None] | None:
+        """The session's token totals and cost (None: no such session).
+
+        :meth:`get_session` without its message count, which reads the whole
+        history's index: the gateway asks for this on every message.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+                "cost_usd FROM sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+        return None if row is None else tuple(row)
 
     def get_session(self, session_id: str) -> Session | None:
         """The session with exactly this id, or None."""
@@ -837,6 +917,28 @@ class StateDB:
             session_id, "UPDATE sessions SET title = ? WHERE id = ?", (self._clean_title(title),)
         )
 
+    def system_prompt(self, session_id: str, key: str) -> str | None:
+        """The session's system prompt if it was built from ``key``, else None."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT system_prompt FROM sessions WHERE id = ? AND system_prompt_key = ?",
+                (session_id, key),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def keep_system_prompt(self, session_id: str, prompt: str, key: str) -> str:
+        """Record the session's system prompt and what it was built from; return it.
+
+        Stored redacted, like messages (what the model is sent on later turns).
+        """
+        stored = self._redact(prompt)
+        self._update_session(
+            session_id,
+            "UPDATE sessions SET system_prompt = ?, system_prompt_key = ? WHERE id = ?",
+            (stored, key),
+        )
+        return stored
+
     def set_model(self, session_id: str, model: str) -> None:
         """Record a model switch, so a resumed session continues with the same model."""
         self._update_session(session_id, "UPDATE sessions SET model = ? WHERE id = ?", (model,))
@@ -865,6 +967,7 @@ class StateDB:
         Returns False when there was no such session.
         """
         with self._write() as conn:
+            self._histories.pop(session_id, None)
             return conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
     def prune(
@@ -887,6 +990,7 @@ class StateDB:
                 ).fetchone()[0]
             return count
         with self._write() as conn:
+            self._histories.clear()
             return conn.execute(
                 f"DELETE FROM sessions WHERE updated_at < ? AND {clause}", (cutoff, *params)
             ).rowcount
@@ -906,7 +1010,7 @@ class StateDB:
     ) -> int:
         cursor = conn.execute(
             "INSERT INTO messages (session_id, seq, role, content, tool_calls, tool_call_id, "
-            "name, extra, tool_args, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "name, extra, tool_args, created_at, indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
             (
                 session_id,
                 seq,
@@ -950,7 +1054,26 @@ class StateDB:
             )
             if usage:
                 conn.execute(_ADD_USAGE, (*_usage_values(usage), session_id))
+            cached = self._histories.get(session_id)
+            if cached is not None:  # Committed below; a failed commit drops the cache.
+                cached.append(self._decode(row))
+            self._unindexed += 1
+            if self._unindexed >= INDEX_BATCH:
+                self._index(conn)
         return message_id
+
+    def index_pending(self) -> None:
+        """Put the messages not yet in the search index into it (see m006)."""
+        with self._write() as conn:
+            self._index(conn)
+
+    def _index(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO messages_fts (rowid, content, tool_args) "
+            "SELECT id, content, tool_args FROM messages WHERE indexed = 0"
+        )
+        conn.execute("UPDATE messages SET indexed = 1 WHERE indexed = 0")
+        self._unindexed = 0
 
     def replace_history(self, session_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
         """Make ``messages`` the session's active history (context compression).
@@ -963,6 +1086,7 @@ class StateDB:
         rows = [self._encode(message) for message in messages]
         now = time.time()
         with self._write() as conn:
+            self._histories.pop(session_id, None)
             self._require(conn, session_id)
             conn.execute(
                 "UPDATE messages SET compacted = 1 WHERE session_id = ? AND compacted = 0",
@@ -978,8 +1102,39 @@ class StateDB:
 
         By default only the active history (what the model sees next);
         ``include_compacted`` adds the messages that compression replaced.
+
+        The active history of the last :data:`HISTORY_CACHE_SESSIONS` sessions read
+        is cached: the gateway builds an agent, and so reads the history, for every
+        message, and decoding hundreds of rows each time was most of its database
+        time. The returned list is the caller's; the message dicts in it are shared
+        and must not be changed in place.
         """
-        return [record.message for record in self.message_records(session_id, include_compacted)]
+        if include_compacted:
+            return [record.message for record in self.message_records(session_id, True)]
+        with self._read() as conn:
+            cached = self._cached_history(conn, session_id)
+            if cached is None:
+                rows = conn.execute(
+                    "SELECT role, content, tool_calls, tool_call_id, name, extra FROM messages "
+                    "WHERE session_id = ? AND compacted = 0 ORDER BY seq",
+                    (session_id,),
+                ).fetchall()
+                cached = [self._decode(row) for row in rows]
+                self._histories[session_id] = cached
+                if len(self._histories) > HISTORY_CACHE_SESSIONS:
+                    self._histories.popitem(last=False)
+            return list(cached)
+
+    def _cached_history(self, conn: sqlite3.Connection, session_id: str) -> list[Message] | None:
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:  # Another connection wrote: trust nothing cached.
+            self._histories.clear()
+            self._data_version = version
+            return None
+        cached = self._histories.get(session_id)
+        if cached is not None:
+            self._histories.move_to_end(session_id)
+        return cached
 
     def message_records(
         self, session_id: str, include_compacted: bool = True
@@ -1023,6 +1178,10 @@ class StateDB:
         if not match:
             return []
         clause, params = _source_clause(source, "s.source")
+        with self._read() as conn:
+            behind = conn.execute("SELECT 1 FROM messages WHERE indexed = 0 LIMIT 1").fetchone()
+        if behind is not None:  # Messages stored since the last batch (see m006).
+            self.index_pending()
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT m.session_id, m.id AS message_id, s.title, s.source, m.role, "
@@ -1107,27 +1266,46 @@ class StateDB:
         reply: str | None = None,
         error: str | None = None,
         session_id: str | None = None,
+        delivery: str | None = None,
+        with_next_write: bool = False,
     ) -> None:
+        """Record how far answering got; ``delivery`` as :meth:`set_delivery`, same write.
+
+        ``with_next_write``: do not commit on its own, but as the first statement of
+        this object's next write transaction, whatever it is. The gateway marks a
+        message "processing" this way: the next write is the turn's user message, so
+        both are stored together (one commit fewer per message) and never one without
+        the other.
+        """
         if status not in INBOUND_STATUSES:
             raise ValueError(f"status must be one of {', '.join(INBOUND_STATUSES)}")
+        if delivery not in (None, *DELIVERY_STATES):
+            raise ValueError(f"delivery must be one of {', '.join(DELIVERY_STATES)}")
+        statement = (
+            "UPDATE gateway_inbound SET status = ?, reply = coalesce(?, reply), "
+            "error = ?, session_id = coalesce(?, session_id), "
+            "delivery = coalesce(?, delivery), updated_at = ? WHERE id = ?",
+            (
+                status,
+                None if reply is None else self._redact(reply),
+                None if error is None else self._redact(error),
+                session_id,
+                delivery,
+                time.time(),
+                inbound_id,
+            ),
+        )
+        if with_next_write:
+            with self._lock:
+                self._riders.append(statement)
+            return
         with self._write() as conn:
-            conn.execute(
-                "UPDATE gateway_inbound SET status = ?, reply = coalesce(?, reply), "
-                "error = ?, session_id = coalesce(?, session_id), updated_at = ? WHERE id = ?",
-                (
-                    status,
-                    None if reply is None else self._redact(reply),
-                    None if error is None else self._redact(error),
-                    session_id,
-                    time.time(),
-                    inbound_id,
-                ),
-            )
+            conn.execute(*statement)
 
     def set_delivery(self, inbound_id: int, delivery: str, delivered: int | None = None) -> None:
         """Record how far the reply to ``inbound_id`` got to the platform."""
-        if delivery not in ("sending", "sent", "failed"):
-            raise ValueError("delivery must be sending, sent or failed")
+        if delivery not in DELIVERY_STATES:
+            raise ValueError(f"delivery must be one of {', '.join(DELIVERY_STATES)}")
         with self._write() as conn:
             conn.execute(
                 "UPDATE gateway_inbound SET delivery = ?, delivered = coalesce(?, delivered), "

@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,10 @@ class Platform:
     #: Restart a supervised connection that reported nothing through :meth:`alive`
     #: for this many seconds (0: no watchdog). Set it above the platform's heartbeat.
     watchdog_seconds = 0.0
+    #: :meth:`send` hands the reply to a request waiting in this process (the HTTP API):
+    #: nothing can be resent after a crash, so the gateway records answer and delivery
+    #: in one write, after the hand-over.
+    answers_in_request = False
 
     def __init__(self, gateway: Gateway, config: Config) -> None:
         """Read settings and secrets; raise UsageError naming what is missing. No I/O."""
@@ -287,6 +292,27 @@ PLATFORMS: dict[str, Callable[[], type[Platform]]] = {
     "webhook": _webhook,
     "telegram": _telegram,
 }
+
+
+@contextlib.contextmanager
+def optional_modules_skipped(*names: str) -> Iterator[None]:
+    """Make ``import name`` fail inside the block, for modules a library only tries.
+
+    A library that imports an optional module "if installed" pays its memory in every
+    gateway whether or not it is used (python-telegram-bot and pytz: 2.6 MiB of idle
+    RSS, for pytz time zones we never pass). Modules already imported are left alone;
+    after the block, importing them works again (the library keeps its fallback).
+    """
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
 
 #: Platforms that only answer requests: there is no chat to send a cron result or a
 #: webhook's answer to.

@@ -83,6 +83,7 @@ def _user_text(messages: Any) -> str | None:
 class ApiServer(Platform):
     name = "api_server"
     access_control = False  # Every request carries the API key.
+    answers_in_request = True
 
     def __init__(self, gateway: Gateway, config: Config) -> None:
         super().__init__(gateway, config)
