@@ -525,9 +525,7 @@ def test_messages_deleted_before_they_were_indexed_leave_the_index_intact(
     assert fts_rows(hermes_home) == 2  # Integrity-checked against the messages table.
 
 
-def test_the_index_is_updated_every_batch_without_a_search(
-    db: StateDB, hermes_home: Path
-) -> None:
+def test_the_index_is_updated_every_batch_without_a_search(db: StateDB, hermes_home: Path) -> None:
     from hermes_agent.state.db import INDEX_BATCH
 
     sid = new_session(db)
