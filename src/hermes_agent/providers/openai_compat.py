@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 import openai
+import orjson
 
 from hermes_agent.providers.base import (
     Completion,
@@ -44,9 +45,9 @@ class OpenAICompatProvider(SDKProvider):
 
     def __init__(self, settings: Any, *, long_lived: bool = False) -> None:
         super().__init__(settings, long_lived=long_lived)
-        self._heads: dict[tuple[Any, ...], str] = {}
+        self._heads: dict[tuple[Any, ...], bytes] = {}
 
-    def _head(self, tools: list[ToolSpec], max_tokens: int | None, stream: bool) -> str:
+    def _head(self, tools: list[ToolSpec], max_tokens: int | None, stream: bool) -> bytes:
         """The JSON body without ``messages`` and its closing brace (cached per tool set)."""
         key = (max_tokens, stream, tuple((t.name, t.description) for t in tools))
         head = self._heads.get(key)
@@ -72,7 +73,7 @@ class OpenAICompatProvider(SDKProvider):
                 ]
             if len(self._heads) >= HEAD_CACHE_SIZE:
                 self._heads.clear()
-            head = self._heads[key] = json.dumps(request)[:-1]
+            head = self._heads[key] = json.dumps(request)[:-1].encode()
         return head
 
     def _body(
@@ -84,8 +85,12 @@ class OpenAICompatProvider(SDKProvider):
         stream: bool,
     ) -> bytes:
         wire = [{"role": "system", "content": system}, *messages] if system else messages
-        head = self._head(tools, max_tokens, stream)
-        return f'{head}, "messages": {json.dumps(wire)}}}'.encode()
+        try:
+            # orjson: the history is encoded on every call, ~25x faster than json.dumps.
+            encoded = orjson.dumps(wire)
+        except orjson.JSONEncodeError:  # A lone surrogate, say: json escapes it.
+            encoded = json.dumps(wire).encode()
+        return b"".join((self._head(tools, max_tokens, stream), b', "messages": ', encoded, b"}"))
 
     async def complete(
         self,
