@@ -489,3 +489,35 @@ def test_supervise_reconnects_after_errors_and_the_watchdog_restarts_a_silent_li
     finally:
         gateway.db.close()
     assert took < 5
+
+
+def test_optional_modules_skipped_only_inside_the_block() -> None:
+    """What keeps python-telegram-bot's optional imports (pytz...) out of the gateway."""
+    import json
+    import sys
+
+    from hermes_agent.gateway.platforms import optional_modules_skipped
+
+    script = (
+        "import sys\n"
+        "from hermes_agent.gateway.platforms import optional_modules_skipped\n"
+        "with optional_modules_skipped('colorsys', 'json'):\n"
+        "    try:\n"
+        "        import colorsys\n"
+        "        inside = 'imported'\n"
+        "    except ImportError:\n"
+        "        inside = 'refused'\n"
+        "    import json  # Already imported before the block: left alone.\n"
+        "import colorsys\n"
+        "print(inside, 'colorsys' in sys.modules, json.dumps(1))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import json\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.split() == ["refused", "True", "1"]
+    with optional_modules_skipped("json"):
+        assert json.dumps([]) == "[]"  # In this process too, an imported module stays.

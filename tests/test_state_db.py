@@ -655,3 +655,37 @@ def test_processes_creating_a_fresh_store_at_once(hermes_home: Path, tmp_path: P
     conn = raw(hermes_home)
     assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
     conn.close()
+
+
+def test_kept_histories_follow_writes_from_other_connections(db: StateDB) -> None:
+    # messages() keeps recent histories decoded; another connection's commit (another
+    # hermes process: the CLI resuming a gateway session, say) must show at once.
+    sid = new_session(db)
+    db.add_message(sid, {"role": "user", "content": "one"})
+    first = db.messages(sid)
+    first.append({"role": "user", "content": "the caller's own list"})
+    assert [m["content"] for m in db.messages(sid)] == ["one"]
+    db.add_message(sid, {"role": "assistant", "content": "two"})
+    assert [m["content"] for m in db.messages(sid)] == ["one", "two"]
+    with StateDB() as other:
+        other.add_message(sid, {"role": "user", "content": "three"})
+        other.replace_history(sid, [{"role": "user", "content": "summary"}])
+    assert [m["content"] for m in db.messages(sid)] == ["summary"]
+    with StateDB() as other:
+        other.add_message(sid, {"role": "assistant", "content": "four"})
+    db.add_message(sid, {"role": "user", "content": "five"})
+    assert [m["content"] for m in db.messages(sid)] == ["summary", "four", "five"]
+
+
+def test_a_status_with_next_write_is_stored_with_that_write(db: StateDB) -> None:
+    sid = new_session(db)
+    row, _ = db.add_inbound(platform="telegram", chat_id="1", message_id="7", text="hi")
+    db.set_inbound_status(row.id, "processing", session_id=sid, with_next_write=True)
+    with StateDB() as other:  # Not committed yet: another connection sees it pending.
+        stored = other.get_inbound(row.id)
+        assert stored is not None and stored.status == "pending"
+    db.add_message(sid, {"role": "user", "content": "hi"})
+    with StateDB() as other:  # Committed with the message, in one transaction.
+        stored = other.get_inbound(row.id)
+        assert stored is not None and (stored.status, stored.session_id) == ("processing", sid)
+        assert [m["content"] for m in other.messages(sid)] == ["hi"]
