@@ -127,10 +127,10 @@ class Discord(Platform):
 
         client = self._new_client()
         try:
-            await asyncio.wait_for(client.login(self._token), LOGIN_TIMEOUT)
-            _shards, url, _limits = await asyncio.wait_for(
-                client.http.get_bot_gateway(), LOGIN_TIMEOUT
-            )
+            async with asyncio.timeout(LOGIN_TIMEOUT):
+                await client.login(self._token)
+            async with asyncio.timeout(LOGIN_TIMEOUT):
+                _shards, url, _limits = await client.http.get_bot_gateway()
         except discord.LoginFailure:
             await _close(client)
             raise HermesError(
@@ -331,4 +331,5 @@ def _reason(exc: BaseException) -> str:
 
 async def _close(client: discord.Client) -> None:
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.close(), 10)
+        async with asyncio.timeout(10):
+            await client.close()

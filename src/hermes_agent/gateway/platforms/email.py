@@ -159,12 +159,10 @@ class ImapClient:
         on_activity: Callable[[], None] | None = None,
     ) -> ImapClient:
         context = ssl.create_default_context() if security != "off" else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        async with asyncio.timeout(TIMEOUT):
+            reader, writer = await asyncio.open_connection(
                 host, port, ssl=context if security == "tls" else None, limit=16 * 1024 * 1024
-            ),
-            TIMEOUT,
-        )
+            )
         client = cls(reader, writer, on_activity)
         try:
             greeting = await client.read_response(TIMEOUT)
@@ -191,7 +189,8 @@ class ImapClient:
         if timeout is None:
             line = await self.reader.readline()
         else:
-            line = await asyncio.wait_for(self.reader.readline(), timeout)
+            async with asyncio.timeout(timeout):
+                line = await self.reader.readline()
         if not line.endswith(b"\n"):
             raise ConnectionError("the IMAP server closed the connection")
         if self.on_activity is not None:
@@ -254,7 +253,8 @@ class ImapClient:
                     raise ImapError(_text(response.line.split(b" ", 1)[1]))
             self.writer.write(literal)
         self.writer.write(b"\r\n")
-        await asyncio.wait_for(self.writer.drain(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await self.writer.drain()
         untagged: list[Response] = []
         while True:
             response = await self.read_response()
@@ -339,7 +339,8 @@ class ImapClient:
         """Wait in IDLE up to ``seconds``, or until the server reports new mail."""
         tag = self._next_tag()
         self.writer.write(tag + b" IDLE\r\n")
-        await asyncio.wait_for(self.writer.drain(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await self.writer.drain()
         while True:
             response = await self.read_response()
             if response.line.startswith(b"+"):
@@ -356,7 +357,8 @@ class ImapClient:
             except TimeoutError:
                 break
         self.writer.write(b"DONE\r\n")
-        await asyncio.wait_for(self.writer.drain(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await self.writer.drain()
         while True:
             response = await self.read_response()
             if response.line.startswith(tag + b" "):
@@ -369,7 +371,8 @@ class ImapClient:
 
     async def logout(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.command("LOGOUT"), 5)
+            async with asyncio.timeout(5):
+                await self.command("LOGOUT")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

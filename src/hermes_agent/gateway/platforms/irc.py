@@ -223,7 +223,8 @@ class _Connection:
 
     async def send(self, line: str) -> None:
         self.writer.write(line.encode("utf-8", "replace") + b"\r\n")
-        await asyncio.wait_for(self.writer.drain(), timeout=30)
+        async with asyncio.timeout(30):
+            await self.writer.drain()
 
     async def read(self) -> IrcLine | None:
         """The next line with a command; None at the end of the connection."""
@@ -358,12 +359,12 @@ class IrcPlatform(Platform):
 
     async def _connect(self) -> _Connection:
         context = ssl.create_default_context() if self.tls else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, ssl=context), REGISTER_TIMEOUT
-        )
+        async with asyncio.timeout(REGISTER_TIMEOUT):
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=context)
         conn = _Connection(reader, writer)
         try:
-            await asyncio.wait_for(self._register(conn), REGISTER_TIMEOUT)
+            async with asyncio.timeout(REGISTER_TIMEOUT):
+                await self._register(conn)
         except BaseException:
             conn.close()
             raise

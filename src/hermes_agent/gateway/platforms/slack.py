@@ -232,7 +232,8 @@ class Slack(Platform):
                 await asyncio.sleep(PING_INTERVAL)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(handler.close_async(), 10)  # type: ignore[no-untyped-call]
+                async with asyncio.timeout(10):
+                    await handler.close_async()  # type: ignore[no-untyped-call]
 
     # --- inbound --------------------------------------------------------------------
 

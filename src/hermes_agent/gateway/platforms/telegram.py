@@ -231,12 +231,10 @@ class Telegram(Platform):
             # Confirm what was stored since the last poll, so the next start does not
             # fetch it again (harmless if this fails: submit deduplicates).
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    bot.do_api_request(
+                async with asyncio.timeout(5.0):
+                    await bot.do_api_request(
                         "getupdates", api_kwargs={"offset": self._offset, "timeout": 0, "limit": 1}
-                    ),
-                    5.0,
-                )
+                    )
         with contextlib.suppress(Exception):
             await bot.shutdown()
 
