@@ -321,6 +321,36 @@ def test_user_field_selects_the_conversation(start: Any, llm: ScriptedLLM) -> No
         assert len(db.list_sessions()) == 2
 
 
+def test_new_starts_a_fresh_conversation_for_that_chat(start: Any, llm: ScriptedLLM) -> None:
+    from hermes_agent.gateway.runner import NEW_SESSION_REPLY
+
+    llm.add(Reply("Noted."), Reply("For bob."), Reply("Fresh."))
+    gateway = start()
+    assert ask(gateway, "remember heron", user="alice") == "Noted."
+    assert ask(gateway, "hello", user="bob") == "For bob."
+    assert ask(gateway, "/new", user="alice") == NEW_SESSION_REPLY
+    assert ask(gateway, "what word?", user="alice") == "Fresh."
+    assert len(llm.requests) == 3  # /new itself is not sent to the model.
+    assert "remember heron" not in str(llm.requests[2].messages)
+    with StateDB(gateway.home / "state.db") as db:
+        sessions = db.list_sessions()
+        assert len(sessions) == 3  # Alice's first, Bob's, Alice's new one.
+        first = [s for s in sessions if s.message_count == 2 and s.title == "remember heron"]
+        assert len(first) == 1  # The earlier conversation is kept.
+        assert db.route("api_server", "bob") != db.route("api_server", "alice")
+
+
+def test_only_a_bare_command_starts_a_new_conversation() -> None:
+    from hermes_agent.gateway.runner import is_new_session_command
+
+    assert is_new_session_command("/new")
+    assert is_new_session_command(" /RESET \n")
+    assert is_new_session_command("/new@HermesBot")
+    assert not is_new_session_command("/new plan for today")
+    assert not is_new_session_command("what does /new do?")
+    assert not is_new_session_command("/newest")
+
+
 def test_repeated_message_id_is_answered_once(start: Any, llm: ScriptedLLM) -> None:
     llm.add(Reply("Only once."))
     gateway = start()

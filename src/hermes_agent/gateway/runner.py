@@ -63,6 +63,14 @@ TYPING_INTERVAL = 4.0
 
 RouteKey = tuple[str, str, str]
 
+#: A message that is only one of these starts a new conversation (session) for its chat
+#: or thread; ``/new@SomeBot`` (Telegram's form in groups) counts too.
+NEW_SESSION_COMMANDS = frozenset({"/new", "/reset"})
+NEW_SESSION_REPLY = (
+    "Started a new conversation: I no longer see what was said here before. "
+    "(It is kept, and your saved memories still apply.)"
+)
+
 
 class GatewayClosedError(HermesError):
     """The gateway is shutting down and takes no new messages."""
@@ -273,6 +281,10 @@ class Gateway:
         session_id = self.db.route(row.platform, row.chat_id, row.thread_id)
         if session_id is not None:  # A route is deleted with its session (foreign key).
             return session_id
+        return self._new_session(row)
+
+    def _new_session(self, row: InboundMessage) -> str:
+        """Start a session for this conversation and route it there from now on."""
         session_id = self.db.create_session(
             source=f"gateway:{row.platform}", model=self.settings.model, cwd=str(self.cwd)
         )
@@ -285,6 +297,19 @@ class Gateway:
         platform = self.platforms.get(row.platform)
         if row.status in ("done", "failed"):  # Answered before; the reply is still owed.
             await self._deliver(row, platform, _reply_of(row))
+            return
+        if is_new_session_command(row.text):
+            session_id = self._new_session(row)
+            log.info("inbound %d: new conversation, session %s", row.id, session_id)
+            in_request = platform is not None and platform.answers_in_request
+            self.db.set_inbound_status(
+                row.id,
+                "done",
+                reply=NEW_SESSION_REPLY,
+                session_id=session_id,
+                delivery="sent" if in_request else None,
+            )
+            await self._reply(row, platform, NEW_SESSION_REPLY)
             return
         session_id = self._session_for(row)
         # Stored with the turn's first write, its user message: never one without the other.
@@ -358,21 +383,34 @@ class Gateway:
             result.model_calls,
             session_id,
         )
+        if not recorded:  # Answered before a restart: the turn was not run again.
+            delivery = "sent" if in_request else None
+            self.db.set_inbound_status(row.id, "done", reply=result.text, delivery=delivery)
+        await self._reply(
+            row, platform, result.text, result.usage.input_tokens, result.usage.output_tokens
+        )
+
+    async def _reply(
+        self,
+        row: InboundMessage,
+        platform: Platform | None,
+        text: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> None:
+        """Send the answer to ``row`` (recorded as done): to a waiting request, or a chat."""
         reply = Outbound(
             platform=row.platform,
             chat_id=row.chat_id,
             thread_id=row.thread_id,
             reply_to=row.message_id,
-            text=result.text,
-            input_tokens=result.usage.input_tokens,
-            output_tokens=result.usage.output_tokens,
+            text=text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
         )
-        if not recorded:  # Answered before a restart: the turn was not run again.
-            delivery = "sent" if in_request else None
-            self.db.set_inbound_status(row.id, "done", reply=result.text, delivery=delivery)
-        if in_request:
-            assert platform is not None
-            await platform.send(reply)  # Nothing to resend after a crash: marked sent.
+        if platform is not None and platform.answers_in_request:
+            # The "done" write marked it sent: after a crash the request is gone anyway.
+            await platform.send(reply)
             return
         await self._deliver(row, platform, reply)
 
@@ -514,6 +552,12 @@ class Gateway:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def is_new_session_command(text: str) -> bool:
+    """Whether ``text`` is only a command that starts a new conversation (/new, /reset)."""
+    words = text.split()
+    return len(words) == 1 and words[0].split("@", 1)[0].lower() in NEW_SESSION_COMMANDS
 
 
 def _reply_of(row: InboundMessage) -> Outbound:
