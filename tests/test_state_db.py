@@ -689,3 +689,21 @@ def test_a_status_with_next_write_is_stored_with_that_write(db: StateDB) -> None
         stored = other.get_inbound(row.id)
         assert stored is not None and (stored.status, stored.session_id) == ("processing", sid)
         assert [m["content"] for m in other.messages(sid)] == ["hi"]
+
+
+def test_kept_histories_stay_within_their_budget(
+    db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hermes_agent.state import db as db_module
+
+    monkeypatch.setattr(db_module, "HISTORY_CACHE_CHARS", 5_000)
+    sessions = [new_session(db) for _ in range(4)]
+    for sid in sessions:
+        for n in range(3):
+            db.add_message(sid, {"role": "user", "content": "x" * 500 + str(n)})
+        db.messages(sid)  # ~2,400 counted each: two fit in 5,000.
+    assert list(db._histories) == sessions[2:]
+    assert db._cached_chars == sum(db._history_chars.values()) <= 5_000
+    db.add_message(sessions[2], {"role": "user", "content": "y" * 1_000})
+    assert list(db._histories) == [sessions[2]]  # Appending pushed the other one out.
+    assert [m["content"][0] for m in db.messages(sessions[0])] == ["x", "x", "x"]

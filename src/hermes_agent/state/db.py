@@ -65,8 +65,10 @@ DB_FILE_MODE = 0o600
 _TEXT_KEYS = ("content", "tool_call_id", "name")
 _COLUMN_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
-#: How many sessions' active histories :meth:`StateDB.messages` keeps decoded in memory.
-HISTORY_CACHE_SESSIONS = 64
+#: How much of the recently read sessions' active histories :meth:`StateDB.messages` keeps
+#: decoded in memory, in characters of text (each message counts 300 more for its dict):
+#: what a long-running gateway holds for its most active chats, whatever their number.
+HISTORY_CACHE_CHARS = 8_000_000
 #: Messages stored between two updates of the search index (one FTS5 segment each; m006).
 INDEX_BATCH = 64
 
@@ -424,6 +426,17 @@ def m006_batched_search_index(conn: sqlite3.Connection) -> None:
 # --- helpers ------------------------------------------------------------------------
 
 
+def _cached_size(message: Message) -> int:
+    """What a decoded message counts against HISTORY_CACHE_CHARS (its text, and 300)."""
+    content = message.get("content")
+    size = 300 + (len(content) if isinstance(content, str) else len(str(content or "")))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            size += len(str(function.get("arguments") or ""))
+    return size
+
+
 def new_session_id(now: float | None = None) -> str:
     """``20261125-090210-3fa9c1``: UTC time then 6 random hex digits.
 
@@ -533,6 +546,8 @@ class StateDB:
         #: (least recently used first). Kept current by this object's own writes, and
         #: dropped whole when ``PRAGMA data_version`` says another connection committed.
         self._histories: OrderedDict[str, list[Message]] = OrderedDict()
+        self._history_chars: dict[str, int] = {}
+        self._cached_chars = 0
         self._data_version: int | None = None
         #: Messages this object stored since it last updated the search index.
         self._unindexed = 0
@@ -676,7 +691,7 @@ class StateDB:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                self._histories.clear()  # It may hold what was just rolled back.
+                self._forget_histories()  # They may hold what was just rolled back.
                 if conn.in_transaction:  # A failed COMMIT must not leave it open either.
                     conn.execute("ROLLBACK")
                 raise
@@ -967,7 +982,7 @@ class StateDB:
         Returns False when there was no such session.
         """
         with self._write() as conn:
-            self._histories.pop(session_id, None)
+            self._forget_history(session_id)
             return conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
     def prune(
@@ -990,7 +1005,7 @@ class StateDB:
                 ).fetchone()[0]
             return count
         with self._write() as conn:
-            self._histories.clear()
+            self._forget_histories()
             return conn.execute(
                 f"DELETE FROM sessions WHERE updated_at < ? AND {clause}", (cutoff, *params)
             ).rowcount
@@ -1056,7 +1071,9 @@ class StateDB:
                 conn.execute(_ADD_USAGE, (*_usage_values(usage), session_id))
             cached = self._histories.get(session_id)
             if cached is not None:  # Committed below; a failed commit drops the cache.
-                cached.append(self._decode(row))
+                decoded = self._decode(row)
+                cached.append(decoded)
+                self._count_history(session_id, _cached_size(decoded))
             self._unindexed += 1
             if self._unindexed >= INDEX_BATCH:
                 self._index(conn)
@@ -1086,7 +1103,7 @@ class StateDB:
         rows = [self._encode(message) for message in messages]
         now = time.time()
         with self._write() as conn:
-            self._histories.pop(session_id, None)
+            self._forget_history(session_id)
             self._require(conn, session_id)
             conn.execute(
                 "UPDATE messages SET compacted = 1 WHERE session_id = ? AND compacted = 0",
@@ -1103,11 +1120,11 @@ class StateDB:
         By default only the active history (what the model sees next);
         ``include_compacted`` adds the messages that compression replaced.
 
-        The active history of the last :data:`HISTORY_CACHE_SESSIONS` sessions read
-        is cached: the gateway builds an agent, and so reads the history, for every
-        message, and decoding hundreds of rows each time was most of its database
-        time. The returned list is the caller's; the message dicts in it are shared
-        and must not be changed in place.
+        The active histories of the sessions read last are cached, up to
+        :data:`HISTORY_CACHE_CHARS`: the gateway builds an agent, and so reads
+        the history, for every message, and decoding hundreds of rows each time
+        was most of its database time. The returned list is the caller's; the
+        message dicts in it are shared and must not be changed in place.
         """
         if include_compacted:
             return [record.message for record in self.message_records(session_id, True)]
@@ -1121,14 +1138,30 @@ class StateDB:
                 ).fetchall()
                 cached = [self._decode(row) for row in rows]
                 self._histories[session_id] = cached
-                if len(self._histories) > HISTORY_CACHE_SESSIONS:
-                    self._histories.popitem(last=False)
+                self._count_history(session_id, sum(_cached_size(m) for m in cached))
             return list(cached)
+
+    def _count_history(self, session_id: str, chars: int) -> None:
+        """Add ``chars`` to a kept history's size; drop the least recently read over budget."""
+        self._history_chars[session_id] = self._history_chars.get(session_id, 0) + chars
+        self._cached_chars += chars
+        self._histories.move_to_end(session_id)  # The one just used goes last.
+        while self._cached_chars > HISTORY_CACHE_CHARS and len(self._histories) > 1:
+            self._forget_history(next(iter(self._histories)))
+
+    def _forget_history(self, session_id: str) -> None:
+        if self._histories.pop(session_id, None) is not None:
+            self._cached_chars -= self._history_chars.pop(session_id, 0)
+
+    def _forget_histories(self) -> None:
+        self._histories.clear()
+        self._history_chars.clear()
+        self._cached_chars = 0
 
     def _cached_history(self, conn: sqlite3.Connection, session_id: str) -> list[Message] | None:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version:  # Another connection wrote: trust nothing cached.
-            self._histories.clear()
+            self._forget_histories()
             self._data_version = version
             return None
         cached = self._histories.get(session_id)
