@@ -421,7 +421,7 @@ def main() -> int:
 
             # Reported, not a target: the same volume in the same 50 conversations, each
             # 200 turns longer at the end. Every turn sends its whole history to the model,
-            # and the last 64 sessions' histories are kept decoded (state/db.py), so this
+            # and recently read histories are kept decoded (state/db.py, up to 8M chars), so this
             # grows with the conversations' text until compression bounds them at the
             # model's context window; the figure per message shows what it costs.
             asyncio.run(load(gw_url, auth, gw_body, 1_000))
