@@ -598,7 +598,19 @@ class StateDB:
     def _configure(self) -> None:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers BUSY at
+        # once, without its busy handler, while another process holds one (processes
+        # creating the store together): wait here as the busy timeout would.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         conn.execute("PRAGMA synchronous = NORMAL")  # Safe with WAL; commits skip an fsync.
         conn.execute("PRAGMA foreign_keys = ON")
 
