@@ -298,16 +298,14 @@ class Gateway:
         if row.status in ("done", "failed"):  # Answered before; the reply is still owed.
             await self._deliver(row, platform, _reply_of(row))
             return
+        # The reply to a request waiting in this process (the HTTP API) is recorded as sent
+        # with "done": after a crash its client is gone. A chat's is tracked chunk by chunk.
+        delivery = "sent" if platform is not None and platform.answers_in_request else None
         if is_new_session_command(row.text):
             session_id = self._new_session(row)
             log.info("inbound %d: new conversation, session %s", row.id, session_id)
-            in_request = platform is not None and platform.answers_in_request
             self.db.set_inbound_status(
-                row.id,
-                "done",
-                reply=NEW_SESSION_REPLY,
-                session_id=session_id,
-                delivery="sent" if in_request else None,
+                row.id, "done", reply=NEW_SESSION_REPLY, session_id=session_id, delivery=delivery
             )
             await self._reply(row, platform, NEW_SESSION_REPLY)
             return
@@ -338,9 +336,6 @@ class Gateway:
             if platform is not None and type(platform).typing is not Platform.typing
             else None
         )
-        # Where the reply goes: to a request waiting in this process (the HTTP API), whose
-        # client cannot be sent anything after a crash, or to a chat, tracked chunk by chunk.
-        in_request = platform is not None and platform.answers_in_request
         recorded = False
 
         def on_answer(text: str) -> None:
@@ -351,7 +346,7 @@ class Gateway:
                 row.id,
                 "done",
                 reply=text,
-                delivery="sent" if in_request else None,
+                delivery=delivery,
                 with_next_write=True,
             )
 
@@ -384,7 +379,6 @@ class Gateway:
             session_id,
         )
         if not recorded:  # Answered before a restart: the turn was not run again.
-            delivery = "sent" if in_request else None
             self.db.set_inbound_status(row.id, "done", reply=result.text, delivery=delivery)
         await self._reply(
             row, platform, result.text, result.usage.input_tokens, result.usage.output_tokens
@@ -409,8 +403,7 @@ class Gateway:
             output_tokens=output_tokens,
         )
         if platform is not None and platform.answers_in_request:
-            # The "done" write marked it sent: after a crash the request is gone anyway.
-            await platform.send(reply)
+            await platform.send(reply)  # Its "done" write marked it sent.
             return
         await self._deliver(row, platform, reply)
 

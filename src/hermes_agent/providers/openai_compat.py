@@ -47,13 +47,13 @@ class OpenAICompatProvider(SDKProvider):
         super().__init__(settings, long_lived=long_lived)
         self._heads: dict[tuple[Any, ...], bytes] = {}
 
-    def _head(self, tools: list[ToolSpec], max_tokens: int | None, stream: bool) -> bytes:
+    def _head(self, tools: list[ToolSpec], max_tokens: int | None) -> bytes:
         """The JSON body without ``messages`` and its closing brace (cached per tool set)."""
-        key = (max_tokens, stream, tuple((t.name, t.description) for t in tools))
+        key = (max_tokens, tuple((t.name, t.description) for t in tools))
         head = self._heads.get(key)
         if head is None:
-            request: dict[str, Any] = {"model": self.model, "stream": stream}
-            if stream:
+            request: dict[str, Any] = {"model": self.model, "stream": self.stream}
+            if self.stream:
                 request["stream_options"] = {"include_usage": True}
             if max_tokens:
                 request["max_tokens"] = max_tokens
@@ -82,7 +82,6 @@ class OpenAICompatProvider(SDKProvider):
         messages: list[Message],
         tools: list[ToolSpec],
         max_tokens: int | None,
-        stream: bool,
     ) -> bytes:
         wire = [{"role": "system", "content": system}, *messages] if system else messages
         try:
@@ -90,7 +89,7 @@ class OpenAICompatProvider(SDKProvider):
             encoded = orjson.dumps(wire)
         except orjson.JSONEncodeError:  # A lone surrogate, say: json escapes it.
             encoded = json.dumps(wire).encode()
-        return b"".join((self._head(tools, max_tokens, stream), b', "messages": ', encoded, b"}"))
+        return b"".join((self._head(tools, max_tokens), b', "messages": ', encoded, b"}"))
 
     async def complete(
         self,
@@ -101,18 +100,17 @@ class OpenAICompatProvider(SDKProvider):
         on_text: TextCallback | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
-        stream = self.stream
-        body = self._body(system, messages, tools, max_tokens or self.settings.max_tokens, stream)
+        body = self._body(system, messages, tools, max_tokens or self.settings.max_tokens)
         try:
             answer = await self._client.post(
                 "/chat/completions",
                 cast_to=object,
                 content=body,
                 options={"headers": {"Content-Type": "application/json"}},
-                stream=stream,
+                stream=self.stream,
                 stream_cls=openai.AsyncStream[object],
             )
-            if stream:
+            if self.stream:
                 return await self._stream(answer, on_text)
             return self._parse(answer)
         except openai.APIError as exc:
