@@ -429,7 +429,9 @@ def test_deliver_gives_up_after_the_retries_and_says_why(
     message = Outbound(platform="loopchat", chat_id="c", thread_id="", reply_to="1", text="hi")
 
     async def go() -> tuple[bool, str]:
-        return await deliver(chat, message, retries=2, on_chunk=progress.append)
+        return await deliver(
+            chat, message, retries=2, on_chunk=lambda n, _sent_id: progress.append(n)
+        )
 
     try:
         delivered, reason = asyncio.run(go())

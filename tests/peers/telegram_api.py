@@ -31,6 +31,13 @@ servers behind it), so this one speaks the documented wire protocol itself:
   ``message_thread_id`` (forum topics). Unknown chats: 400 ``chat not found``;
   a chat whose user blocked the bot: 403 ``Forbidden: bot was blocked by the
   user``. ``sendChatAction`` with the documented actions.
+  ``editMessageReplyMarkup``: 400 ``message to edit not found`` for an id the
+  chat does not hold, ``message can't be edited`` for another user's message,
+  ``message is not modified: ...`` when the keyboard is already the one asked
+  for (none, when ``reply_markup`` is left out).
+- Message ids as Telegram numbers them: private chats and basic groups share
+  the bot's one sequence, so ids in one such chat have gaps; supergroups and
+  channels number their own messages.
 
 Test hooks, callable from the test's thread (the server runs its own event
 loop in a thread)::
@@ -42,6 +49,7 @@ loop in a thread)::
         tg.fail_sends(2, status=429, retry_after=1)        # next 2 sendMessage: 429
         tg.outage(5)                                       # refuse connections for 5 s
         tg.hang_polls()                                    # next getUpdates never answers
+        tg.intercept_sends(lambda params: "unanswered")    # sent, but the answer is cut off
 
 ``python -m tests.peers.telegram_api [--port N] [--token T]`` serves one for a
 person: type ``CHAT_ID TEXT`` to send the bot a message; its answers are printed.
@@ -539,6 +547,7 @@ class TelegramAPI:
         self._chats: dict[int, _Chat] = {}
         self._calls: list[Call] = []
         self._failures: deque[ApiError] = deque()
+        self._intercept: Callable[[dict[str, Any]], str] | None = None
         self._webhook = ""
         self._polls: list[_Poll] = []
         self._hang_next = 0
@@ -546,6 +555,9 @@ class TelegramAPI:
         self._outage_mode = ""
         self._user_ids = itertools.count(1000)
         self._sequence = itertools.count(1)  # Order of all messages, across chats.
+        # Message ids: private chats and basic groups take them from the bot's one
+        # "message box", shared by all of them; supergroups and channels count their own.
+        self._box_ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -725,8 +737,7 @@ class TelegramAPI:
         user["language_code"] = "en"
         with self._lock:
             chat = self._chat(chat_id, chat_type, title, user, forum=thread_id is not None)
-            message_id = chat.next_message_id
-            chat.next_message_id += 1
+            message_id = self._next_message_id(chat)
             message: dict[str, Any] = {
                 "message_id": message_id,
                 "from": user,
@@ -800,6 +811,18 @@ class TelegramAPI:
         )
         with self._lock:
             self._failures.extend(error for _ in range(count))
+
+    def intercept_sends(self, decide: Callable[[dict[str, Any]], str] | None) -> None:
+        """Let ``decide(params)`` choose the fate of each sendMessage, until given None.
+
+        ``"answer"``: as usual. ``"lost"``: the connection is cut before Telegram
+        takes the request (nothing is sent). ``"unanswered"``: Telegram takes it
+        (the message is in the chat) and the connection is cut before the answer.
+        ``decide`` runs in the server's thread, before the request is handled: it
+        may kill the client, as a crash at that moment would.
+        """
+        with self._lock:
+            self._intercept = decide
 
     def outage(self, seconds: float, *, mode: str = "refuse") -> None:
         """Take the API away for ``seconds``, from now; returns at once.
@@ -884,6 +907,13 @@ class TelegramAPI:
         self._chats[chat_id] = chat
         return chat
 
+    def _next_message_id(self, chat: _Chat) -> int:
+        if chat.chat.get("type") in ("supergroup", "channel"):
+            message_id = chat.next_message_id
+            chat.next_message_id += 1
+            return message_id
+        return next(self._box_ids)
+
     def _wake(self) -> None:
         with self._lock:
             polls = list(self._polls)
@@ -934,6 +964,11 @@ class TelegramAPI:
         except ApiError as exc:
             self._record(method, params, exc.code, exc.description)
             return _error_response(exc)
+        except _Cut as cut:
+            self._record(method, params, 0, str(cut))
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # Never reaches the client.
         except _Hung:
             self._record(method, params, 0, "hung")
             await asyncio.Event().wait()  # Until the connection is cut or the server stops.
@@ -947,6 +982,7 @@ class TelegramAPI:
             "getupdates": self._get_updates,
             "sendmessage": self._send_message,
             "sendchataction": self._send_chat_action,
+            "editmessagereplymarkup": self._edit_message_reply_markup,
             "setwebhook": self._set_webhook,
             "deletewebhook": self._delete_webhook,
             "getwebhookinfo": self._get_webhook_info,
@@ -1102,8 +1138,14 @@ class TelegramAPI:
     async def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
+            decide = self._intercept
         if failure is not None:
             raise failure
+        fate = decide(params) if decide is not None else "answer"
+        if fate not in ("answer", "lost", "unanswered"):
+            raise ValueError(f"intercept_sends: unknown fate {fate!r}")
+        if fate == "lost":
+            raise _Cut("lost")
         chat = self._target(params)
         text = params.get("text")
         if not isinstance(text, str) or not text:
@@ -1137,8 +1179,7 @@ class TelegramAPI:
             replied = chat.messages.get(reply_to) if reply_to is not None else None
             if reply_to is not None and replied is None and not allow_without:
                 raise _bad("message to be replied not found")
-            message_id = chat.next_message_id
-            chat.next_message_id += 1
+            message_id = self._next_message_id(chat)
             message: dict[str, Any] = {
                 "message_id": message_id,
                 "from": {
@@ -1165,7 +1206,48 @@ class TelegramAPI:
                 "source": text,
                 "accepted_at": time.monotonic(),
             }
+        if fate == "unanswered":
+            raise _Cut("unanswered")
         return message
+
+    async def _edit_message_reply_markup(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("inline_message_id"):
+            raise _bad("message to edit not found")  # No inline messages here.
+        chat = self._target(params)
+        markup = _json_param(params, "reply_markup")
+        if markup is None:
+            markup = {"inline_keyboard": []}
+        rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise _bad("can't parse inline keyboard markup: object expected")
+        message_id = _as_int(params.get("message_id"))
+        with self._lock:
+            stored = chat.messages.get(message_id) if message_id is not None else None
+            if stored is None:
+                raise _bad("message to edit not found")
+            if stored.get("from", {}).get("id") != self.bot_id or "text" not in stored:
+                raise _bad("message can't be edited")
+            current = stored.get("reply_markup") or {"inline_keyboard": []}
+            new = {"inline_keyboard": rows}
+            if current == new:
+                raise _bad(
+                    "message is not modified: specified new message content and reply "
+                    "markup are exactly the same as a current content and reply markup of "
+                    "the message"
+                )
+            if rows:
+                stored["reply_markup"] = new
+            else:
+                stored.pop("reply_markup", None)
+            stored["edit_date"] = int(time.time())
+            result = _public(stored)
+            if "reply_to_message" in stored:
+                result["reply_to_message"] = stored["reply_to_message"]
+            return result
+
+
+class _Cut(Exception):
+    """The connection of this request is to be cut (``str()``: before or after handling)."""
 
 
 class _Hung(Exception):

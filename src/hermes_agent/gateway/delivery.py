@@ -7,7 +7,11 @@ answer is converted to the platform's markup, cut into chunks that fit
 is closed and reopened so both halves render), and each chunk is sent with
 retries. The number of chunks already delivered is reported after each one,
 so a restart resumes after the last delivered chunk instead of sending the
-whole answer again. When a chunk cannot be delivered, the user is told so in
+whole answer again. Before each chunk the platform's
+:meth:`~hermes_agent.gateway.platforms.Platform.delivery_mark` is stored too:
+when a crash (or a timeout) leaves open whether the platform accepted a
+chunk, platforms that can look it up (Telegram) are asked before it is sent
+again, so the user does not get it twice. When a chunk cannot be delivered, the user is told so in
 a short message (that one is retried too), rather than the failure only
 reaching a log file.
 """
@@ -144,18 +148,23 @@ async def deliver(
     *,
     retries: int,
     skip: int = 0,
-    on_chunk: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, str | None], None] | None = None,
+    on_mark: Callable[[str], None] | None = None,
 ) -> tuple[bool, str]:
     """Send ``message`` chunk by chunk; returns (delivered, reason when not).
 
     ``skip`` chunks are taken as delivered already (a resumed delivery);
-    ``on_chunk(n)`` is called with the count of chunks delivered after each.
+    ``on_chunk(n, sent_id)`` is called with the count of chunks delivered after
+    each (and the platform's id of the last one); ``on_mark(mark)`` with the
+    platform's :meth:`~Platform.delivery_mark` just before each chunk is handed over.
     """
     chunks = split_message(platform.format(message.text), platform.max_message_length)
     for index, chunk in enumerate(chunks):
         if index < skip:
             continue
-        reason = await send_with_retries(platform, message, chunk, retries=retries)
+        reason, sent_id = await send_with_retries(
+            platform, message, chunk, retries=retries, on_mark=on_mark
+        )
         if reason is not None:
             log.warning(
                 "%s: reply to %s not delivered (chunk %d of %d): %s",
@@ -167,42 +176,81 @@ async def deliver(
             )
             notice = platform.format(UNDELIVERED_NOTICE.format(reason=reason))
             notice = split_message(notice, platform.max_message_length)[0]
-            if await send_with_retries(platform, message, notice, retries=retries) is not None:
+            reason_too, _ = await send_with_retries(platform, message, notice, retries=retries)
+            if reason_too is not None:
                 log.error("%s: could not tell the user either", platform.name)
             return False, reason
         if on_chunk is not None:
-            on_chunk(index + 1)
+            on_chunk(index + 1, sent_id)
     return True, ""
 
 
 async def send_with_retries(
-    platform: Platform, message: Outbound, chunk: str, *, retries: int
-) -> str | None:
-    """Send one chunk, retrying transient failures; None when sent, else the reason."""
+    platform: Platform,
+    message: Outbound,
+    chunk: str,
+    *,
+    retries: int,
+    on_mark: Callable[[str], None] | None = None,
+) -> tuple[str | None, str | None]:
+    """Send one chunk, retrying transient failures: (None, its id) when sent, else (reason, None).
+
+    A failure that leaves open whether the chunk arrived (a timeout, a dropped
+    connection, a 5xx) is checked with the platform before the chunk is sent
+    again, where the platform can tell (:meth:`~Platform.was_sent`).
+    """
     backoff = Backoff(initial=1.0, maximum=30.0)
     attempt = 0
-    while True:
-        try:
-            await platform.send_text(message.chat_id, message.thread_id, chunk, message.reply_to)
-            return None
-        except SendError as exc:
-            error = exc
-        except (TimeoutError, OSError) as exc:
-            error = SendError(f"{type(exc).__name__}: {exc}")
-        attempt += 1
-        if error.permanent or attempt > retries:
-            return str(error)
-        delay = backoff.next_delay()
-        if error.retry_after is not None:
-            if error.retry_after > MAX_RETRY_AFTER:
-                return f"{error} (the platform asked to wait {error.retry_after:.0f} s)"
-            delay = max(delay, error.retry_after)
-        log.info(
-            "%s: sending failed (%s); retry %d/%d in %.1f s",
-            platform.name,
-            error,
-            attempt,
-            retries,
-            delay,
-        )
-        await asyncio.sleep(delay)
+    async with platform.one_send_at_a_time(message.chat_id):
+        while True:
+            mark = platform.delivery_mark(message.chat_id)
+            if mark and on_mark is not None:
+                on_mark(mark)
+            try:
+                sent_id = await platform.send_text(
+                    message.chat_id, message.thread_id, chunk, message.reply_to
+                )
+                return None, sent_id
+            except SendError as exc:
+                error = exc
+            except (TimeoutError, OSError) as exc:
+                error = SendError(f"{type(exc).__name__}: {exc}")
+            if mark and not error.permanent and error.retry_after is None:
+                arrived = await _arrived(platform, message.chat_id, mark)
+                if arrived:
+                    log.info("%s: the chunk had arrived after all (%s)", platform.name, error)
+                    return None, None
+            attempt += 1
+            if error.permanent or attempt > retries:
+                return str(error), None
+            delay = backoff.next_delay()
+            if error.retry_after is not None:
+                if error.retry_after > MAX_RETRY_AFTER:
+                    return (
+                        f"{error} (the platform asked to wait {error.retry_after:.0f} s)",
+                        None,
+                    )
+                delay = max(delay, error.retry_after)
+            log.info(
+                "%s: sending failed (%s); retry %d/%d in %.1f s",
+                platform.name,
+                error,
+                attempt,
+                retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+async def _arrived(platform: Platform, chat_id: str, mark: str) -> bool | None:
+    try:
+        return await platform.was_sent(chat_id, mark)
+    except Exception as exc:  # Cannot tell: sending again is the safe side.
+        log.info("%s: could not check whether a chunk arrived: %s", platform.name, exc)
+        return None
+
+
+async def settle(platform: Platform, chat_id: str, mark: str) -> bool | None:
+    """After a restart: whether the chunk a dead gateway was sending with ``mark`` arrived."""
+    async with platform.one_send_at_a_time(chat_id):
+        return await _arrived(platform, chat_id, mark)

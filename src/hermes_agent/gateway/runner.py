@@ -19,12 +19,13 @@ started over, so the message is not added to the conversation twice), and
 sends replies that were answered but not (fully) delivered, from the first
 chunk the platform had not accepted.
 
-Delivery is at least once: a crash between the platform accepting a chunk and
-state.db recording it sends that chunk again after the restart, because no
-chat API lets a client ask whether its message arrived. The window is the
-time the event loop takes to get back to the finished send: milliseconds on
-a quiet gateway, up to ~0.2 s measured with 20 chats answering at once on 2
-cores (tests/test_gateway_telegram.py's SIGKILL test reports the figures).
+Before each chunk is handed to a platform, state.db records that it is on its
+way, with the platform's :meth:`~Platform.delivery_mark`. A crash between the
+platform accepting the chunk and state.db recording it leaves that mark
+behind; the next start asks the platform (:meth:`~Platform.was_sent`)
+whether the chunk arrived before sending it again. Telegram can tell (see
+its adapter), so there a reply arrives once; on platforms that cannot,
+delivery is at least once: the chunk is sent again.
 """
 
 from __future__ import annotations
@@ -445,7 +446,10 @@ class Gateway:
                 message,
                 retries=self.send_retries,
                 skip=row.delivered,
-                on_chunk=lambda n: self.db.set_delivery(row.id, "sending", n),
+                on_chunk=lambda n, sent_id: self.db.set_delivery(
+                    row.id, "sending", n, sent_id=sent_id
+                ),
+                on_mark=lambda mark: self.db.mark_sending(row.id, mark),
             )
         except asyncio.CancelledError:
             raise  # Stopped while sending: the next start sends what is left.
@@ -455,6 +459,26 @@ class Gateway:
             )
             delivered = False
         self.db.set_delivery(row.id, "sent" if delivered else "failed")
+
+    async def _settle(self, row: InboundMessage) -> InboundMessage:
+        """A reply a dead gateway was sending: find out whether its last chunk arrived."""
+        from hermes_agent.gateway.delivery import settle
+
+        if not row.delivery_mark:
+            return row
+        platform = self.platforms[row.platform]
+        arrived = await settle(platform, row.chat_id, row.delivery_mark)
+        if arrived:
+            log.info(
+                "%s: chunk %d of the reply to %s had arrived before the restart; not sent again",
+                platform.name,
+                row.delivered + 1,
+                row.message_id,
+            )
+            self.db.set_delivery(row.id, "sending", row.delivered + 1)
+        else:
+            self.db.set_delivery(row.id, "sending")  # Unsent (or unknown): sent again.
+        return self.db.get_inbound(row.id) or row
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -500,9 +524,10 @@ class Gateway:
                 log.info("platform %s started", platform.name)
             # Replies owed from before (answered, not delivered), then unanswered messages
             # (including those stored while the platforms started): both go through the
-            # conversation's queue, so its order is kept. No await from here to "running":
-            # nothing can be stored in between and missed.
+            # conversation's queue, so its order is kept. No await from reading the
+            # unfinished ones to "running": nothing can be stored in between and missed.
             owed = [r for r in self.db.undelivered_inbound() if r.platform in self.platforms]
+            owed = [await self._settle(row) for row in owed]
             resumed = self.db.unfinished_inbound()
             for row in sorted(owed + resumed, key=lambda r: r.id):
                 self._enqueue(row)

@@ -169,6 +169,12 @@ class InboundMessage:
     delivered: int = 0
     #: NULL until the reply is handed to the platform; then sending, sent or failed.
     delivery: str | None = None
+    #: What the platform noted just before chunk ``delivered`` was handed to it
+    #: (:meth:`~hermes_agent.gateway.platforms.Platform.delivery_mark`); NULL once that
+    #: chunk's fate is recorded. Set after a crash: ask the platform whether it arrived.
+    delivery_mark: str | None = None
+    #: The platform's id of the last chunk it accepted, when it gives one.
+    sent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -421,6 +427,17 @@ def m006_batched_search_index(conn: sqlite3.Connection) -> None:
         END
         """
     )
+
+
+@migration
+def m007_gateway_delivery_marks(conn: sqlite3.Connection) -> None:
+    # A chunk's send is recorded before it starts, with what the platform needs to tell
+    # later whether it arrived (on Telegram: the newest message id it knew of). A crash
+    # between the platform accepting the chunk and state.db recording it then ends in
+    # a check, not in the chunk sent twice. sent_id keeps the id the platform gave the
+    # last chunk, so a restarted gateway knows where the chat's messages had got to.
+    conn.execute("ALTER TABLE gateway_inbound ADD COLUMN delivery_mark TEXT")
+    conn.execute("ALTER TABLE gateway_inbound ADD COLUMN sent_id TEXT")
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -1347,16 +1364,46 @@ class StateDB:
         with self._write() as conn:
             conn.execute(*statement)
 
-    def set_delivery(self, inbound_id: int, delivery: str, delivered: int | None = None) -> None:
-        """Record how far the reply to ``inbound_id`` got to the platform."""
+    def set_delivery(
+        self,
+        inbound_id: int,
+        delivery: str,
+        delivered: int | None = None,
+        *,
+        sent_id: str | None = None,
+    ) -> None:
+        """Record how far the reply to ``inbound_id`` got to the platform.
+
+        Clears the delivery mark: the chunk it was taken for is accounted for.
+        """
         if delivery not in DELIVERY_STATES:
             raise ValueError(f"delivery must be one of {', '.join(DELIVERY_STATES)}")
         with self._write() as conn:
             conn.execute(
                 "UPDATE gateway_inbound SET delivery = ?, delivered = coalesce(?, delivered), "
-                "updated_at = ? WHERE id = ?",
-                (delivery, delivered, time.time(), inbound_id),
+                "delivery_mark = NULL, sent_id = coalesce(?, sent_id), updated_at = ? "
+                "WHERE id = ?",
+                (delivery, delivered, sent_id, time.time(), inbound_id),
             )
+
+    def mark_sending(self, inbound_id: int, mark: str) -> None:
+        """Record that the reply's next chunk is being handed over, with the platform's mark."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE gateway_inbound SET delivery = 'sending', delivery_mark = ?, "
+                "updated_at = ? WHERE id = ?",
+                (mark, time.time(), inbound_id),
+            )
+
+    def recent_platform_ids(self, platform: str, limit: int = 256) -> list[str]:
+        """Platform message ids of the newest messages received and replies sent, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT message_id, sent_id FROM gateway_inbound WHERE platform = ? "
+                "ORDER BY id DESC LIMIT ?",
+                (platform, limit),
+            ).fetchall()
+        return [ref for row in rows for ref in (row["message_id"], row["sent_id"]) if ref]
 
     def undelivered_inbound(self) -> list[InboundMessage]:
         """Answered messages whose reply the platform has not (fully) accepted."""

@@ -23,7 +23,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -114,6 +114,7 @@ class Platform:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_alive = time.monotonic()
         self._reconnect_max = float(config.get("gateway.reconnect_max_delay"))
+        self._chat_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     # --- what adapters implement ----------------------------------------------------
 
@@ -128,12 +129,31 @@ class Platform:
         """Disconnect; called once, after in-flight work was finished or persisted."""
         await self.stop_supervised()
 
-    async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> None:
+    async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> str | None:
         """Send one chunk (already formatted, within ``max_message_length``).
 
-        Raise :class:`SendError` when it was not delivered.
+        Returns the platform's id of the message when it gives one. Raise
+        :class:`SendError` when it was not delivered.
         """
         raise NotImplementedError
+
+    def delivery_mark(self, chat_id: str) -> str:
+        """What to note, just before a chunk goes to ``chat_id``, to find it again later.
+
+        The gateway stores it with the reply before the send; if the process dies
+        before the platform's answer is recorded, :meth:`was_sent` gets it back
+        after the restart. ``""`` (the default): this platform cannot tell, and an
+        unconfirmed chunk is sent again.
+        """
+        return ""
+
+    async def was_sent(self, chat_id: str, mark: str) -> bool | None:
+        """Whether the one chunk sent to ``chat_id`` after ``mark`` was taken arrived.
+
+        None when that cannot be told (the chunk is then sent again: a reply
+        twice is better than none).
+        """
+        return None
 
     def format(self, text: str) -> str:
         """The model's Markdown in the platform's own markup (default: unchanged)."""
@@ -152,6 +172,27 @@ class Platform:
         returns False and the gateway delivers through :meth:`send_text`.
         """
         return False
+
+    @contextlib.asynccontextmanager
+    async def one_send_at_a_time(self, chat_id: str) -> AsyncIterator[None]:
+        """Hold while sending to ``chat_id``: chunks, cron results and notices never overlap.
+
+        A chat's messages then arrive in the order they were sent, and a
+        :meth:`delivery_mark` taken inside covers every message sent to the chat
+        before it.
+        """
+        entry = self._chat_locks.get(chat_id)
+        if entry is None:
+            entry = self._chat_locks[chat_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._chat_locks[chat_id]  # Nobody holds or waits: keep only live chats.
 
     # --- connection supervision -----------------------------------------------------
 

@@ -52,6 +52,22 @@ the text after entity parsing, which is never longer than the Markdown chunk
 split at 4096 keeps every chunk within the limit. If Telegram still refuses
 the formatting of a chunk (``can't parse entities``), that chunk is sent
 again as plain text.
+
+Each reply chunk arrives once, even when the gateway dies between Telegram
+accepting it and state.db recording that. The Bot API has no idempotency
+key, but message ids can be looked up: private chats and basic groups take
+their ids from the bot's one ever-growing sequence, supergroups from their
+own. Just before a chunk is sent, :meth:`Telegram.delivery_mark` notes the
+newest id the adapter has seen in that sequence (from updates and from its
+own sends, and at start from state.db) and how many ids others may take
+meanwhile; state.db keeps it with the reply. After a crash,
+:meth:`Telegram.was_sent` asks about each id in that window with an
+``editMessageReplyMarkup`` that changes nothing: "message is not modified"
+means a message of the bot is there, "message to edit not found" or "can't
+be edited" that there is none of ours. The gateway sends to a chat one
+message at a time, so the only message of the bot after the mark is the
+chunk in question. (The probe would take an inline keyboard off a bot
+message; this bot never sends any.)
 """
 
 from __future__ import annotations
@@ -92,6 +108,11 @@ REQUEST_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 10.0
 #: Most requests in flight at once (conversations are answered side by side).
 CONNECTIONS = 64
+#: Message ids that may be taken, between a delivery mark and the send, by messages the
+#: adapter has not seen yet (users writing in other chats), beyond its own sends in flight.
+MARK_MARGIN = 64
+#: Ids looked up at once when checking whether a chunk arrived.
+PROBE_BATCH = 8
 
 #: What a message carries instead of text, in the order to check (an animation
 #: also has a ``document``), and how the agent is told about it.
@@ -174,6 +195,9 @@ class Telegram(Platform):
         self._me: tuple[int, str] | None = None  # The bot's user id and username.
         self._offset: int | None = None  # The next getUpdates offset: all below is stored.
         self._closed = False
+        # The newest message id seen per id sequence (see _sequence), and sends under way.
+        self._newest: dict[str, int] = {}
+        self._sending = 0
 
     # --- Platform -------------------------------------------------------------------
 
@@ -220,6 +244,10 @@ class Telegram(Platform):
             self._me = (bot.bot.id, bot.bot.username or "")
             log.info("telegram: connected as @%s", self._me[1])
         self._bot = bot
+        for ref in self.gateway.db.recent_platform_ids(self.name):
+            chat, _, message_id = ref.rpartition(":")
+            if message_id.isdigit():
+                self._saw(chat, int(message_id))
         self.supervise("polling", self._poll)
 
     async def stop(self) -> None:
@@ -242,7 +270,7 @@ class Telegram(Platform):
         """Unchanged: the gateway splits Markdown, :meth:`send_text` makes each chunk HTML."""
         return text
 
-    async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> None:
+    async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> str | None:
         from telegram import ReplyParameters
         from telegram.constants import ParseMode
         from telegram.error import BadRequest, TelegramError
@@ -259,23 +287,91 @@ class Telegram(Platform):
             kwargs["reply_parameters"] = ReplyParameters(
                 message_id=replied, allow_sending_without_reply=True
             )
+        self._sending += 1
         try:
-            await bot.send_message(text=markdown_to_html(text), parse_mode=ParseMode.HTML, **kwargs)
-            return
-        except BadRequest as exc:
-            if "can't parse entities" not in str(exc).lower():
+            try:
+                sent = await bot.send_message(
+                    text=markdown_to_html(text), parse_mode=ParseMode.HTML, **kwargs
+                )
+                return self._sent(chat_id, sent.message_id)
+            except BadRequest as exc:
+                if "can't parse entities" not in str(exc).lower():
+                    raise _send_error(exc) from None
+                log.warning(
+                    "telegram: chat %s: the formatting was refused (%s); sent as plain text",
+                    chat_id,
+                    exc,
+                )
+            except TelegramError as exc:
                 raise _send_error(exc) from None
-            log.warning(
-                "telegram: chat %s: the formatting was refused (%s); sent as plain text",
-                chat_id,
-                exc,
-            )
-        except TelegramError as exc:
-            raise _send_error(exc) from None
-        try:
-            await bot.send_message(text=text, **kwargs)
-        except TelegramError as exc:
-            raise _send_error(exc) from None
+            try:
+                sent = await bot.send_message(text=text, **kwargs)
+            except TelegramError as exc:
+                raise _send_error(exc) from None
+            return self._sent(chat_id, sent.message_id)
+        finally:
+            self._sending -= 1
+
+    def _sent(self, chat_id: str, message_id: int) -> str:
+        self._saw(chat_id, message_id)
+        return f"{chat_id}:{message_id}"
+
+    def _saw(self, chat_id: str, message_id: int) -> None:
+        """Note a message id seen in ``chat_id`` (received, or sent by the bot)."""
+        sequence = _sequence(chat_id)
+        if message_id > self._newest.get(sequence, 0):
+            self._newest[sequence] = message_id
+
+    def delivery_mark(self, chat_id: str) -> str:
+        """``NEWEST+WIDTH``: the chunk about to be sent will get an id in that window."""
+        newest = self._newest.get(_sequence(chat_id), 0)
+        return f"{newest}+{self._sending + MARK_MARGIN}"
+
+    async def was_sent(self, chat_id: str, mark: str) -> bool | None:
+        """Look for a message of the bot in ``chat_id`` within the mark's window of ids."""
+        newest, plus, width = mark.partition("+")
+        if not (newest.isdigit() and plus and width.isdigit()):
+            return None
+        bot = self._bot
+        if bot is None:
+            return None
+        first, last = int(newest) + 1, int(newest) + int(width)
+        unknown = False
+        for start in range(first, last + 1, PROBE_BATCH):
+            batch = range(start, min(start + PROBE_BATCH, last + 1))
+            found = await asyncio.gather(*(self._bot_message_at(bot, chat_id, i) for i in batch))
+            if True in found:
+                return True
+            unknown = unknown or None in found
+        return None if unknown else False
+
+    async def _bot_message_at(
+        self, bot: telegram.Bot, chat_id: str, message_id: int
+    ) -> bool | None:
+        """Whether ``message_id`` in ``chat_id`` is a message of the bot (None: cannot tell)."""
+        from telegram.error import BadRequest, RetryAfter, TelegramError
+
+        for _ in range(3):
+            try:
+                # No reply_markup: "remove the inline keyboard", which none of ours has.
+                await bot.edit_message_reply_markup(
+                    chat_id=_chat_ref(chat_id), message_id=message_id
+                )
+                return True  # It had a keyboard (not one of ours, but the bot's message).
+            except RetryAfter as exc:
+                await asyncio.sleep(_send_error(exc).retry_after or 1.0)
+            except BadRequest as exc:
+                reason = str(exc).lower()
+                if "not modified" in reason:
+                    return True
+                if "not found" in reason or "can't be edited" in reason:
+                    return False
+                log.info("telegram: checking message %s:%d: %s", chat_id, message_id, exc)
+                return None
+            except TelegramError as exc:
+                log.info("telegram: checking message %s:%d: %s", chat_id, message_id, exc)
+                return None
+        return None
 
     async def typing(self, chat_id: str, thread_id: str) -> None:
         from telegram.constants import ChatAction
@@ -396,13 +492,14 @@ class Telegram(Platform):
             raise MalformedUpdate("message is not an object")
         message_id = message.get("message_id")
         chat = message.get("chat")
-        if not _is_int(message_id):
+        if not isinstance(message_id, int) or not _is_int(message_id):
             raise MalformedUpdate("the message has no message_id")
         if not isinstance(chat, dict) or not _is_int(chat.get("id")):
             raise MalformedUpdate("the message has no chat id")
         chat_type = chat.get("type")
         if not isinstance(chat_type, str):
             raise MalformedUpdate("the message's chat has no type")
+        self._saw(str(chat["id"]), message_id)
         sender = message.get("from")
         if sender is not None and not (isinstance(sender, dict) and _is_int(sender.get("id"))):
             raise MalformedUpdate("the message's sender has no id")
@@ -482,6 +579,12 @@ def _text_for_agent(message: dict[str, Any]) -> str | None:
             "see or hear it; tell them you can only read text and captions.]"
         )
     return caption
+
+
+def _sequence(chat_id: str) -> str:
+    """Which sequence a chat's message ids come from: its own (supergroups, channels,
+    whose ids start with -100) or, ``""``, the bot's one for private chats and groups."""
+    return chat_id if chat_id.startswith("-100") or chat_id.startswith("@") else ""
 
 
 def _chat_ref(chat_id: str) -> int | str:
