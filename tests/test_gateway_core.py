@@ -443,6 +443,33 @@ def test_deliver_gives_up_after_the_retries_and_says_why(
     assert len(chat.sent) == 1 and "could not be delivered" in chat.sent[0][1]
 
 
+def test_sends_to_one_chat_take_turns_and_other_chats_do_not_wait(
+    hermes_home: Path, llm: ScriptedLLM, loopchat: None
+) -> None:
+    """One send at a time per chat (a delivery mark covers all sent before it)."""
+    write_config(hermes_home, llm)
+    gateway = make_gateway(hermes_home)
+    chat = gateway.platforms["loopchat"]
+    events: list[str] = []
+
+    async def send(chat_id: str, name: str) -> None:
+        async with chat.one_send_at_a_time(chat_id):
+            events.append(f"{name} in")
+            await asyncio.sleep(0.05)
+            events.append(f"{name} out")
+
+    async def go() -> None:
+        await asyncio.gather(send("a", "a1"), send("a", "a2"), send("b", "b1"))
+
+    try:
+        asyncio.run(go())
+    finally:
+        gateway.db.close()
+    assert events.index("a1 out") < events.index("a2 in")  # Same chat: in turn.
+    assert events.index("b1 in") < events.index("a1 out")  # Another chat: side by side.
+    assert chat._chat_locks == {}  # Nothing kept for chats nobody is sending to.
+
+
 # --- reconnecting ---------------------------------------------------------------------------
 
 

@@ -256,6 +256,35 @@ def test_the_loopback_server_rejects_what_telegram_rejects() -> None:
     )
 
 
+def test_the_loopback_server_numbers_and_edits_messages_as_telegram_does(
+    tg: TelegramAPI,
+) -> None:
+    """Private chats share the bot's id sequence; the no-op edit tells whose a message is."""
+
+    def call(method: str, **params: Any) -> dict[str, Any]:
+        return httpx.post(f"{tg.base_url}{tg.token}/{method}", json=params).json()
+
+    alice = tg.user_message(ALICE, "hi")
+    bob = tg.user_message(77, "hello")
+    group = tg.user_message(-1009, "@hermes_test_bot hey", chat_type="supergroup")
+    assert (alice.message_id, bob.message_id, group.message_id) == (1, 2, 1)
+    sent = call("sendMessage", chat_id=ALICE, text="answer")["result"]
+    assert sent["message_id"] == 3
+    not_modified = call("editMessageReplyMarkup", chat_id=ALICE, message_id=3)
+    assert not_modified["error_code"] == 400
+    assert not_modified["description"].startswith("Bad Request: message is not modified")
+    assert call("editMessageReplyMarkup", chat_id=ALICE, message_id=2)["description"] == (
+        "Bad Request: message to edit not found"  # Bob's message, in another chat.
+    )
+    assert call("editMessageReplyMarkup", chat_id=ALICE, message_id=1)["description"] == (
+        "Bad Request: message can't be edited"  # Alice's own.
+    )
+    keyboard = {"inline_keyboard": [[{"text": "ok", "callback_data": "ok"}]]}
+    edited = call("editMessageReplyMarkup", chat_id=ALICE, message_id=3, reply_markup=keyboard)
+    assert edited["result"]["reply_markup"] == keyboard
+    assert call("editMessageReplyMarkup", chat_id=ALICE, message_id=3)["ok"] is True
+
+
 # --- messages and replies -------------------------------------------------------------------
 
 

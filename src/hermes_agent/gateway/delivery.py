@@ -244,10 +244,17 @@ async def send_with_retries(
 
 async def _arrived(platform: Platform, chat_id: str, mark: str) -> bool | None:
     try:
-        return await platform.was_sent(chat_id, mark)
-    except Exception as exc:  # Cannot tell: sending again is the safe side.
-        log.info("%s: could not check whether a chunk arrived: %s", platform.name, exc)
-        return None
+        arrived = await platform.was_sent(chat_id, mark)
+    except Exception as exc:
+        arrived = None
+        log.debug("%s: checking a chunk failed: %s", platform.name, exc, exc_info=True)
+    if arrived is None:  # Sending again is the safe side: a reply twice, not none.
+        log.warning(
+            "%s: could not check whether a chunk arrived in chat %s; sending it again",
+            platform.name,
+            chat_id,
+        )
+    return arrived
 
 
 async def settle(platform: Platform, chat_id: str, mark: str) -> bool | None:
