@@ -707,3 +707,28 @@ def test_kept_histories_stay_within_their_budget(
     db.add_message(sessions[2], {"role": "user", "content": "y" * 1_000})
     assert list(db._histories) == [sessions[2]]  # Appending pushed the other one out.
     assert [m["content"][0] for m in db.messages(sessions[0])] == ["x", "x", "x"]
+
+
+def test_a_delivery_mark_lasts_until_the_chunk_is_accounted_for(db: StateDB) -> None:
+    row, _ = db.add_inbound(platform="telegram", chat_id="5", message_id="5:10", text="hi")
+    db.set_inbound_status(row.id, "done", reply="answer")
+    db.mark_sending(row.id, "10+64")
+    (owed,) = db.undelivered_inbound()
+    assert (owed.delivery, owed.delivered, owed.delivery_mark) == ("sending", 0, "10+64")
+    db.set_delivery(row.id, "sending", 1, sent_id="5:11")
+    (owed,) = db.undelivered_inbound()
+    assert (owed.delivered, owed.delivery_mark, owed.sent_id) == (1, None, "5:11")
+    db.set_delivery(row.id, "sent")
+    assert db.undelivered_inbound() == []
+    assert db.get_inbound(row.id).sent_id == "5:11"  # type: ignore[union-attr]
+
+
+def test_recent_platform_ids_know_every_message_sent(db: StateDB) -> None:
+    """Ids received, replies sent and messages that answer nothing (cron results)."""
+    row, _ = db.add_inbound(platform="telegram", chat_id="5", message_id="5:10", text="hi")
+    db.set_delivery(row.id, "sent", 1, sent_id="5:11")
+    db.add_inbound(platform="discord", chat_id="9", message_id="99", text="other platform")
+    db.note_sent("telegram", "5", "5:12")
+    db.note_sent("telegram", "5", "5:13")  # Only the newest per chat is kept.
+    db.note_sent("telegram", "-1007", "-1007:3")
+    assert sorted(db.recent_platform_ids("telegram")) == ["-1007:3", "5:10", "5:11", "5:13"]

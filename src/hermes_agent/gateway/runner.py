@@ -246,7 +246,12 @@ class Gateway:
         try:
             if await adapter.send(message):
                 return True
-            delivered, _ = await deliver(adapter, message, retries=self.send_retries)
+
+            def note(_count: int, sent_id: str | None) -> None:
+                if sent_id:  # Where the chat's messages got to, for delivery marks.
+                    self.db.note_sent(adapter.name, message.chat_id, sent_id)
+
+            delivered, _ = await deliver(adapter, message, retries=self.send_retries, on_chunk=note)
             return delivered
         except Exception:
             log.exception("sending to %s chat %s failed", adapter.name, message.chat_id)

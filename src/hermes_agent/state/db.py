@@ -438,6 +438,19 @@ def m007_gateway_delivery_marks(conn: sqlite3.Connection) -> None:
     # last chunk, so a restarted gateway knows where the chat's messages had got to.
     conn.execute("ALTER TABLE gateway_inbound ADD COLUMN delivery_mark TEXT")
     conn.execute("ALTER TABLE gateway_inbound ADD COLUMN sent_id TEXT")
+    # The same for messages that answer nothing (cron results, pairing codes): the
+    # newest one per chat, so a mark taken after a restart is not below it.
+    conn.execute(
+        """
+        CREATE TABLE gateway_other_sends (
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            sent_id TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            PRIMARY KEY (platform, chat_id)
+        )
+        """
+    )
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -1395,15 +1408,31 @@ class StateDB:
                 (mark, time.time(), inbound_id),
             )
 
+    def note_sent(self, platform: str, chat_id: str, sent_id: str) -> None:
+        """Keep the id of a message sent to ``chat_id`` that answers nothing (a cron result)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO gateway_other_sends (platform, chat_id, sent_id, sent_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (platform, chat_id) DO UPDATE SET "
+                "sent_id = excluded.sent_id, sent_at = excluded.sent_at",
+                (platform, chat_id, sent_id, time.time()),
+            )
+
     def recent_platform_ids(self, platform: str, limit: int = 256) -> list[str]:
-        """Platform message ids of the newest messages received and replies sent, newest first."""
+        """Platform ids of the newest messages received and sent (see m007), newest first."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT message_id, sent_id FROM gateway_inbound WHERE platform = ? "
                 "ORDER BY id DESC LIMIT ?",
                 (platform, limit),
             ).fetchall()
-        return [ref for row in rows for ref in (row["message_id"], row["sent_id"]) if ref]
+            others = conn.execute(
+                "SELECT sent_id FROM gateway_other_sends WHERE platform = ? "
+                "ORDER BY sent_at DESC LIMIT ?",
+                (platform, limit),
+            ).fetchall()
+        refs = [ref for row in rows for ref in (row["message_id"], row["sent_id"]) if ref]
+        return refs + [row["sent_id"] for row in others]
 
     def undelivered_inbound(self) -> list[InboundMessage]:
         """Answered messages whose reply the platform has not (fully) accepted."""
