@@ -732,3 +732,19 @@ def test_recent_platform_ids_know_every_message_sent(db: StateDB) -> None:
     db.note_sent("telegram", "5", "5:13")  # Only the newest per chat is kept.
     db.note_sent("telegram", "-1007", "-1007:3")
     assert sorted(db.recent_platform_ids("telegram")) == ["-1007:3", "5:10", "5:11", "5:13"]
+
+
+def test_an_inbound_message_is_on_disk_before_add_inbound_returns(db: StateDB) -> None:
+    """Its commit waits for the disk (synchronous FULL); other commits skip that fsync."""
+    statements: list[str] = []
+    db._conn.set_trace_callback(statements.append)
+    db.add_inbound(platform="telegram", chat_id="1", message_id="1:1", text="hi")
+    durable = list(statements)
+    statements.clear()
+    db.add_inbound(platform="api_server", chat_id="c", message_id="r1", text="hi", durable=False)
+    quick = list(statements)
+    db._conn.set_trace_callback(None)
+    assert durable[0] == "PRAGMA synchronous = FULL"
+    assert durable.index("COMMIT") < durable.index("PRAGMA synchronous = NORMAL")
+    assert not any("synchronous" in s for s in quick)
+    assert db._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again.

@@ -173,6 +173,8 @@ class Gateway:
             user_id=user_id,
             message_id=message_id,
             text=text,
+            # A platform told the message arrived will not send it again: on disk first.
+            durable=adapter is None or not adapter.answers_in_request,
         )
         if new:
             # At debug: state.db records every arrival; the info line is the answer's.
