@@ -65,6 +65,11 @@ class GatewayProcess:
             time.sleep(0.05)
         raise AssertionError(f"no {count}x {pattern!r} in the gateway log:\n{self.output()}")
 
+    def wait_ready(self, timeout: float = 30.0) -> GatewayProcess:
+        """Wait until the gateway says it is running (its platforms started)."""
+        self.wait_for_log("gateway running", timeout=timeout)
+        return self
+
     def wait_exit(self, timeout: float = 60.0) -> int:
         code = self.proc.wait(timeout=timeout)
         self._out.close()

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from conftest import HERMES, Runner, clean_env
+from gateway_process import GatewayProcess
 from hermes_agent.state.db import StateDB
 from peers.llm_server import Error, Hang, Reply, ScriptedLLM
 
@@ -54,31 +55,19 @@ def configure_home(
         (home / ".env").write_text(f"API_SERVER_KEY={key}\n")
 
 
-class Gateway:
-    """One `hermes gateway run` process."""
+class Gateway(GatewayProcess):
+    """One `hermes gateway run` process with the HTTP API on ``port``."""
 
     def __init__(self, home: Path, port: int, workdir: Path, *args: str) -> None:
-        self.home = home
+        super().__init__(home, workdir, *args)
         self.port = port
-        self.log = workdir / f"gateway-{time.monotonic_ns()}.out"
-        self._out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [str(HERMES), "gateway", "run", *args],
-            env=clean_env(home),
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> Gateway:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"gateway exited early:\n{self.output()}")
@@ -89,7 +78,7 @@ class Gateway:
                     timeout=1,
                 )
                 if answer.status_code == 200 and self.pid_file_pid() == self.proc.pid:
-                    return
+                    return self
             time.sleep(0.05)
         raise AssertionError(f"gateway not ready:\n{self.output()}")
 
@@ -98,19 +87,6 @@ class Gateway:
             return int((self.home / "gateway.pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-
-    def terminate(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self._out.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
 
     def client(self, key: str = KEY, **kwargs: Any) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, **kwargs)

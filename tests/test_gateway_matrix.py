@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+import gateway_process
 from conftest import HERMES, clean_env
 from hermes_agent.gateway.platforms.matrix import ENCRYPTED_NOTICE, TIMELINE_LIMIT
 from hermes_agent.state.db import StateDB
@@ -90,36 +90,12 @@ def echo(request: RecordedRequest) -> Reply:
     return Reply(f"echo: {last_user_text(request)}")
 
 
-class GatewayProcess:
+class GatewayProcess(gateway_process.GatewayProcess):
     """One `hermes gateway run` with the matrix platform."""
-
-    def __init__(self, home: Path, workdir: Path) -> None:
-        self.home = home
-        self.log = workdir / f"gateway-{time.monotonic_ns()}.out"
-        self._out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [str(HERMES), "gateway", "run"],
-            env=clean_env(home),
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, text: str, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited ({self.proc.returncode}):\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in the gateway log:\n{self.output()}")
-            time.sleep(0.05)
 
     def wait_synced(self) -> None:
         """Running, and the first sync of the account stored its position."""
-        self.wait_for("gateway running")
+        self.wait_for_log("gateway running", timeout=START_TIMEOUT)
         state = self.home / "platforms" / "matrix.json"
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -131,19 +107,6 @@ class GatewayProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no first sync:\n{self.output()}")
             time.sleep(0.05)
-
-    def terminate(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self._out.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
 
 
 @pytest.fixture
@@ -448,7 +411,7 @@ def test_homeserver_outage_reconnects_and_answers_afterwards(
     alice.wait_for_messages(room, accounts.bot_id)
     accounts.hs.stop()
     try:
-        gateway.wait_for("reconnecting in", timeout=30)
+        gateway.wait_for_log("reconnecting in", timeout=30)
         time.sleep(2)  # A few failed attempts while the homeserver is away.
     finally:
         accounts.hs.start()
@@ -586,7 +549,7 @@ def test_forbidden_send_is_not_retried(
     levels = alice.state(room, "m.room.power_levels")
     levels["events_default"] = 50
     alice.set_state(room, "m.room.power_levels", levels)
-    gateway.wait_for("could not tell the user either", timeout=30)
+    gateway.wait_for_log("could not tell the user either", timeout=30)
     output = gateway.output()
     assert "refused by the homeserver" in output
     assert "M_FORBIDDEN" in output
@@ -714,8 +677,8 @@ def test_unreachable_homeserver_at_start_is_retried(
     hs.stop()
     gateway = GatewayProcess(hermes_home, workdir)
     try:
-        gateway.wait_for("cannot log in yet")
-        gateway.wait_for("reconnecting in")
+        gateway.wait_for_log("cannot log in yet")
+        gateway.wait_for_log("reconnecting in")
         hs.start()
         gateway.wait_synced()
         llm.add(echo)

@@ -17,7 +17,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -29,7 +28,8 @@ import httpx
 import pytest
 import yaml
 
-from conftest import HERMES, Runner, clean_env
+from conftest import Runner
+from gateway_process import GatewayProcess
 from hermes_agent.gateway.platforms.telegram import markdown_to_html
 from hermes_agent.state.db import StateDB
 from peers.llm_server import RecordedRequest, Reply, ScriptedLLM
@@ -48,55 +48,6 @@ def user_text(request: RecordedRequest) -> str:
             content = message.get("content")
             return content if isinstance(content, str) else str(content)
     return ""
-
-
-class GatewayProcess:
-    """One `hermes gateway run` process, its output in a file."""
-
-    def __init__(self, home: Path, workdir: Path) -> None:
-        self.home = home
-        self.log = workdir / f"gateway-{time.monotonic_ns()}.out"
-        self._out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [str(HERMES), "gateway", "run"],
-            env=clean_env(home),
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> GatewayProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited early:\n{self.output()}")
-            if "gateway running" in self.output():
-                return self
-            time.sleep(0.05)
-        raise AssertionError(f"gateway not ready:\n{self.output()}")
-
-    def wait_log(self, pattern: str, timeout: float = 30.0, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while len(re.findall(pattern, self.output())) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not logged {count}x:\n{self.output()}")
-            time.sleep(0.05)
-
-    def terminate(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self._out.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._out.close()
 
 
 @pytest.fixture
@@ -445,7 +396,7 @@ def test_a_permanent_failure_is_reported_to_the_user(
     # A user who blocked the bot: one attempt, no retry storm, recorded as failed.
     tg.block(ALICE)
     tg.user_message(ALICE, "blocked")
-    gateway.wait_log(r"could not tell the user either")
+    gateway.wait_for_log(r"could not tell the user either")
     assert [c.status for c in tg.calls("sendMessage")][2:] == [403, 403]
     assert gateway.terminate() == 0
     with StateDB(gateway.home / "state.db") as db:
@@ -531,12 +482,12 @@ def test_an_outage_is_survived(
     tg.user_message(ALICE, "one")
     tg.wait_for(lambda: tg.sent(ALICE))
     tg.outage(2, mode="502")  # The proxy in front answers for a backend that is away...
-    gateway.wait_log(r"telegram polling: .*Bad Gateway \(502\); reconnecting in", count=2)
+    gateway.wait_for_log(r"telegram polling: .*Bad Gateway \(502\); reconnecting in", count=2)
     tg.wait_for(lambda: not tg.down)
     tg.outage(4)  # ...then connections are refused: the listening socket is gone.
     time.sleep(0.5)
     asked = tg.user_message(ALICE, "two")  # Queued by Telegram meanwhile.
-    gateway.wait_log(r"telegram polling: .*ConnectError.*reconnecting in", count=3, timeout=10)
+    gateway.wait_for_log(r"telegram polling: .*ConnectError.*reconnecting in", count=3, timeout=10)
     tg.wait_for(lambda: replies_to(tg, ALICE, asked.message_id), timeout=20)
     assert replies_to(tg, ALICE, asked.message_id)[0]["text"] == "After."
     assert gateway.terminate() == 0
@@ -549,7 +500,7 @@ def test_a_token_revoked_while_running_is_logged_and_retried(
     gateway = start()
     tg.wait_for(lambda: tg.calls("getupdates"))
     tg.token = "123456789:AAH-a-new-token-from-botfather-revoke"  # /revoke in BotFather.
-    gateway.wait_log(r"telegram: the bot token was rejected \(revoked\?", timeout=15)
+    gateway.wait_for_log(r"telegram: the bot token was rejected \(revoked\?", timeout=15)
     assert [c.status for c in tg.calls("getupdates")][-1] == 401
     tg.token = DEFAULT_TOKEN  # A blip after all: polling goes on by itself.
     asked = tg.user_message(ALICE, "still there?")
@@ -615,7 +566,7 @@ def test_a_chunk_telegram_took_before_a_crash_is_not_sent_again(
     assert parts(tg, ALICE) == ["Part 1", "Part 2"]
     tg.intercept_sends(None)
     restarted = start()
-    restarted.wait_log("chunk 2 of the reply to 4242:1 had arrived before the restart")
+    restarted.wait_for_log("chunk 2 of the reply to 4242:1 had arrived before the restart")
     tg.wait_for(lambda: sent_all(restarted))
     assert parts(tg, ALICE) == ["Part 1", "Part 2", "Part 3"]
     assert restarted.terminate() == 0
@@ -652,7 +603,7 @@ def test_a_send_whose_answer_was_cut_off_is_checked_not_repeated(
     fates = iter(["unanswered", "lost"])
     tg.intercept_sends(lambda params: next(fates, "answer"))
     first = tg.user_message(ALICE, "one")
-    gateway.wait_log("the chunk had arrived after all")
+    gateway.wait_for_log("the chunk had arrived after all")
     tg.wait_for(lambda: replies_to(tg, ALICE, first.message_id))
     second = tg.user_message(ALICE, "two")
     tg.wait_for(lambda: replies_to(tg, ALICE, second.message_id))

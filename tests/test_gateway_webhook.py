@@ -13,9 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import json
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,8 @@ import httpx
 import pytest
 import yaml
 
-from conftest import HERMES, Runner, clean_env
+from conftest import Runner
+from gateway_process import GatewayProcess
 from hermes_agent.gateway.platforms.webhook import Template
 from hermes_agent.state.db import InboundMessage, StateDB
 from peers.llm_server import Hang, Reply, ScriptedLLM
@@ -87,35 +86,26 @@ def configure(
         (home / ".env").write_text(f"GITHUB_WEBHOOK_SECRET={secret}\n")
 
 
-class Gateway:
+class Gateway(GatewayProcess):
     """One `hermes gateway run` process with the webhook platform."""
 
     def __init__(self, home: Path, port: int, workdir: Path) -> None:
-        self.home = home
+        super().__init__(home, workdir)
         self.url = f"http://127.0.0.1:{port}"
-        self.log = workdir / f"gateway-{time.monotonic_ns()}.out"
-        self._out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [str(HERMES), "gateway", "run"],
-            env=clean_env(home),
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> Gateway:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited early:\n{self.log.read_text()}")
+                raise AssertionError(f"gateway exited early:\n{self.output()}")
             with contextlib.suppress(httpx.HTTPError):
                 # An unknown route answers 404 once the endpoint listens.
                 if httpx.post(f"{self.url}/hooks/ready-probe", timeout=1).status_code == 404:
                     pid = (self.home / "gateway.pid").read_text().strip()
                     if pid == str(self.proc.pid):
-                        return
+                        return self
             time.sleep(0.05)
-        raise AssertionError(f"gateway not ready:\n{self.log.read_text()}")
+        raise AssertionError(f"gateway not ready:\n{self.output()}")
 
     def post(
         self,
@@ -147,20 +137,7 @@ class Gateway:
             if len(rows) >= count and all(r.status in ("done", "failed") for r in rows):
                 return rows
             time.sleep(0.05)
-        raise AssertionError(f"not answered: {self.inbound()}\n{self.log.read_text()}")
-
-    def terminate(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self._out.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
+        raise AssertionError(f"not answered: {self.inbound()}\n{self.output()}")
 
 
 @pytest.fixture
