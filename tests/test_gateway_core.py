@@ -9,6 +9,8 @@ model is the production code; only the far end of the chat is a list.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import subprocess
 import time
 from collections import deque
@@ -23,7 +25,7 @@ from conftest import HERMES, clean_env
 from hermes_agent.gateway import platforms as platforms_module
 from hermes_agent.gateway.delivery import deliver, split_message
 from hermes_agent.gateway.platforms import Backoff, Outbound, Platform, SendError
-from hermes_agent.gateway.runner import Gateway
+from hermes_agent.gateway.runner import Gateway, ResetPolicy
 from hermes_agent.state.db import StateDB
 from peers.llm_server import Reply, ScriptedLLM
 
@@ -550,3 +552,65 @@ def test_optional_modules_skipped_only_inside_the_block() -> None:
     assert result.stdout.split() == ["refused", "True", "1"]
     with optional_modules_skipped("json"):
         assert json.dumps([]) == "[]"  # In this process too, an imported module stays.
+
+
+# --- conversations that start over by themselves (gateway.session_reset) ------------------
+
+
+def _age_sessions(seconds: float) -> None:
+    """Make every session look last active ``seconds`` ago (another connection's write)."""
+    import sqlite3
+
+    from hermes_agent import home
+
+    with contextlib.closing(sqlite3.connect(home.hermes_home() / "state.db")) as conn, conn:
+        conn.execute("UPDATE sessions SET updated_at = updated_at - ?", (seconds,))
+
+
+@pytest.mark.parametrize(("mode", "starts_over"), [("idle", True), ("none", False)])
+def test_a_chat_idle_for_longer_than_idle_minutes_starts_a_new_conversation(
+    hermes_home: Path, llm: ScriptedLLM, loopchat: None, mode: str, starts_over: bool
+) -> None:
+    write_config(
+        hermes_home,
+        llm,
+        allowed_users=["u"],
+        gateway={"session_reset": {"mode": mode, "idle_minutes": 60}},
+    )
+    llm.add(Reply("one"), Reply("two"), Reply("three"))
+
+    async def scenario(gateway: Gateway, chat: LoopChat) -> None:
+        gateway.submit(platform="loopchat", chat_id="c", message_id="1", text="a", user_id="u")
+        await until(lambda: len(chat.sent) == 1)
+        _age_sessions(30 * 60)  # Half an hour: the same conversation in every mode.
+        gateway.submit(platform="loopchat", chat_id="c", message_id="2", text="b", user_id="u")
+        await until(lambda: len(chat.sent) == 2)
+        _age_sessions(61 * 60)
+        gateway.submit(platform="loopchat", chat_id="c", message_id="3", text="c", user_id="u")
+        await until(lambda: len(chat.sent) == 3)
+
+    serve(hermes_home, scenario)
+    users = [[m["content"] for m in r.messages if m["role"] == "user"] for r in llm.requests]
+    assert users[1] == ["a", "b"]
+    assert users[2] == (["c"] if starts_over else ["a", "b", "c"])
+    with StateDB() as db:
+        sessions = {db.get_inbound(n).session_id for n in (1, 2, 3)}  # type: ignore[union-attr]
+    assert len(sessions) == (2 if starts_over else 1)
+
+
+def test_reset_policy_idle_daily_both_and_none() -> None:
+    def at(day: int, hour: int, minute: int = 0) -> float:
+        return datetime.datetime(2026, 3, day, hour, minute).timestamp()  # Local time.
+
+    idle = ResetPolicy("idle", idle_minutes=120, at_hour=4)
+    assert idle.stale(at(1, 10), at(1, 11, 59)) == ""
+    assert idle.stale(at(1, 10), at(1, 12)) == "120 minutes without a message"
+    daily = ResetPolicy("daily", idle_minutes=120, at_hour=4)
+    assert daily.stale(at(1, 1), at(1, 3, 59)) == ""  # Both before 04:00.
+    assert daily.stale(at(1, 3, 59), at(1, 4)) == "the daily reset at 04:00"
+    assert daily.stale(at(1, 5), at(1, 23)) == ""  # Both after today's 04:00.
+    assert daily.stale(at(1, 23), at(2, 3)) == ""  # The next 04:00 has not come yet.
+    assert daily.stale(at(1, 23), at(2, 5)) == "the daily reset at 04:00"
+    both = ResetPolicy("both", idle_minutes=120, at_hour=4)
+    assert both.stale(at(1, 10), at(1, 13)) and both.stale(at(1, 3), at(1, 4, 30))
+    assert ResetPolicy("none", idle_minutes=1, at_hour=4).stale(at(1, 1), at(9, 9)) == ""

@@ -453,6 +453,32 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "gateway.session_reset.mode",
+        "idle",
+        "str",
+        "When a chat's conversation starts over by itself (its memory and skills stay; "
+        "`/new` starts over at any time): `idle` after `idle_minutes` without a message, "
+        "`daily` at the first message after `at_hour`, `both`, or `none` (never).",
+        choices=("idle", "daily", "both", "none"),
+    ),
+    Setting(
+        "gateway.session_reset.idle_minutes",
+        1440,
+        "int",
+        "Minutes without a message after which a chat's next message starts a new "
+        "conversation (modes `idle` and `both`).",
+        minimum=1,
+    ),
+    Setting(
+        "gateway.session_reset.at_hour",
+        4,
+        "int",
+        "The hour of the day (0-23, the gateway's local time) from which a chat's next "
+        "message starts a new conversation (modes `daily` and `both`).",
+        minimum=0,
+        maximum=23,
+    ),
+    Setting(
         "gateway.shutdown_timeout",
         30,
         "number",

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -120,6 +121,7 @@ class Gateway:
         self.max_concurrent = int(config.get("gateway.max_concurrent_sessions"))
         self.shutdown_timeout = float(config.get("gateway.shutdown_timeout"))
         self.send_retries = int(config.get("gateway.send_retries"))
+        self.reset = ResetPolicy.from_config(config)
         self.platforms: dict[str, Platform] = {}
         #: new -> starting (messages are stored, answered once started) -> running -> stopping.
         self._phase = "new"
@@ -285,11 +287,25 @@ class Gateway:
             del self._workers[key]
 
     def _session_for(self, row: InboundMessage) -> str:
-        """The session of this conversation, created on its first message."""
-        session_id = self.db.route(row.platform, row.chat_id, row.thread_id)
-        if session_id is not None:  # A route is deleted with its session (foreign key).
-            return session_id
-        return self._new_session(row)
+        """The session of this conversation: created on its first message, and anew when
+        the reset policy says it has gone stale (``gateway.session_reset``)."""
+        if row.status == "processing" and row.session_id:
+            return row.session_id  # A turn resumed after a restart: its message is there.
+        found = self.db.route_and_activity(row.platform, row.chat_id, row.thread_id)
+        if found is None:  # A route is deleted with its session (foreign key).
+            return self._new_session(row)
+        session_id, last_active = found
+        platform = self.platforms.get(row.platform)
+        if platform is not None and platform.answers_in_request:
+            return session_id  # HTTP API callers name their conversation themselves.
+        why = self.reset.stale(last_active, row.created_at)
+        if why:
+            new = self._new_session(row)
+            log.info(
+                "%s chat %s: new conversation (%s), session %s", row.platform, row.chat_id, why, new
+            )
+            return new
+        return session_id
 
     def _new_session(self, row: InboundMessage) -> str:
         """Start a session for this conversation and route it there from now on."""
@@ -577,6 +593,40 @@ class Gateway:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+class ResetPolicy:
+    """When a gateway conversation starts over by itself (``gateway.session_reset``)."""
+
+    def __init__(self, mode: str, idle_minutes: float, at_hour: int) -> None:
+        self.mode = mode
+        self.idle_seconds = idle_minutes * 60
+        self.at_hour = at_hour
+
+    @classmethod
+    def from_config(cls, config: Config) -> ResetPolicy:
+        return cls(
+            str(config.get("gateway.session_reset.mode")),
+            float(config.get("gateway.session_reset.idle_minutes")),
+            int(config.get("gateway.session_reset.at_hour")),
+        )
+
+    def stale(self, last_active: float, now: float) -> str:
+        """Why a conversation last active at ``last_active`` starts over at ``now`` ("": it
+        does not). Times are epoch seconds; the daily hour is the local one."""
+        if self.mode in ("idle", "both") and now - last_active >= self.idle_seconds:
+            return f"{(now - last_active) / 60:.0f} minutes without a message"
+        if self.mode in ("daily", "both") and last_active < self._last_reset_hour(now):
+            return f"the daily reset at {self.at_hour:02d}:00"
+        return ""
+
+    def _last_reset_hour(self, now: float) -> float:
+        """The latest ``at_hour:00`` local time at or before ``now``."""
+        local = datetime.datetime.fromtimestamp(now)  # Naive local: timestamp() knows DST.
+        boundary = local.replace(hour=self.at_hour, minute=0, second=0, microsecond=0)
+        if boundary > local:
+            boundary -= datetime.timedelta(days=1)
+        return boundary.timestamp()
 
 
 def is_new_session_command(text: str) -> bool:

@@ -1542,13 +1542,21 @@ class StateDB:
 
     def route(self, platform: str, chat_id: str, thread_id: str = "") -> str | None:
         """The session that answers this platform conversation, if there is one."""
+        found = self.route_and_activity(platform, chat_id, thread_id)
+        return found[0] if found else None
+
+    def route_and_activity(
+        self, platform: str, chat_id: str, thread_id: str = ""
+    ) -> tuple[str, float] | None:
+        """The conversation's session and when it last changed (its ``updated_at``)."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT session_id FROM gateway_routes "
-                "WHERE platform = ? AND chat_id = ? AND thread_id = ?",
+                "SELECT r.session_id, s.updated_at FROM gateway_routes r "
+                "JOIN sessions s ON s.id = r.session_id "
+                "WHERE r.platform = ? AND r.chat_id = ? AND r.thread_id = ?",
                 (platform, chat_id, thread_id),
             ).fetchone()
-        return str(row[0]) if row else None
+        return (str(row[0]), float(row[1])) if row else None
 
     def set_route(self, platform: str, chat_id: str, thread_id: str, session_id: str) -> None:
         with self._write() as conn:
