@@ -143,7 +143,9 @@ def test_a_mention_in_a_channel_is_answered_once_in_its_thread(
     all_acked(api)
 
 
-def test_an_unknown_user_gets_a_pairing_code(start: Any, api: SlackAPI, llm: ScriptedLLM) -> None:
+def test_an_unknown_user_gets_a_pairing_code(
+    start: Any, api: SlackAPI, llm: ScriptedLLM, hermes_home: Path
+) -> None:
     start()
     mallory = api.user("mallory")
     api.dm(mallory, "let me in")
@@ -151,6 +153,9 @@ def test_an_unknown_user_gets_a_pairing_code(start: Any, api: SlackAPI, llm: Scr
     assert "hermes gateway pair approve" in posted.text
     assert posted.channel == api.dm_channel(mallory)
     assert llm.requests == []
+    with StateDB(hermes_home / "state.db") as db:
+        (request,) = db.pairing_requests()
+    assert (request.user_id, request.user_name) == (mallory["id"], "mallory")  # users.info
 
 
 # --- connection and delivery -------------------------------------------------------------

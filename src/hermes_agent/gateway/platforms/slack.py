@@ -56,6 +56,8 @@ DEFAULT_API_BASE = "https://slack.com/api/"
 PING_INTERVAL = 5.0
 #: Seconds a Web API call may take.
 API_TIMEOUT = 30
+#: User display names remembered (for pairing requests).
+NAMES_KEPT = 256
 #: Errors of chat.postMessage that retrying cannot fix.
 _PERMANENT = frozenset(
     {
@@ -125,6 +127,8 @@ class Slack(Platform):
         self._bot_user_id = ""
         #: A Socket Mode URL obtained while checking the app token, used for the first connection.
         self._first_url: str | None = None
+        #: Display names by user id (users.info), for pairing requests; the newest NAMES_KEPT.
+        self._names: dict[str, str] = {}
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -239,13 +243,32 @@ class Slack(Platform):
 
     async def _on_message(self, event: dict[str, Any]) -> None:
         if event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D"):
-            self._submit(event, mention=False)
+            await self._submit(event, mention=False)
         # Other channels: only mentions are answered, and those come as app_mention.
 
     async def _on_mention(self, event: dict[str, Any]) -> None:
-        self._submit(event, mention=True)
+        await self._submit(event, mention=True)
 
-    def _submit(self, event: dict[str, Any], *, mention: bool) -> None:
+    async def _name_of(self, user: str) -> str:
+        """The user's display name (``users.info``, remembered); "" when Slack will not say."""
+        name = self._names.get(user)
+        if name is not None or self._web is None:
+            return name or ""
+        try:
+            async with asyncio.timeout(10.0):
+                answer = await self._web.users_info(user=user)
+        except Exception as exc:  # Only a label for the owner: never hold up the message.
+            log.debug("slack: users.info %s: %s", user, _reason(exc))
+            return ""
+        info = answer.get("user") or {}
+        profile = info.get("profile") or {}
+        name = str(profile.get("display_name") or info.get("real_name") or info.get("name") or "")
+        if len(self._names) >= NAMES_KEPT:
+            del self._names[next(iter(self._names))]
+        self._names[user] = name
+        return name
+
+    async def _submit(self, event: dict[str, Any], *, mention: bool) -> None:
         """Hand one message to the gateway; raises (no acknowledgement) if it cannot take it."""
         self.alive()
         if event.get("subtype") not in (None, "thread_broadcast", "file_share"):
@@ -267,6 +290,10 @@ class Slack(Platform):
         is_dm = event.get("channel_type") == "im" or channel.startswith("D")
         if not thread and not is_dm:
             thread = ts  # A mention at the top of a channel: answer in a thread of its own.
+        # The name is only shown to the owner with a pairing request. Looked up for those
+        # alone: an await here would let a chat's next message overtake this one.
+        allowed = self.gateway.access.allowed(self.name, user, channel)
+        name = "" if allowed else await self._name_of(user)
         self.gateway.submit(
             platform=self.name,
             chat_id=channel,
@@ -274,6 +301,7 @@ class Slack(Platform):
             message_id=f"{channel}:{ts}",
             text="\n".join(lines),
             user_id=user,
+            user_name=name,
         )
 
     # --- outbound -------------------------------------------------------------------
