@@ -308,6 +308,37 @@ def test_group_chats_topics_and_media(
     assert gateway.terminate() == 0
 
 
+def test_a_group_that_becomes_a_supergroup_keeps_its_conversation_and_access(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    group = -4321
+    supergroup: list[int] = []
+
+    def upgraded_meanwhile(request: RecordedRequest) -> Reply:
+        supergroup.append(tg.migrate(group))  # While the second answer is written.
+        return Reply("second answer")
+
+    llm.add(Reply("first answer"), upgraded_meanwhile, Reply("third answer"))
+    gateway = start(allowed_chats=[group])
+    tg.user_message(group, "@hermes_test_bot first", chat_type="group")
+    tg.wait_for(lambda: len(tg.sent(group)) == 1)
+    tg.user_message(group, "@hermes_test_bot second", chat_type="group")
+    # Sending to the old id is refused, saying where the group went: the answer goes there.
+    (second,) = tg.wait_for(lambda: supergroup and tg.sent(supergroup[0]))
+    assert second["text"] == "second answer"
+    refused = [c for c in tg.calls("sendMessage") if c.status == 400]
+    assert [c.description for c in refused] == [
+        "Bad Request: group chat was upgraded to a supergroup chat"
+    ]
+    # The supergroup is let in (the allow-list names the old id) and it is one conversation.
+    tg.user_message(supergroup[0], "@hermes_test_bot third", chat_type="supergroup")
+    tg.wait_for(lambda: len(tg.sent(supergroup[0])) == 2)
+    asked = [[m["content"] for m in r.messages if m["role"] == "user"] for r in llm.requests]
+    assert asked[2] == ["first", "second", "third"]
+    gateway.wait_for_log(f"the group {group} is now the supergroup {supergroup[0]}")
+    assert gateway.terminate() == 0
+
+
 def test_stranger_gets_a_pairing_code_and_approval_lets_them_in(
     start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM, hermes: Runner
 ) -> None:

@@ -748,3 +748,14 @@ def test_an_inbound_message_is_on_disk_before_add_inbound_returns(db: StateDB) -
     assert durable.index("COMMIT") < durable.index("PRAGMA synchronous = NORMAL")
     assert not any("synchronous" in s for s in quick)
     assert db._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again.
+
+
+def test_a_moved_chat_takes_its_conversation_along(db: StateDB) -> None:
+    session = db.create_session(source="gateway:telegram", model="m", cwd="/")
+    db.set_route("telegram", "-12", "", session)
+    assert db.move_chat("telegram", "-12", "-10012") is True
+    assert db.move_chat("telegram", "-12", "-10012") is False  # Known already.
+    assert db.route("telegram", "-12") is None
+    assert db.route("telegram", "-10012") == session
+    assert db.chat_moved_from("telegram", "-10012") == ["-12"]
+    assert db.chat_moved_from("discord", "-10012") == []

@@ -50,6 +50,7 @@ loop in a thread)::
         tg.outage(5)                                       # refuse connections for 5 s
         tg.hang_polls()                                    # next getUpdates never answers
         tg.intercept_sends(lambda params: "unanswered")    # sent, but the answer is cut off
+        new_id = tg.migrate(-123)                          # the group became a supergroup
 
 ``python -m tests.peers.telegram_api [--port N] [--token T]`` serves one for a
 person: type ``CHAT_ID TEXT`` to send the bot a message; its answers are printed.
@@ -104,11 +105,18 @@ DEFAULT_EXCLUDED = frozenset({"chat_member", "message_reaction", "message_reacti
 class ApiError(Exception):
     """An error answer of the Bot API."""
 
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
 
 class EntityError(ValueError):
@@ -515,6 +523,8 @@ class _Chat:
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     topics: set[int] = field(default_factory=set)
     blocked: bool = False
+    #: The supergroup this group became (sending here is then a 400 that says where).
+    migrated_to: int | None = None
 
 
 @dataclass
@@ -777,6 +787,39 @@ class TelegramAPI:
                 self._updates.append({"update_id": update_id, **body})
         self._wake()
         return update_id
+
+    def migrate(self, chat_id: int, *, user_id: int | None = None) -> int:
+        """A group becomes a supergroup (with a new id, returned), as Telegram does it.
+
+        The old group gets a service message ``migrate_to_chat_id``, the new
+        supergroup one with ``migrate_from_chat_id``; sending to the old id is
+        400 ``group chat was upgraded to a supergroup chat`` with
+        ``parameters.migrate_to_chat_id``.
+        """
+        with self._lock:
+            old = self._chats[chat_id]
+            new_id = -1_000_000_000_000 + chat_id  # -123 becomes -1000000000123.
+            user = {"id": user_id or next(self._user_ids), "is_bot": False, "first_name": "Ann"}
+            new = self._chat(new_id, "supergroup", old.chat.get("title"), user, forum=False)
+            old.migrated_to = new_id
+            events = []
+            for chat, field_name, value in (
+                (old, "migrate_to_chat_id", new_id),
+                (new, "migrate_from_chat_id", chat_id),
+            ):
+                message_id = self._next_message_id(chat)
+                message = {
+                    "message_id": message_id,
+                    "from": user,
+                    "chat": chat.chat,
+                    "date": int(time.time()),
+                    field_name: value,
+                }
+                chat.messages[message_id] = {**message, "_seq": self._seq()}
+                events.append(message)
+        for message in events:
+            self.inject({"message": message})
+        return new_id
 
     def block(self, chat_id: int, blocked: bool = True) -> None:
         """The user of a private chat blocks (or unblocks) the bot."""
@@ -1114,6 +1157,12 @@ class TelegramAPI:
                 raise _bad("chat not found")
             if chat.blocked:
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
+            if chat.migrated_to is not None:
+                raise ApiError(
+                    400,
+                    "Bad Request: group chat was upgraded to a supergroup chat",
+                    migrate_to_chat_id=chat.migrated_to,
+                )
             return chat
 
     async def _send_chat_action(self, params: dict[str, Any]) -> bool:
@@ -1279,6 +1328,8 @@ def _error_response(exc: ApiError) -> web.Response:
     body: dict[str, Any] = {"ok": False, "error_code": exc.code, "description": exc.description}
     if exc.retry_after is not None:
         body["parameters"] = {"retry_after": exc.retry_after}
+    if exc.migrate_to_chat_id is not None:
+        body["parameters"] = {"migrate_to_chat_id": exc.migrate_to_chat_id}
     return web.json_response(body, status=exc.code)
 
 

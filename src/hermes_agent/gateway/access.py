@@ -1,7 +1,8 @@
 """Who may talk to the agent through a chat platform: allow-lists and pairing.
 
 A user is let in when their id is in ``gateway.platforms.<name>.allowed_users``,
-when the chat is in ``allowed_chats``, or when they were paired. Empty lists
+when the chat is in ``allowed_chats`` (also under an id it had before, see
+``StateDB.move_chat``), or when they were paired. Empty lists
 let nobody in: a bot that answers the whole internet with the owner's keys
 and tools is the failure this module exists to prevent.
 
@@ -63,9 +64,15 @@ class Access:
     def allowed(self, platform: str, user_id: str, chat_id: str) -> bool:
         if user_id and user_id in self._users.get(platform, frozenset()):
             return True
-        if chat_id and chat_id in self._chats.get(platform, frozenset()):
+        chats = self._chats.get(platform, frozenset())
+        if chat_id and chat_id in chats:
             return True
-        return bool(user_id) and self.db.is_paired(platform, user_id)
+        if user_id and self.db.is_paired(platform, user_id):
+            return True
+        # A chat let in under its old id (a Telegram group that became a supergroup).
+        return bool(chat_id and chats) and any(
+            old in chats for old in self.db.chat_moved_from(platform, chat_id)
+        )
 
     def pairing_code(
         self, platform: str, user_id: str, user_name: str, chat_id: str

@@ -451,6 +451,22 @@ def m007_gateway_delivery_marks(conn: sqlite3.Connection) -> None:
         )
         """
     )
+    # Chats that moved to a new id (a Telegram group upgraded to a supergroup): the
+    # conversation follows, and a chat the allow-list let in stays let in.
+    conn.execute(
+        """
+        CREATE TABLE gateway_chat_moves (
+            platform TEXT NOT NULL,
+            old_chat_id TEXT NOT NULL,
+            new_chat_id TEXT NOT NULL,
+            moved_at REAL NOT NULL,
+            PRIMARY KEY (platform, old_chat_id)
+        )
+        """
+    )
+    conn.execute(
+        "CREATE INDEX gateway_chat_moves_new ON gateway_chat_moves (platform, new_chat_id)"
+    )
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -1567,6 +1583,39 @@ class StateDB:
                 "DO UPDATE SET session_id = excluded.session_id, updated_at = excluded.updated_at",
                 (platform, chat_id, thread_id, session_id, time.time()),
             )
+
+    def move_chat(self, platform: str, old_chat_id: str, new_chat_id: str) -> bool:
+        """Record that a chat now has a new id, and move its conversations there.
+
+        Returns False when this move was known already. A conversation the new id
+        started meanwhile keeps its place; the old one's route is dropped then.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO gateway_chat_moves "
+                "(platform, old_chat_id, new_chat_id, moved_at) VALUES (?, ?, ?, ?)",
+                (platform, old_chat_id, new_chat_id, time.time()),
+            )
+            conn.execute(
+                "UPDATE OR IGNORE gateway_routes SET chat_id = ?, updated_at = ? "
+                "WHERE platform = ? AND chat_id = ?",
+                (new_chat_id, time.time(), platform, old_chat_id),
+            )
+            conn.execute(
+                "DELETE FROM gateway_routes WHERE platform = ? AND chat_id = ?",
+                (platform, old_chat_id),
+            )
+        return cursor.rowcount == 1
+
+    def chat_moved_from(self, platform: str, chat_id: str) -> list[str]:
+        """The ids ``chat_id`` had before (oldest moves first)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT old_chat_id FROM gateway_chat_moves WHERE platform = ? "
+                "AND new_chat_id = ? ORDER BY moved_at",
+                (platform, chat_id),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def route_of(self, session_id: str) -> tuple[str, str, str] | None:
         """The platform conversation ``(platform, chat_id, thread_id)`` a session answers.

@@ -145,6 +145,14 @@ class Incoming:
     text: str
 
 
+class _Moved(Exception):
+    """A send failed because the group is now the supergroup ``new_chat_id``."""
+
+    def __init__(self, new_chat_id: int) -> None:
+        super().__init__(new_chat_id)
+        self.new_chat_id = new_chat_id
+
+
 class MalformedUpdate(ValueError):
     """An update that lacks what every message has (a message id, a chat id...)."""
 
@@ -272,8 +280,6 @@ class Telegram(Platform):
 
     async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> str | None:
         from telegram import ReplyParameters
-        from telegram.constants import ParseMode
-        from telegram.error import BadRequest, TelegramError
 
         bot = self._bot
         if bot is None:
@@ -290,27 +296,61 @@ class Telegram(Platform):
         self._sending += 1
         try:
             try:
-                sent = await bot.send_message(
-                    text=markdown_to_html(text), parse_mode=ParseMode.HTML, **kwargs
-                )
-                return self._sent(chat_id, sent.message_id)
-            except BadRequest as exc:
-                if "can't parse entities" not in str(exc).lower():
-                    raise _send_error(exc) from None
-                log.warning(
-                    "telegram: chat %s: the formatting was refused (%s); sent as plain text",
-                    chat_id,
-                    exc,
-                )
-            except TelegramError as exc:
-                raise _send_error(exc) from None
+                return await self._send(bot, chat_id, text, kwargs)
+            except _Moved as moved:
+                new_chat_id = moved.new_chat_id
+            # The group became a supergroup: the answer goes there (without the reply
+            # reference: the message it answers keeps its id in the old group only).
+            self._moved(chat_id, str(new_chat_id))
+            kwargs["chat_id"] = new_chat_id
+            kwargs.pop("reply_parameters", None)
             try:
-                sent = await bot.send_message(text=text, **kwargs)
-            except TelegramError as exc:
-                raise _send_error(exc) from None
-            return self._sent(chat_id, sent.message_id)
+                return await self._send(bot, str(new_chat_id), text, kwargs)
+            except _Moved:
+                raise SendError("telegram: the group moved again", permanent=True) from None
         finally:
             self._sending -= 1
+
+    async def _send(
+        self, bot: telegram.Bot, chat_id: str, text: str, kwargs: dict[str, Any]
+    ) -> str:
+        """sendMessage as HTML, then as plain text if Telegram refuses the formatting."""
+        from telegram.constants import ParseMode
+        from telegram.error import BadRequest, ChatMigrated, TelegramError
+
+        try:
+            sent = await bot.send_message(
+                text=markdown_to_html(text), parse_mode=ParseMode.HTML, **kwargs
+            )
+            return self._sent(chat_id, sent.message_id)
+        except ChatMigrated as exc:
+            raise _Moved(exc.new_chat_id) from None
+        except BadRequest as exc:
+            if "can't parse entities" not in str(exc).lower():
+                raise _send_error(exc) from None
+            log.warning(
+                "telegram: chat %s: the formatting was refused (%s); sent as plain text",
+                chat_id,
+                exc,
+            )
+        except TelegramError as exc:
+            raise _send_error(exc) from None
+        try:
+            sent = await bot.send_message(text=text, **kwargs)
+        except TelegramError as exc:
+            raise _send_error(exc) from None
+        return self._sent(chat_id, sent.message_id)
+
+    def _moved(self, old_chat_id: str, new_chat_id: str) -> None:
+        """A group became a supergroup: its conversation and its access move along."""
+        if self.gateway.db.move_chat(self.name, old_chat_id, new_chat_id):
+            log.warning(
+                "telegram: the group %s is now the supergroup %s; its conversation continues "
+                "there (if allowed_chats lists the old id, the new one is let in too: add it "
+                "to the config as well)",
+                old_chat_id,
+                new_chat_id,
+            )
 
     def _sent(self, chat_id: str, message_id: int) -> str:
         self._saw(chat_id, message_id)
@@ -500,6 +540,12 @@ class Telegram(Platform):
         if not isinstance(chat_type, str):
             raise MalformedUpdate("the message's chat has no type")
         self._saw(str(chat["id"]), message_id)
+        for field_name, moved in (("migrate_to_chat_id", False), ("migrate_from_chat_id", True)):
+            other = message.get(field_name)
+            if _is_int(other):  # The service messages of a group becoming a supergroup.
+                old, new = (str(other), str(chat["id"])) if moved else (str(chat["id"]), str(other))
+                self._moved(old, new)
+                return None
         sender = message.get("from")
         if sender is not None and not (isinstance(sender, dict) and _is_int(sender.get("id"))):
             raise MalformedUpdate("the message's sender has no id")
