@@ -353,3 +353,31 @@ def test_unsupported_platform_is_a_clear_error(hermes_home: Path) -> None:
         service.install(start=False, platform="win32")
     assert "'win32'" in str(caught.value) and "Linux" in str(caught.value)
     assert "WSL" in str(caught.value)
+
+
+def _script(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_unit_runs_hermes_through_a_nix_profile_link_not_its_store_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store path is garbage-collected after an upgrade; the profile's link follows it."""
+    store = tmp_path / "nix" / "store"
+    monkeypatch.setattr(service, "NIX_STORE", store)
+    in_store = _script(store / "abc123-hermes-agent" / "bin" / "hermes")
+    profile_link = tmp_path / "profile" / "bin" / "hermes"
+    profile_link.parent.mkdir(parents=True)
+    profile_link.symlink_to(in_store)
+    monkeypatch.setattr("sys.argv", [str(profile_link), "gateway", "install"])
+    assert service.hermes_executable() == [str(profile_link)]
+    # Any other link (~/.local/bin/hermes into a checkout's venv) is resolved.
+    venv_script = _script(tmp_path / "checkout" / ".venv" / "bin" / "hermes")
+    local_link = tmp_path / "local" / "bin" / "hermes"
+    local_link.parent.mkdir(parents=True)
+    local_link.symlink_to(venv_script)
+    monkeypatch.setattr("sys.argv", [str(local_link), "gateway", "install"])
+    assert service.hermes_executable() == [str(venv_script.resolve())]

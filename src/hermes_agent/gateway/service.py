@@ -96,6 +96,9 @@ def service_file(kind: str, environ: Mapping[str, str] | None = None) -> Path:
 
 # --- what the service runs ------------------------------------------------------------
 
+#: Where Nix keeps packages; a path in it disappears once nothing refers to it.
+NIX_STORE = Path("/nix/store")
+
 
 def hermes_executable() -> list[str]:
     """The absolute command that runs this hermes.
@@ -108,7 +111,13 @@ def hermes_executable() -> list[str]:
     if argv0 and Path(argv0).name == "hermes":
         found = shutil.which(argv0) if os.sep not in argv0 else argv0
         if found and os.access(found, os.X_OK):
-            return [str(Path(found).resolve())]
+            link = Path(os.path.abspath(found))
+            target = link.resolve()
+            if target.is_relative_to(NIX_STORE) and not link.is_relative_to(NIX_STORE):
+                # A Nix profile's link (`nix profile install`): it follows upgrades, while
+                # the store path it points at today is garbage-collected after one.
+                return [str(link)]
+            return [str(target)]
     beside = venv_bin() / "hermes"
     if beside.is_file() and os.access(beside, os.X_OK):
         return [str(beside)]
