@@ -281,9 +281,63 @@ def test_group_room_reply_quotes_the_message(
     room = room_with_bot(accounts)
     alice.invite(room, mallory.user_id)
     mallory.join(room)
-    asked = alice.send(room, "in a group")
+    asked = alice.send(room, f"{accounts.bot_id}: in a group")
     (reply,) = alice.wait_for_messages(room, accounts.bot_id)
     assert reply["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": asked}}
+    assert reply["content"]["body"] == "echo: in a group"  # Without the mention.
+
+
+def test_in_a_group_room_only_messages_for_the_bot_are_answered(
+    start: Callable[..., GatewayProcess], llm: ScriptedLLM, accounts: Accounts
+) -> None:
+    llm.add(echo, echo, echo)
+    start()
+    alice, mallory, bot = accounts.alice, accounts.mallory, accounts.bot_id
+    room = room_with_bot(accounts)
+    alice.invite(room, mallory.user_id)
+    mallory.join(room)
+    alice.send(room, "mallory, lunch at noon?")  # Room talk: not for the bot.
+    # An intentional mention (a pill), whatever the body says.
+    pill = {
+        "msgtype": "m.text",
+        "body": "Bot: what's the weather?",
+        "m.mentions": {"user_ids": [bot]},
+    }
+    alice.send_event(room, "m.room.message", pill)
+    (first,) = alice.wait_for_messages(room, bot)
+    name = bot.split(":")[0][1:]  # Its display name: the localpart, Synapse's default.
+    alice.send(room, f"{name}, and tomorrow?")
+    alice.send_event(
+        room,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": f"> <{bot}> {first['content']['body']}\n\nand the day after?",
+            "m.relates_to": {"m.in_reply_to": {"event_id": first["event_id"]}},
+        },
+    )
+    replies = alice.wait_for_messages(room, bot, count=3)
+    assert [r["content"]["body"] for r in replies] == [
+        "echo: Bot: what's the weather?",
+        "echo: and tomorrow?",
+        "echo: and the day after?",
+    ]
+    time.sleep(1.0)
+    assert len(llm.requests) == 3  # "lunch at noon" never reached the model.
+
+
+def test_require_mention_off_answers_every_message_in_a_group_room(
+    start: Callable[..., GatewayProcess], llm: ScriptedLLM, accounts: Accounts
+) -> None:
+    llm.add(echo)
+    start(require_mention=False)
+    alice, mallory = accounts.alice, accounts.mallory
+    room = room_with_bot(accounts)
+    alice.invite(room, mallory.user_id)
+    mallory.join(room)
+    alice.send(room, "no mention here")
+    (reply,) = alice.wait_for_messages(room, accounts.bot_id)
+    assert reply["content"]["body"] == "echo: no mention here"
 
 
 def test_typing_notification_while_the_answer_is_written(
@@ -458,8 +512,8 @@ def test_stranger_invite_is_declined_without_pairing(
     room = room_with_bot(accounts)
     alice.invite(room, mallory.user_id)
     mallory.join(room)
-    mallory.send(room, "answer me too")
-    alice.send(room, "answer me")
+    mallory.send(room, f"{accounts.bot_id}: answer me too")
+    alice.send(room, f"{accounts.bot_id}: answer me")
     (reply,) = alice.wait_for_messages(room, accounts.bot_id)
     assert reply["content"]["body"] == "echo: answer me"
     time.sleep(1)

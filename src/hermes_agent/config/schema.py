@@ -635,6 +635,14 @@ SETTINGS: tuple[Setting, ...] = (
         "login is remembered (in `platforms/matrix.json`) and reused, so restarts do not "
         "pile up devices.",
     ),
+    Setting(
+        "gateway.platforms.matrix.require_mention",
+        True,
+        "bool",
+        "In rooms with more than the bot and one person, answer only messages that mention "
+        "the bot (a pill, its user id, or its name at the start), reply to one of its "
+        "messages, or continue a thread it answers in. Off: every message in such rooms.",
+    ),
     *platform_settings("matrix", "Matrix"),
     # --- IRC (gateway/platforms/irc.py) ---
     Setting(

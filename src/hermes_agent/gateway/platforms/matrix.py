@@ -5,7 +5,10 @@ happens in the bot's rooms. Text messages (``m.text``, ``m.emote``) from
 others become :meth:`Gateway.submit` calls, with the event id as the message
 id, the room id as the chat and the thread root (an ``m.thread`` relation) as
 the thread. Notices (``m.notice``, what other bots send), edits and our own
-events are not answered. Invites are accepted when the inviter or the room
+events are not answered. In a room with more than the bot and one person,
+only messages for the bot are (``require_mention``, on by default): a mention
+(``m.mentions``, its user id, or its name at the start, which is taken out),
+a reply to one of its messages, or a thread it already answers in. Invites are accepted when the inviter or the room
 is allowed (or, with ``gateway.pairing`` on, so a stranger can be sent a
 pairing code), and declined otherwise.
 
@@ -120,6 +123,7 @@ class Matrix(Platform):
         self.user_id = str(config.get(f"{prefix}.user_id") or "").strip()
         self.device_id = str(config.get(f"{prefix}.device_id") or "").strip()
         self.pairing = bool(config.get("gateway.pairing"))
+        self.require_mention = bool(config.get(f"{prefix}.require_mention"))
         if not self.homeserver:
             raise UsageError(
                 f"{config.path}: {prefix}.homeserver is not set: give the homeserver's URL, "
@@ -161,6 +165,8 @@ class Matrix(Platform):
         self._replied: dict[tuple[str, str], None] = {}  # Replies whose first chunk went out.
         self._declined: set[str] = set()  # Invites refused (or failed) in this run.
         self._told_encrypted: set[str] = set()
+        #: Ids of the bot's newest messages: a reply to one of them is for the bot.
+        self._sent_events: dict[str, None] = {}
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -417,7 +423,11 @@ class Matrix(Platform):
         thread_id = ""
         if relation.get("rel_type") == "m.thread" and isinstance(relation.get("event_id"), str):
             thread_id = relation["event_id"]
-        elif isinstance(relation.get("m.in_reply_to"), dict):
+        if self.require_mention and self._is_group(room_id):
+            addressed, body = self._addressed(room_id, content, body, thread_id)
+            if not addressed:
+                return  # Room talk not meant for the bot.
+        if not thread_id and isinstance(relation.get("m.in_reply_to"), dict):
             body = _strip_reply_fallback(body)
         if content.get("msgtype") == "m.emote":
             body = f"* {self._display_name(room_id, sender)} {body}"
@@ -430,6 +440,31 @@ class Matrix(Platform):
             user_id=sender,
             user_name=self._display_name(room_id, sender),
         )
+
+    def _addressed(
+        self, room_id: str, content: dict[str, Any], body: str, thread_id: str
+    ) -> tuple[bool, str]:
+        """In a group room: whether a message is for the bot, and its text without the
+        leading mention ("Hermes: ...")."""
+        mentions = content.get("m.mentions")
+        user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+        addressed = isinstance(user_ids, list) and self.user_id in user_ids
+        # A reply quoting the bot: the fallback starts "> <@bot:server> ...".
+        addressed = addressed or body.startswith(f"> <{self.user_id}>")
+        relation = content.get("m.relates_to")
+        replied = relation.get("m.in_reply_to") if isinstance(relation, dict) else None
+        if isinstance(replied, dict) and replied.get("event_id") in self._sent_events:
+            addressed = True
+        if thread_id and self.gateway.db.route(self.name, room_id, thread_id) is not None:
+            addressed = True  # A thread the bot already talks in.
+        # "Hermes: ..." (what clients put in the body for a pill), or the user id anywhere.
+        text = body.strip()
+        name = self._display_name(room_id, self.user_id)
+        for prefix in dict.fromkeys((self.user_id, name)):
+            match = re.match(rf"@?{re.escape(prefix)}\s*[:,]\s*", text, re.IGNORECASE)
+            if match and text[match.end() :]:
+                return True, text[match.end() :]
+        return addressed or self.user_id in body, body
 
     async def _encrypted(self, room_id: str, sender: str) -> None:
         if room_id in self._told_encrypted:
@@ -501,6 +536,9 @@ class Matrix(Platform):
                 self._replied[(chat_id, reply_to)] = None
                 while len(self._replied) > 1000:
                     del self._replied[next(iter(self._replied))]
+            self._sent_events[answer.event_id] = None
+            while len(self._sent_events) > 1000:
+                del self._sent_events[next(iter(self._sent_events))]
             return
         raise _send_error(answer)
 
