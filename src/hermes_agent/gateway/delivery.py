@@ -11,9 +11,10 @@ whole answer again. Before each chunk the platform's
 :meth:`~hermes_agent.gateway.platforms.Platform.delivery_mark` is stored too:
 when a crash (or a timeout) leaves open whether the platform accepted a
 chunk, platforms that can look it up (Telegram) are asked before it is sent
-again, so the user does not get it twice. When a chunk cannot be delivered, the user is told so in
-a short message (that one is retried too), rather than the failure only
-reaching a log file.
+again, so the user does not get it twice. Sends to one chat take turns
+(:meth:`~hermes_agent.gateway.platforms.Platform.one_send_at_a_time`). When a
+chunk cannot be delivered, the user is told so in a short message (that one
+is retried too), rather than the failure only reaching a log file.
 """
 
 from __future__ import annotations
