@@ -219,6 +219,26 @@ def test_a_429_is_waited_out(
     assert posts[1][3] - posts[0][3] >= 1.5
 
 
+def test_a_reply_whose_answer_was_cut_off_is_not_posted_twice(
+    start: Any, api: DiscordAPI, llm: ScriptedLLM, alice: dict[str, Any]
+) -> None:
+    """Discord made the message and the connection dropped: the retry's nonce finds it."""
+    llm.add(Reply("Only once."))
+    gateway = start()
+    api.cut_answers(1)
+    api.dm(alice, "hi")
+
+    def posts() -> list[Any]:
+        return [r for r in api.requests if r[0] == "POST" and r[1].endswith("/messages")]
+
+    api.wait_for(lambda: len(posts()) >= 2)  # The first answer was lost: sent again...
+    time.sleep(0.5)
+    assert [m.content for m in api.sent()] == ["Only once."]  # ...and Discord kept one.
+    with StateDB(gateway.home / "state.db") as db:
+        assert db.undelivered_inbound() == []
+    assert gateway.terminate() == 0
+
+
 def test_a_long_answer_is_split_at_2000_characters(
     start: Any, api: DiscordAPI, llm: ScriptedLLM, alice: dict[str, Any]
 ) -> None:

@@ -11,8 +11,10 @@ REST (``{url}/api/v10``, ``Authorization: Bot TOKEN``, else 401):
   ``GET /gateway/bot`` (the websocket URL), ``GET /gateway``;
 - ``POST /channels/{id}/messages``: content of at most 2000 characters (else
   400, code 50035), a known channel (else 404, code 10003), not empty (50006),
-  an optional ``message_reference``; the message is then dispatched to the bot
-  as MESSAGE_CREATE too, as Discord does;
+  an optional ``message_reference``, an optional ``nonce`` (at most 25
+  characters; with ``enforce_nonce`` a nonce the same author used in the last
+  ``NONCE_SECONDS`` returns that message instead of creating another); the
+  message is then dispatched to the bot as MESSAGE_CREATE too, as Discord does;
 - ``POST /channels/{id}/typing`` (204).
 - Every answer has ``Via`` and the ``X-RateLimit-*`` headers of its bucket;
   a channel's message bucket allows 5 messages per 5 seconds, and
@@ -71,6 +73,8 @@ MAX_CONTENT = 2000
 #: The per-channel message bucket: this many messages per window.
 MESSAGES_PER_WINDOW = 5
 WINDOW_SECONDS = 5.0
+#: How long a nonce sent with enforce_nonce is remembered ("the past few minutes").
+NONCE_SECONDS = 300.0
 
 # Gateway opcodes.
 DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE_UPDATE, VOICE_STATE_UPDATE = 0, 1, 2, 3, 4
@@ -251,6 +255,9 @@ class DiscordAPI:
         self._conns: set[_Conn] = set()
         self._buckets: dict[str, deque[float]] = {}
         self._forced_429: list[tuple[float, bool]] = []
+        self._cut_answers = 0
+        #: (author id, nonce) -> (time.monotonic(), the message it created).
+        self._nonces: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._changed = threading.Condition()
         app = web.Application()
         app.router.add_get("/", self._gateway)
@@ -581,6 +588,10 @@ class DiscordAPI:
         """Answer the next ``count`` message sends with 429 and this ``retry_after``."""
         self._forced_429.extend([(retry_after, global_)] * count)
 
+    def cut_answers(self, count: int = 1) -> None:
+        """Create the next ``count`` messages, then cut the connection before answering."""
+        self._cut_answers += count
+
     # --- hooks: looking -------------------------------------------------------------
 
     def connected(self) -> bool:
@@ -842,6 +853,15 @@ class DiscordAPI:
             )
         if not content.strip() and not body.get("embeds"):
             return _error(400, "Cannot send an empty message", 50006)
+        nonce = body.get("nonce")
+        if nonce is not None and (
+            not isinstance(nonce, str | int) or isinstance(nonce, bool) or len(str(nonce)) > 25
+        ):
+            return _invalid_form("nonce", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        if nonce is not None and body.get("enforce_nonce"):
+            known = self._nonces.get((self.bot["id"], str(nonce)))
+            if known is not None and now - known[0] < NONCE_SECONDS:
+                return _json(known[1])  # Created before: returned, not created again.
         reference = body.get("message_reference")
         if reference is not None:
             target = self.messages.get(str(reference.get("message_id")))
@@ -853,6 +873,9 @@ class DiscordAPI:
                 reference = None
         window.append(now)
         message = self._message(channel, self.bot, content, reference)
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[(self.bot["id"], str(nonce))] = (now, message)
         with self._changed:
             self._sent.append(
                 SentMessage(
@@ -865,6 +888,10 @@ class DiscordAPI:
                 )
             )
         await self._dispatch_message(message)  # Bots see their own messages too.
+        if self._cut_answers:
+            self._cut_answers -= 1
+            if request.transport is not None:
+                request.transport.abort()  # Created; the client never hears of it.
         remaining = MESSAGES_PER_WINDOW - len(window)
         reset_after = WINDOW_SECONDS - (now - window[0])
         return _json(message, headers=_bucket_headers(bucket, remaining, reset_after))

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
@@ -254,11 +255,16 @@ class Discord(Platform):
                 message_id=reply_id, channel_id=target, fail_if_not_exists=False
             )
         channel = client.get_partial_messageable(target)
+        # The same chunk of the same reply gets the same nonce, sent with enforce_nonce:
+        # Discord then returns the message it made instead of making it again when the
+        # chunk is re-sent within minutes (a retry after a lost answer, a quick restart).
+        options: dict[str, Any] = {"allowed_mentions": _allowed_mentions()}
+        if reply_to:
+            options["nonce"] = _nonce(target, reply_to, text)
+        if reference is not None:
+            options["reference"] = reference
         try:
-            if reference is not None:
-                await channel.send(text, reference=reference, allowed_mentions=_allowed_mentions())
-            else:
-                await channel.send(text, allowed_mentions=_allowed_mentions())
+            await channel.send(text, **options)
         except discord.RateLimited as exc:
             raise SendError(
                 f"rate limited by Discord for {exc.retry_after:.0f} s", retry_after=exc.retry_after
@@ -318,6 +324,12 @@ def _allowed_mentions() -> discord.AllowedMentions:
 
 def _strip_mention(content: str, my_id: int) -> str:
     return re.sub(rf"<@!?{my_id}>", "", content).strip()
+
+
+def _nonce(channel: int, reply_to: str, text: str) -> str:
+    """A chunk's nonce: Discord allows 25 characters."""
+    digest = hashlib.sha256(f"{channel}\0{reply_to}\0{text}".encode()).hexdigest()
+    return digest[:25]
 
 
 def _snowflake(value: str) -> int | None:

@@ -8,9 +8,10 @@ the thread. Notices (``m.notice``, what other bots send), edits and our own
 events are not answered. In a room with more than the bot and one person,
 only messages for the bot are (``require_mention``, on by default): a mention
 (``m.mentions``, its user id, or its name at the start, which is taken out),
-a reply to one of its messages, or a thread it already answers in. Invites are accepted when the inviter or the room
-is allowed (or, with ``gateway.pairing`` on, so a stranger can be sent a
-pairing code), and declined otherwise.
+a reply to one of its messages, or a thread it already answers in. Invites
+are accepted when the inviter or the room is allowed (or, with
+``gateway.pairing`` on, so a stranger can be sent a pairing code), and
+declined otherwise.
 
 Acknowledging, on Matrix, is moving the sync position: ``next_batch`` is
 written to ``platforms/matrix.json`` under HERMES_HOME only after every event
