@@ -604,6 +604,25 @@ def test_a_chunk_telegram_took_before_a_crash_is_not_sent_again(
     assert len(llm.requests) == 1  # The answer was stored; it was not asked for again.
 
 
+def test_a_chunk_telegram_took_is_looked_up_again_when_telegram_is_down_at_the_restart(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    """The lookup fails while Telegram is away; it is asked again before anything is resent."""
+    llm.add(Reply(THREE_CHUNKS))
+    gateway = start()
+    tg.intercept_sends(kill_at_send(gateway, 2, "unanswered"))
+    tg.user_message(ALICE, "write three parts")
+    gateway.proc.wait(timeout=30)
+    tg.intercept_sends(None)
+    tg.outage(4.0)
+    restarted = start(ready=False)
+    restarted.wait_for_log("could not check whether a chunk arrived")
+    restarted.wait_for_log("had arrived before the restart", timeout=60)
+    tg.wait_for(lambda: sent_all(restarted), timeout=60)
+    assert parts(tg, ALICE) == ["Part 1", "Part 2", "Part 3"]
+    assert restarted.terminate() == 0
+
+
 def test_a_chunk_lost_in_a_crash_is_sent_after_the_restart(
     start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
 ) -> None:

@@ -464,6 +464,8 @@ class Gateway:
             if await platform.send(message):
                 self.db.set_delivery(row.id, "sent")
                 return
+            if row.delivery_mark:  # Left unknown at start: ask once more, with retries.
+                row = await self._settle(row, attempts=1 + self.send_retries)
             delivered, _reason = await deliver(
                 platform,
                 message,
@@ -483,14 +485,27 @@ class Gateway:
             delivered = False
         self.db.set_delivery(row.id, "sent" if delivered else "failed")
 
-    async def _settle(self, row: InboundMessage) -> InboundMessage:
-        """A reply a dead gateway was sending: find out whether its last chunk arrived."""
-        from hermes_agent.gateway.delivery import settle
+    async def _settle(self, row: InboundMessage, *, attempts: int = 1) -> InboundMessage:
+        """A reply a dead gateway was sending: find out whether its last chunk arrived.
 
-        if not row.delivery_mark:
+        At start, before anything else is sent (a chunk sent meanwhile could be
+        taken for it), one attempt; if the platform could not say (it is down),
+        the mark stays and :meth:`_deliver` asks again, ``attempts`` times,
+        before sending the chunk again.
+        """
+        from hermes_agent.gateway.delivery import settle
+        from hermes_agent.gateway.platforms import Backoff
+
+        platform = self.platforms.get(row.platform)
+        if not row.delivery_mark or platform is None:
             return row
-        platform = self.platforms[row.platform]
+        backoff = Backoff(initial=1.0, maximum=30.0)
         arrived = await settle(platform, row.chat_id, row.delivery_mark)
+        for _ in range(attempts - 1):
+            if arrived is not None:
+                break
+            await asyncio.sleep(backoff.next_delay())
+            arrived = await settle(platform, row.chat_id, row.delivery_mark)
         if arrived:
             log.info(
                 "%s: chunk %d of the reply to %s had arrived before the restart; not sent again",
@@ -499,8 +514,10 @@ class Gateway:
                 row.message_id,
             )
             self.db.set_delivery(row.id, "sending", row.delivered + 1)
+        elif arrived is False or attempts > 1:
+            self.db.set_delivery(row.id, "sending")  # Not there (or no answer): sent again.
         else:
-            self.db.set_delivery(row.id, "sending")  # Unsent (or unknown): sent again.
+            return row  # Unknown for now: asked again before the chunk is sent.
         return self.db.get_inbound(row.id) or row
 
     # --- lifetime -------------------------------------------------------------------
