@@ -18,7 +18,6 @@ import os
 import random
 import re
 import signal
-import socket
 import stat
 import subprocess
 import threading
@@ -57,6 +56,7 @@ from hermes_agent.gateway import platforms as platforms_module
 from hermes_agent.gateway.platforms import Platform, SendError
 from hermes_agent.gateway.runner import Gateway
 from hermes_agent.state.db import StateDB
+from peers.daemons import free_port
 from peers.llm_server import Hang, RecordedRequest, Reply, ScriptedLLM
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -519,12 +519,6 @@ def test_run_lock_is_exclusive_across_holders(hermes_home: Path) -> None:
 # --- the scheduler in a `hermes gateway run` process ---------------------------------------
 
 KEY = "test-cron-gateway-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -26,16 +26,11 @@ import yaml
 from conftest import HERMES, Runner, clean_env
 from gateway_process import GatewayProcess
 from hermes_agent.state.db import StateDB
+from peers.daemons import free_port
 from peers.llm_server import Error, Hang, Reply, ScriptedLLM
 
 KEY = "test-gateway-key-0123456789"
 START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def configure_home(

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,16 +28,11 @@ from conftest import Runner
 from gateway_process import GatewayProcess
 from hermes_agent.gateway.platforms.webhook import Template
 from hermes_agent.state.db import InboundMessage, StateDB
+from peers.daemons import free_port
 from peers.llm_server import Hang, Reply, ScriptedLLM
 
 SECRET = "whsec-0123456789abcdef-test"
 START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:

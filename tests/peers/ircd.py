@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from peers.daemons import Daemon, free_port, port_open, stop_process
 from peers.tls import Certificate
 
 NGIRCD = "/usr/sbin/ngircd"
@@ -45,28 +45,15 @@ class IRCServerError(RuntimeError):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class IRCServer:
+class IRCServer(Daemon):
     """ngircd in the foreground; ``password`` sets the server password (PASS)."""
 
     def __init__(self, *, password: str | None = None, tls: Certificate | None = None) -> None:
         self.password = password
         self.tls = tls
-        self.port = _free_port()
+        self.port = free_port()
         #: With ``tls``: the port that speaks TLS (``port`` stays plain).
-        self.tls_port = _free_port() if tls is not None else 0
+        self.tls_port = free_port() if tls is not None else 0
         # Not under pytest's tmp_path: ngircd drops to `nobody`, who must write its pid file.
         self.dir = Path(tempfile.mkdtemp(prefix="hermes-ngircd-"))
         self.dir.chmod(0o755)
@@ -129,7 +116,7 @@ class IRCServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise IRCServerError(f"ngircd exited at start:\n{self.log.read_text()}")
-            if _port_open(self.port):
+            if port_open(self.port):
                 return self
             time.sleep(0.02)
         self.stop()
@@ -152,24 +139,10 @@ class IRCServer:
         self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, timeout=5)
         self._proc = None
 
-    def __enter__(self) -> IRCServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

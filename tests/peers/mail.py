@@ -30,7 +30,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -39,9 +38,9 @@ import warnings
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from peers.daemons import Daemon, free_port, port_open, stop_process
 from peers.tls import Certificate
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -53,28 +52,15 @@ class MailServerError(RuntimeError):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Dovecot:
+class Dovecot(Daemon):
     """An IMAP server whose users (address -> password) each have a maildir."""
 
     def __init__(self, users: dict[str, str], *, tls: Certificate | None = None) -> None:
         self.users = dict(users)
         self.tls = tls
         #: Plain IMAP (with STARTTLS when ``tls`` is given) and, with ``tls``, IMAPS.
-        self.port = _free_port()
-        self.tls_port = _free_port() if tls is not None else 0
+        self.port = free_port()
+        self.tls_port = free_port() if tls is not None else 0
         self.dir = Path(tempfile.mkdtemp(prefix="hermes-dovecot-"))
         self.dir.chmod(0o755)
         self.config = self.dir / "dovecot.conf"
@@ -158,7 +144,7 @@ class Dovecot:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise MailServerError(f"dovecot exited at start:\n{self.output()}")
-            if _port_open(self.port):
+            if port_open(self.port):
                 return self
             time.sleep(0.02)
         self.stop()
@@ -179,24 +165,10 @@ class Dovecot:
         self._proc = None
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, timeout=10)
         self._proc = None
 
-    def __enter__(self) -> Dovecot:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -290,7 +262,7 @@ class SMTPSink:
         self.tls = tls
         self.certificate = certificate
         self.users = users
-        self.port = _free_port()
+        self.port = free_port()
         self.messages: list[Sent] = []
         self.cond = threading.Condition()
         self._controller: Any = None

@@ -23,7 +23,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
+
+from peers.daemons import Daemon, free_port, stop_process
 
 SSHD = "/usr/sbin/sshd"
 
@@ -34,14 +35,7 @@ class SSHServerError(RuntimeError):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class SSHServer:
+class SSHServer(Daemon):
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +66,7 @@ class SSHServer:
                     capture_output=True,
                 )
         (self.dir / "authorized_keys").write_text(self.key_file.with_suffix(".pub").read_text())
-        self.port = _free_port()
+        self.port = free_port()
         host_pub = self.host_key.with_suffix(".pub").read_text().split()
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
         self.config.write_text(
@@ -119,22 +113,5 @@ class SSHServer:
         raise SSHServerError(f"sshd did not open port {self.port}: {self.log.read_text().strip()}")
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, timeout=5)
         self._proc = None
-
-    def __enter__(self) -> SSHServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

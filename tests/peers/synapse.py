@@ -31,17 +31,16 @@ import itertools
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from peers.daemons import Daemon, free_port, port_open, stop_process
 
 __all__ = [
     "SYNAPSE_VENV",
@@ -75,20 +74,7 @@ class MatrixError(RuntimeError):
         super().__init__(f"HTTP {status}: {body}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Synapse:
+class Synapse(Daemon):
     """One Synapse process with its data in ``directory``."""
 
     def __init__(self, directory: Path, venv: Path = SYNAPSE_VENV) -> None:
@@ -99,7 +85,7 @@ class Synapse:
         self.config = self.dir / "homeserver.yaml"
         self.log = self.dir / "homeserver.log"
         self.server_name = SERVER_NAME
-        self.port = _free_port()
+        self.port = free_port()
         self.shared_secret = secrets.token_urlsafe(24)
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: Any = None
@@ -187,7 +173,7 @@ class Synapse:
         if self._proc is not None and self._proc.poll() is None:
             return self
         deadline = time.monotonic() + 10
-        while _port_open(self.port):  # A previous run of ours is still going away.
+        while port_open(self.port):  # A previous run of ours is still going away.
             if time.monotonic() > deadline:
                 raise SynapseError(f"port {self.port} is still in use")
             time.sleep(0.05)
@@ -230,30 +216,13 @@ class Synapse:
     def stop(self) -> None:
         """SIGTERM, wait (SIGKILL after 15 s) and wait for the port to close."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=15)
         if self._out is not None:
             self._out.close()
             self._out = None
         deadline = time.monotonic() + 10
-        while _port_open(self.port) and time.monotonic() < deadline:
+        while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
-
-    def __enter__(self) -> Synapse:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- users ----------------------------------------------------------------------
 

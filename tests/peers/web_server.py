@@ -17,7 +17,6 @@ Unknown paths get 404. ``stop()`` (or leaving the ``with``) ends any delay at on
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from peers.daemons import free_port
 
 __all__ = ["Page", "Seen", "WebServer", "free_port"]
 
@@ -58,14 +59,6 @@ class Seen:
 
 
 Route = Page | Callable[[Seen], Page]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class _Server(ThreadingHTTPServer):
