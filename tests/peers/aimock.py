@@ -105,8 +105,9 @@ import urllib.request
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from .daemons import Daemon
 
 __all__ = ["AIMOCK_CLI", "Aimock", "AimockError", "AimockNotInstalled"]
 
@@ -200,7 +201,7 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-class Aimock:
+class Aimock(Daemon):
     """One aimock server on a free 127.0.0.1 port, serving ``fixtures``.
 
     ``extra_args`` go to the CLI as they are (e.g. ``["--chaos-ratelimit", "1"]``,
@@ -302,17 +303,6 @@ class Aimock:
             self._dir.cleanup()
             self._dir = None
         self._url = None
-
-    def __enter__(self) -> Aimock:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests use -----------------------------------------------------------
 

@@ -32,8 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from peers.daemons import Daemon, free_port, port_open, stop_process
 from peers.tls import Certificate
+
+from .daemons import Daemon, free_port, port_open, stop_process
 
 NGIRCD = "/usr/sbin/ngircd"
 SERVER_NAME = "irc.hermes.test"

@@ -57,8 +57,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, TypeAlias
+
+from .daemons import Daemon
 
 __all__ = [
     "CutStream",
@@ -558,7 +559,7 @@ def _invalid(api: Api, body: Any) -> str | None:
     return None
 
 
-class ScriptedLLM:
+class ScriptedLLM(Daemon):
     """A loopback HTTP server that answers LLM requests from a script of steps."""
 
     def __init__(self, steps: Iterable[StepSource] = (), *, host: str = "127.0.0.1") -> None:
@@ -602,17 +603,6 @@ class ScriptedLLM:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> ScriptedLLM:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests use -----------------------------------------------------------
 

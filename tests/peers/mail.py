@@ -40,8 +40,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from peers.daemons import Daemon, free_port, port_open, stop_process
 from peers.tls import Certificate
+
+from .daemons import Daemon, free_port, port_open, stop_process
 
 DOVECOT = "/usr/sbin/dovecot"
 

@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from peers.daemons import Daemon, free_port, stop_process
+from .daemons import Daemon, free_port, stop_process
 
 SSHD = "/usr/sbin/sshd"
 

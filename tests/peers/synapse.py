@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
-from peers.daemons import Daemon, free_port, port_open, stop_process
+from .daemons import Daemon, free_port, port_open, stop_process
 
 __all__ = [
     "SYNAPSE_VENV",

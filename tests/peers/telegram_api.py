@@ -73,10 +73,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from .daemons import Daemon
 
 __all__ = ["DEFAULT_TOKEN", "Call", "EntityError", "Injected", "TelegramAPI", "parse_entities"]
 
@@ -534,7 +535,7 @@ class _Poll:
     hung: bool = False
 
 
-class TelegramAPI:
+class TelegramAPI(Daemon):
     """The Bot API for one bot, on 127.0.0.1, served from a thread; see the module doc."""
 
     def __init__(
@@ -601,17 +602,6 @@ class TelegramAPI:
             self.loop.call_soon_threadsafe(stopped.set)
         self._thread.join(10)
         self._thread = None
-
-    def __enter__(self) -> TelegramAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

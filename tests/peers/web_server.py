@@ -21,11 +21,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from peers.daemons import free_port
+from .daemons import Daemon, free_port
 
 __all__ = ["Page", "Seen", "WebServer", "free_port"]
 
@@ -114,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class WebServer:
+class WebServer(Daemon):
     def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
         self.requests: list[Seen] = []
@@ -142,14 +141,3 @@ class WebServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
