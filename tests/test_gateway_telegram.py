@@ -572,30 +572,33 @@ def parts(tg: TelegramAPI, chat_id: int) -> list[str]:
     return [m["text"].split(".", 1)[0] for m in tg.sent(chat_id)]
 
 
-def kill_at_send(gateway: GatewayProcess, number: int, fate: str) -> Callable[[Any], str]:
-    """An intercept_sends rule: SIGKILL the gateway at its ``number``th send, then ``fate``."""
-    seen = itertools.count(1)
+def killed_at_chunk_2(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM, fate: str
+) -> None:
+    """A three-chunk answer whose gateway is SIGKILLed while sending chunk 2, then ``fate``
+    (see ``TelegramAPI.intercept_sends``); returns once that gateway is gone."""
+    llm.add(Reply(THREE_CHUNKS))
+    gateway = start()
+    sends = itertools.count(1)
 
     def decide(params: Any) -> str:
-        if next(seen) != number:
+        if next(sends) != 2:
             return "answer"
         os.kill(gateway.proc.pid, signal.SIGKILL)
         return fate
 
-    return decide
+    tg.intercept_sends(decide)
+    tg.user_message(ALICE, "write three parts")
+    gateway.proc.wait(timeout=30)
+    tg.intercept_sends(None)
 
 
 def test_a_chunk_telegram_took_before_a_crash_is_not_sent_again(
     start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
 ) -> None:
     """Killed after Telegram took chunk 2 of 3, before the gateway heard: 3 messages in all."""
-    llm.add(Reply(THREE_CHUNKS))
-    gateway = start()
-    tg.intercept_sends(kill_at_send(gateway, 2, "unanswered"))
-    tg.user_message(ALICE, "write three parts")
-    gateway.proc.wait(timeout=30)
+    killed_at_chunk_2(start, tg, llm, "unanswered")
     assert parts(tg, ALICE) == ["Part 1", "Part 2"]
-    tg.intercept_sends(None)
     restarted = start()
     restarted.wait_for_log("chunk 2 of the reply to 4242:1 had arrived before the restart")
     tg.wait_for(lambda: sent_all(restarted))
@@ -608,12 +611,7 @@ def test_a_chunk_telegram_took_is_looked_up_again_when_telegram_is_down_at_the_r
     start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
 ) -> None:
     """The lookup fails while Telegram is away; it is asked again before anything is resent."""
-    llm.add(Reply(THREE_CHUNKS))
-    gateway = start()
-    tg.intercept_sends(kill_at_send(gateway, 2, "unanswered"))
-    tg.user_message(ALICE, "write three parts")
-    gateway.proc.wait(timeout=30)
-    tg.intercept_sends(None)
+    killed_at_chunk_2(start, tg, llm, "unanswered")
     tg.outage(4.0)
     restarted = start(ready=False)
     restarted.wait_for_log("could not check whether a chunk arrived")
@@ -627,13 +625,8 @@ def test_a_chunk_lost_in_a_crash_is_sent_after_the_restart(
     start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
 ) -> None:
     """Killed while chunk 2 was on its way, before Telegram took it: sent by the next start."""
-    llm.add(Reply(THREE_CHUNKS))
-    gateway = start()
-    tg.intercept_sends(kill_at_send(gateway, 2, "lost"))
-    tg.user_message(ALICE, "write three parts")
-    gateway.proc.wait(timeout=30)
+    killed_at_chunk_2(start, tg, llm, "lost")
     assert parts(tg, ALICE) == ["Part 1"]
-    tg.intercept_sends(None)
     restarted = start()
     tg.wait_for(lambda: sent_all(restarted))
     assert parts(tg, ALICE) == ["Part 1", "Part 2", "Part 3"]
