@@ -158,6 +158,49 @@ def test_an_unknown_user_gets_a_pairing_code(
     assert (request.user_id, request.user_name) == (mallory["id"], "mallory")  # users.info
 
 
+# --- a message Slack posted but the gateway did not hear about -----------------------------
+
+
+def posts(api: SlackAPI) -> list[str]:
+    return [c[2] for c in api.calls if c[0] == "chat.postMessage"]
+
+
+def test_a_reply_whose_answer_was_cut_off_is_looked_up_not_reposted(
+    start: Any, api: SlackAPI, llm: ScriptedLLM, alice: dict[str, Any]
+) -> None:
+    """Slack posted it, the answer was lost: the DM's history shows it (its metadata key)."""
+    llm.add(Reply("Only once."))
+    gateway = start()
+    api.cut_answers(1)
+    api.dm(alice, "hi")
+    gateway.wait_for_log("the chunk had arrived after all")
+    assert posts(api) == ["ok, answer cut"]
+    assert [p.text for p in api.posted()] == ["Only once."]
+    assert any(c[0] == "conversations.history" and c[2] == "ok" for c in api.calls)
+    assert gateway.terminate() == 0
+
+
+@pytest.mark.parametrize("scope", [True, False])
+def test_a_thread_reply_is_looked_up_with_channels_history_and_resent_without(
+    start: Any, api: SlackAPI, llm: ScriptedLLM, alice: dict[str, Any], scope: bool
+) -> None:
+    """Without the channels:history scope Slack cannot be asked: the part is sent again."""
+    if scope:
+        api.scopes.add("channels:history")
+    llm.add(Reply("In the thread."))
+    gateway = start()
+    api.cut_answers(1)
+    api.say(api.general, alice, f"{MENTION} hello")
+    if scope:
+        gateway.wait_for_log("the chunk had arrived after all")
+        assert [p.text for p in api.posted()] == ["In the thread."]
+    else:
+        gateway.wait_for_log("could not check whether a chunk arrived")
+        api.wait_posted(2)
+        assert [p.text for p in api.posted()] == ["In the thread.", "In the thread."]
+    assert gateway.terminate() == 0
+
+
 # --- connection and delivery -------------------------------------------------------------
 
 

@@ -20,6 +20,14 @@ Web API (``{url}/api/METHOD``; the token in ``Authorization: Bearer`` or a
   app too (with ``bot_id``), as Slack does. :meth:`SlackAPI.rate_limit_next`
   answers the next calls with HTTP 429, ``Retry-After`` and ``ratelimited``.
 - ``users.info``.
+- ``chat.postMessage`` keeps ``metadata`` (``event_type``, ``event_payload``);
+  ``conversations.history`` (top-level messages, newest first) and
+  ``conversations.replies`` (a thread, oldest first) with ``oldest``,
+  ``inclusive``, ``limit`` (``has_more``) and ``include_all_metadata``; each
+  needs the history scope of its kind of chat (``im:history``,
+  ``channels:history``: :attr:`SlackAPI.scopes`), else ``missing_scope``.
+  :meth:`SlackAPI.cut_answers` posts the next messages and cuts the connection
+  before answering.
 
 Socket Mode: the connection gets ``hello`` (``num_connections``,
 ``connection_info.app_id``); events come in ``events_api`` envelopes
@@ -152,6 +160,11 @@ class SlackAPI:
         self._envelopes: dict[str, _Envelope] = {}
         self._pending: list[_Envelope] = []
         self._forced_429: list[float] = []
+        self._cut_answers = 0
+        #: Every message of each channel (users' and the bot's), oldest first.
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        #: The bot token's scopes that methods check (history reading).
+        self.scopes = {"chat:write", "users:read", "im:history", "app_mentions:read"}
         self._lose_ack: list[bool] = []
         self._changed = threading.Condition()
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -245,6 +258,7 @@ class SlackAPI:
         if thread_ts is not None:
             message["thread_ts"] = thread_ts
             message["parent_user_id"] = user["id"]
+        self.history.setdefault(channel, []).append(message)
         await self._message_events(channel, message, mentionable=True)
         return ts
 
@@ -510,6 +524,11 @@ class SlackAPI:
         response = await self._call(method, kind, args)
         body = json.loads(response.text or "{}")
         result = "ok" if body.get("ok") else str(body.get("error"))
+        if method == "chat.postMessage" and body.get("ok") and self._cut_answers:
+            self._cut_answers -= 1
+            result = "ok, answer cut"
+            if request.transport is not None:
+                request.transport.abort()  # Posted; the client never hears of it.
         self.calls.append((method, kind, result, time.monotonic()))
         self._notify()
         return response
@@ -520,6 +539,8 @@ class SlackAPI:
             "apps.connections.open": ("app", self._connections_open),
             "chat.postMessage": ("bot", self._post_message),
             "users.info": ("bot", self._users_info),
+            "conversations.history": ("bot", self._conversations_history),
+            "conversations.replies": ("bot", self._conversations_replies),
         }
         if method not in handlers:
             return _fail("unknown_method", status=404)
@@ -552,6 +573,65 @@ class SlackAPI:
         self._tickets.add(ticket)
         port = self._server.port
         return _ok(url=f"ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id={APP_ID}")
+
+    def _readable(self, channel: str) -> web.Response | None:
+        """None when the bot may read ``channel``'s history, else Slack's error answer."""
+        if channel not in self.channels:
+            return _fail("channel_not_found")
+        scope = "im:history" if self.channels[channel]["is_im"] else "channels:history"
+        if scope not in self.scopes:
+            return _fail("missing_scope", needed=scope, provided=",".join(sorted(self.scopes)))
+        return None
+
+    def _page(self, args: dict[str, Any], messages: list[dict[str, Any]]) -> web.Response:
+        """``messages`` after ``oldest`` (and before ``latest``), ``limit`` of them."""
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        chosen = [
+            m
+            for m in messages
+            if (oldest <= float(m["ts"]) if inclusive else oldest < float(m["ts"]))
+            and float(m["ts"]) <= latest
+        ]
+        limit = int(args.get("limit") or 100)
+        metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = [
+            m if metadata else {k: v for k, v in m.items() if k != "metadata"}
+            for m in chosen[:limit]
+        ]
+        return _ok(messages=shown, has_more=len(chosen) > limit)
+
+    def _conversations_history(self, args: dict[str, Any]) -> web.Response:
+        channel = str(args.get("channel") or "")
+        refused = self._readable(channel)
+        if refused is not None:
+            return refused
+        top = [
+            m
+            for m in self.history.get(channel, [])
+            if m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast"
+        ]
+        return self._page(args, list(reversed(top)))
+
+    def _conversations_replies(self, args: dict[str, Any]) -> web.Response:
+        channel = str(args.get("channel") or "")
+        refused = self._readable(channel)
+        if refused is not None:
+            return refused
+        parent = str(args.get("ts") or "")
+        thread = [
+            m
+            for m in self.history.get(channel, [])
+            if m["ts"] == parent or m.get("thread_ts") == parent
+        ]
+        if not thread:
+            return _fail("thread_not_found")
+        return self._page(args, thread)
+
+    def cut_answers(self, count: int = 1) -> None:
+        """Post the next ``count`` messages, then cut the connection before answering."""
+        self._cut_answers += count
 
     def _users_info(self, args: dict[str, Any]) -> web.Response:
         user = self.users.get(str(args.get("user")))
@@ -586,6 +666,16 @@ class SlackAPI:
         }
         if thread_ts is not None:
             message["thread_ts"] = str(thread_ts)
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):
+            with contextlib.suppress(ValueError):
+                metadata = json.loads(metadata)
+        if isinstance(metadata, dict) and metadata.get("event_type"):
+            message["metadata"] = {
+                "event_type": str(metadata["event_type"]),
+                "event_payload": metadata.get("event_payload") or {},
+            }
+        self.history.setdefault(channel, []).append(message)
         with self._changed:
             self._posted.append(
                 Posted(channel, ts, text, str(thread_ts) if thread_ts else None, time.monotonic())
@@ -625,5 +715,8 @@ def _ok(**fields: Any) -> web.Response:
     return web.json_response({"ok": True, **fields})
 
 
-def _fail(error: str, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+def _fail(
+    error: str, *, status: int = 200, headers: dict[str, str] | None = None, **fields: Any
+) -> web.Response:
+    body = {"ok": False, "error": error, **fields}
+    return web.json_response(body, status=status, headers=headers)

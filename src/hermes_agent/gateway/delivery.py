@@ -204,7 +204,7 @@ async def send_with_retries(
     attempt = 0
     async with platform.one_send_at_a_time(message.chat_id):
         while True:
-            mark = platform.delivery_mark(message.chat_id)
+            mark = platform.delivery_mark(message, chunk)
             if mark and on_mark is not None:
                 on_mark(mark)
             try:

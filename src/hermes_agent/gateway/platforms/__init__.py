@@ -137,8 +137,8 @@ class Platform:
         """
         raise NotImplementedError
 
-    def delivery_mark(self, chat_id: str) -> str:
-        """What to note, just before a chunk goes to ``chat_id``, to find it again later.
+    def delivery_mark(self, message: Outbound, chunk: str) -> str:
+        """What to note, just before ``chunk`` of ``message`` is sent, to find it again later.
 
         The gateway stores it with the reply before the send; if the process dies
         before the platform's answer is recorded, :meth:`was_sent` gets it back

@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import Platform, SendError
+from hermes_agent.gateway.platforms import Outbound, Platform, SendError
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -58,6 +60,10 @@ PING_INTERVAL = 5.0
 API_TIMEOUT = 30
 #: User display names remembered (for pairing requests).
 NAMES_KEPT = 256
+#: The metadata event type a reply chunk carries, with its key, to be found again.
+CHUNK_EVENT = "hermes_reply_chunk"
+#: How far back of the local clock a chunk is looked for (clock skew with Slack's).
+MARK_SLACK_SECONDS = 300
 #: Errors of chat.postMessage that retrying cannot fix.
 _PERMANENT = frozenset(
     {
@@ -144,6 +150,9 @@ class Slack(Platform):
             base_url=self._api_base,
             timeout=API_TIMEOUT,
             logger=logging.getLogger("slack_sdk.hermes.web"),
+            # No blind retry of a connection error: chat.postMessage is not idempotent, so
+            # the gateway retries itself, after looking whether the message got there.
+            retry_handlers=[],
         )
         auth = await self._check(BOT_TOKEN_ENV, self._web.auth_test())
         if auth is not None:
@@ -306,19 +315,24 @@ class Slack(Platform):
 
     # --- outbound -------------------------------------------------------------------
 
-    async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> None:
+    async def send_text(self, chat_id: str, thread_id: str, text: str, reply_to: str) -> str | None:
         import aiohttp
         from slack_sdk.errors import SlackApiError, SlackClientError
 
         if self._web is None:
             raise SendError("not connected to Slack")
         try:
-            await self._web.chat_postMessage(
+            answer = await self._web.chat_postMessage(
                 channel=chat_id,
                 text=text,
                 thread_ts=thread_id or None,
                 mrkdwn=True,
                 unfurl_links=False,
+                # What was_sent looks for after a crash or a lost answer.
+                metadata={
+                    "event_type": CHUNK_EVENT,
+                    "event_payload": {"key": _chunk_key(chat_id, thread_id, reply_to, text)},
+                },
             )
         except SlackApiError as exc:
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
@@ -330,6 +344,51 @@ class Slack(Platform):
             raise SendError(f"Slack refused it: {error}", permanent=error in _PERMANENT) from None
         except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise SendError(f"cannot reach Slack: {_reason(exc)}") from None
+        return str(answer.get("ts") or "") or None
+
+    def delivery_mark(self, message: Outbound, chunk: str) -> str:
+        """``OLDEST|THREAD|KEY``: the chunk, if it arrived, is a message of the bot after
+        OLDEST (a Slack ts) in the chat or thread, carrying KEY in its metadata."""
+        key = _chunk_key(message.chat_id, message.thread_id, message.reply_to, chunk)
+        return f"{time.time() - MARK_SLACK_SECONDS:.6f}|{message.thread_id}|{key}"
+
+    async def was_sent(self, chat_id: str, mark: str) -> bool | None:
+        """Look for the chunk in the chat's (or thread's) recent messages.
+
+        Needs the history scope of that kind of chat (``im:history`` for DMs, which
+        receiving them needs anyway; ``channels:history`` for channel threads);
+        without it Slack says ``missing_scope`` and the chunk is sent again.
+        """
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        oldest, _, rest = mark.partition("|")
+        thread, _, key = rest.partition("|")
+        if self._web is None or not key:
+            return None
+        try:
+            if thread:
+                answer = await self._web.conversations_replies(
+                    channel=chat_id, ts=thread, oldest=oldest, include_all_metadata=True, limit=200
+                )
+            else:
+                answer = await self._web.conversations_history(
+                    channel=chat_id, oldest=oldest, include_all_metadata=True, limit=200
+                )
+        except SlackApiError as exc:
+            log.info("slack: cannot look for a sent chunk: %s", exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError, TimeoutError) as exc:
+            log.info("slack: cannot look for a sent chunk: %s", _reason(exc))
+            return None
+        for message in answer.get("messages") or ():
+            metadata = message.get("metadata") or {}
+            if (
+                message.get("user") == self._bot_user_id
+                and metadata.get("event_type") == CHUNK_EVENT
+                and (metadata.get("event_payload") or {}).get("key") == key
+            ):
+                return True
+        return None if answer.get("has_more") else False
 
     def format(self, text: str) -> str:
         return markdown_to_mrkdwn(text)
@@ -418,6 +477,11 @@ class _TokenFromEnvNotice(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "`token` will be unused" not in record.getMessage()
+
+
+def _chunk_key(chat_id: str, thread_id: str, reply_to: str, text: str) -> str:
+    """What identifies one chunk of one reply (the same for a re-send)."""
+    return hashlib.sha256(f"{chat_id}\0{thread_id}\0{reply_to}\0{text}".encode()).hexdigest()[:32]
 
 
 def _token(env: str, prefix: str, what: str) -> str:

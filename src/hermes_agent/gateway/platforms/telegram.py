@@ -84,7 +84,12 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import Platform, SendError, optional_modules_skipped
+from hermes_agent.gateway.platforms import (
+    Outbound,
+    Platform,
+    SendError,
+    optional_modules_skipped,
+)
 
 if TYPE_CHECKING:
     import telegram
@@ -362,9 +367,9 @@ class Telegram(Platform):
         if message_id > self._newest.get(sequence, 0):
             self._newest[sequence] = message_id
 
-    def delivery_mark(self, chat_id: str) -> str:
+    def delivery_mark(self, message: Outbound, chunk: str) -> str:
         """``NEWEST+WIDTH``: the chunk about to be sent will get an id in that window."""
-        newest = self._newest.get(_sequence(chat_id), 0)
+        newest = self._newest.get(_sequence(message.chat_id), 0)
         return f"{newest}+{self._sending + MARK_MARGIN}"
 
     async def was_sent(self, chat_id: str, mark: str) -> bool | None:
