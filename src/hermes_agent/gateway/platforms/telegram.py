@@ -80,7 +80,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
@@ -537,7 +537,7 @@ class Telegram(Platform):
             raise MalformedUpdate("message is not an object")
         message_id = message.get("message_id")
         chat = message.get("chat")
-        if not isinstance(message_id, int) or not _is_int(message_id):
+        if not _is_int(message_id):
             raise MalformedUpdate("the message has no message_id")
         if not isinstance(chat, dict) or not _is_int(chat.get("id")):
             raise MalformedUpdate("the message has no chat id")
@@ -602,7 +602,7 @@ class Telegram(Platform):
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
