@@ -69,10 +69,21 @@ def test_other_manager_is_named(hermes: Runner, hermes_home: Path) -> None:
         "Change the configuration through homebrew instead.\n"
     )
     hermes_home.mkdir(exist_ok=True)
-    (hermes_home / ".managed").write_text("")
+    (hermes_home / ".managed").write_text("homebrew\n")
     result = hermes("config", "unset", "max_turns")
     assert_clean_failure(result, 3)
-    assert "managed by an external package manager" in result.stderr
+    assert "managed by homebrew" in result.stderr
+
+
+@pytest.mark.parametrize("content", ["", "\n", "  \n\n"])
+def test_empty_marker_means_nixos(hermes: Runner, hermes_home: Path, content: str) -> None:
+    # The NixOS activation may leave the marker empty; its message points to configuration.nix.
+    hermes_home.mkdir(exist_ok=True)
+    (hermes_home / ".managed").write_text(content)
+    result = hermes("config", "unset", "max_turns")
+    assert_clean_failure(result, 3)
+    assert "managed by NixOS" in result.stderr
+    assert "configuration.nix" in result.stderr and "nixos-rebuild switch" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["false", "0", "no", "off", ""])

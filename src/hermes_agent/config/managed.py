@@ -3,7 +3,10 @@
 An installation is managed when ``HERMES_MANAGED`` holds a true value
 (``true``, ``1``, ``yes``, ``on``, ``nixos`` mean NixOS; any other value that is
 not false names the manager, e.g. ``homebrew``) or when
-``$HERMES_HOME/.managed`` exists (its first line, if any, names the manager).
+``$HERMES_HOME/.managed`` exists. The marker's first line names the manager;
+an empty marker (or one saying ``nixos``) means NixOS, because that is what
+the NixOS activation writes and what its documentation promises. Only a
+marker that names another manager changes the message.
 Commands that would change what the manager owns refuse with one message
 naming the manager and what to do instead, and exit with status 3 so that
 scripts notice. Read-only commands keep working.
@@ -36,7 +39,7 @@ def manager() -> str | None:
         return _UNNAMED  # It exists but cannot be read (or is a directory): still managed.
     name = content.strip().splitlines()[0].strip() if content.strip() else ""
     if not name or name.lower() in _TRUE:
-        return "nixos" if name else _UNNAMED
+        return "nixos"  # Empty: the NixOS activation's marker (see the module docstring).
     return name
 
 
