@@ -1,6 +1,6 @@
 """Cost of the command approval check, per command.
 
-Why it exists: every command the agent runs passes :func:`hermes_agent.tools.approval.classify`
+Why it exists: every command the agent runs passes :func:`hermes_agent.safety.gate.classify`
 before it starts, so the check must stay far below what a user notices; the issue's target is
 under 1 ms for a typical command. This script times ``classify`` over the two corpora of
 tests/approval_corpus.py (everyday commands, and dangerous commands dressed up to slip past a
@@ -58,7 +58,7 @@ def baseline(command: str) -> list[str]:
 
 
 def measure(commands: list[str], rounds: int, repeat: int, cwd: str) -> dict[str, Any]:
-    from hermes_agent.tools.approval import classify
+    from hermes_agent.safety.gate import classify
 
     def check(command: str) -> object:
         return classify(command, cwd=cwd)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HERMES_HOME"] = str(Path(scratch) / "hermes-home")
         cwd = str(Path(scratch) / "workspace")
         from approval_corpus import BYPASSES, SAFE
-        from hermes_agent.tools.approval import classify
+        from hermes_agent.safety.gate import classify
 
         started = time.perf_counter()
         for command in [*SAFE, *(c for _, c in BYPASSES)]:

@@ -20,15 +20,9 @@ import yaml
 
 from approval_corpus import APPROVAL, BYPASSES, REFUSED, SAFE
 from hermes_agent.config.loader import load_config
+from hermes_agent.safety.gate import Level, allow_matches, approve_command, classify
+from hermes_agent.safety.words import brace_expand, canonical_name
 from hermes_agent.state.db import StateDB
-from hermes_agent.tools.approval import (
-    Level,
-    allow_matches,
-    approve_command,
-    brace_expand,
-    canonical_name,
-    classify,
-)
 from hermes_agent.tools.registry import ToolContext, ToolError
 
 

@@ -171,7 +171,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a foreground command may run before it is stopped.",
         minimum=1,
     ),
-    # --- terminal backends and command approvals (tools/terminal.py, tools/approval.py) ---
+    # --- terminal backends and command approvals (tools/terminal.py, safety/gate.py) ---
     Setting(
         "terminal.max_output_chars",
         20000,

@@ -1,0 +1,52 @@
+"""What flows through a command: its standard input and output, and its file use.
+
+The walk passes an :class:`Input` to each command and gets its
+:class:`Output` back, so that ``echo ... | base64 -d | sh`` can be followed
+to the text the shell runs; a command rule returns a :class:`Use` saying which
+of its words are files it writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hermes_agent.safety.words import Field
+
+MAX_DEPTH = 8
+WRITE_OPS = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&", "&>|"})
+
+
+@dataclass(slots=True)
+class Input:
+    """What a command reads on standard input."""
+
+    piped: bool = False
+    data: bytes | None = None
+    decoded: bool = False
+    downloaded: bool = False
+    source: str = "pipe"
+
+
+@dataclass(slots=True)
+class Output:
+    """What a command writes on standard output, when that can be known."""
+
+    data: bytes | None = None
+    decoded: bool = False
+    downloaded: bool = False
+
+
+NO_INPUT = Input()
+NO_OUTPUT = Output()
+
+
+@dataclass(slots=True)
+class Use:
+    """How a command touches paths: its write targets, and whether it only reads."""
+
+    read_only: bool = False
+    writes: list[Field] = field(default_factory=list)
+    #: Write targets are known exactly (cp, tee...): other mentions are reads.
+    precise: bool = False
+    #: Recursive delete/move/permission change: a home or root target is catastrophic.
+    sweeping: bool = False
