@@ -37,6 +37,12 @@ MIN_SECRET_LENGTH = 8
 
 _SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD|PASSWD|_KEY)$", re.IGNORECASE)
 
+
+def is_secret_name(name: str) -> bool:
+    """An environment variable whose name says it holds a credential (``*_API_KEY``...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
 # Key shapes: each matches the secret itself, never surrounding text.
 SHAPES = re.compile(
     "|".join(

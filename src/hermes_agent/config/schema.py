@@ -243,6 +243,49 @@ SETTINGS: tuple[Setting, ...] = (
         "words that must follow in order (`git push`, `npm install`, `docker rm`). Never "
         "covers refused commands or access to hermes' own secrets.",
     ),
+    # --- kernel confinement of the agent's commands (safety/sandbox.py) ---
+    Setting(
+        "sandbox.mode",
+        "enforce",
+        "str",
+        "`enforce`: every command the agent runs is confined by the kernel (Landlock, or "
+        "bubblewrap): it can write only the workspace, its temp directory and "
+        "`sandbox.writable`, and cannot read hermes' secrets. `off`: commands run unconfined "
+        "(your choice; the agent cannot change it). Where the kernel offers no sandbox, every "
+        "command that is not read-only asks first, whatever `approvals.mode` says.",
+        choices=("enforce", "off"),
+    ),
+    Setting(
+        "sandbox.backend",
+        "auto",
+        "str",
+        "`auto` (Landlock where the kernel has it, else bubblewrap), `landlock` or "
+        "`bubblewrap` (needs user namespaces, which the NixOS unit forbids).",
+        choices=("auto", "landlock", "bubblewrap"),
+    ),
+    Setting(
+        "sandbox.writable",
+        [],
+        "list[str]",
+        "More directories the agent's commands may write (`~/.cache`, `/tmp`, another "
+        "project). hermes' own home, code and your shell start-up files stay read-only even "
+        "inside them.",
+    ),
+    Setting(
+        "sandbox.network",
+        True,
+        "bool",
+        "Whether the agent's commands may use TCP (`false` needs Landlock ABI 4, Linux 6.7+, "
+        "or bubblewrap). Web tools run inside hermes and are not affected.",
+    ),
+    Setting(
+        "sandbox.pass_env",
+        [],
+        "list[str]",
+        "Environment variables with secret-looking names (`*_TOKEN`, `*_API_KEY`...) that "
+        "the agent's commands still receive (`GITHUB_TOKEN` for `gh`). Names from hermes' own "
+        "`.env` are never passed.",
+    ),
     # --- file and web tools (tools/files.py, tools/web.py, tools/guard.py) ---
     Setting(
         "files.allow_secret_paths",

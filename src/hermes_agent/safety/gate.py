@@ -138,6 +138,15 @@ def _summary(verdict: Verdict, limit: int = 6) -> str:
     return text
 
 
+def _kernel_holds(ctx: ToolContext) -> bool:
+    """Commands of this context run confined, or the user chose to run them unconfined."""
+    from hermes_agent.safety import sandbox
+
+    if str(ctx.config.get("terminal.backend") or "local") != "local":
+        return True  # ssh and docker run elsewhere; the local sandbox has no say there.
+    return sandbox.mode_of(ctx.config) == "off" or sandbox.active(ctx.config)
+
+
 async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "terminal") -> None:
     """Let ``command`` run, or raise :class:`ToolError` saying why not.
 
@@ -153,6 +162,10 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
     verdict = classify(command, cwd=ctx.cwd)
     mode = str(ctx.config.get("approvals.mode") or "manual")
     if mode not in MODES:
+        mode = "manual"
+    if mode == "off" and not _kernel_holds(ctx):
+        # Nothing confines the command (the kernel offers no sandbox here): "off" would
+        # leave the classifier as the only defence, so ask as in manual mode.
         mode = "manual"
     record: dict[str, Any] = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

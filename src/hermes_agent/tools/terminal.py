@@ -46,6 +46,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,12 +185,23 @@ class Launch:
     #: Give the command a stdin pipe that stays open while it runs (the ssh
     #: backend's remote watchdog stops the command when it closes).
     hold_stdin: bool = False
+    #: Runs in the child between fork and exec: the kernel sandbox (Landlock).
+    preexec: Callable[[], None] | None = None
+    #: Which sandbox confines it ("" when none does).
+    sandbox: str = ""
 
 
-def child_env() -> dict[str, str]:
-    """The environment for commands: ours, minus hermes' own secrets from ``.env``."""
+def child_env(pass_env: Iterable[str] = ()) -> dict[str, str]:
+    """The environment for commands: ours, minus every secret hermes holds.
+
+    Removed: the names in ``HERMES_HOME/.env`` (always), and variables whose
+    names look like credentials (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``,
+    ``*_PASSWORD``) unless ``sandbox.pass_env`` lists them: a provider key
+    exported in the user's shell is hermes' secret too.
+    """
     from hermes_agent import home
     from hermes_agent.config import envfile
+    from hermes_agent.redact import is_secret_name
 
     env = dict(os.environ)
     try:
@@ -198,10 +210,40 @@ def child_env() -> dict[str, str]:
         names = {}
     for name in names:
         env.pop(name, None)
+    keep = set(pass_env) - set(names)
+    for name in [n for n in env if is_secret_name(n) and n not in keep]:
+        del env[name]
     env.setdefault("PAGER", "cat")
     env.setdefault("GIT_PAGER", "cat")
     env["GIT_TERMINAL_PROMPT"] = "0"
     return env
+
+
+def confined(argv: list[str], cwd: str, ctx: ToolContext) -> Launch:
+    """A local launch of ``argv`` in ``cwd``, inside the kernel sandbox when it is on.
+
+    The one place where a local process of the agent's gets its confinement:
+    the terminal tool, background processes, cron jobs and delegated agents
+    all start their commands here.
+    """
+    from hermes_agent.safety import sandbox
+
+    env = child_env(str(n) for n in (ctx.config.get("sandbox.pass_env") or ()))
+    try:
+        confinement = sandbox.confine(ctx.config, cwd, ctx.state)
+    except sandbox.SandboxError as exc:
+        raise ToolError(f"the command was not run: {exc}") from None
+    if confinement is None:
+        return Launch(argv, cwd, env)
+    env.update(confinement.env)
+    os.makedirs(confinement.env.get("XDG_CACHE_HOME", ""), mode=0o700, exist_ok=True)
+    return Launch(
+        [*confinement.prefix, *argv],
+        cwd,
+        env,
+        preexec=confinement.preexec,
+        sandbox=confinement.backend,
+    )
 
 
 def plan(command: str, ctx: ToolContext) -> Launch:
@@ -214,7 +256,7 @@ def plan(command: str, ctx: ToolContext) -> Launch:
             raise ToolError(f"the workspace {cwd} does not exist (terminal.cwd)")
         if shutil.which("bash") is None:
             raise ToolError("bash is not installed on this machine")
-        return Launch(local_argv(command), cwd, child_env())
+        return confined(local_argv(command), cwd, ctx)
     local_cwd = cwd if os.path.isdir(cwd) else None
     if backend == "ssh":
         host = str(config.get("terminal.ssh.host") or "")
@@ -328,9 +370,10 @@ async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
             cwd=launch.cwd,
             env=launch.env,
             start_new_session=True,
+            preexec_fn=launch.preexec,
         )
-    except OSError as exc:
-        raise ToolError(f"could not start {launch.argv[0]}: {exc.strerror or exc}") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ToolError(_start_error(launch, exc)) from None
     capture = Capture(max_chars)
     assert proc.stdout is not None
     stdout = proc.stdout
@@ -369,6 +412,13 @@ async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
         if proc.stdin is not None:
             proc.stdin.close()
     return RunResult(capture.text(), proc.returncode, time.monotonic() - started, timed_out, strays)
+
+
+def _start_error(launch: Launch, exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"could not start {launch.argv[0]}: {exc.strerror or exc}"
+    # preexec_fn failed: the sandbox could not be applied, so nothing ran.
+    return f"the command was not run: the {launch.sandbox or 'kernel'} sandbox could not be applied"
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, seconds: float) -> bool:
@@ -497,9 +547,10 @@ def start_background(command: str, launch: Launch, ctx: ToolContext) -> Backgrou
             cwd=launch.cwd,
             env=launch.env,
             start_new_session=True,
+            preexec_fn=launch.preexec,
         )
-    except OSError as exc:
-        raise ToolError(f"could not start {launch.argv[0]}: {exc.strerror or exc}") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ToolError(_start_error(launch, exc)) from None
     finally:
         os.close(fd)
     proc = Background(ident, command, popen, log, time.monotonic(), launch)
@@ -557,6 +608,9 @@ def cleanup(state: dict[str, Any]) -> int:
     directory = state.pop(DIR_KEY, None)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
+    from hermes_agent.safety import sandbox
+
+    sandbox.cleanup(state)
     return running
 
 
