@@ -43,36 +43,65 @@ class EnvFile:
         self.problems = problems
 
 
-def read_env_file(path: Path) -> EnvFile:
-    """Parse ``path``; a missing file is empty. Bad lines are reported, not fatal."""
+def _decode_lines(data: bytes) -> tuple[str, list[int]]:
+    """The file as text, and the numbers of the lines that are not UTF-8.
+
+    Decoded line by line: one bad byte (a value pasted from a Latin-1 file)
+    must not cost every other key, because every key that fails to load also
+    stops being redacted. A bad line is replaced by an empty one, so the line
+    numbers of the rest stay true.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):  # A byte-order mark some editors write.
+        data = data[3:]
     try:
-        text = path.read_text(encoding="utf-8")
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError:
+        pass
+    lines: list[str] = []
+    bad: list[int] = []
+    for number, line in enumerate(data.splitlines(keepends=True), 1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad.append(number)
+            ending = line[len(line.rstrip(b"\r\n")) :]
+            lines.append(ending.decode("ascii"))
+    return "".join(lines), bad
+
+
+def read_env_file(path: Path) -> EnvFile:
+    """Parse ``path``; a missing file is empty. Bad lines are reported, not fatal.
+
+    A problem names the line by its number, never by its content: the line may
+    hold a secret.
+    """
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
         return EnvFile({}, [])
-    except UnicodeDecodeError:
-        return EnvFile({}, [f"{path}: not UTF-8 text; nothing loaded from it"])
     except OSError as exc:
         return EnvFile({}, [f"{path}: cannot read: {exc.strerror or exc}"])
+    text, bad_lines = _decode_lines(data)
     values: dict[str, str] = {}
-    problems: list[str] = []
+    problems = [
+        (number, "not UTF-8 text (line skipped; the other lines load)") for number in bad_lines
+    ]
     for binding in parse_stream(io.StringIO(text)):
+        original = binding.original
+        # The parser counts blank lines before a binding as part of it.
+        blank = len(original.string) - len(original.string.lstrip("\r\n"))
+        first = original.line + original.string[:blank].count("\n")
+        last = first + original.string[blank:].rstrip("\r\n").count("\n")
+        if any(first <= number <= last for number in bad_lines):
+            continue  # A quoted value spanning a bad line: skipped with it.
         if binding.error:
-            first = binding.original.string.strip().splitlines()[0:1]
-            problems.append(
-                f"{path}:{binding.original.line}: cannot parse {first[0][:40]!r}; "
-                "expected KEY=value (line skipped)"
-                if first
-                else f"{path}:{binding.original.line}: cannot parse line (skipped)"
-            )
+            problems.append((first, "cannot parse this line; expected KEY=value (line skipped)"))
         elif binding.key is not None:
             if not _ENV_NAME.match(binding.key):
-                problems.append(
-                    f"{path}:{binding.original.line}: {binding.key!r} is not a valid "
-                    "variable name (line skipped)"
-                )
+                problems.append((first, "the name before = is not a valid variable name (skipped)"))
                 continue
             values[binding.key] = binding.value if binding.value is not None else ""
-    return EnvFile(values, problems)
+    return EnvFile(values, [f"{path}:{number}: {what}" for number, what in sorted(problems)])
 
 
 def load_env_file(path: Path, environ: MutableMapping[str, str] | None = None) -> list[str]:
@@ -111,11 +140,16 @@ def render_env(values: Mapping[str, str], header: str = "") -> str:
 def _rewrite(path: Path, key: str, new_line: str | None) -> bool:
     """Replace (or with ``None`` remove) every binding of ``key``; keep other lines."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text, bad_lines = _decode_lines(path.read_bytes())
     except FileNotFoundError:
-        text = ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HermesError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        text, bad_lines = "", []
+    except OSError as exc:
+        raise HermesError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if bad_lines:  # Rewriting would lose those lines: the user fixes them first.
+        numbers = ", ".join(map(str, bad_lines))
+        raise HermesError(
+            f"{path}: line {numbers} is not UTF-8 text; fix or remove it before changing the file"
+        )
     pieces: list[str] = []
     found = False
     for binding in parse_stream(io.StringIO(text)):
