@@ -182,9 +182,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def one_shot(args: argparse.Namespace) -> int:
+    from hermes_agent.cli.common import clean_argument, read_stdin_text
     from hermes_agent.cli.terminal_ui import TerminalEvents
 
-    query = sys.stdin.read() if args.query == "-" else args.query
+    if args.query == "-":
+        query = read_stdin_text("the question on stdin")
+    else:
+        query = clean_argument(args.query, "the question")
     if not query.strip():
         raise UsageError("the question is empty")
     setup = prepare(args)

@@ -134,9 +134,13 @@ def cmd_add(args: argparse.Namespace) -> int:
     from hermes_agent.cron.schedule import show_time, zone_name
 
     config, store, zone = _setup()
+    from hermes_agent.cli.common import clean_argument, read_stdin_text
+
     prompt = args.prompt
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = read_stdin_text("the prompt on stdin")
+    elif prompt is not None:
+        prompt = clean_argument(prompt, "the prompt")
     if prompt is None:
         raise UsageError("no prompt: give it with -p TEXT (or -p - to read it from stdin)")
     job = build_job(
