@@ -116,6 +116,7 @@ let
     export HOME=/home/hermes
     export HERMES_HOME=/data/.hermes
     export HERMES_MANAGED=true
+    export HERMES_CONTAINER=1
     export PATH=/data/current-package/bin:/usr/local/bin:/usr/bin:/bin
     cd ${lib.escapeShellArg containerWorkdir}
     exec /data/current-package/bin/hermes gateway run --replace ${lib.escapeShellArgs cfg.extraArgs}

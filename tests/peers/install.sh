@@ -44,6 +44,21 @@ if ! command -v rg >/dev/null 2>&1; then
     fi
 fi
 
+# ---- bubblewrap (Debian package): the sandbox's second backend -----------------------
+# tests/test_sandbox.py runs commands under `bwrap` as well as under Landlock. Without
+# it (or without user namespaces) those tests are reported as skipped, never passed.
+if ! command -v bwrap >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing bubblewrap (apt-get)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends bubblewrap >&2
+    else
+        echo "tests/peers/install.sh: bubblewrap is not installed; its sandbox tests will be" >&2
+        echo "  skipped (Debian/Ubuntu: sudo apt-get install bubblewrap)." >&2
+    fi
+fi
+
 # ---- OpenSSH server and client (Debian packages): the terminal tool's ssh backend ----
 # tests/test_terminal_tool.py starts its own `sshd -D -f CONFIG` on 127.0.0.1 (a free
 # port, a generated host key, a test key in authorized_keys). Idempotent: nothing

@@ -54,7 +54,8 @@ file or directory, a private ``/proc`` and PID namespace, and
 the NixOS unit's ``RestrictNamespaces`` forbids, and it can only cover
 secrets that exist when the command starts.
 
-**Container mode** (hermes running inside Docker or Podman): the container's
+**Container mode** (the NixOS module's container, whose entrypoint sets
+``HERMES_CONTAINER=1``): the container's
 own filesystem is writable, so ``apt``, ``pip`` and ``npm install`` work,
 while ``HERMES_HOME``, hermes' code and the secrets stay protected exactly as
 on a host.
@@ -210,7 +211,15 @@ def support(backend: str = "auto") -> Support:
 
 
 def in_container() -> bool:
-    """hermes itself runs inside a Docker or Podman container."""
+    """hermes runs as the NixOS module's container (its entrypoint says so).
+
+    Both must hold: ``HERMES_CONTAINER=1`` (set by the entrypoint, not by
+    anything the agent runs) and a container runtime's marker file. Merely
+    running inside some container (a CI runner, a dev box) is not enough: the
+    container profile makes the whole filesystem writable but hermes' own.
+    """
+    if os.environ.get("HERMES_CONTAINER") != "1":
+        return False
     return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
 
 
@@ -237,6 +246,31 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+@functools.lru_cache(maxsize=32)
+def _resolved(
+    where: places_module.Places, allowed: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The hidden and the never-writable places, resolved once per set of places.
+
+    Resolving ~100 paths costs milliseconds; the places do not move while
+    hermes runs (nothing the agent starts can write them).
+    """
+    allowed_real = [_real(a) for a in allowed if a.strip() and not any(c in a for c in "*?[")]
+    hermes_secrets = {
+        _real(os.path.join(h, name))
+        for h in where.hermes_homes
+        for name in places_module.HERMES_SECRETS
+    }
+    hidden: list[str] = []
+    for secret in where.secrets:
+        real = _real(secret)
+        if real not in hermes_secrets and any(_within(real, a) for a in allowed_real):
+            continue  # The user lets their own credential store through (never hermes').
+        hidden.append(real)
+    protected = [_real(p) for p in where.no_write]
+    return _unique(hidden), _unique(protected)
+
+
 def policy_for(
     config: Config | Mapping[str, Any],
     workspace: str,
@@ -248,23 +282,14 @@ def policy_for(
     get = config.get
     container = in_container() if container is None else container
     where = places_module.places()
-    allowed_secrets = [
-        _real(str(p)) for p in (get("files.allow_secret_paths") or ()) if str(p).strip()
-    ]
-    hermes_secrets = {
-        _real(os.path.join(h, name))
-        for h in where.hermes_homes
-        for name in places_module.HERMES_SECRETS
-    }
-    hidden: list[str] = []
-    for secret in where.secrets:
-        real = _real(secret)
-        if real not in hermes_secrets and any(
-            real == a or real.startswith(a.rstrip("/") + "/") for a in allowed_secrets
-        ):
-            continue  # The user lets their own credential store through (never hermes').
-        hidden.append(real)
-    protected = [_real(p) for p in where.no_write]
+    allowed = tuple(str(p) for p in (get("files.allow_secret_paths") or ()))
+    hidden, protected = _resolved(where, allowed)
+    # SSH keys are looked for at each command: a key made after start is hidden too.
+    keys = tuple(
+        k
+        for k in places_module.ssh_keys(where.home)
+        if k not in hidden and not any(_within(k, _real(a)) for a in allowed if a.strip())
+    )
     writable = ["/"] if container else [_real(workspace), _real(tmpdir)]
     for extra in get("sandbox.writable") or ():
         text = str(extra).strip()
@@ -273,8 +298,8 @@ def policy_for(
     return Policy(
         workspace=_real(workspace),
         writable=_unique(writable),
-        hidden=_unique(hidden),
-        protected=_unique(protected + hidden),
+        hidden=hidden + keys,
+        protected=_unique(protected + hidden + keys),
         network=bool(get("sandbox.network", True)),
         container=container,
     )

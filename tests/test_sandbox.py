@@ -1,0 +1,418 @@
+"""The kernel sandbox with real processes: what a command of the agent can touch.
+
+Every test runs real bash commands through the terminal tool, with
+``approvals.mode: off`` so that the classifier lets them through and only the
+kernel stands in the way: these tests hold because of Landlock (or
+bubblewrap), not because of the classifier. Tests that need a kernel feature
+check for it and are skipped (never passed) without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import hermes_agent
+from hermes_agent.config.loader import load_config
+from hermes_agent.safety import sandbox
+from hermes_agent.state.db import StateDB
+from hermes_agent.tools import terminal as term
+from hermes_agent.tools.registry import ToolContext, ToolError
+
+LANDLOCK = sandbox.landlock_abi()
+needs_landlock = pytest.mark.skipif(LANDLOCK < 1, reason="this kernel has no Landlock")
+SECRET = "hermes-test-secret-7f3a9c2e"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hermes_home: Path) -> Path:
+    """A user home holding HERMES_HOME, secrets, start-up files and a canary."""
+    user = tmp_path / "user"
+    user.mkdir()
+    monkeypatch.setenv("HOME", str(user))
+    hermes = user / ".hermes"
+    hermes.mkdir(mode=0o700)
+    monkeypatch.setenv("HERMES_HOME", str(hermes))
+    (hermes / ".env").write_text(f"OPENROUTER_API_KEY={SECRET}\n")
+    (hermes / "auth.json").write_text('{"token": "auth-json-secret-value"}')
+    (hermes / "mcp-tokens").mkdir()
+    (hermes / "mcp-tokens" / "srv.json").write_text('{"access_token": "mcp-token-secret"}')
+    (hermes / "config.yaml").write_text(yaml.safe_dump({"approvals": {"mode": "off"}}))
+    (user / ".bashrc").write_text("# bashrc\n")
+    (user / ".ssh").mkdir()
+    (user / ".ssh" / "id_ed25519").write_text("PRIVATE KEY MATERIAL\n")
+    (user / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAA public\n")
+    (user / "canary").mkdir()
+    (user / "canary" / "keep.txt").write_text("keep me\n")
+    return user
+
+
+@pytest.fixture
+def make_ctx(home: Path) -> Iterator[Any]:
+    contexts: list[ToolContext] = []
+
+    def make(workspace: Path | None = None, **settings: Any) -> ToolContext:
+        hermes = home / ".hermes"
+        tree: dict[str, Any] = {"approvals": {"mode": "off"}}
+        for dotted, value in settings.items():
+            node = tree
+            *parents, leaf = dotted.split("__")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        (hermes / "config.yaml").write_text(yaml.safe_dump(tree))
+        ws = workspace or home / "work"
+        ws.mkdir(exist_ok=True)
+        ctx = ToolContext("s", str(ws), load_config(), StateDB())
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        term.cleanup(ctx.state)
+        ctx.db.close()
+
+
+def run(ctx: ToolContext, command: str) -> str:
+    """Run ``command`` the way the terminal tool launches it, past the classifier.
+
+    The classifier refuses most of these commands by itself; going around it
+    here shows what the kernel alone holds (the end-to-end attack suite drives
+    the whole tool).
+    """
+    result = asyncio.run(term.run(term.plan(command, ctx), 30, 100_000))
+    return f"{result.output}[{term.describe_exit(result.exit_code)}]"
+
+
+def tool(ctx: ToolContext, command: str, **args: Any) -> str:
+    return asyncio.run(term.terminal({"command": command, **args}, ctx))
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    hermes = home / ".hermes"
+    return {
+        p.relative_to(home).as_posix(): p.read_bytes()
+        for p in [*hermes.rglob("*"), home / ".bashrc", home / "canary" / "keep.txt"]
+        if p.is_file()
+    }
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@needs_landlock
+@pytest.mark.parametrize(
+    "path",
+    [".hermes/.env", ".hermes/auth.json", ".hermes/mcp-tokens/srv.json", ".ssh/id_ed25519"],
+)
+def test_secrets_are_unreadable(make_ctx: Any, home: Path, path: str) -> None:
+    ctx = make_ctx()
+    out = run(ctx, f"cat {home / path}; echo status=$?")
+    assert "Permission denied" in out
+    for value in (SECRET, "auth-json-secret-value", "mcp-token-secret", "PRIVATE KEY MATERIAL"):
+        assert value not in out
+
+
+@needs_landlock
+def test_secrets_stay_unreadable_by_every_route(make_ctx: Any, home: Path) -> None:
+    """Links, globs, other programs, recursive readers: the kernel checks the file itself."""
+    ctx = make_ctx()
+    env = home / ".hermes" / ".env"
+    routes = [
+        f"ln -s {env} link && cat link",
+        f"ln {env} hard 2>&1; cat hard",
+        f"cat {home}/.hermes/.e*",
+        f"grep -r . {home}/.hermes",
+        f"tar cf - -C {home} .hermes | tar xOf -",
+        f"python3 -c 'print(open(\"{env}\").read())'",
+        f"cp {env} copy; cat copy",
+        f"cd {home} && cd .hermes && cat .env",
+        f"find {home}/.hermes -type f -exec cat {{}} +",
+        f"base64 {env}",
+        f"dd if={env} 2>&1",
+    ]
+    for route in routes:
+        out = run(ctx, route)
+        assert SECRET not in out, route
+
+
+@needs_landlock
+def test_other_files_stay_readable(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx()
+    out = run(ctx, f"cat {home}/.hermes/config.yaml {home}/.ssh/id_ed25519.pub {home}/.bashrc")
+    assert "approvals" in out
+    assert "public" in out
+    assert "# bashrc" in out
+    listing = run(ctx, f"ls -a {home}/.hermes")
+    assert "config.yaml" in listing
+    assert "exit code 0" in run(ctx, "ls /usr/bin >/dev/null && python3 -c 'import json'")
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+@needs_landlock
+def test_writes_outside_the_workspace_are_stopped(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx()
+    before = snapshot(home)
+    hermes = home / ".hermes"
+    routes = [
+        f"rm -rf {home}/canary",
+        f"echo 'approvals: {{mode: off}}' > {hermes}/config.yaml",
+        f"sed -i s/off/manual/ {hermes}/config.yaml",
+        f"echo X=1 >> {hermes}/.env",
+        f"touch {hermes}/new-file",
+        f"mv {hermes} {home}/moved",
+        f"rm -f {hermes}/config.yaml",
+        f"echo evil >> {home}/.bashrc",
+        f"mkdir -p {home}/.config/autostart && echo x > {home}/.config/autostart/x.desktop",
+        f"ln -s {hermes} link && echo x > link/config.yaml",
+        f"cd {home} && sed -i s/mode/x/ .hermes/config.yaml",
+        f"python3 -c 'import shutil; shutil.rmtree(\"{home}/canary\")'",
+        f"cp /dev/null {hermes}/config.yaml",
+        f"truncate -s0 {hermes}/config.yaml",
+        "touch /tmp/hermes-sandbox-escape-test",
+    ]
+    for route in routes:
+        run(ctx, route)
+    assert snapshot(home) == before
+    assert not (hermes / "new-file").exists()
+    assert not (home / ".config" / "autostart").exists()
+    assert not Path("/tmp/hermes-sandbox-escape-test").exists()
+
+
+@needs_landlock
+def test_hermes_code_is_not_writable(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    package = Path(hermes_agent.__file__).parent
+    target = package / "sandbox-escape-test.py"
+    try:
+        out = run(ctx, f"echo 'print(1)' > {target}; echo >> {package / '__init__.py'}")
+        assert not target.exists(), out
+    finally:
+        target.unlink(missing_ok=True)
+    venv = Path(sys.prefix) / "sandbox-escape-test"
+    try:
+        run(ctx, f"touch {venv}")
+        assert not venv.exists()
+    finally:
+        venv.unlink(missing_ok=True)
+
+
+@needs_landlock
+def test_workspace_and_temp_dir_are_writable(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx()
+    out = run(
+        ctx,
+        "mkdir -p a/b && echo hi > a/b/f && cat a/b/f && rm -r a && "
+        'echo t > "$TMPDIR/x" && cat "$TMPDIR/x" && mktemp && echo > /dev/null && '
+        "python3 -c 'import tempfile; tempfile.mkstemp()' && echo all-ok",
+    )
+    assert "all-ok" in out, out
+
+
+@needs_landlock
+def test_protected_places_inside_a_writable_workspace(make_ctx: Any, home: Path) -> None:
+    """A workspace of ``~`` holds HERMES_HOME and ~/.bashrc: those stay read-only."""
+    (home / "project").mkdir()
+    ctx = make_ctx(workspace=home)
+    before = snapshot(home)
+    out = run(ctx, "echo ok > project/file && cat project/file")
+    assert "ok" in out
+    for route in (
+        "echo 'approvals: {mode: off}' > .hermes/config.yaml",
+        "rm -rf .hermes",
+        "mv .hermes h2",
+        "echo x >> .bashrc",
+        "cat .hermes/.env",
+    ):
+        out = run(ctx, route)
+        assert SECRET not in out
+    assert snapshot(home) == before
+    assert (home / ".hermes").is_dir()
+
+
+@needs_landlock
+def test_sandbox_writable_adds_directories_but_not_protected_ones(
+    make_ctx: Any, home: Path, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    ctx = make_ctx(sandbox__writable=[str(extra), str(home)])
+    before = snapshot(home)
+    out = run(ctx, f"echo x > {extra}/f && echo y > {home}/notes && cat {extra}/f {home}/notes")
+    assert "x" in out and "y" in out
+    run(ctx, f"echo x > {home}/.hermes/config.yaml; echo x >> {home}/.bashrc")
+    assert snapshot(home) == before
+
+
+@needs_landlock
+def test_background_processes_are_confined(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx()
+    command = f"rm -rf {home}/canary; cat {home}/.hermes/.env"
+    proc = term.start_background(command, term.plan(command, ctx), ctx)
+    out = asyncio.run(term.process({"action": "wait", "id": proc.id, "timeout": 10}, ctx))
+    assert (home / "canary" / "keep.txt").exists()
+    assert SECRET not in out
+
+
+# --- other processes and the environment -------------------------------------------------
+
+
+@needs_landlock
+def test_hermes_cannot_be_signalled_or_traced(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    out = run(ctx, f"kill -0 {os.getpid()} && echo signalled; cat /proc/{os.getpid()}/mem")
+    assert "signalled" not in out
+    assert "Operation not permitted" in out
+
+
+def test_secret_variables_are_not_passed(make_ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "token-from-the-shell-123")
+    monkeypatch.setenv("GITHUB_TOKEN", "github-token-passed-on-purpose")
+    ctx = make_ctx(sandbox__pass_env=["GITHUB_TOKEN", "OPENROUTER_API_KEY"])
+    out = run(ctx, "env")
+    assert "token-from-the-shell-123" not in out
+    assert "github-token-passed-on-purpose" in out
+    assert SECRET not in out  # In .env: never passed, whatever pass_env says.
+
+
+@needs_landlock
+def test_parent_environment_block_is_scrubbed(home: Path, tmp_path: Path) -> None:
+    """``cat /proc/$PPID/environ`` shows no credential hermes was started with."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    script = (
+        "import asyncio\n"
+        "from hermes_agent.config.loader import load_config\n"
+        "from hermes_agent.state.db import StateDB\n"
+        "from hermes_agent.tools import terminal\n"
+        "from hermes_agent.tools.registry import ToolContext\n"
+        f"ctx = ToolContext('s', {str(workspace)!r}, load_config(), StateDB())\n"
+        'launch = terminal.plan(\'tr "\\\\0" "\\\\n" < /proc/$PPID/environ\', ctx)\n'
+        "print(asyncio.run(terminal.run(launch, 30, 100000)).output)\n"
+    )
+    env = {**os.environ, "EXPORTED_API_KEY": "exported-in-the-shell-456"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "EXPORTED_API_KEY=" in done.stdout  # The block was read...
+    assert "exported-in-the-shell-456" not in done.stdout  # ...but not the value.
+
+
+@needs_landlock
+@pytest.mark.skipif(LANDLOCK < 4, reason="TCP rules need Landlock ABI 4")
+def test_network_can_be_denied(make_ctx: Any) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    probe = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 5)'"
+    try:
+        assert "exit code 0" in run(make_ctx(), probe)
+        out = run(make_ctx(sandbox__network=False), probe)
+        assert "exit code 0" not in out
+        assert "PermissionError" in out or "Permission denied" in out
+    finally:
+        server.close()
+
+
+# --- modes and fallbacks -------------------------------------------------------------------
+
+
+def test_mode_off_is_honoured(make_ctx: Any, home: Path) -> None:
+    """``sandbox.mode: off`` is the user's choice, and it really turns confinement off."""
+    ctx = make_ctx(sandbox__mode="off")
+    run(ctx, f"touch {home}/outside-by-choice")
+    assert (home / "outside-by-choice").exists()
+
+
+def test_no_kernel_sandbox_means_asking_even_with_approvals_off(
+    make_ctx: Any, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    """Where the kernel offers nothing, approvals.mode: off still asks."""
+    monkeypatch.setattr(
+        sandbox, "support", lambda backend="auto": sandbox.Support(None, "no sandbox (test)")
+    )
+    asked: list[str] = []
+
+    async def nobody(question: str, choices: Any) -> str | None:
+        asked.append(question)
+        return None
+
+    ctx = make_ctx()
+    ctx.ask = nobody
+    with pytest.raises(ToolError, match="denied"):
+        tool(ctx, f"rm -rf {home}/canary")
+    assert asked
+    assert (home / "canary").exists()
+    assert "unavailable" in sandbox.describe(ctx.config)
+
+
+# --- the rules themselves ------------------------------------------------------------------
+
+
+def test_grant_hides_holes_by_granting_siblings(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "a" / "secret").mkdir(parents=True)
+    (root / "a" / "open").mkdir()
+    (root / "a" / "file").write_text("x")
+    (root / "a" / "hidden-file").write_text("x")
+    (root / "b").mkdir()
+    (root / "a" / "link").symlink_to(root / "a" / "secret")
+    rules: list[tuple[str, int]] = []
+    visited: list[str] = []
+    holes = [str(root / "a" / "secret"), str(root / "a" / "hidden-file")]
+    sandbox.grant(str(root), sandbox.READ, holes, rules, visited)
+    granted = dict(rules)
+    assert granted[str(root)] == sandbox.PASS_THROUGH
+    assert granted[str(root / "a")] == sandbox.PASS_THROUGH
+    assert granted[str(root / "b")] == sandbox.READ
+    assert granted[str(root / "a" / "open")] == sandbox.READ
+    assert granted[str(root / "a" / "file")] == sandbox.READ & sandbox.FILE_RIGHTS
+    for absent in ("secret", "hidden-file", "link"):
+        assert str(root / "a" / absent) not in granted
+    assert visited == [str(root), str(root / "a")]
+
+
+@needs_landlock
+def test_a_new_secret_file_is_hidden_and_rules_are_rebuilt(make_ctx: Any, home: Path) -> None:
+    """A key made after the first command is hidden from the next one."""
+    ctx = make_ctx()
+    run(ctx, "true")
+    time.sleep(0.01)
+    (home / ".ssh" / "id_rsa").write_text("NEW PRIVATE KEY\n")
+    out = run(ctx, f"cat {home}/.ssh/id_rsa")
+    assert "NEW PRIVATE KEY" not in out
+
+
+# --- bubblewrap ----------------------------------------------------------------------------
+
+
+needs_bwrap = pytest.mark.skipif(
+    sandbox.bubblewrap() is None, reason="bubblewrap is not installed or has no namespaces here"
+)
+
+
+@needs_bwrap
+def test_bubblewrap_backend(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx(sandbox__backend="bubblewrap")
+    before = snapshot(home)
+    out = run(ctx, f"cat {home}/.hermes/.env; echo ok > f && cat f")
+    assert SECRET not in out
+    assert "ok" in out
+    run(ctx, f"echo x > {home}/.hermes/config.yaml; rm -rf {home}/canary; echo >> {home}/.bashrc")
+    assert snapshot(home) == before
+    out = run(ctx, f"kill -0 {os.getpid()} && echo signalled")
+    assert "signalled" not in out
