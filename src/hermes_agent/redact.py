@@ -555,6 +555,25 @@ def redact_json_text(text: str) -> str:
     return json.dumps(cleaned, ensure_ascii=False)
 
 
+def redact_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A chat message (OpenAI format) redacted as data; tool-call arguments as JSON.
+
+    Arguments are a JSON document inside a string: decoded first, so a value
+    spelt with ``\\u`` escapes is found too (:func:`redact_json_text`).
+    """
+    cleaned: dict[str, Any] = redact_data(message)
+    if not _enabled or not isinstance(message.get("tool_calls"), list):
+        return cleaned
+    for call, original in zip(cleaned["tool_calls"], message["tool_calls"], strict=False):
+        function = call.get("function") if isinstance(call, dict) else None
+        given = original.get("function") if isinstance(original, Mapping) else None
+        if isinstance(function, dict) and isinstance(given, Mapping):
+            arguments = given.get("arguments")
+            if isinstance(arguments, str):
+                function["arguments"] = redact_json_text(arguments)
+    return cleaned
+
+
 # --- streams ------------------------------------------------------------------------
 
 

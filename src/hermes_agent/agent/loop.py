@@ -98,6 +98,12 @@ INTERRUPTED_MARK = " [interrupted by the user]"
 CANCELLED_RESULT = "cancelled: the user interrupted this tool call before it finished"
 
 
+def _redacted(text: str) -> str:
+    from hermes_agent.redact import redact
+
+    return redact(text)
+
+
 class Agent:
     """One conversation (a session in state.db) with one model and a set of tools."""
 
@@ -181,6 +187,17 @@ class Agent:
     # --- history -----------------------------------------------------------------
 
     def _append(self, message: Message, usage: dict[str, float] | None = None) -> None:
+        """Store ``message`` and add it to the history the model is sent, both redacted.
+
+        The model gets what state.db keeps, in this turn as in later ones: a
+        secret the user pasted, or one a model wrote into a tool call's
+        arguments, is not sent back. Tool results come redacted from
+        :func:`dispatch` already.
+        """
+        if message["role"] != "tool":
+            from hermes_agent.redact import redact_message
+
+            message = redact_message(message)
         self.db.add_message(self.session_id, message, usage=usage)
         self.history.append(message)
         self._chars_since_last_call += len(str(message.get("content") or "")) + sum(
@@ -230,7 +247,7 @@ class Agent:
             message = self.history[index]
             if message["role"] != "user":
                 continue
-            if message.get("content") != text:
+            if message.get("content") not in (text, _redacted(text)):
                 return False
             last = self.history[-1]
             if index < len(self.history) - 1 and last["role"] == "assistant":

@@ -135,7 +135,7 @@ def finish(work: Callable[[], int]) -> NoReturn:
     try:
         code = work()
     except HermesError as exc:
-        print(f"hermes: {exc}", file=sys.stderr)
+        print(f"hermes: {_redacted(str(exc))}", file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
         print("\nhermes: interrupted", file=sys.stderr)
@@ -149,13 +149,20 @@ def finish(work: Callable[[], int]) -> NoReturn:
         if os.environ.get("HERMES_DEBUG"):
             raise
         print(
-            f"hermes: internal error: {type(exc).__name__}: {exc}\n"
+            f"hermes: internal error: {type(exc).__name__}: {_redacted(str(exc))}\n"
             "This is a bug in hermes. Run again with HERMES_DEBUG=1 for the traceback "
             "and report it.",
             file=sys.stderr,
         )
         code = EXIT_INTERNAL
     sys.exit(code)
+
+
+def _redacted(message: str) -> str:
+    """An error message as it may be shown: it can quote a provider's answer or a file."""
+    from hermes_agent.redact import redact
+
+    return redact(message)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,16 +19,21 @@ from rich.markup import escape
 
 from hermes_agent.agent.loop import Events
 from hermes_agent.providers.base import ProviderError, ToolCall
-from hermes_agent.redact import redact
+from hermes_agent.redact import StreamRedactor, redact, redact_data
 from hermes_agent.tools.registry import ToolResult
 
 
 def short_args(arguments: str, limit: int = 80) -> str:
-    """A one-line preview of tool arguments."""
+    """A one-line preview of tool arguments, secrets redacted before it is cut.
+
+    The arguments are redacted as data, before they are formatted: once a
+    value is inside ``json.dumps`` a secret holding ``"`` or ``\\`` is spelt
+    differently, and once it is cut short its tail no longer matches at all.
+    """
     try:
-        value = json.loads(arguments or "{}")
+        value = redact_data(json.loads(arguments or "{}"))
     except ValueError:
-        text = arguments
+        text = redact(arguments)
     else:
         if isinstance(value, dict):
             text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in value.items())
@@ -52,7 +57,9 @@ class TerminalEvents(Events):
         self.verbose = verbose
         self.out = Console(highlight=False, soft_wrap=not plain)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self._buffer: list[str] = []
+        #: The streamed answer: only what later pieces cannot turn into a secret is shown.
+        self._stream = StreamRedactor()
+        self._streaming = False
         #: Characters of the redacted answer already written (plain mode).
         self._emitted = 0
         self._live: Any = None
@@ -80,11 +87,12 @@ class TerminalEvents(Events):
             self._live.update(Markdown(self._safe_text(final=True)))
             self._live.stop()
             self._live = None
-        elif self._buffer:
+        elif self._streaming:
             self._emit_plain(final=True)
             sys.stdout.write("\n")
             sys.stdout.flush()
-        self._buffer.clear()
+        self._stream.reset()
+        self._streaming = False
         self._emitted = 0
 
     def finish(self) -> None:
@@ -95,21 +103,19 @@ class TerminalEvents(Events):
     # --- Events ------------------------------------------------------------------------
 
     def _safe_text(self, final: bool) -> str:
-        """The answer so far, redacted, up to the last whitespace unless ``final``.
+        """The answer so far, redacted; unless ``final``, only what cannot still change.
 
-        Streamed pieces are redacted as a whole, and the word still being
-        written is held back, so a secret split across two pieces never shows.
+        Streamed pieces are redacted as a whole, and the end still being
+        written is held back (see :class:`StreamRedactor`), so a secret split
+        across pieces never shows.
         """
-        text = redact("".join(self._buffer))
-        if final:
-            return text
-        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
-        return text[: cut + 1]
+        return self._stream.text(final)
 
     def text(self, delta: str) -> None:
         self._stop_status()
         self.streamed = True
-        self._buffer.append(delta)
+        self._streaming = True
+        self._stream.feed(delta)
         if self.plain or not self.out.is_terminal:
             self._emit_plain(final=False)
             return
@@ -129,33 +135,36 @@ class TerminalEvents(Events):
             self._emitted = len(visible)
 
     def retrying(self, error: ProviderError, delay: float, attempt: int) -> None:
-        shown = bool(self._buffer)
+        shown = self._streaming
         self.finish()
         note = " (the partial answer above is void)" if shown else ""
         self.err.print(
-            f"[yellow]⟳ {escape(str(error))}; retrying in {delay:.1f}s "
+            f"[yellow]⟳ {escape(redact(str(error)))}; retrying in {delay:.1f}s "
             f"(attempt {attempt + 1}){note}[/]"
         )
         self.waiting()
 
     def tool_started(self, call: ToolCall) -> None:
         self.finish()
+        name = redact(call.name)
         if not self.compact:
             self.err.print(
-                f"[cyan]⚙ {escape(call.name)}[/]([dim]{escape(short_args(call.arguments))}[/])"
+                f"[cyan]⚙ {escape(name)}[/]([dim]{escape(short_args(call.arguments))}[/])"
             )
-        self.waiting(f"running {call.name}…")
+        self.waiting(f"running {name}…")
 
     def tool_finished(self, result: ToolResult, seconds: float) -> None:
         self._stop_status()
-        name = escape(result.call.name)
+        name = escape(redact(result.call.name))
         if result.is_error:
             self.err.print(
-                f"  [red]✗ {name}: {escape(first_line(result.content))}[/] [dim]{seconds:.1f}s[/]"
+                f"  [red]✗ {name}: {escape(first_line(redact(result.content)))}[/] "
+                f"[dim]{seconds:.1f}s[/]"
             )
         elif self.verbose:
             self.err.print(
-                f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]\n{escape(result.content[:2000])}"
+                f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]\n"
+                f"{escape(redact(result.content)[:2000])}"
             )
         else:
             self.err.print(f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]")
@@ -173,7 +182,7 @@ class TerminalEvents(Events):
         from prompt_toolkit import PromptSession
 
         hint = f" [{'/'.join(choices)}]" if choices else ""
-        self.err.print(f"[bold magenta]?[/] {escape(question)}{escape(hint)}")
+        self.err.print(f"[bold magenta]?[/] {escape(redact(question))}{escape(redact(hint))}")
         try:
             answer: str = await PromptSession[str]().prompt_async("  answer: ")
         except EOFError:

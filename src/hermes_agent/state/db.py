@@ -784,14 +784,36 @@ class StateDB:
         return self._redact_fn(text)
 
     def _redact_tree(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like value, keeping its shape."""
+        """Redact every string inside a JSON-like value (keys too), keeping its shape.
+
+        Done on the structure before ``json.dumps``: inside JSON a secret that
+        holds ``"`` or ``\\`` is spelt with escapes.
+        """
         if isinstance(value, str):
             return self._redact(value)
         if isinstance(value, Mapping):
-            return {key: self._redact_tree(item) for key, item in value.items()}
+            return {
+                (self._redact(key) if isinstance(key, str) else key): self._redact_tree(item)
+                for key, item in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self._redact_tree(item) for item in value]
         return value
+
+    def _redact_json_text(self, text: str) -> str:
+        """Tool-call arguments (JSON in a string) redacted as data, still valid JSON.
+
+        Decoded first, so a value spelt with ``\\u`` escapes is found too; when
+        nothing changes the text is kept byte for byte.
+        """
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return self._redact(text)
+        cleaned = self._redact_tree(decoded)
+        if cleaned == decoded:
+            return self._redact(text)
+        return json.dumps(cleaned, ensure_ascii=False)
 
     def _redact_tool_calls(self, calls: list[Any]) -> tuple[list[Any], str | None]:
         """Redacted tool calls (only the arguments are text), and their searchable text."""
@@ -802,11 +824,16 @@ class StateDB:
             if not isinstance(function, Mapping):
                 redacted.append(self._redact_tree(call))
                 continue
-            new_function = dict(function)
-            if "arguments" in function:
-                new_function["arguments"] = self._redact_tree(function["arguments"])
-            new_call = dict(call)
-            new_call["function"] = new_function
+            new_function = {
+                key: self._redact_json_text(value)
+                if key == "arguments" and isinstance(value, str)
+                else self._redact_tree(value)
+                for key, value in function.items()
+            }
+            new_call = {
+                key: new_function if key == "function" else self._redact_tree(value)
+                for key, value in call.items()
+            }
             redacted.append(new_call)
             arguments = new_function.get("arguments", "")
             if not isinstance(arguments, str):
@@ -829,7 +856,7 @@ class StateDB:
             if key == "role":
                 continue
             if key in _TEXT_KEYS and isinstance(value, str):
-                row[key] = self._redact(value) if key == "content" else value
+                row[key] = self._redact(value)
             elif key == "tool_calls" and isinstance(value, list):
                 calls, row["tool_args"] = self._redact_tool_calls(value)
                 row["tool_calls"] = json.dumps(calls, ensure_ascii=False)

@@ -139,40 +139,52 @@ MAX_RESULT_CHARS = 50_000
 
 
 async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> ToolResult:
-    """Run one tool call; every failure becomes an error result for the model."""
+    """Run one tool call; every failure becomes an error result for the model.
+
+    Every result, errors included, leaves through :func:`_redacted`: an error
+    can quote what the tool read (``patch``'s "closest text" is a line of the
+    file, perhaps a ``TOKEN=`` line), so it is redacted like a result.
+    """
     tool = tools.get(call.name)
     if tool is None:
-        return ToolResult(
+        return _redacted(
             call, f"error: no tool named {call.name!r}; available: {', '.join(tools)}", True
         )
     try:
         arguments = json.loads(call.arguments or "{}")
     except ValueError as exc:
-        return ToolResult(
-            call, f"error: arguments are not valid JSON ({exc}); send an object", True
-        )
+        return _redacted(call, f"error: arguments are not valid JSON ({exc}); send an object", True)
     if not isinstance(arguments, dict):
-        return ToolResult(call, "error: arguments must be a JSON object", True)
+        return _redacted(call, "error: arguments must be a JSON object", True)
     problem = tool.validation_error(arguments)
     if problem:
-        return ToolResult(call, f"error: invalid arguments: {problem}", True)
+        return _redacted(call, f"error: invalid arguments: {problem}", True)
     try:
         content = await tool.handler(arguments, ctx)
     except ToolError as exc:
-        return ToolResult(call, f"error: {exc}", True)
+        return _redacted(call, f"error: {exc}", True)
     except Exception as exc:  # A bug in a tool must not end the session.
-        return ToolResult(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
+        return _redacted(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
+    if tool.untrusted:
+        from hermes_agent.redact import redact_json_text
+        from hermes_agent.tools import untrusted
+
+        where = f"{call.name} {redact_json_text(call.arguments or '')}".strip()
+        untrusted.record(ctx.state, where)
+    return _redacted(call, content, untrusted=tool.untrusted)
+
+
+def _redacted(
+    call: ToolCall, content: str, is_error: bool = False, *, untrusted: bool = False
+) -> ToolResult:
+    """The result as the model, the screen and state.db get it: secrets out, then cut."""
     from hermes_agent.redact import redact
 
-    content = redact(content)  # Secrets never reach the model, the screen or state.db.
+    content = redact(content)  # Before cutting: a cut could split a secret past recognition.
     if len(content) > MAX_RESULT_CHARS:
         cut = len(content) - MAX_RESULT_CHARS
         content = content[:MAX_RESULT_CHARS] + f"\n[... {cut} more characters cut]"
-    if tool.untrusted:
-        from hermes_agent.tools import untrusted
-
-        untrusted.record(ctx.state, f"{call.name} {call.arguments or ''}".strip())
-    return ToolResult(call, content, untrusted=tool.untrusted)
+    return ToolResult(call, content, is_error, untrusted=untrusted)
 
 
 #: Modules that define ``TOOLS``: every tool hermes ships, grouped in toolsets.
