@@ -116,11 +116,11 @@ def allow_matches(entry: str, argv: Sequence[str]) -> bool:
 def _audit(record: dict[str, Any]) -> None:
     """Append one decision to ``logs/approvals.jsonl`` (0600), secrets redacted."""
     from hermes_agent import home
-    from hermes_agent.redact import redact
+    from hermes_agent.redact import redact_data
 
     path = home.approvals_log_path()
     home.ensure_dir(path.parent)
-    line = redact(json.dumps(record, ensure_ascii=False)) + "\n"
+    line = json.dumps(redact_data(record), ensure_ascii=False) + "\n"  # Redacted before JSON.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         if os.fstat(fd).st_mode & 0o077:
