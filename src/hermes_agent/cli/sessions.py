@@ -132,6 +132,23 @@ def _open_session(key: str) -> tuple[StateDB, Session]:
 # --- formatting -----------------------------------------------------------------
 
 
+def _redacted(
+    session: Session, records: list[StoredMessage]
+) -> tuple[Session, list[StoredMessage]]:
+    """The session and its messages as they may be shown or exported: redacted again.
+
+    state.db holds them redacted already, but with the secrets known when they
+    were stored: a key added since, or a spelling an older hermes missed, is
+    caught here, on the data before it is rendered or serialised.
+    """
+    from hermes_agent.redact import redact, redact_message
+
+    title = redact(session.title) if session.title else session.title
+    return dataclasses.replace(session, title=title), [
+        dataclasses.replace(record, message=redact_message(record.message)) for record in records
+    ]
+
+
 def short_time(timestamp: float, now: float | None = None) -> str:
     """Local time, short: ``Nov 25 09:02`` this year, ``2024-11-25`` before."""
     moment = time.localtime(timestamp)
@@ -237,6 +254,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not sessions:
         print("no sessions yet" if args.source is None else f"no sessions from {args.source}")
         return 0
+    from hermes_agent.redact import redact
+
     now = time.time()
     rows = [["ID", "UPDATED", "SOURCE", "MODEL", "MSGS", "TOKENS", "TITLE"]]
     for s in sessions:
@@ -248,7 +267,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 s.model or "-",
                 str(s.message_count),
                 _count(s.total_tokens),
-                s.title or "",
+                redact(s.title or ""),
             ]
         )
     print("\n".join(_table(rows, right=(4, 5))))
@@ -315,7 +334,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     db, session = _open_session(args.id)
     with db:
         records = db.message_records(session.id, include_compacted=True)
-    sys.stdout.write(render_transcript(session, records))
+    sys.stdout.write(render_transcript(*_redacted(session, records)))
     return 0
 
 
@@ -351,11 +370,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not hits:
         print(f"no matches for {query}")
         return 0
+    from hermes_agent.redact import redact
+
     rows = [["ID", "DATE", "ROLE", "MATCH"]]
     for hit in hits:
         role = hit.role + (" (compacted)" if hit.compacted else "")
         date = time.strftime("%Y-%m-%d", time.localtime(hit.created_at))
-        rows.append([hit.session_id, date, role, _one_line(hit.snippet)])
+        rows.append([hit.session_id, date, role, _one_line(redact(hit.snippet))])
     print("\n".join(_table(rows)))
     return 0
 
@@ -453,7 +474,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with db:
         records = db.message_records(session.id, include_compacted=True)
     render = export_jsonl if args.format == "jsonl" else export_markdown
-    text = render(session, records)
+    text = render(*_redacted(session, records))
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
