@@ -10,6 +10,7 @@ check for it and are skipped (never passed) without it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -416,3 +417,36 @@ def test_bubblewrap_backend(make_ctx: Any, home: Path) -> None:
     assert snapshot(home) == before
     out = run(ctx, f"kill -0 {os.getpid()} && echo signalled")
     assert "signalled" not in out
+
+
+# --- hermes sandbox status -----------------------------------------------------------------
+
+
+@needs_landlock
+def test_status_command_proves_the_sandbox(hermes: Any, hermes_home: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    assert hermes("config", "set", "terminal.cwd", str(workspace)).returncode == 0
+    (hermes_home / ".env").write_text(f"OPENROUTER_API_KEY={SECRET}\n")
+    done = hermes("sandbox", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["backend"] == "landlock"
+    assert report["ok"] is True
+    checks = report["checks"]
+    assert checks["read .env"] == "denied"
+    assert checks["write HERMES_HOME"] == "denied"
+    assert checks["open config.yaml to write"] == "denied"
+    assert checks["write hermes' code"] == "denied"
+    assert checks["write temp dir"] == "allowed"
+    assert SECRET not in done.stdout
+    text = hermes("sandbox", "status")
+    assert text.returncode == 0
+    assert "Landlock" in text.stdout and "denied" in text.stdout
+
+
+def test_status_command_says_when_off(hermes: Any) -> None:
+    assert hermes("config", "set", "sandbox.mode", "off").returncode == 0
+    done = hermes("sandbox", "status")
+    assert done.returncode == 0
+    assert "sandbox: off" in done.stdout

@@ -181,6 +181,16 @@ def run(args: argparse.Namespace) -> int:
 # --- one shot -------------------------------------------------------------------------
 
 
+def _warn_unconfined(setup: ChatSetup) -> None:
+    """Say on stderr when the agent's commands will run without a kernel sandbox."""
+    if not any(t.name == "terminal" for t in setup.tools):
+        return
+    from hermes_agent.safety import sandbox
+
+    if not sandbox.active(setup.config) and sandbox.mode_of(setup.config) == "enforce":
+        print(f"hermes: {sandbox.describe(setup.config)}", file=sys.stderr)
+
+
 def one_shot(args: argparse.Namespace) -> int:
     from hermes_agent.cli.common import clean_argument, read_stdin_text
     from hermes_agent.cli.terminal_ui import TerminalEvents
@@ -193,6 +203,7 @@ def one_shot(args: argparse.Namespace) -> int:
         raise UsageError("the question is empty")
     setup = prepare(args)
     events = TerminalEvents(plain=True, compact=bool(setup.config.get("display.compact")))
+    _warn_unconfined(setup)
 
     async def go() -> int:
         agent = make_agent(setup, events)
@@ -299,6 +310,10 @@ class Repl:
         if s.resumed:
             count = len(s.db.messages(s.session_id))
             print(f"{dim}{count} earlier messages loaded{reset}")
+        if any(t.name == "terminal" for t in s.tools):
+            from hermes_agent.safety import sandbox
+
+            print(f"{dim}{sandbox.describe(s.config)}{reset}")
 
     async def main(self) -> int:
         from prompt_toolkit import PromptSession

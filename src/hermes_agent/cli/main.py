@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "skills": ("hermes_agent.cli.skills", "list, show, install and remove skills"),
     "cron": ("hermes_agent.cli.cron", "schedule prompts for the agent to run (jobs in cron/)"),
     "tools": ("hermes_agent.cli.tools", "list the agent's tools and why each is on or off"),
+    "sandbox": (
+        "hermes_agent.cli.sandbox",
+        "show what confines the agent's commands, and check that it holds",
+    ),
     "deploy": (
         "hermes_agent.cli.deploy",
         "apply a NixOS deployment spec (used by services.hermes-agent)",

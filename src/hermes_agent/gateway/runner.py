@@ -51,7 +51,7 @@ from hermes_agent.gateway.platforms import PLATFORMS, Outbound, Platform
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
-    from hermes_agent.providers.base import Provider
+    from hermes_agent.providers.base import Provider, ProviderError, ToolCall
     from hermes_agent.providers.settings import ProviderSettings
     from hermes_agent.state.db import InboundMessage, StateDB
     from hermes_agent.tools.registry import Tool
@@ -82,16 +82,36 @@ class GatewayEvents(Events):
     """The loop's events for one inbound message: text goes to its platform.
 
     ``ask`` returns None: nobody is there to approve, so dangerous commands are
-    denied and tools that need an answer play safe.
+    denied and tools that need an answer play safe. Streamed text is redacted
+    as it goes, holding back what could still turn out to be a secret until
+    the next tool call or the end of the answer (:meth:`flush`).
     """
 
     def __init__(self, platform: Platform | None, inbound: InboundMessage) -> None:
+        from hermes_agent.redact import StreamRedactor
+
         self.platform = platform
         self.inbound = inbound
+        self._stream = StreamRedactor()
 
     def text(self, delta: str) -> None:
         if self.platform is not None:
-            self.platform.stream(self.inbound, delta)
+            safe = self._stream.feed(delta)
+            if safe:
+                self.platform.stream(self.inbound, safe)
+
+    def flush(self) -> None:
+        """Send the rest of the streamed text (the model stopped writing)."""
+        rest = self._stream.finish()
+        self._stream.reset()
+        if rest and self.platform is not None:
+            self.platform.stream(self.inbound, rest)
+
+    def tool_started(self, call: ToolCall) -> None:
+        self.flush()
+
+    def retrying(self, error: ProviderError, delay: float, attempt: int) -> None:
+        self._stream.reset()  # The partial answer is void.
 
     def notice(self, message: str) -> None:
         log.info("inbound %d: %s", self.inbound.id, message)
@@ -152,11 +172,13 @@ class Gateway:
         thread_id: str = "",
         user_id: str = "",
         user_name: str = "",
+        fingerprint: str | None = None,
     ) -> tuple[InboundMessage | None, bool]:
         """Store a message (before the platform is acknowledged) and queue it.
 
         Returns the stored row and whether it is new; a message id seen before
-        is neither stored nor answered again. A sender the platform's
+        is neither stored nor answered again (the row keeps the ``fingerprint``
+        of its first arrival: the platform compares it with the repeat's). A sender the platform's
         allow-lists do not let in gets ``(None, False)``: nothing is stored,
         and they are sent a pairing code instead (once per code).
         """
@@ -177,6 +199,7 @@ class Gateway:
             text=text,
             # A platform told the message arrived will not send it again: on disk first.
             durable=adapter is None or not adapter.answers_in_request,
+            fingerprint=fingerprint,
         )
         if new:
             # At debug: state.db records every arrival; the info line is the answer's.
@@ -339,6 +362,7 @@ class Gateway:
             row.id, "processing", session_id=session_id, with_next_write=True
         )
         started = time.monotonic()
+        events = GatewayEvents(platform, row)
         try:
             agent = build_agent(
                 config=self.config,
@@ -347,7 +371,7 @@ class Gateway:
                 db=self.db,
                 session_id=session_id,
                 cwd=self.cwd,
-                events=GatewayEvents(platform, row),
+                events=events,
                 provider=await self.model_client(),
             )
         except HermesError as exc:
@@ -378,6 +402,7 @@ class Gateway:
             result = await agent.run(
                 row.text, resume=row.status == "processing", on_answer=on_answer
             )
+            events.flush()
         except asyncio.CancelledError:
             # Stopped before the answer: the next start finishes the turn (it stays
             # "processing", which tells the agent the message is in the history already).
@@ -556,6 +581,10 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         started: list[Platform] = []
+        from hermes_agent.safety import sandbox
+
+        line = sandbox.describe(self.config)
+        (log.info if sandbox.active(self.config) else log.warning)("%s", line)
         try:
             self._phase = "starting"
             for platform in self.platforms.values():
