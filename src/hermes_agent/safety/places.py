@@ -128,6 +128,36 @@ HOME_STARTUP = (
 )
 
 
+#: The operating system's own directories. Not a :class:`PathKind` (the workspace
+#: may lie inside one): callers decide what writing there outside the workspace means.
+SYSTEM_DIRS = (
+    *("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot"),
+    *("/sys", "/proc", "/dev", "/run", "/var", "/opt", "/srv", "/snap", "/nix"),
+    *("/System", "/Library", "/Applications", "/private/etc", "/private/var"),
+)
+#: Scratch space inside the system directories: not the system's.
+SCRATCH_DIRS = (
+    "/tmp",
+    "/var/tmp",
+    "/dev/shm",
+    "/private/tmp",
+    "/private/var/folders",
+    "/var/folders",
+)
+
+
+def is_system(path: str) -> bool:
+    """Whether the absolute ``path`` is the system's: under :data:`SYSTEM_DIRS` (scratch
+    space excepted), ``/`` itself, or an entry directly in ``/`` (where only the
+    system creates things)."""
+    path = norm(path)
+    if any(path == d or path.startswith(d + "/") for d in SCRATCH_DIRS):
+        return False
+    if path.count("/") <= 1:
+        return True
+    return any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
+
+
 @dataclass(frozen=True)
 class Places:
     """The protected places for one ``HOME`` and ``HERMES_HOME``."""

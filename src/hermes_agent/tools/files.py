@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 from hermes_agent.errors import HermesError
 from hermes_agent.tools import untrusted
-from hermes_agent.tools.guard import Guard, guard_for
+from hermes_agent.tools.guard import Decision, Guard, Need, check_read, confirm, enforce, guard_for
 from hermes_agent.tools.registry import Tool, ToolContext, ToolError
 
 DEFAULT_LINES = 2000
@@ -275,7 +275,7 @@ def _read(path: Path, shown: str, cwd: str, offset: int, limit: int) -> str:
 
 async def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
     given = args["path"]
-    path = guard_for(ctx).check(given, write=False)
+    path = check_read(ctx, guard_for(ctx), given)
     offset = int(args.get("offset", 1))
     limit = int(args.get("limit", DEFAULT_LINES))
     return await asyncio.to_thread(_read, path, given, ctx.cwd, offset, limit)
@@ -284,9 +284,49 @@ async def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
 # --- write_file -------------------------------------------------------------------
 
 
+def _current_text(path: Path, limit: int = 4 << 20) -> str | None:
+    """The text a file holds now, for a preview of a change; None when not plain text."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError:
+        return None
+    if len(raw) > limit or _binary_kind(raw[:SNIFF_BYTES]) is not None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _added(before: str, after: str) -> str:
+    """The lines of ``after`` that are new or changed relative to ``before``."""
+    old, new = before.splitlines(), after.splitlines()
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    return "\n".join(
+        line
+        for tag, _, _, j1, j2 in matcher.get_opcodes()
+        if tag in ("replace", "insert")
+        for line in new[j1:j2]
+    )
+
+
+def _write_preview(decision: Decision, content: str) -> tuple[str, str]:
+    """``(preview for the user, added text)`` of a write_file that needs approval."""
+    from hermes_agent.tools.write_guard import preview
+
+    before = None if decision.secret else _current_text(decision.real)
+    if before is None:
+        return f"New content ({len(content)} characters):\n{preview(content, 1500)}", content
+    shown = os.path.basename(decision.real)
+    return f"Change:\n{_diff(before, content, shown, limit=3000)}", _added(before, content)
+
+
 async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
     given = args["path"]
-    path = guard_for(ctx).check(given, write=True)
+    decision = guard_for(ctx).decide(given, write=True)
+    enforce(ctx, decision, "write_file")
+    path = decision.real
     data = args["content"].encode("utf-8")
     try:
         info: os.stat_result | None = path.stat()
@@ -298,6 +338,9 @@ async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
         raise ToolError(f"{given} is a directory; give the path of a file inside it")
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise ToolError(f"{given} is {_kind(info.st_mode)}, not a regular file")
+    if decision.need is Need.ASK:
+        shown, added = await asyncio.to_thread(_write_preview, decision, args["content"])
+        await confirm(ctx, decision, "write_file", preview=shown, added=added)
     await asyncio.to_thread(_write, path, data)
     lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
     what = "created" if info is None else f"replaced (was {_human(info.st_size)})"
@@ -315,8 +358,30 @@ def _squash(line: str) -> str:
     return " ".join(line.split())
 
 
+# `password: hunter22`, `export GITHUB_TOKEN=...`, `"api_key": "..."`: a value after a
+# secret-like name. Wider than write_guard's shapes on purpose: an error hint may lose a line.
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)(pass(word|wd|phrase)?|secret|token|api[_-]?key|apikey|private[_-]?key|credential"
+    r"|access[_-]?key|auth)[\w.-]*['\"]?\s*[:=]\s*['\"]?[^\s'\"]{4,}"
+)
+_HIDDEN_LINE = "[line hidden: it looks like it holds a secret; read_file shows it]"
+
+
+def _hide_secret(line: str) -> str:
+    """``line``, or a placeholder when it looks like it holds a secret.
+
+    Error hints quote the file the model is editing; redaction of tool errors
+    catches known secrets, and this catches the ones nobody told hermes about.
+    """
+    from hermes_agent.tools.write_guard import scan
+
+    if _SECRET_ASSIGNMENT.search(line) or scan(line) is not None:
+        return _HIDDEN_LINE
+    return line
+
+
 def _show_lines(lines: list[str], start: int, count: int) -> str:
-    shown = lines[start : start + min(count, 12)]
+    shown = [_hide_secret(line) for line in lines[start : start + min(count, 12)]]
     out = "\n".join(
         _format_line(start + 1 + i, line.encode("utf-8"), 0) for i, line in enumerate(shown)
     )
@@ -325,8 +390,13 @@ def _show_lines(lines: list[str], start: int, count: int) -> str:
     return out
 
 
-def _near_miss(text: str, old: str, shown: str) -> str:
-    """The error for an anchor that is not in the file, with the closest candidates."""
+def _near_miss(text: str, old: str, shown: str, reveal: bool = True) -> str:
+    """The error for an anchor that is not in the file, with the closest candidates.
+
+    With ``reveal`` false (a file outside the ordinary workspace: a start-up
+    file, a secret the user allowed...) the candidates are named by line
+    number only: an error must not be a way to read such a file.
+    """
     lines = text.splitlines()
     wanted = old.strip("\n").splitlines() or [old]
     n = len(wanted)
@@ -337,6 +407,11 @@ def _near_miss(text: str, old: str, shown: str) -> str:
     target = [_squash(line) for line in wanted]
     for start in range(len(lines) - n + 1):
         if squashed[start : start + n] == target:
+            if not reveal:
+                return (
+                    f"{head} exactly, but lines {start + 1}-{start + n} match it except for "
+                    "whitespace (indentation, tabs or trailing spaces); read_file shows them"
+                )
             return (
                 f"{head} exactly, but lines {start + 1}-{start + n} match it except for "
                 "whitespace (indentation, tabs or trailing spaces). Copy the exact text:\n"
@@ -370,6 +445,12 @@ def _near_miss(text: str, old: str, shown: str) -> str:
             break
     if not picks:
         return f"{head}, and nothing in it is similar; read_file shows the current text"
+    if not reveal:
+        spans = ", ".join(
+            f"lines {start + 1}-{min(start + n, len(lines))} ({ratio:.0%} similar)"
+            for ratio, start in picks
+        )
+        return f"{head}. Closest: {spans}; read_file shows the current text"
     parts = [f"{head}. Closest text in the file:"]
     for ratio, start in picks:
         end = min(start + n, len(lines))
@@ -379,7 +460,7 @@ def _near_miss(text: str, old: str, shown: str) -> str:
     return "\n".join(parts)
 
 
-def _diff(before: str, after: str, shown: str) -> str:
+def _diff(before: str, after: str, shown: str, limit: int = MAX_DIFF_CHARS) -> str:
     diff = "".join(
         difflib.unified_diff(
             before.splitlines(keepends=True),
@@ -389,12 +470,23 @@ def _diff(before: str, after: str, shown: str) -> str:
             n=2,
         )
     )
-    if len(diff) > MAX_DIFF_CHARS:
-        diff = diff[:MAX_DIFF_CHARS] + f"\n[... diff cut; {len(diff) - MAX_DIFF_CHARS} more chars]"
+    if len(diff) > limit:
+        diff = diff[:limit] + f"\n[... diff cut; {len(diff) - limit} more chars]"
     return diff.rstrip("\n")
 
 
-def _patch(path: Path, shown: str, cwd: str, old: str, new: str, replace_all: bool) -> str:
+@dataclass
+class _Patched:
+    """A patch worked out but not written yet: the text before and after, and how often."""
+
+    before: str
+    after: str
+    count: int
+
+
+def _patched(
+    path: Path, shown: str, cwd: str, old: str, new: str, replace_all: bool, reveal: bool
+) -> _Patched:
     info = _stat_file(path, shown, cwd)
     try:
         raw = path.read_bytes()
@@ -414,7 +506,7 @@ def _patch(path: Path, shown: str, cwd: str, old: str, new: str, replace_all: bo
         new = new.replace("\n", "\r\n")
     count = text.count(old)
     if count == 0:
-        raise ToolError(_near_miss(text, old, shown))
+        raise ToolError(_near_miss(text, old, shown, reveal))
     if count > 1 and not replace_all:
         starts: list[int] = []
         index = text.find(old)
@@ -427,9 +519,7 @@ def _patch(path: Path, shown: str, cwd: str, old: str, new: str, replace_all: bo
             "surrounding text to make it unique, or set replace_all=true to change every one"
         )
     after = text.replace(old, new) if replace_all else text.replace(old, new, 1)
-    _write(path, after.encode("utf-8"))
-    times = "1 occurrence" if count == 1 else f"{count} occurrences"
-    return f"patched {shown}: replaced {times}\n{_diff(text, after, shown)}"
+    return _Patched(text, after, count)
 
 
 async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
@@ -437,11 +527,22 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
     if old == new:
         raise ToolError("`old` and `new` are the same: nothing would change")
     guard = guard_for(ctx)
-    guard.check(given, write=False)  # patch reads the file too
-    path = guard.check(given, write=True)
+    reading = guard.decide(given, write=False)  # patch reads the file too
+    enforce(ctx, reading, "patch")
+    writing = guard.decide(given, write=True)
+    enforce(ctx, writing, "patch")  # Before reading: no hint from a file it may not change.
+    path = writing.real
     replace_all = bool(args.get("replace_all", False))
     shown = _display(path, ctx.cwd)
-    return await asyncio.to_thread(_patch, path, shown, ctx.cwd, old, new, replace_all)
+    reveal = writing.need is Need.FREE and not (reading.secret or writing.secret)
+    done = await asyncio.to_thread(_patched, path, shown, ctx.cwd, old, new, replace_all, reveal)
+    diff = _diff(done.before, done.after, shown)
+    if writing.need is Need.ASK:
+        added = _added(done.before, done.after)
+        await confirm(ctx, writing, "patch", preview=f"Change:\n{diff}", added=added)
+    await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
+    times = "1 occurrence" if done.count == 1 else f"{done.count} occurrences"
+    return f"patched {shown}: replaced {times}\n{diff}"
 
 
 # --- search_files -----------------------------------------------------------------

@@ -1,127 +1,207 @@
-"""The credential guard: which files the agent's tools may not read or write.
+"""The file tools' guard: which paths ``read_file``, ``write_file``, ``patch`` and
+``search_files`` may touch, and which writes need the user first.
 
-Every path a file tool touches passes :func:`check_path` first (the terminal
-tool can use the same function for paths it recognises in a command). It
-resolves the path the way the operating system will (relative to the
-workspace, ``~`` expanded, every symlink and ``..`` followed) and refuses:
+The facts (where hermes' secrets, gate, code, state and persona live, which
+files shells and logins trust) come from :mod:`hermes_agent.safety.places`,
+the one module that knows them for the command classifier, the kernel sandbox
+and this guard alike. This module adds what only a file tool can check, and
+turns each :class:`~hermes_agent.safety.places.PathKind` into a decision.
 
-- hermes' own secrets: ``HERMES_HOME/.env``, ``auth.json`` and everything in
-  ``mcp-tokens/``, for reading and writing;
-- hermes' own gate: writes to ``config.yaml`` (it holds the approval settings)
-  and to the ``.managed`` marker. Reading ``config.yaml`` is fine. No setting
-  lifts this: the agent must not be able to loosen its own approvals;
-- writes to hermes' own state: ``memories/``, ``skills/``, ``cron/``,
-  ``logs/``, ``sessions/``, ``state.db``. Memories and skills end up in
-  future system prompts; the memory and skills tools change them, asking the
-  user when ``memory.write_approval`` says so, and ``write_file`` must not be
-  a way around that (nor around the audit log in ``logs/``);
-- well-known credential stores, wherever the home directory is: SSH private
-  keys (and any write inside a ``.ssh`` directory), ``.aws/credentials``,
-  ``.config/gcloud/``, ``.azure/``, ``.gnupg/``, ``.netrc``,
-  ``.git-credentials``, ``.pgpass``, ``.pypirc``, ``.docker/config.json``,
-  ``.kube/config``, ``.config/gh/hosts.yml``;
-- private keys: ``*.key``, ``*.p12``, ``*.pfx``, and any file (``*.pem`` or
-  otherwise) that starts a PEM ``PRIVATE KEY`` block;
-- system secrets: ``/etc/shadow``, ``/etc/gshadow``, ``/proc/*/environ`` (a
-  process's environment holds its API keys), and writes to ``/etc/passwd``,
-  ``/etc/group`` and ``/etc/sudoers(.d)``;
-- a hard link to any of the files above (same inode, another name).
+Every path is resolved the way the operating system will open it: relative
+to the workspace, ``~`` expanded, ``..`` folded, every symlink followed
+(also a symlinked parent directory, and a dangling symlink, whose target is
+what a write would create). Both the spelled and the resolved path are
+checked, and the strongest protection of the two wins, so
+``notes.txt -> ~/.hermes/.env`` is the secrets file under another name.
 
-Symlinks are followed on purpose: ``notes.txt -> ~/.hermes/.env`` is the
-secrets file under another name, and a ``.env`` that is itself a symlink into
-``/run/secrets`` (NixOS, sops-nix) is still the secrets file.
+Reads (``read_file``, ``search_files``, and ``patch``, which reads first):
 
-The user can allow specific paths with ``files.allow_secret_paths`` in
-config.yaml (a path allows itself and everything under it; ``*`` globs work).
-The refusal says so, because a blocked agent should tell its user how to
-unblock it rather than look for another way in.
+- **secrets** are refused: hermes' ``.env``, ``auth.json``, ``mcp-tokens/``
+  (always), and credential stores wherever they are (SSH private keys,
+  ``.aws/credentials``, ``.gnupg/``... in any home directory), files named
+  ``*.key``/``*.p12``/``*.pfx``, any file that holds a PEM private key,
+  ``/etc/shadow``, ``/etc/sudoers``, ``/proc/*/environ``, and a hard link to
+  any of them. The user can lift this for their own credential stores with
+  ``files.allow_secret_paths``, never for hermes' own.
+
+Writes (``write_file``, ``patch``), first match wins:
+
+- secrets as above; ``/etc/passwd`` and ``/etc/group`` too.
+- **refused, whatever the settings**: hermes' gate (``config.yaml``,
+  ``.managed``), hermes' code and the Python environment running it, the
+  rest of ``HERMES_HOME`` (memories and skills change through their own
+  tools, which ask where ``memory.write_approval`` says so), and a hard link
+  to any protected file.
+- **ask the user**: ``SOUL.md``/``USER.md`` in ``HERMES_HOME`` (they enter
+  every later system prompt; the text is also scanned like a memory entry,
+  see :mod:`hermes_agent.tools.write_guard`); shell start-up files and the
+  other places shells, logins, ssh, git or the desktop run or trust later
+  (``~/.bashrc``, ``~/.ssh/``, systemd user units...). Both ask even inside
+  the workspace, and for every write (no "always").
+- **free**: the workspace (``terminal.cwd``), directories listed in
+  ``sandbox.writable``, and temp space (``/tmp``...). A project's own
+  ``.bashrc`` or ``config.yaml`` in the workspace is the project's file.
+- **ask the user**: everything else. System paths (``/etc``, ``/usr``,
+  ``/var``, ``/opt``...) and anything else outside the workspace, in the home
+  directory included: a file outside the workspace may be read later by
+  something trusted (``~/bin``, an editor's or a tool's configuration), which
+  no list of names can foresee. This is what the kernel sandbox lets a
+  command do (write the workspace, temp and ``sandbox.writable`` only), with
+  a question instead of a refusal because a file tool writes exactly one
+  file the user can see. "always" covers that one file for the session.
+
+``approvals.mode`` does not remove these questions: it governs commands, which
+the kernel confines whatever the mode; these writes happen in hermes' own
+process, so the question is their only gate. Nobody to ask (a one-shot run,
+a cron job) means no. Every refused or asked write, and every refused read by
+``read_file``/``patch``, is recorded in ``logs/approvals.jsonl`` like the
+terminal's decisions.
+
+A refusal names the path, why it is protected and, where the user can lift
+it, how; it never quotes the file.
+
+Limits: the check and the write are two steps, so a process that swaps a
+directory for a symlink between them (a background command of the same
+session) could redirect a write; the kernel sandbox, not this guard, is what
+keeps such a process away from protected places. Hard links to hermes' code
+are looked for in its package and checkout, not in the whole Python
+environment (a write replaces the file by renaming, so it never changes
+another name of the same inode anyway).
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import fnmatch
 import os
 import re
 import stat
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
+from hermes_agent.safety import places as places_module
+from hermes_agent.safety.places import PathKind, Places
 from hermes_agent.tools.registry import ToolError
 
 if TYPE_CHECKING:
     from hermes_agent.tools.registry import ToolContext
 
 ALLOW_KEY = "files.allow_secret_paths"
+WRITABLE_KEY = "sandbox.writable"
+#: ``ToolContext.state`` key: resolved paths the user answered "always" for.
+ALWAYS_KEY = "files.always"
+
+
+class Need(enum.Enum):
+    """What an access needs: nothing, the user's yes, or it is refused."""
+
+    FREE = "free"
+    ASK = "needs approval"
+    REFUSE = "refused"
 
 
 @dataclass(frozen=True)
-class Rule:
-    """Why a path is protected, and against what."""
+class Decision:
+    """The guard's answer for one path and one kind of access."""
 
-    what: str
-    read: bool = True
-    write: bool = True
-    #: The allow list cannot lift it (hermes' own configuration and approvals).
-    hard: bool = False
+    given: str
+    lexical: Path
+    #: The file the access really touches (every symlink followed): use it.
+    real: Path
+    need: Need
+    #: REFUSE: the whole message for the model. ASK: why the user is asked.
+    reason: str = ""
+    #: What protects it: a PathKind value, "system", "outside", or an extra rule.
+    key: str = ""
+    #: The path as shown to the model and the user (``given (= real)``).
+    shown: str = ""
+    #: A secret that ``files.allow_secret_paths`` lets through (never quote it in errors).
+    secret: bool = False
+
+    @property
+    def always_offered(self) -> bool:
+        """Whether "always" (this file, the rest of the session) is offered."""
+        return self.key in ("system", "outside")
 
 
-_HERMES_ENV = Rule("hermes' secrets file (.env with API keys and tokens)")
-_HERMES_AUTH = Rule("hermes' credential store (auth.json)")
-_HERMES_TOKENS = Rule("an MCP OAuth token file (mcp-tokens/)")
-_HERMES_CONFIG = Rule(
-    "hermes' own configuration (config.yaml), which holds its approval settings",
-    read=False,
-    hard=True,
-)
-_HERMES_MANAGED = Rule(
-    "the marker that hands hermes' configuration to NixOS", read=False, hard=True
-)
-_HERMES_STATE = Rule(
-    "hermes' own state, which only its own tools change (the memory and skills tools ask "
-    "the user where memory.write_approval says so)",
-    read=False,
-)
-_SSH_KEY = Rule("an SSH private key")
-_SSH_DIR = Rule("inside an SSH directory (keys, authorized_keys, config)", read=False)
-_PRIVATE_KEY = Rule("a private key")
+# --- what the refusals call things ------------------------------------------------
 
-# Trailing path components that name a credential file wherever it lives
-# (any user's home, a container's root...).
-_CREDENTIAL_FILES: dict[tuple[str, ...], Rule] = {
-    (".aws", "credentials"): Rule("AWS credentials (~/.aws/credentials)"),
-    (".netrc",): Rule("a .netrc file (login passwords for hosts)"),
-    (".git-credentials",): Rule("git's stored credentials (.git-credentials)"),
-    (".pgpass",): Rule("PostgreSQL passwords (.pgpass)"),
-    (".pypirc",): Rule("PyPI upload credentials (.pypirc)"),
-    (".docker", "config.json"): Rule("Docker registry credentials (~/.docker/config.json)"),
-    (".kube", "config"): Rule("a Kubernetes credentials file (~/.kube/config)"),
-    (".config", "gh", "hosts.yml"): Rule("GitHub CLI tokens (~/.config/gh/hosts.yml)"),
+_HERMES_SECRET_WHAT = {
+    home.ENV_FILE: "hermes' secrets file (.env with API keys and tokens)",
+    home.AUTH_FILE: "hermes' credential store (auth.json)",
+    home.MCP_TOKENS_DIR: "an MCP OAuth token file (mcp-tokens/)",
 }
-# Directories whose whole content is credentials.
-_CREDENTIAL_DIRS: dict[tuple[str, ...], Rule] = {
-    (".config", "gcloud"): Rule("Google Cloud credentials (~/.config/gcloud/)"),
-    (".azure",): Rule("Azure credentials (~/.azure/)"),
-    (".gnupg",): Rule("GnuPG keys (~/.gnupg/)"),
+#: Names for the entries of places.HOME_SECRETS (any other entry gets a generic name).
+_STORE_WHAT = {
+    ".aws/credentials": "AWS credentials (~/.aws/credentials)",
+    ".aws/sso/cache": "AWS SSO tokens (~/.aws/sso/cache/)",
+    ".config/gcloud": "Google Cloud credentials (~/.config/gcloud/)",
+    ".azure": "Azure credentials (~/.azure/)",
+    ".gnupg": "GnuPG keys (~/.gnupg/)",
+    ".netrc": "a .netrc file (login passwords for hosts)",
+    ".git-credentials": "git's stored credentials (.git-credentials)",
+    ".pgpass": "PostgreSQL passwords (.pgpass)",
+    ".pypirc": "PyPI upload credentials (.pypirc)",
+    ".docker/config.json": "Docker registry credentials (~/.docker/config.json)",
+    ".kube/config": "a Kubernetes credentials file (~/.kube/config)",
+    ".config/gh/hosts.yml": "GitHub CLI tokens (~/.config/gh/hosts.yml)",
+    ".password-store": "a pass password store (~/.password-store/)",
+    ".local/share/keyrings": "the desktop keyring (~/.local/share/keyrings/)",
 }
-# Files in a .ssh directory that hold no secret and may be read.
-_SSH_READABLE = re.compile(r".*\.pub|known_hosts.*|config|authorized_keys2?")
-_KEY_SUFFIXES = (".key", ".p12", ".pfx")
-
-_SYSTEM: dict[str, Rule] = {
-    "/etc/shadow": Rule("the system password hashes (/etc/shadow)"),
-    "/etc/shadow-": Rule("a backup of the system password hashes"),
-    "/etc/gshadow": Rule("the system group password hashes (/etc/gshadow)"),
-    "/etc/gshadow-": Rule("a backup of the system group password hashes"),
-    "/etc/passwd": Rule("the system user database", read=False),
-    "/etc/group": Rule("the system group database", read=False),
-    "/etc/sudoers": Rule("the sudo configuration"),
-}
-_SYSTEM_DIRS: dict[str, Rule] = {
-    "/etc/sudoers.d": Rule("the sudo configuration (/etc/sudoers.d)"),
+_SYSTEM_SECRET_WHAT = "the system password hashes (or their backup)"
+#: Rules of this guard beyond places.py: (path, what, refused for reads too).
+_SYSTEM_EXTRA: dict[str, tuple[str, bool]] = {
+    "/etc/passwd": ("the system user database", False),
+    "/etc/group": ("the system group database", False),
+    "/etc/sudoers": ("the sudo configuration", True),
+    "/etc/sudoers.d": ("the sudo configuration (/etc/sudoers.d)", True),
 }
 _PROC_SECRETS = {"environ": "a process's environment (it holds API keys)", "mem": "process memory"}
+_KEY_SUFFIXES = (".key", ".p12", ".pfx")
+_SSH_KEY = "an SSH private key"
+_PRIVATE_KEY = "a private key"
+
+_GATE_WHAT = {
+    home.CONFIG_FILE: (
+        "hermes' own configuration (config.yaml), which holds its approval settings"
+    ),
+    home.MANAGED_MARKER: ("the marker that hands hermes' own configuration to NixOS (.managed)"),
+}
+_HARD_TAIL = {
+    PathKind.GATE: (
+        "The agent may not change its own configuration or approvals; the user can, with "
+        "`hermes config set KEY VALUE` or `hermes config edit`."
+    ),
+    PathKind.CODE: (
+        "The agent may not change hermes itself, its code or the Python environment it runs "
+        "in, and no setting allows it; tell the user what you wanted to change and why."
+    ),
+    PathKind.STATE: (
+        "Only hermes' own tools change it: the memory and skills tools (which ask the user "
+        "where memory.write_approval says so); no setting allows other writes."
+    ),
+    PathKind.SECRET: (
+        "hermes' own credentials never pass through the conversation, and no setting changes "
+        "that; the user manages them with `hermes setup` or by editing the file themselves."
+    ),
+}
+_ASK_WHY = {
+    PathKind.PERSONA.value: (
+        "it is hermes' persona file ({name}), which enters the system prompt of every later session"
+    ),
+    PathKind.STARTUP.value: (
+        "it is a file that shells, logins, ssh, git or the desktop run or trust later "
+        "(a start-up file)"
+    ),
+    "system": "it is a system path, outside the workspace",
+    "outside": "it is outside the workspace ({workspace})",
+}
 
 # A PEM private key: the BEGIN line at the start of a line, then key material
 # (so a document that merely mentions the header is not mistaken for a key).
@@ -130,15 +210,28 @@ _PEM_PRIVATE = re.compile(
     rb"[\s\S]{0,400}?[A-Za-z0-9+/]{40}"
 )
 _SNIFF_BYTES = 1 << 20
+#: Directories skipped when hermes' code is searched for hard links: environments,
+#: caches and version control, which are large and never hermes' code itself.
+_CODE_SKIP = frozenset(
+    {".venv", "venv", ".git", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache"}
+    | {".pytest_cache", ".cache", ".tox", ".nox"}
+)
+#: At most this many directory entries are looked at to find a hard link's other names.
+_LINK_SEARCH_BUDGET = 200_000
 
 
 def _lexical(path: str | os.PathLike[str], cwd: str) -> Path:
     """``path`` made absolute against ``cwd`` with ``~`` expanded, ``..`` folded, links kept."""
-    return Path(os.path.normpath(os.path.join(cwd, os.path.expanduser(os.fspath(path)))))
+    return Path(places_module.norm(os.path.join(cwd, os.path.expanduser(os.fspath(path)))))
 
 
-def _real(path: Path) -> Path:
+def _real(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(path))
+
+
+def _within(path: Path | str, root: Path | str) -> bool:
+    path, root = str(path), str(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _contains(parts: tuple[str, ...], sequence: tuple[str, ...]) -> bool:
@@ -146,58 +239,51 @@ def _contains(parts: tuple[str, ...], sequence: tuple[str, ...]) -> bool:
     return any(parts[i : i + n] == sequence for i in range(len(parts) - n + 1))
 
 
-def _under(path: Path, directory: Path) -> bool:
-    return path == directory or directory in path.parents
+def _walk(root: str, skip: frozenset[str] = frozenset()) -> Iterator[os.DirEntry[str]]:
+    """Every entry under ``root`` (symlinks not followed; ``skip`` names not entered)."""
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            yield entry
+            try:
+                if entry.is_dir(follow_symlinks=False) and entry.name not in skip:
+                    stack.append(entry.path)
+            except OSError:
+                continue
 
 
 class Guard:
     """The guard for one workspace and configuration; checks many paths cheaply.
 
-    :func:`check_path` is the one-call form. Tools that check many paths (a
-    search over a tree) build one ``Guard`` and call :meth:`refusal`.
+    :meth:`decide` gives the decision for one access; :meth:`refusal` and
+    :meth:`check` are the short forms for reads (and for writes that must not
+    ask). :func:`guard_for` builds one from a tool call's context.
     """
 
-    def __init__(self, cwd: str, allow: list[str] | None = None) -> None:
+    def __init__(
+        self, cwd: str, allow: Iterable[str] | None = None, *, writable: Iterable[str] = ()
+    ) -> None:
         self.cwd = cwd
-        hermes_files: list[tuple[Path, Rule]] = [
-            (home.env_path(), _HERMES_ENV),
-            (home.auth_path(), _HERMES_AUTH),
-            (home.config_path(), _HERMES_CONFIG),
-            (home.managed_marker_path(), _HERMES_MANAGED),
-        ]
-        self._exact: dict[Path, Rule] = {}
-        db = home.state_db_path()
-        hermes_files += (
-            (path, _HERMES_STATE)
-            for path in (
-                db,
-                db.with_name(db.name + "-wal"),
-                db.with_name(db.name + "-shm"),
-                home.gateway_pid_path(),
-                home.path(home.NIX_STATE_FILE),
-            )
-        )
-        for path, rule in hermes_files:
-            self._exact[_lexical(path, cwd)] = rule
-            self._exact[_real(path)] = rule
-        for name, rule in _SYSTEM.items():
-            self._exact[Path(name)] = rule
-        state_dirs = (
-            home.memories_dir(),
-            home.skills_dir(),
-            home.cron_dir(),
-            home.logs_dir(),
-            home.sessions_dir(),
-        )
-        self._dirs: list[tuple[Path, Rule]] = [
-            (_lexical(home.mcp_tokens_dir(), cwd), _HERMES_TOKENS),
-            (_real(home.mcp_tokens_dir()), _HERMES_TOKENS),
-            *((_real(d), _HERMES_STATE) for d in state_dirs),
-            *((_lexical(d, cwd), _HERMES_STATE) for d in state_dirs),
-            *((Path(name), rule) for name, rule in _SYSTEM_DIRS.items()),
-        ]
+        self.places: Places = places_module.places()
+        self.workspace = _real(cwd)
+        self.writable = [_real(os.path.expanduser(w)) for w in writable if w.strip()]
+        scratch = {tempfile.gettempdir(), *places_module.SCRATCH_DIRS}
+        self.scratch = sorted({str(_real(s)) for s in scratch} | scratch)
+        home = self.places.home
+        self.homes = sorted({home, str(_real(home))})
+        # hermes' own secrets, spelled and resolved: no setting lifts their protection.
+        self._hermes_secrets: list[tuple[str, str]] = []
+        for hermes_home in self.places.hermes_homes:
+            for name in places_module.HERMES_SECRETS:
+                spelled = os.path.join(hermes_home, name)
+                for form in {spelled, str(_real(spelled))}:
+                    self._hermes_secrets.append((form, _HERMES_SECRET_WHAT[name]))
         self._allow = [self._allow_entry(entry) for entry in allow or () if entry]
-        self._inodes: dict[tuple[int, int], Rule] | None = None
+        self._secret_inodes: dict[tuple[int, int], tuple[str, bool]] | None = None
 
     def _allow_entry(self, entry: str) -> tuple[str, Path | None]:
         lexical = _lexical(entry, self.cwd)
@@ -205,7 +291,7 @@ class Guard:
             return str(lexical), None
         return str(lexical), _real(lexical)
 
-    # --- the checks ------------------------------------------------------------
+    # --- resolving ------------------------------------------------------------------
 
     def resolve(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """``(lexical, real)`` forms of ``path``; a clear error for an unusable one."""
@@ -217,48 +303,35 @@ class Guard:
         lexical = _lexical(raw, self.cwd)
         return lexical, _real(lexical)
 
-    def rule_for(self, lexical: Path, real: Path, *, write: bool) -> Rule | None:
-        """The rule that protects this path against this access, or None."""
-        for candidate in (real, lexical):
-            rule = self._path_rule(candidate, write=write)
-            if rule is not None:
-                return rule
-        if not write:
-            return self._content_rule(real)
-        if real.suffix.lower() == ".pem" and self._content_rule(real) is not None:
-            return _PRIVATE_KEY  # Overwriting an existing private key.
-        return None
+    # --- secrets --------------------------------------------------------------------
 
-    def _path_rule(self, path: Path, *, write: bool) -> Rule | None:
-        def applies(rule: Rule) -> bool:
-            return rule.write if write else rule.read
-
-        rule = self._exact.get(path)
-        if rule is not None and applies(rule):
-            return rule
-        for directory, rule in self._dirs:
-            if applies(rule) and _under(path, directory):
-                return rule
+    def _secret(self, path: Path, *, write: bool) -> tuple[str, bool] | None:
+        """``(what, hermes' own)`` when ``path`` names a secret for this access."""
+        text = str(path)
+        for place, what in self._hermes_secrets:
+            if _within(text, place):
+                return what, True
         parts = path.parts
-        for tail, rule in _CREDENTIAL_FILES.items():
-            if parts[-len(tail) :] == tail and applies(rule):
-                return rule
-        for sequence, rule in _CREDENTIAL_DIRS.items():
-            if _contains(parts, sequence) and applies(rule):
-                return rule
-        if ".ssh" in parts[:-1]:
-            if write:
-                return _SSH_DIR
-            if not _SSH_READABLE.fullmatch(path.name):
-                return _SSH_KEY
+        for entry in places_module.HOME_SECRETS:
+            if _contains(parts, tuple(entry.split("/"))):
+                return _STORE_WHAT.get(entry, f"a credential store (~/{entry})"), False
+        if self.places.kind_of(text) is PathKind.SECRET:
+            if text in places_module.SYSTEM_SECRETS:
+                return _SYSTEM_SECRET_WHAT, False
+            if ".ssh" in parts[:-1]:
+                return _SSH_KEY, False
+            return "a secret", False
+        for place, (what, read_too) in _SYSTEM_EXTRA.items():
+            if _within(text, place) and (write or read_too):
+                return what, False
         if path.name.lower().endswith(_KEY_SUFFIXES):
-            return _PRIVATE_KEY
+            return _PRIVATE_KEY, False
         if len(parts) > 2 and parts[1] == "proc" and parts[-1] in _PROC_SECRETS:
-            return Rule(_PROC_SECRETS[parts[-1]])
+            return _PROC_SECRETS[parts[-1]], False
         return None
 
-    def _content_rule(self, real: Path) -> Rule | None:
-        """Rules that need the file itself: a private key inside, a hard link to a secret."""
+    def _content_secret(self, real: Path, *, write: bool) -> tuple[str, bool] | None:
+        """Secrets that need the file itself: a hard link to one, a private key inside."""
         try:
             info = real.stat()
         except OSError:
@@ -266,41 +339,46 @@ class Guard:
         if not stat.S_ISREG(info.st_mode):
             return None
         if info.st_nlink > 1:
-            rule = self._secret_inodes().get((info.st_dev, info.st_ino))
-            if rule is not None:
-                return rule
+            found = self._secret_links().get((info.st_dev, info.st_ino))
+            if found is not None:
+                return found
+        if write and real.suffix.lower() != ".pem":
+            return None  # Writing over a key with another name was refused by name already.
         try:
             with real.open("rb") as handle:
                 head = handle.read(_SNIFF_BYTES)
         except OSError:
-            return None  # The read itself will fail with a clear error.
+            return None  # The access itself will fail with a clear error.
         if b"PRIVATE KEY" in head and _PEM_PRIVATE.search(head):
-            return _PRIVATE_KEY
+            return _PRIVATE_KEY, False
         return None
 
-    def _secret_inodes(self) -> dict[tuple[int, int], Rule]:
-        if self._inodes is None:
-            self._inodes = {}
-            candidates = [(p, r) for p, r in self._exact.items() if r.read]
-            for directory, rule in self._dirs:
-                if rule.read and directory.is_dir():
-                    candidates.extend((p, rule) for p in directory.rglob("*"))
-            user_home = Path.home()
-            for tail, rule in _CREDENTIAL_FILES.items():
-                candidates.append((user_home.joinpath(*tail), rule))
-            ssh = user_home / ".ssh"
-            if ssh.is_dir():
-                candidates.extend(
-                    (p, _SSH_KEY) for p in ssh.iterdir() if not _SSH_READABLE.fullmatch(p.name)
+    def _secret_links(self) -> dict[tuple[int, int], tuple[str, bool]]:
+        """The inodes of every secret file that exists, and what it is."""
+        if self._secret_inodes is None:
+            self._secret_inodes = {}
+            candidates = [*self.places.secrets, *_SYSTEM_EXTRA]
+            for place in candidates:
+                self._record_inodes(place)
+        return self._secret_inodes
+
+    def _record_inodes(self, place: str) -> None:
+        assert self._secret_inodes is not None
+        paths: Iterable[str] = [place]
+        if os.path.isdir(place):
+            paths = (entry.path for entry in _walk(place))
+        for path in paths:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found = self._secret(Path(path), write=False) or self._secret(
+                    _real(path), write=False
                 )
-            for path, rule in candidates:
-                try:
-                    info = path.stat()
-                except OSError:
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    self._inodes.setdefault((info.st_dev, info.st_ino), rule)
-        return self._inodes
+                self._secret_inodes.setdefault(
+                    (info.st_dev, info.st_ino), found or ("a secret", False)
+                )
 
     def allowed(self, lexical: Path, real: Path) -> bool:
         """Whether the user listed this path in ``files.allow_secret_paths``."""
@@ -310,45 +388,186 @@ class Guard:
                     str(lexical), pattern
                 ):
                     return True
-            elif _under(real, resolved) or _under(lexical, Path(pattern)):
+            elif _within(real, resolved) or _within(lexical, pattern):
                 return True
         return False
 
-    def refusal(self, path: str | os.PathLike[str], *, write: bool) -> str | None:
-        """Why the access is refused (the whole message), or None when it is allowed."""
-        lexical, real = self.resolve(path)
-        rule = self.rule_for(lexical, real, write=write)
-        if rule is None or (not rule.hard and self.allowed(lexical, real)):
+    # --- protected places ------------------------------------------------------------
+
+    def _kind(self, path: Path) -> PathKind | None:
+        """The strongest kind of place ``path`` is in, secrets aside (handled before:
+        ``~/.ssh/id_ed25519`` that the allow list lets through is still in ``~/.ssh``)."""
+        text = str(path)
+        for place, kind in self.places.table:
+            if kind is not PathKind.SECRET and _within(text, place):
+                return kind
+        return None
+
+    def _linked_protected(self, real: Path) -> PathKind | None:
+        """The kind of protected file ``real`` is another name of (a hard link), or None."""
+        try:
+            info = real.stat()
+        except OSError:
             return None
-        shown = f"{os.fspath(path)!s}"
-        if real != lexical or shown != str(real):
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
+            return None
+        wanted = (info.st_dev, info.st_ino)
+        budget = _LINK_SEARCH_BUDGET
+        p = self.places
+        roots: list[tuple[str, PathKind, frozenset[str]]] = [
+            *((place, PathKind.GATE, frozenset()) for place in p.gate),
+            *((place, PathKind.PERSONA, frozenset()) for place in p.persona),
+            *((place, PathKind.STATE, frozenset()) for place in p.hermes_homes),
+            *((place, PathKind.STARTUP, frozenset()) for place in p.startup),
+            *((place, PathKind.CODE, _CODE_SKIP) for place in self._code_roots()),
+        ]
+        for root, kind, skip in roots:
+            try:
+                top = os.stat(root)
+            except OSError:
+                continue
+            if top.st_dev != info.st_dev:
+                continue  # Hard links never cross file systems.
+            if (top.st_dev, top.st_ino) == wanted:
+                return kind
+            if not stat.S_ISDIR(top.st_mode):
+                continue
+            for entry in _walk(root, skip):
+                budget -= 1
+                if budget < 0:
+                    return kind  # Not ruled out within the budget: the safe answer.
+                try:
+                    if entry.inode() == info.st_ino and entry.is_file(follow_symlinks=False):
+                        return kind
+                except OSError:
+                    continue
+        return None
+
+    def _code_roots(self) -> list[str]:
+        """hermes' code to search for hard links: its package, checkout and scripts."""
+        import hermes_agent
+
+        roots = [str(Path(hermes_agent.__file__).resolve().parent)]
+        roots += [
+            place
+            for place in self.places.code
+            if os.path.isfile(place)
+            or os.path.isfile(os.path.join(place, "pyproject.toml"))
+            or os.path.basename(place) in ("bin", "Scripts")
+        ]
+        return roots
+
+    # --- deciding --------------------------------------------------------------------
+
+    def _shown(self, given: str, real: Path) -> str:
+        shown = given
+        if shown != str(real):
             shown += f" (= {real})"
-        if rule.hard:
-            return (
-                f"refused to write {shown}: it is {rule.what}. The agent may not change its "
-                "own configuration or approvals; the user can, with `hermes config set KEY "
-                "VALUE` or `hermes config edit`."
-            )
+        return shown
+
+    def decide(self, path: str | os.PathLike[str], *, write: bool) -> Decision:
+        """What reading or writing ``path`` needs (see the module docstring)."""
+        given = os.fspath(path)
+        lexical, real = self.resolve(given)
+        shown = self._shown(given, real)
         verb = "write" if write else "read"
-        return (
-            f"refused to {verb} {shown}: it is {rule.what}. The credential guard keeps "
-            f"secrets out of the conversation. If the user wants the agent to {verb} it, "
-            f"they can allow the path in config.yaml under `{ALLOW_KEY}` "
-            f"(e.g. `hermes config set {ALLOW_KEY} '[\"{real}\"]'`)."
+
+        def refuse(what: str, tail: str, key: str) -> Decision:
+            message = f"refused to {verb} {shown}: it is {what}. {tail}"
+            return Decision(given, lexical, real, Need.REFUSE, message, key, shown)
+
+        secret = (
+            self._secret(real, write=write)
+            or self._secret(lexical, write=write)
+            or self._content_secret(real, write=write)
         )
+        if secret is not None:
+            what, hermes_own = secret
+            if hermes_own:
+                return refuse(what, _HARD_TAIL[PathKind.SECRET], PathKind.SECRET.value)
+            if not self.allowed(lexical, real):
+                tail = (
+                    f"The credential guard keeps secrets out of the conversation. If the user "
+                    f"wants the agent to {verb} it, they can allow the path in config.yaml under "
+                    f"`{ALLOW_KEY}` (e.g. `hermes config set {ALLOW_KEY} '[\"{real}\"]'`)."
+                )
+                return refuse(what, tail, PathKind.SECRET.value)
+        lifted = secret is not None  # A secret the user's allow list lets through.
+
+        def free() -> Decision:
+            return Decision(given, lexical, real, Need.FREE, shown=shown, secret=lifted)
+
+        if not write:
+            return free()
+
+        kinds = {self._kind(real), self._kind(lexical)}
+        for kind in (PathKind.GATE, PathKind.CODE, PathKind.STATE):
+            if kind in kinds:
+                return refuse(self._what(kind, real, lexical), _HARD_TAIL[kind], kind.value)
+        linked = self._linked_protected(real)
+        if linked is not None:
+            what = f"another name (a hard link) of a protected file ({linked.value})"
+            tail = "Writes through hard links to protected files are never made."
+            return refuse(what, tail, "hard link")
+
+        def ask(key: str) -> Decision:
+            why = _ASK_WHY[key].format(name=real.name, workspace=self.workspace)
+            return Decision(given, lexical, real, Need.ASK, why, key, shown, lifted)
+
+        for kind in (PathKind.PERSONA, PathKind.STARTUP):
+            if kind in kinds:
+                return ask(kind.value)
+        if _within(real, self.workspace) and str(self.workspace) != "/":
+            return free()
+        if any(_within(real, w) for w in self.writable):
+            return free()
+        if any(_within(real, h) for h in self.homes):
+            return ask("outside")  # The home directory is never scratch space.
+        if any(_within(real, s) for s in self.scratch):
+            return free()
+        if places_module.is_system(str(real)):
+            return ask("system")
+        return ask("outside")
+
+    def _what(self, kind: PathKind, real: Path, lexical: Path) -> str:
+        if kind is PathKind.GATE:
+            for path in (real, lexical):
+                if path.name in _GATE_WHAT and str(path.parent) in self.places.hermes_homes:
+                    return _GATE_WHAT[path.name]
+            return "hermes' own configuration"
+        if kind is PathKind.CODE:
+            return "hermes' own code or the Python environment it runs in"
+        return "hermes' own state (HERMES_HOME)"
+
+    # --- short forms -----------------------------------------------------------------
+
+    def refusal(self, path: str | os.PathLike[str], *, write: bool) -> str | None:
+        """Why the access is refused (the whole message), or None when it may go ahead
+        (for a write: perhaps after asking the user; see :meth:`decide`)."""
+        decision = self.decide(path, write=write)
+        return decision.reason if decision.need is Need.REFUSE else None
 
     def check(self, path: str | os.PathLike[str], *, write: bool) -> Path:
-        """The resolved path to use, or :class:`ToolError` with the reason."""
-        reason = self.refusal(path, write=write)
-        if reason is not None:
-            raise ToolError(reason)
-        return _real(_lexical(path, self.cwd))
+        """The resolved path to use, or :class:`ToolError` with the reason.
+
+        For a write that needs the user's approval this refuses too (it cannot
+        ask): tools that write use :meth:`decide` and :func:`confirm`.
+        """
+        decision = self.decide(path, write=write)
+        if decision.need is Need.REFUSE:
+            raise ToolError(decision.reason)
+        if decision.need is Need.ASK:
+            raise ToolError(
+                f"writing {decision.shown} needs the user's approval: {decision.reason}"
+            )
+        return decision.real
 
 
 def guard_for(ctx: ToolContext) -> Guard:
     """The guard for a tool call's workspace and configuration."""
-    allow = ctx.config.get(ALLOW_KEY) or []
-    return Guard(ctx.cwd, [str(entry) for entry in allow])
+    allow = [str(entry) for entry in ctx.config.get(ALLOW_KEY) or ()]
+    writable = [str(entry) for entry in ctx.config.get(WRITABLE_KEY) or ()]
+    return Guard(ctx.cwd, allow, writable=writable)
 
 
 def check_path(path: str | os.PathLike[str], ctx: ToolContext, *, write: bool) -> Path:
@@ -360,3 +579,121 @@ def check_path(path: str | os.PathLike[str], ctx: ToolContext, *, write: bool) -
     checked, so writing through a symlink changes its target, not the link.
     """
     return guard_for(ctx).check(path, write=write)
+
+
+# --- asking and recording ---------------------------------------------------------------
+
+
+def _record(ctx: ToolContext, decision: Decision, tool: str, outcome: str, by: str) -> None:
+    """One line in ``logs/approvals.jsonl``, as the terminal's gate writes them."""
+    from hermes_agent.safety.gate import _audit
+
+    record: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "session": ctx.session_id,
+        "purpose": "file",
+        "command": f"{tool} {decision.given}",
+        "path": str(decision.real),
+        "cwd": ctx.cwd,
+        "depth": ctx.depth,
+        "verdict": decision.need.value,
+        "kind": decision.key,
+        "reasons": [decision.reason],
+        "decision": outcome,
+        "by": by,
+    }
+    _audit(record)
+
+
+def enforce(ctx: ToolContext, decision: Decision, tool: str) -> None:
+    """Raise the refusal (recorded in the audit log) when ``decision`` refuses."""
+    if decision.need is not Need.REFUSE:
+        return
+    from hermes_agent.errors import HermesError
+
+    # Refused either way; a broken log must not turn a refusal into a crash.
+    with contextlib.suppress(OSError, ValueError, HermesError):
+        _record(ctx, decision, tool, "refused", "policy")
+    raise ToolError(decision.reason)
+
+
+def check_read(ctx: ToolContext, guard: Guard, path: str) -> Path:
+    """The file to read, or the refusal (recorded) as :class:`ToolError`."""
+    decision = guard.decide(path, write=False)
+    enforce(ctx, decision, "read")
+    return decision.real
+
+
+async def confirm(
+    ctx: ToolContext, decision: Decision, tool: str, *, preview: str, added: str
+) -> None:
+    """Let a write go ahead, or raise :class:`ToolError` saying why not.
+
+    Refused writes are refused; free ones return at once. One that needs
+    approval asks the user (``ctx.ask``) with ``preview`` (what would be
+    written, redacted) after the checks of its kind: ``added`` (the text the
+    write adds) of a persona file must pass the same scan as a memory entry.
+    Nobody to ask means no. Every decision is recorded in the audit log; a
+    write whose approval cannot be recorded is not made.
+    """
+    enforce(ctx, decision, tool)
+    if decision.need is Need.FREE:
+        return
+    from hermes_agent.errors import HermesError
+    from hermes_agent.redact import redact
+    from hermes_agent.tools import untrusted, write_guard
+
+    def decide(outcome: str, by: str) -> None:
+        try:
+            _record(ctx, decision, tool, outcome, by)
+        except (OSError, ValueError, HermesError) as exc:
+            raise ToolError(
+                f"{decision.given} was not written: the decision could not be recorded in the "
+                f"audit log ({exc}); fix HERMES_HOME/logs"
+            ) from None
+
+    if decision.key == PathKind.PERSONA.value:
+        reason = write_guard.scan(added)
+        if reason:
+            decide("refused", "content scan")
+            raise ToolError(f"refused to write {decision.shown}: {reason}")
+    always: set[str] = ctx.state.setdefault(ALWAYS_KEY, set())
+    if decision.always_offered and str(decision.real) in always:
+        decide("allowed", "always")
+        return
+    sources = untrusted.turn_sources(ctx.state)
+    warning = ""
+    if sources:
+        named = ", ".join(s[:80] for s in sources[:3])
+        warning = (
+            f"\nThis turn read untrusted content ({named}), which may have asked for this write."
+        )
+    choices = ["yes", "no", "always"] if decision.always_offered else ["yes", "no"]
+    options = "yes = this once, no = do not write it"
+    if decision.always_offered:
+        options += ", always = this file, for the rest of the session"
+    question = (
+        f"The agent wants to {tool.replace('_', ' ')} {decision.shown}: {decision.reason}."
+        f"{warning}\n{redact(preview)}\nAllow it? {options}."
+    )
+    answer = await ctx.ask(question, choices)
+    normalized = (answer or "").strip().lower()
+    if answer is None:
+        decide("denied", "nobody to ask")
+        raise ToolError(
+            f"denied: writing {decision.shown} needs the user's approval ({decision.reason}) and "
+            "nobody is there to give it (a run without a terminal, or a scheduled job). Write "
+            "inside the workspace instead, or tell the user what you wanted to write and where."
+        )
+    if normalized in ("always", "a") and decision.always_offered:
+        always.add(str(decision.real))
+        decide("allowed", "user (always)")
+        return
+    if normalized in ("yes", "y"):
+        decide("allowed", "user")
+        return
+    decide("denied", "user")
+    raise ToolError(
+        f"denied by the user: {decision.shown} was not written. Do not retry it; ask the user "
+        "how they want to proceed."
+    )
