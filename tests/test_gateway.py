@@ -336,10 +336,13 @@ def test_repeated_message_id_is_answered_once(start: Any, llm: ScriptedLLM) -> N
 
 
 def test_restart_answers_a_pending_message(hermes_home: Path, start: Any, llm: ScriptedLLM) -> None:
+    from hermes_agent.gateway.platforms.api_server import caller_of, idempotent_message_id
+
     llm.add(Reply("Answered after the restart."))
+    message_id = idempotent_message_id(caller_of(KEY), "dave", "left-over-1")
     with StateDB(hermes_home / "state.db") as db:
         row, new = db.add_inbound(
-            platform="api_server", chat_id="dave", message_id="left-over-1", text="still there?"
+            platform="api_server", chat_id="dave", message_id=message_id, text="still there?"
         )
         assert new and row.status == "pending"
     gateway = start()
@@ -357,7 +360,9 @@ def test_restart_answers_a_pending_message(hermes_home: Path, start: Any, llm: S
         texts = [m["content"] for m in db.messages(stored.session_id)]
         assert texts == ["still there?", "Answered after the restart."]
     # The client that sent it can fetch the answer by repeating the message id.
-    again = ask(gateway, "still there?", extra_headers={"Idempotency-Key": "left-over-1"})
+    again = ask(
+        gateway, "still there?", user="dave", extra_headers={"Idempotency-Key": "left-over-1"}
+    )
     assert again == "Answered after the restart."
     assert len(llm.requests) == 1
 
@@ -483,7 +488,7 @@ def test_sigterm_keeps_an_unfinished_answer_for_the_next_start(
     with StateDB(gateway.home / "state.db") as db:
         (row,) = db.unfinished_inbound()
         # "processing": the message is in the conversation already; the turn is continued.
-        assert row.status == "processing" and row.message_id == "job-7"
+        assert row.status == "processing" and row.chat_id == "fred"
     restarted = start()
     again = ask(restarted, "long job", user="fred", extra_headers=headers)
     assert again == "Answered after the restart."
@@ -549,8 +554,13 @@ def test_a_failed_answer_is_reported_to_the_client(start: Any, llm: ScriptedLLM)
     assert "model rejected the request" in str(caught.value)
     with StateDB(gateway.home / "state.db") as db:
         assert db.unfinished_inbound() == []
+        from hermes_agent.gateway.platforms.api_server import caller_of, idempotent_message_id
+
         stored, new = db.add_inbound(
-            platform="api_server", chat_id="hank", message_id="m-1", text="break please"
+            platform="api_server",
+            chat_id="hank",
+            message_id=idempotent_message_id(caller_of(KEY), "hank", "m-1"),
+            text="break please",
         )
         assert not new and stored.status == "failed"
 

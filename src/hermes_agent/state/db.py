@@ -175,6 +175,9 @@ class InboundMessage:
     delivery_mark: str | None = None
     #: The platform's id of the last chunk it accepted, when it gives one.
     sent_id: str | None = None
+    #: A digest of what was asked (the HTTP API): a message id repeated with another
+    #: request is refused rather than answered with this message's reply.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -467,6 +470,13 @@ def m007_gateway_delivery_marks(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE INDEX gateway_chat_moves_new ON gateway_chat_moves (platform, new_chat_id)"
     )
+
+
+@migration
+def m008_inbound_fingerprint(conn: sqlite3.Connection) -> None:
+    # An HTTP API client's Idempotency-Key reused with a different request must not be
+    # answered with the first request's reply: the digest of the request is kept with it.
+    conn.execute("ALTER TABLE gateway_inbound ADD COLUMN fingerprint TEXT")
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -1349,11 +1359,13 @@ class StateDB:
         thread_id: str = "",
         user_id: str = "",
         durable: bool = True,
+        fingerprint: str | None = None,
     ) -> tuple[InboundMessage, bool]:
         """Store a platform message as pending; return it and whether it is new.
 
         A message whose ``(platform, message_id)`` is already stored is not
-        stored again: the existing row comes back with ``False``. ``durable``
+        stored again: the existing row comes back with ``False`` (with the
+        ``fingerprint`` it was first stored with, for the caller to compare). ``durable``
         (the default): on disk before this returns, so the platform can be told
         it arrived even if the power fails next; the HTTP API, whose caller
         waits for the answer in the same request, does without.
@@ -1362,8 +1374,19 @@ class StateDB:
         with self._write(durable=durable) as conn:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO gateway_inbound (platform, chat_id, thread_id, user_id, "
-                "message_id, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (platform, chat_id, thread_id, user_id, message_id, self._redact(text), now, now),
+                "message_id, text, fingerprint, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    platform,
+                    chat_id,
+                    thread_id,
+                    user_id,
+                    message_id,
+                    self._redact(text),
+                    fingerprint,
+                    now,
+                    now,
+                ),
             )
             new = cursor.rowcount == 1
             row = conn.execute(

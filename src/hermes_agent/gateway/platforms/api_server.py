@@ -5,18 +5,28 @@
 input (the agent keeps the conversation itself, in state.db); the ``user``
 field or the ``X-Hermes-Session`` header names the conversation (without
 either, each request is a conversation of its own). ``stream: true`` answers
-in server-sent events as the model writes. An ``Idempotency-Key`` header is
-the platform message id: a request repeated with the same key gets the
-stored answer instead of a second run.
+in server-sent events as the model writes.
 
-Every request needs ``Authorization: Bearer $API_SERVER_KEY`` (from
-``.env``); without a key the platform refuses to start rather than serve
-everyone.
+Every request needs ``Authorization: Bearer KEY`` with a key from
+``API_SERVER_KEY`` (in ``.env``; several keys separated by commas, one per
+caller); without a key the platform refuses to start rather than serve
+everyone. Each key is a caller of its own: its conversations (``user``) and
+its idempotency keys are its own. (The first key's conversations are named by
+``user`` alone, as before several keys were possible.)
+
+An ``Idempotency-Key`` header makes a request safe to repeat: the same caller
+repeating it in the same conversation gets the stored answer instead of a
+second run. The key is scoped to the caller and the conversation, so another
+caller (or conversation) using the same key never receives this answer: its
+request runs on its own. The same caller reusing a key for a different
+question in the same conversation gets 409 instead of an answer to the wrong
+question.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import os
@@ -26,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
+from hermes_agent.gateway.jsonbody import BodyError, parse_json_body
 from hermes_agent.gateway.platforms import Outbound, Platform
 
 if TYPE_CHECKING:
@@ -48,6 +59,41 @@ STOPPED_MESSAGE = (
 #: An item a waiting request receives: ("text", delta), ("done", Outbound), or
 #: ("closed", None) when the gateway stops before the answer (it is kept queued).
 Item = tuple[str, Any]
+
+
+def _digest(*parts: str) -> str:
+    """A fixed-size digest of ``parts`` (NUL cannot occur in them: it separates them)."""
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_keys(raw: str) -> list[str]:
+    """The API keys in ``API_SERVER_KEY``: separated by commas or white space."""
+    return [key for key in raw.replace(",", " ").split() if key]
+
+
+def caller_of(key: str) -> str:
+    """A caller's id: a digest of its key, so the key itself is never stored."""
+    return _digest("api-server-caller", key)[:16]
+
+
+def conversation_id(caller: str, name: str, *, first: bool) -> str:
+    """The platform chat id of conversation ``name`` of ``caller``.
+
+    The first key's conversations keep their bare names (what they were when
+    only one key existed); another caller's are prefixed with its id, so two
+    callers naming the same ``user`` never share a conversation.
+    """
+    return name if first else f"{caller}:{name}"
+
+
+def idempotent_message_id(caller: str, chat_id: str, key: str) -> str:
+    """The stored message id of an ``Idempotency-Key``: scoped to caller and conversation."""
+    return f"idem-{_digest(caller, chat_id, key)[:40]}"
+
+
+def request_fingerprint(chat_id: str, text: str) -> str:
+    """What a repeat must match to be answered with the stored reply."""
+    return _digest(chat_id, text)
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
@@ -93,14 +139,17 @@ class ApiServer(Platform):
             raise UsageError(
                 "the api_server platform needs aiohttp: pip install 'hermes-agent[api-server]'"
             ) from None
-        key = os.environ.get(KEY_ENV, "").strip()
-        if not key:
+        keys = parse_keys(os.environ.get(KEY_ENV, ""))
+        if not keys:
             raise UsageError(
                 f"the api_server platform needs {KEY_ENV} in {home.env_path()} (clients send "
                 f"it as `Authorization: Bearer KEY`); it never starts open to everyone. "
                 f"Add a line {KEY_ENV}=A_LONG_RANDOM_KEY to that file"
             )
-        self._expected = f"Bearer {key}".encode()
+        #: (what the Authorization header holds, caller id, whether it is the first key)
+        self._callers = [
+            (f"Bearer {key}".encode(), caller_of(key), i == 0) for i, key in enumerate(keys)
+        ]
         self.host = str(config.get("gateway.platforms.api_server.host"))
         self.port = int(config.get("gateway.platforms.api_server.port"))
         self._waiting: dict[str, list[asyncio.Queue[Item]]] = {}
@@ -156,13 +205,18 @@ class ApiServer(Platform):
         @web.middleware
         async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
             given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):
+            found = None
+            for expected, caller, first in self._callers:  # Every key compared, in constant time.
+                if hmac.compare_digest(given, expected) and found is None:
+                    found = (caller, first)
+            if found is None:
                 return _error(
                     401,
                     "invalid or missing API key (Authorization: Bearer KEY)",
                     "invalid_request_error",
                     "invalid_api_key",
                 )
+            request["caller"] = found
             response: web.StreamResponse = await handler(request)
             return response
 
@@ -175,10 +229,18 @@ class ApiServer(Platform):
         return web.json_response({"object": "list", "data": [model]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        too_large = f"the body is larger than {MAX_BODY_BYTES} bytes"
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _error(413, too_large, "invalid_request_error")
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body is not valid JSON", "invalid_request_error")
+            # Measured before it is parsed: a body nested 100,000 deep is refused, not a 500.
+            body = parse_json_body(await request.read(), max_bytes=MAX_BODY_BYTES)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, too_large, "invalid_request_error")
+        except BodyError as exc:
+            return _error(exc.status, str(exc), "invalid_request_error")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object", "invalid_request_error")
         text = _user_text(body.get("messages"))
@@ -189,9 +251,21 @@ class ApiServer(Platform):
                 "invalid_request_error",
             )
         user = body.get("user")
-        chat_id = request.headers.get(SESSION_HEADER) or (user if isinstance(user, str) else "")
-        chat_id = chat_id.strip() or f"request-{uuid.uuid4().hex}"
-        message_id = request.headers.get(IDEMPOTENCY_HEADER, "").strip() or uuid.uuid4().hex
+        caller, first = request["caller"]
+        named = request.headers.get(SESSION_HEADER) or (user if isinstance(user, str) else "")
+        named = named.strip()
+        idempotency = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+        if named:
+            chat_id = conversation_id(caller, named, first=first)
+        elif idempotency:  # A one-off conversation that a repeat of the request must find.
+            chat_id = f"request-{_digest(caller, idempotency)[:32]}"
+        else:
+            chat_id = f"request-{uuid.uuid4().hex}"
+        if idempotency:
+            message_id = idempotent_message_id(caller, chat_id, idempotency)
+        else:
+            message_id = uuid.uuid4().hex
+        fingerprint = request_fingerprint(chat_id, text)
         requested = body.get("model")
         model = requested if isinstance(requested, str) and requested else MODEL_ID
         queue: asyncio.Queue[Item] = asyncio.Queue()
@@ -207,10 +281,19 @@ class ApiServer(Platform):
                     message_id=message_id,
                     text=text,
                     user_id=user if isinstance(user, str) else "",
+                    fingerprint=fingerprint,
                 )
             except GatewayClosedError:
                 return _error(503, "the gateway is shutting down; retry shortly", "server_error")
             assert row is not None  # This platform does its own access control.
+            if row.fingerprint is not None and row.fingerprint != fingerprint:
+                return _error(
+                    409,
+                    f"this {IDEMPOTENCY_HEADER} was already used for a different request in "
+                    "this conversation; use a new key for a new request",
+                    "invalid_request_error",
+                    "idempotency_key_reused",
+                )
             if row.status in ("done", "failed"):  # A repeat of an answered message.
                 queue.put_nowait(
                     (

@@ -455,9 +455,16 @@ def _payload(request: web.Request, body: bytes) -> Any:
         raw = fields["payload"][0]
     else:
         raw = body.decode("utf-8", errors="replace")
+    from hermes_agent.gateway.jsonbody import MAX_DEPTH, nesting_ok
+
+    if not nesting_ok(raw.encode("utf-8", "surrogatepass")):  # Before the parser recurses.
+        raise BadPayloadError(
+            f"the body is not valid JSON or nests deeper than {MAX_DEPTH} levels, "
+            "which this route's prompt cannot use for {payload...}"
+        )
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadPayloadError(
             "the body is not valid JSON, which this route's prompt needs for {payload...}"
         ) from None
