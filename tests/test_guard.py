@@ -659,3 +659,14 @@ def test_errors_never_quote_protected_or_secret_lines(
     assert "line hidden" in near.content and "REGION=eu-west-1" in near.content
     spaced = call(ctx, "patch", path="deploy.env", old=f"API_TOKEN= {token}", new="x")
     assert spaced.is_error and token not in spaced.content
+
+
+def test_case_variants_are_the_same_place(
+    ctx: ToolContext, seeded_home: Path, home_dir: Path
+) -> None:
+    """On a case-insensitive file system (macOS) CONFIG.YAML is config.yaml."""
+    assert need(ctx, seeded_home / "CONFIG.YAML") == (Need.REFUSE, "gate")
+    assert need(ctx, seeded_home / "Memories" / "x.md") == (Need.REFUSE, "state")
+    assert need(ctx, home_dir / ".BashRC") == (Need.ASK, "startup")
+    assert "secrets file" in refused(seeded_home / ".ENV", ctx, write=False)
+    assert "SSH private key" in refused(home_dir / ".SSH" / "ID_ED25519", ctx, write=False)

@@ -293,8 +293,8 @@ SETTINGS: tuple[Setting, ...] = (
         "list[str]",
         "Paths the credential guard lets the agent's file tools read and write although they "
         "hold secrets (`~/.ssh/id_ed25519`, `~/.aws/credentials`, `*.pem`...). A directory "
-        "allows everything under it; `~` and `*` globs work. Writes to hermes' own "
-        "`config.yaml` stay refused.",
+        "allows everything under it; `~` and `*` globs work. hermes' own secrets (`.env`, "
+        "`auth.json`, `mcp-tokens/`) and writes to its configuration stay refused.",
     ),
     Setting(
         "web.search_backend",

@@ -1,11 +1,15 @@
 """The ``file`` toolset: read, write, patch and search files in the workspace.
 
 Relative paths start at the workspace (``ctx.cwd``, i.e. ``terminal.cwd``).
-Every path passes the credential guard (:mod:`hermes_agent.tools.guard`)
-first, so ``.env``, SSH keys and the like stay out of the conversation even
-through a symlink or a search. What a file says is wrapped as untrusted data
-(:mod:`hermes_agent.tools.untrusted`): a README can carry instructions aimed at
-the agent, and the model should read them as text, not obey them.
+Every path passes the guard (:mod:`hermes_agent.tools.guard`) first, so
+``.env``, SSH keys and the like stay out of the conversation even through a
+symlink or a search, hermes' own code, configuration and state are never
+written, and writes to start-up files, ``SOUL.md``/``USER.md`` and places
+outside the workspace wait for the user's yes. An error never quotes a file
+the model could not read or write freely. What a file says is wrapped as
+untrusted data (:mod:`hermes_agent.tools.untrusted`): a README can carry
+instructions aimed at the agent, and the model should read them as text, not
+obey them.
 
 Results are sized for a context window, not for a terminal: ``read_file``
 returns at most :data:`DEFAULT_LINES` lines and :data:`MAX_READ_CHARS`

@@ -86,7 +86,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.safety import places as places_module
-from hermes_agent.safety.places import PathKind, Places
+from hermes_agent.safety.places import SSH_PUBLIC, PathKind, Places
 from hermes_agent.tools.registry import ToolError
 
 if TYPE_CHECKING:
@@ -275,13 +275,16 @@ class Guard:
         self.scratch = sorted({str(_real(s)) for s in scratch} | scratch)
         home = self.places.home
         self.homes = sorted({home, str(_real(home))})
+        # Paths are compared case-folded: on a case-insensitive file system (macOS)
+        # ~/.HERMES/Config.yaml is config.yaml, and realpath does not say so.
+        self._table = [(place.casefold(), kind) for place, kind in self.places.table]
         # hermes' own secrets, spelled and resolved: no setting lifts their protection.
         self._hermes_secrets: list[tuple[str, str]] = []
         for hermes_home in self.places.hermes_homes:
             for name in places_module.HERMES_SECRETS:
                 spelled = os.path.join(hermes_home, name)
                 for form in {spelled, str(_real(spelled))}:
-                    self._hermes_secrets.append((form, _HERMES_SECRET_WHAT[name]))
+                    self._hermes_secrets.append((form.casefold(), _HERMES_SECRET_WHAT[name]))
         self._allow = [self._allow_entry(entry) for entry in allow or () if entry]
         self._secret_inodes: dict[tuple[int, int], tuple[str, bool]] | None = None
 
@@ -307,24 +310,24 @@ class Guard:
 
     def _secret(self, path: Path, *, write: bool) -> tuple[str, bool] | None:
         """``(what, hermes' own)`` when ``path`` names a secret for this access."""
-        text = str(path)
+        text = str(path).casefold()
         for place, what in self._hermes_secrets:
             if _within(text, place):
                 return what, True
-        parts = path.parts
+        parts = tuple(part.casefold() for part in path.parts)
         for entry in places_module.HOME_SECRETS:
-            if _contains(parts, tuple(entry.split("/"))):
+            if _contains(parts, tuple(entry.casefold().split("/"))):
                 return _STORE_WHAT.get(entry, f"a credential store (~/{entry})"), False
-        if self.places.kind_of(text) is PathKind.SECRET:
+        if len(parts) > 2 and parts[-2] == ".ssh" and not SSH_PUBLIC.fullmatch(parts[-1]):
+            return _SSH_KEY, False  # Anyone's .ssh directory, not only this HOME's.
+        if any(k is PathKind.SECRET and _within(text, place) for place, k in self._table):
             if text in places_module.SYSTEM_SECRETS:
                 return _SYSTEM_SECRET_WHAT, False
-            if ".ssh" in parts[:-1]:
-                return _SSH_KEY, False
             return "a secret", False
         for place, (what, read_too) in _SYSTEM_EXTRA.items():
             if _within(text, place) and (write or read_too):
                 return what, False
-        if path.name.lower().endswith(_KEY_SUFFIXES):
+        if parts[-1].endswith(_KEY_SUFFIXES):
             return _PRIVATE_KEY, False
         if len(parts) > 2 and parts[1] == "proc" and parts[-1] in _PROC_SECRETS:
             return _PROC_SECRETS[parts[-1]], False
@@ -397,8 +400,8 @@ class Guard:
     def _kind(self, path: Path) -> PathKind | None:
         """The strongest kind of place ``path`` is in, secrets aside (handled before:
         ``~/.ssh/id_ed25519`` that the allow list lets through is still in ``~/.ssh``)."""
-        text = str(path)
-        for place, kind in self.places.table:
+        text = str(path).casefold()
+        for place, kind in self._table:
             if kind is not PathKind.SECRET and _within(text, place):
                 return kind
         return None
