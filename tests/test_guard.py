@@ -648,17 +648,30 @@ def test_errors_never_quote_protected_or_secret_lines(
     near = call(ctx, "patch", path="~/.aws/credentials", old="aws_secret_access_key = abd", new="x")
     assert near.is_error and "abc" not in near.content and "Closest" in near.content
     # A workspace file: lines that look like secrets are hidden, the rest shown.
-    (workspace / "deploy.env").write_text(
+    (workspace / "deploy.sh").write_text(
         f"API_TOKEN={token}\npassword: hunter2hunter2\nREGION=eu-west-1\n"
     )
-    near = call(
-        ctx, "patch", path="deploy.env", old="API_TOKEN=abc\npassword: x\nREGION=eu", new=""
-    )
+    near = call(ctx, "patch", path="deploy.sh", old="API_TOKEN=abc\npassword: x\nREGION=eu", new="")
     assert near.is_error and "Closest text" in near.content
     assert token not in near.content and "hunter2" not in near.content
     assert "line hidden" in near.content and "REGION=eu-west-1" in near.content
-    spaced = call(ctx, "patch", path="deploy.env", old=f"API_TOKEN= {token}", new="x")
+    spaced = call(ctx, "patch", path="deploy.sh", old=f"API_TOKEN= {token}", new="x")
     assert spaced.is_error and token not in spaced.content
+    # A file whose name says it holds secrets: line numbers only.
+    (workspace / ".env").write_text("DEBUG=1\nREGION=eu-west-1\n")
+    near = call(ctx, "patch", path=".env", old="DEBUG=2\nREGION=eu", new="x")
+    assert near.is_error and "Closest: lines 1-2" in near.content
+    assert "DEBUG=1" not in near.content and "eu-west-1" not in near.content
+    # A password in a URL, a long token under an innocent name: hidden; code: shown.
+    (workspace / "db.py").write_text(
+        'URL = "postgres://app:hunter2@db/app"\nSTRIPE = "a1B2c3D4e5F6g7H8i9J0k1L2m3"\n'
+        "def connect():\n    return URL\n"
+    )
+    old = 'URL = "postgres://app:hunter3@db/app"\nSTRIPE = "x"\ndef connect():\n    return URI'
+    near = call(ctx, "patch", path="db.py", old=old, new="")
+    assert near.is_error and "Closest text" in near.content
+    assert "hunter2" not in near.content and "a1B2c3D4e5F6g7H8i9J0k1L2m3" not in near.content
+    assert "def connect():" in near.content and "return URL" in near.content
 
 
 def test_case_variants_are_the_same_place(

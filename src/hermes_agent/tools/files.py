@@ -367,6 +367,15 @@ def _squash(line: str) -> str:
 _SECRET_ASSIGNMENT = re.compile(
     r"(?i)(pass(word|wd|phrase)?|secret|token|api[_-]?key|apikey|private[_-]?key|credential"
     r"|access[_-]?key|auth)[\w.-]*['\"]?\s*[:=]\s*['\"]?[^\s'\"]{4,}"
+    # A password in a URL (postgres://user:pw@host), or a long token of letters and
+    # digits (a key with an innocent name: `STRIPE=...`; a hash is hidden too, at no cost).
+    r"|://[^/\s:@]+:[^/\s@]+@"
+    r"|(?=[A-Za-z0-9+/_=-]*\d)(?=[A-Za-z0-9+/_=-]*[A-Za-z])[A-Za-z0-9+/_=-]{24,}"
+)
+#: Files whose name says they hold secrets: patch's hint names lines, never shows them.
+_SECRET_NAME = re.compile(
+    r"(?i)^\.?env(\.|rc$|$)|\.env$"
+    r"|(^|[._-])(secrets?|credentials?|passwords?|tokens?|keys?)(\.[a-z0-9]+)?$"
 )
 _HIDDEN_LINE = "[line hidden: it looks like it holds a secret; read_file shows it]"
 
@@ -538,7 +547,11 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
     path = writing.real
     replace_all = bool(args.get("replace_all", False))
     shown = _display(path, ctx.cwd)
-    reveal = writing.need is Need.FREE and not (reading.secret or writing.secret)
+    reveal = (
+        writing.need is Need.FREE
+        and not (reading.secret or writing.secret)
+        and not _SECRET_NAME.search(path.name)
+    )
     done = await asyncio.to_thread(_patched, path, shown, ctx.cwd, old, new, replace_all, reveal)
     diff = _diff(done.before, done.after, shown)
     if writing.need is Need.ASK:
