@@ -50,6 +50,13 @@ class Outbound:
     input_tokens: int = 0
     output_tokens: int = 0
 
+    def __post_init__(self) -> None:
+        # Every reply a platform is handed passes here: the answer, a failure's reason,
+        # a cron job's output, a resent reply read back from state.db.
+        from hermes_agent.redact import redact
+
+        object.__setattr__(self, "text", redact(self.text))
+
 
 class SendError(Exception):
     """Sending one chunk failed.
