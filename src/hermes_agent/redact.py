@@ -582,14 +582,15 @@ class StreamRedactor:
 
     Shown text cannot be taken back, so only a prefix that later pieces cannot
     change is released: up to the last whitespace at least :data:`HOLD`
-    characters before the end, and never into a secret found so far.
-    :meth:`feed` returns what became releasable; :meth:`text` everything
-    released (with ``final``: the whole text, redacted).
+    characters before the end, never into a secret found so far, and never
+    into a block of lines that look like an encoding (wrapped base64, hex
+    bytes with spaces between them), whose next line could complete a
+    secret's spelling. :meth:`feed` returns what became releasable;
+    :meth:`text` everything released (with ``final``: the whole text, redacted).
     """
 
-    #: Characters held back besides the last word: a spelling spread over
-    #: several words (wrapped base64) is caught if it fits in this much.
-    HOLD = 48
+    #: Characters held back besides the last word.
+    HOLD = 16
 
     def __init__(self) -> None:
         self._raw = ""
@@ -623,6 +624,10 @@ class StreamRedactor:
             cut = len(raw)
         else:
             cut = _last_space(raw, len(raw) - self.HOLD) + 1
+            # Only line starts can begin a match (``^``): a few hundred tries at most.
+            block = _ENCODED_TAIL.search(raw, max(0, cut - 4096), cut)
+            if block is not None:
+                cut = block.start()
             for start, end in spans:
                 if start < cut < end:  # Never release part of a secret...
                     cut = start if start >= self._cut else end  # ...or mask all of it.
@@ -640,6 +645,14 @@ class StreamRedactor:
         self._cut = cut
         self._released += new
         return new
+
+
+#: Lines at the end of a text that look like an encoding: one unbroken run of base64 or
+#: hex characters, or hex bytes separated by spaces or colons (base64, xxd -p, od), the
+#: last line perhaps still being written.
+_ENCODED_LINE = r"[ \t]*(?:[A-Za-z0-9+/=_%\\-]{16,}|(?:[0-9A-Fa-f]{2,8}[ :]+){3,}[0-9A-Fa-f]{0,8})"
+_ENCODED_PARTIAL = r"[ \t]*(?:[A-Za-z0-9+/=_%\\-]*|(?:[0-9A-Fa-f]{1,8}[ :]+)*[0-9A-Fa-f]{0,8})"
+_ENCODED_TAIL = re.compile(rf"^(?:{_ENCODED_LINE}[ \t]*\r?\n)*{_ENCODED_PARTIAL}\Z", re.MULTILINE)
 
 
 def _last_space(text: str, before: int) -> int:
