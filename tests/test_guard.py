@@ -674,6 +674,54 @@ def test_errors_never_quote_protected_or_secret_lines(
     assert "def connect():" in near.content and "return URL" in near.content
 
 
+def test_every_kind_of_place_through_every_file_tool(
+    ctx: ToolContext, seeded_home: Path, home_dir: Path
+) -> None:
+    """read_file, write_file and patch on one file of each PathKind (the user says no)."""
+    import hermes_agent
+    from hermes_agent.safety.places import PathKind, places
+
+    (seeded_home / "SOUL.md").write_text("kind\n")
+    (seeded_home / "memories").mkdir()
+    (seeded_home / "memories" / "MEMORY.md").write_text("kind\n")
+    (home_dir / ".bashrc").write_text("kind\n")
+    (seeded_home / "config.yaml").write_text("kind: 1\n")
+    code = Path(hermes_agent.__file__).resolve()
+    cases = {
+        PathKind.SECRET: (home_dir / ".aws" / "credentials", "refused", "refused"),
+        PathKind.GATE: (seeded_home / "config.yaml", None, "refused"),
+        PathKind.CODE: (code, None, "refused"),
+        PathKind.PERSONA: (seeded_home / "SOUL.md", None, "denied by the user"),
+        PathKind.STATE: (seeded_home / "memories" / "MEMORY.md", None, "refused"),
+        PathKind.STARTUP: (home_dir / ".bashrc", None, "denied by the user"),
+    }
+    assert set(cases) == set(PathKind)
+    for kind, (path, read_error, write_error) in cases.items():
+        assert places().kind_of(str(path)) is kind, kind
+        before = path.read_bytes()
+        read = call(ctx, "read_file", path=str(path))
+        if read_error is None:
+            assert not read.is_error, (kind, read.content)
+        else:
+            assert read.is_error and read_error in read.content, kind
+        ctx.ask = User("no", "no")
+        wrote = call(ctx, "write_file", path=str(path), content=before.decode())
+        assert wrote.is_error and write_error in wrote.content, (kind, wrote.content)
+        text = before.decode()
+        patched = call(ctx, "patch", path=str(path), old=text[:4], new=text[:4] + "!")
+        assert patched.is_error and write_error in patched.content, (kind, patched.content)
+        assert path.read_bytes() == before, kind
+    decisions = {(e["kind"], e["decision"]) for e in audit(seeded_home)}
+    assert decisions == {
+        ("secret", "refused"),
+        ("gate", "refused"),
+        ("code", "refused"),
+        ("persona", "denied"),
+        ("state", "refused"),
+        ("startup", "denied"),
+    }
+
+
 def test_case_variants_are_the_same_place(
     ctx: ToolContext, seeded_home: Path, home_dir: Path
 ) -> None:
