@@ -21,6 +21,13 @@ worker thread when the first HTML page arrives.
 Both tools return what they found between untrusted-content markers: a page
 may carry instructions aimed at the agent, and the model must read them as
 data (see :mod:`hermes_agent.tools.untrusted`).
+
+Neither sends a known secret anywhere: every request, and every redirect
+httpx follows, is checked by :func:`hermes_agent.redact.httpx_request_guard`
+before it leaves (URL in all its parts, headers, body; the value spelt raw,
+escaped, URL-encoded, base64 or hex); a request that would carry one is
+refused with an error naming the variable. The search API keys hermes adds
+itself are the exception, and only towards their own API's address.
 """
 
 from __future__ import annotations
@@ -72,15 +79,29 @@ _TAG = re.compile(r"<[^>]+>")
 # --- shared HTTP handling ---------------------------------------------------------
 
 
-def _client(timeout: float) -> httpx.AsyncClient:
+def _client(
+    timeout: float, *, what: str, credentials: tuple[str, ...] = (), origin: str | None = None
+) -> httpx.AsyncClient:
+    """A client whose every request (redirects included) is refused if it carries a secret.
+
+    ``credentials`` name headers hermes fills with an API key for ``origin``.
+    """
     import httpx
 
+    from hermes_agent.redact import httpx_request_guard
+
+    guard = httpx_request_guard(what=what, credentials=credentials, origin=origin)
     return httpx.AsyncClient(
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         timeout=httpx.Timeout(timeout),
         headers={"User-Agent": USER_AGENT},
+        event_hooks={"request": [guard]},
     )
+
+
+def _refused(exc: Exception) -> ToolError:
+    return ToolError(str(exc))
 
 
 def _timeout(config: Config) -> float:
@@ -266,7 +287,13 @@ def _cut(text: str, start: int, limit: int) -> tuple[str, int | None]:
 async def web_fetch(args: dict[str, Any], ctx: ToolContext) -> str:
     import httpx
 
+    from hermes_agent.redact import SecretInRequestError, refuse_if_secret
+
     url = _check_url(args["url"])
+    try:  # Before anything else: not even a DNS lookup may carry it.
+        refuse_if_secret(url, what="web_fetch")
+    except SecretInRequestError as exc:
+        raise _refused(exc) from None
     start = int(args.get("start", 0))
     limit = int(args.get("max_chars", DEFAULT_CHARS))
     timeout = _timeout(ctx.config)
@@ -275,7 +302,7 @@ async def web_fetch(args: dict[str, Any], ctx: ToolContext) -> str:
     size = 0
     cut_at_cap = False
     try:
-        async with asyncio.timeout(timeout), _client(timeout) as client:
+        async with asyncio.timeout(timeout), _client(timeout, what="web_fetch") as client:
             headers = {"Accept": "text/html,application/xhtml+xml,text/*;q=0.9,*/*;q=0.5"}
             async with client.stream("GET", url, headers=headers) as response:
                 final_url = str(response.url)
@@ -300,6 +327,8 @@ async def web_fetch(args: dict[str, Any], ctx: ToolContext) -> str:
                 charset = response.charset_encoding
     except ToolError:
         raise
+    except SecretInRequestError as exc:  # A redirect that would carry a secret.
+        raise _refused(exc) from None
     except (httpx.HTTPError, TimeoutError) as exc:
         raise _transport_error(exc, url, timeout) from None
     body = b"".join(chunks)[:max_bytes]
@@ -460,8 +489,19 @@ async def _ask_backend(
     return results[:count], [a for a in answers if a]
 
 
+def _search_endpoint(backend: str, config: Config) -> tuple[str, tuple[str, ...]]:
+    """The API address a backend is asked at, and the headers that carry its key."""
+    if backend == "searxng":
+        return str(config.get("web.searxng_url")).strip(), ()
+    if backend == "brave":
+        return str(config.get("web.brave_url")), ("X-Subscription-Token",)
+    return str(config.get("web.tavily_url")), ("Authorization",)
+
+
 async def web_search(args: dict[str, Any], ctx: ToolContext) -> str:
     import httpx
+
+    from hermes_agent.redact import SecretInRequestError, origin_of
 
     backend, problem = choose_backend(ctx.config)
     if backend is None:
@@ -471,11 +511,22 @@ async def web_search(args: dict[str, Any], ctx: ToolContext) -> str:
         raise ToolError("the query is empty")
     count = int(args.get("max_results", 5))
     timeout = _timeout(ctx.config)
+    endpoint, credentials = _search_endpoint(backend, ctx.config)
     try:
-        async with asyncio.timeout(timeout), _client(timeout) as client:
+        async with (
+            asyncio.timeout(timeout),
+            _client(
+                timeout,
+                what="web_search",
+                credentials=credentials,
+                origin=origin_of(endpoint),
+            ) as client,
+        ):
             results, answers = await _ask_backend(backend, query, count, ctx.config, client)
     except ToolError:
         raise
+    except SecretInRequestError as exc:
+        raise _refused(exc) from None
     except (httpx.HTTPError, TimeoutError) as exc:
         raise _transport_error(exc, f"the {backend} search API", timeout) from None
     if not results and not answers:
