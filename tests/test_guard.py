@@ -731,3 +731,33 @@ def test_case_variants_are_the_same_place(
     assert need(ctx, home_dir / ".BashRC") == (Need.ASK, "startup")
     assert "secrets file" in refused(seeded_home / ".ENV", ctx, write=False)
     assert "SSH private key" in refused(home_dir / ".SSH" / "ID_ED25519", ctx, write=False)
+
+
+def test_a_path_that_changes_while_the_user_is_asked_is_not_written(
+    ctx: ToolContext, seeded_home: Path, home_dir: Path, workspace: Path
+) -> None:
+    """The question can take minutes: a swapped symlink or an edited file stops the write."""
+    (home_dir / ".bashrc").write_text("# rc\n")
+    (workspace / "rc").symlink_to(home_dir / ".bashrc")
+
+    class Swapper(User):
+        async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
+            (workspace / "rc").unlink()
+            (workspace / "rc").symlink_to(seeded_home / "config.yaml")
+            return await super().__call__(question, choices)
+
+    ctx.ask = Swapper("yes")
+    result = call(ctx, "write_file", path="rc", content="approvals: {mode: 'off'}\n")
+    assert result.is_error and "changed while the user was being asked" in result.content
+    assert (seeded_home / "config.yaml").read_text() == ""
+    assert (home_dir / ".bashrc").read_text() == "# rc\n"
+
+    class Editor(User):
+        async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
+            (home_dir / ".bashrc").write_text("# rc, edited by someone else\n")
+            return await super().__call__(question, choices)
+
+    ctx.ask = Editor("yes")
+    result = call(ctx, "patch", path="~/.bashrc", old="# rc", new="# mine")
+    assert result.is_error and "changed while the user was being asked" in result.content
+    assert (home_dir / ".bashrc").read_text() == "# rc, edited by someone else\n"

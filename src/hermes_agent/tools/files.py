@@ -303,6 +303,13 @@ def _current_text(path: Path, limit: int = 4 << 20) -> str | None:
         return None
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def _added(before: str, after: str) -> str:
     """The lines of ``after`` that are new or changed relative to ``before``."""
     old, new = before.splitlines(), after.splitlines()
@@ -328,7 +335,8 @@ def _write_preview(decision: Decision, content: str) -> tuple[str, str]:
 
 async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
     given = args["path"]
-    decision = guard_for(ctx).decide(given, write=True)
+    guard = guard_for(ctx)
+    decision = guard.decide(given, write=True)
     enforce(ctx, decision, "write_file")
     path = decision.real
     data = args["content"].encode("utf-8")
@@ -345,6 +353,7 @@ async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
     if decision.need is Need.ASK:
         shown, added = await asyncio.to_thread(_write_preview, decision, args["content"])
         await confirm(ctx, decision, "write_file", preview=shown, added=added)
+        guard.recheck(decision)
     await asyncio.to_thread(_write, path, data)
     lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
     what = "created" if info is None else f"replaced (was {_human(info.st_size)})"
@@ -557,6 +566,12 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
     if writing.need is Need.ASK:
         added = _added(done.before, done.after)
         await confirm(ctx, writing, "patch", preview=f"Change:\n{diff}", added=added)
+        guard.recheck(writing)
+        if await asyncio.to_thread(_read_or_none, path) != done.before.encode("utf-8"):
+            raise ToolError(
+                f"{shown} changed while the user was being asked; nothing was written. "
+                "Read it again and redo the patch."
+            )
     await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
     times = "1 occurrence" if done.count == 1 else f"{done.count} occurrences"
     return f"patched {shown}: replaced {times}\n{diff}"

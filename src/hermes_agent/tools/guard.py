@@ -542,6 +542,19 @@ class Guard:
             return "hermes' own code or the Python environment it runs in"
         return "hermes' own state (HERMES_HOME)"
 
+    def recheck(self, decision: Decision) -> None:
+        """Raise :class:`ToolError` unless ``decision`` still holds for its path.
+
+        A question can take minutes; a symlink swapped meanwhile (by a
+        background command) must not send the approved write elsewhere.
+        """
+        again = self.decide(decision.given, write=True)
+        if again.real != decision.real or again.need is not decision.need:
+            raise ToolError(
+                f"{decision.given} changed while the user was being asked (it now leads to "
+                f"{again.real}); nothing was written"
+            )
+
     # --- short forms -----------------------------------------------------------------
 
     def refusal(self, path: str | os.PathLike[str], *, write: bool) -> str | None:
