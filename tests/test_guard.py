@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -570,11 +573,13 @@ def test_hard_links_to_protected_files_are_refused(
     os.link(seeded_home / "SOUL.md", workspace / "soul.txt")
     ctx.ask = User()
     for name in ("cfg.yaml", "rc.txt", "soul.txt"):
-        assert need(ctx, name) == (Need.REFUSE, "hard link"), name
+        decided, key = need(ctx, name)
+        # config.yaml is known by identity (its inode is a protected place): the gate.
+        assert decided is Need.REFUSE and key == ("gate" if name == "cfg.yaml" else "hard link")
         result = call(ctx, "write_file", path=name, content="approvals:\n  mode: off\n")
-        assert result.is_error and "hard link" in result.content
+        assert result.is_error and "refused" in result.content
         patched = call(ctx, "patch", path=name, old="zzz", new="y")
-        assert patched.is_error and "hard link" in patched.content
+        assert patched.is_error and "refused" in patched.content
     assert (seeded_home / "config.yaml").read_text() == "approvals:\n  mode: manual\n"
     # A hard link between two ordinary files is nobody's business.
     (workspace / "a.txt").write_text("a\n")
@@ -761,3 +766,58 @@ def test_a_path_that_changes_while_the_user_is_asked_is_not_written(
     result = call(ctx, "patch", path="~/.bashrc", old="# rc", new="# mine")
     assert result.is_error and "changed while the user was being asked" in result.content
     assert (home_dir / ".bashrc").read_text() == "# rc, edited by someone else\n"
+
+
+def _bind_mounts_work() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = subprocess.run(
+            ["unshare", "-rm", "sh", "-c", f"mount --bind {scratch} {scratch}"],
+            capture_output=True,
+            check=False,
+        )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _bind_mounts_work(), reason="needs mount namespaces (unshare -rm) for a bind mount"
+)
+def test_a_bind_mount_of_hermes_home_is_still_hermes_home(
+    seeded_home: Path, home_dir: Path, workspace: Path
+) -> None:
+    """No symlink and no hard link: the same directory under another name."""
+    (workspace / "mounted").mkdir()
+    (seeded_home / "config.yaml").write_text("approvals:\n  mode: manual\n")
+    script = (
+        "import json, sys\n"
+        "from hermes_agent.tools.guard import Guard\n"
+        f"guard = Guard({str(workspace)!r})\n"
+        "out = {}\n"
+        "for name, write in (('mounted/config.yaml', True), ('mounted/.env', False),\n"
+        "                    ('mounted/memories/x.md', True), ('mounted/SOUL.md', True)):\n"
+        "    d = guard.decide(name, write=write)\n"
+        "    out[name] = [d.need.value, d.key]\n"
+        "print(json.dumps(out))\n"
+    )
+    command = (
+        f"mount --bind {shlex.quote(str(seeded_home))} {shlex.quote(str(workspace / 'mounted'))}"
+        f" && exec {shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+    )
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "HOME": str(home_dir), "HERMES_HOME": str(seeded_home)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "mounted/config.yaml": ["refused", "gate"],
+        "mounted/.env": ["refused", "secret"],
+        "mounted/memories/x.md": ["refused", "state"],
+        "mounted/SOUL.md": ["needs approval", "persona"],
+    }

@@ -13,6 +13,9 @@ to the workspace, ``~`` expanded, ``..`` folded, every symlink followed
 what a write would create). Both the spelled and the resolved path are
 checked, and the strongest protection of the two wins, so
 ``notes.txt -> ~/.hermes/.env`` is the secrets file under another name.
+Names are compared case-folded (macOS file systems ignore case), and a path
+whose directory *is* a protected place by device and inode (a bind mount of
+``HERMES_HOME`` in the workspace) is checked as that place.
 
 Reads (``read_file``, ``search_files``, and ``patch``, which reads first):
 
@@ -274,7 +277,8 @@ class Guard:
         scratch = {tempfile.gettempdir(), *places_module.SCRATCH_DIRS}
         self.scratch = sorted({str(_real(s)) for s in scratch} | scratch)
         home = self.places.home
-        self.homes = sorted({home, str(_real(home))})
+        # (A service account's HOME may be "/": that is no home to keep apart.)
+        self.homes = sorted({home, str(_real(home))} - {"/"})
         # Paths are compared case-folded: on a case-insensitive file system (macOS)
         # ~/.HERMES/Config.yaml is config.yaml, and realpath does not say so.
         self._table = [(place.casefold(), kind) for place, kind in self.places.table]
@@ -287,6 +291,7 @@ class Guard:
                     self._hermes_secrets.append((form.casefold(), _HERMES_SECRET_WHAT[name]))
         self._allow = [self._allow_entry(entry) for entry in allow or () if entry]
         self._secret_inodes: dict[tuple[int, int], tuple[str, bool]] | None = None
+        self._place_inodes: dict[tuple[int, int], str] | None = None
 
     def _allow_entry(self, entry: str) -> tuple[str, Path | None]:
         lexical = _lexical(entry, self.cwd)
@@ -406,6 +411,29 @@ class Guard:
                 return kind
         return None
 
+    def _aliases(self, real: Path) -> list[Path]:
+        """``real`` spelled from a protected place that it, or a directory above it,
+        *is* (same device and inode) under another name: a bind mount of HERMES_HOME
+        in the workspace, another spelling on a case-insensitive file system."""
+        if self._place_inodes is None:
+            self._place_inodes = {}
+            for place, _ in self.places.table:
+                try:
+                    info = os.stat(place)
+                except OSError:
+                    continue
+                self._place_inodes.setdefault((info.st_dev, info.st_ino), place)
+        aliases: list[Path] = []
+        for above in (real, *real.parents):
+            try:
+                info = os.stat(above)
+            except OSError:
+                continue
+            same = self._place_inodes.get((info.st_dev, info.st_ino))
+            if same is not None and same != str(above):
+                aliases.append(Path(same) / real.relative_to(above))
+        return aliases
+
     def _linked_protected(self, real: Path) -> PathKind | None:
         """The kind of protected file ``real`` is another name of (a hard link), or None."""
         try:
@@ -479,11 +507,10 @@ class Guard:
             message = f"refused to {verb} {shown}: it is {what}. {tail}"
             return Decision(given, lexical, real, Need.REFUSE, message, key, shown)
 
-        secret = (
-            self._secret(real, write=write)
-            or self._secret(lexical, write=write)
-            or self._content_secret(real, write=write)
-        )
+        forms = [real, lexical, *self._aliases(real)]
+        secret = next(
+            (found for form in forms if (found := self._secret(form, write=write))), None
+        ) or self._content_secret(real, write=write)
         if secret is not None:
             what, hermes_own = secret
             if hermes_own:
@@ -503,7 +530,7 @@ class Guard:
         if not write:
             return free()
 
-        kinds = {self._kind(real), self._kind(lexical)}
+        kinds = {self._kind(form) for form in forms}
         for kind in (PathKind.GATE, PathKind.CODE, PathKind.STATE):
             if kind in kinds:
                 return refuse(self._what(kind, real, lexical), _HARD_TAIL[kind], kind.value)
