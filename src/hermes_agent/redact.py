@@ -11,7 +11,9 @@ differently once inside JSON). It replaces:
   environment variables whose names look like secrets (``*_API_KEY``,
   ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``), each also in the spellings a
   command or a serialiser turns it into: JSON-escaped (once and twice),
-  URL-encoded (``quote`` and ``quote_plus``, and every byte as ``%XX``),
+  escaped the way source code and shells write it (Python ``repr``, only
+  backslashes or only quotes escaped, ``'\\''`` splicing), URL-encoded
+  (``quote`` and ``quote_plus``, and every byte as ``%XX``),
   base64 (standard and URL-safe, at each of the three byte alignments, so the
   secret is found inside a longer base64 stream wherever it starts), hex
   (lower and upper case, plain or ``\\x``-escaped). Whitespace between the
@@ -138,27 +140,56 @@ def base64_chunks(data: bytes) -> set[str]:
     return chunks
 
 
-def encoded_forms(secret: str) -> set[str]:
-    """Every spelling of ``secret`` that redaction looks for (see the module docstring)."""
+def text_forms(secret: str) -> set[str]:
+    """``secret`` as text inside a serialised document: raw and escaped every usual way."""
     forms = {secret}
     for ensure_ascii in (False, True):
         escaped = json.dumps(secret, ensure_ascii=ensure_ascii)[1:-1]
         forms.update((escaped, escaped.replace("/", "\\/")))
         forms.add(json.dumps(escaped, ensure_ascii=ensure_ascii)[1:-1])  # JSON inside JSON.
+    # Source code and shells escape fewer characters than JSON: Python's repr, C-style
+    # strings with only backslashes or only quotes escaped, shell single-quote splicing.
     forms.update(
         (
-            urllib.parse.quote(secret, safe=""),
-            urllib.parse.quote(secret),
-            urllib.parse.quote_plus(secret),
+            repr(secret)[1:-1],
+            secret.replace("\\", "\\\\"),
+            secret.replace('"', '\\"'),
+            secret.replace("'", "\\'"),
+            secret.replace("'", "'\\''"),
+            secret.replace("'", "'\"'\"'"),
         )
     )
-    data = secret.encode("utf-8")
-    hex_lower = data.hex()
-    for hexed in (hex_lower, hex_lower.upper()):
-        pairs = [hexed[i : i + 2] for i in range(0, len(hexed), 2)]
-        forms.update((hexed, "".join("%" + p for p in pairs), "".join("\\x" + p for p in pairs)))
-    for chunk in base64_chunks(data):
-        forms.update((chunk, chunk.replace("+", "-").replace("/", "_")))
+    return forms
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """Every spelling of ``secret`` that redaction looks for (see the module docstring).
+
+    Each text form (:func:`text_forms`: a secret written into a source file or
+    a JSON document is spelt escaped there) is also looked for URL-encoded,
+    hex-encoded and base64-encoded: a command that encodes the whole file
+    encodes the escaped spelling. For the usual secret, letters, digits and
+    ``-_``, the text forms are one and the set stays small.
+    """
+    texts = text_forms(secret)
+    forms = set(texts)
+    for text in texts:
+        forms.update(
+            (
+                urllib.parse.quote(text, safe=""),
+                urllib.parse.quote(text),
+                urllib.parse.quote_plus(text),
+            )
+        )
+        data = text.encode("utf-8")
+        hex_lower = data.hex()
+        for hexed in (hex_lower, hex_lower.upper()):
+            pairs = [hexed[i : i + 2] for i in range(0, len(hexed), 2)]
+            forms.update(
+                (hexed, "".join("%" + p for p in pairs), "".join("\\x" + p for p in pairs))
+            )
+        for chunk in base64_chunks(data):
+            forms.update((chunk, chunk.replace("+", "-").replace("/", "_")))
     return forms
 
 
