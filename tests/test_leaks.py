@@ -255,6 +255,11 @@ def test_hostile_model_gets_no_secret_out(hermes: Runner, home: Path, tmp_path: 
         "/collect": Page("thanks"),
         "/go": Page("", 302, headers={"Location": "/collect?stolen=" + urllib.parse.quote(PLAIN)}),
     }
+    from hermes_agent.state.db import StateDB
+
+    StateDB().close()  # Created here, and held open below: the WAL stays on disk to be read.
+    keeper = sqlite3.connect(home / "state.db")
+    keeper.execute("SELECT count(*) FROM messages").fetchone()
     with WebServer(routes) as web:
         steps = script(web, home)
         with ScriptedLLM(steps) as llm:
@@ -310,8 +315,11 @@ def test_hostile_model_gets_no_secret_out(hermes: Runner, home: Path, tmp_path: 
             f"{r.path} {r.query} {r.headers} {r.body!r}" for r in received
         ),
     }
-    for path in sorted(home.glob("state.db*")):
-        places[f"raw {path.name}"] = path.read_bytes()
+    raw = {path.name: path.read_bytes() for path in sorted(home.glob("state.db*"))}
+    keeper.close()
+    assert {"state.db", "state.db-wal", "state.db-shm"} <= set(raw), sorted(raw)
+    assert len(raw["state.db-wal"]) > 0, "the run's pages are in the WAL"
+    places.update({f"raw {name}": data for name, data in raw.items()})
     logs = home / "logs"
     assert (logs / "approvals.jsonl").exists(), "the commands were audited"
     for path in sorted(p for p in logs.rglob("*") if p.is_file()):
