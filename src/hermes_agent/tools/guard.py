@@ -157,6 +157,10 @@ _STORE_WHAT = {
     ".password-store": "a pass password store (~/.password-store/)",
     ".local/share/keyrings": "the desktop keyring (~/.local/share/keyrings/)",
 }
+#: ``(entry, "/entry/")``: an entry of places.HOME_SECRETS as whole components of a path.
+_STORE_NEEDLES = tuple(
+    (entry, "/" + entry.casefold().strip("/") + "/") for entry in places_module.HOME_SECRETS
+)
 _SYSTEM_SECRET_WHAT = "the system password hashes (or their backup)"
 #: Rules of this guard beyond places.py: (path, what, refused for reads too).
 _SYSTEM_EXTRA: dict[str, tuple[str, bool]] = {
@@ -237,11 +241,6 @@ def _within(path: Path | str, root: Path | str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _contains(parts: tuple[str, ...], sequence: tuple[str, ...]) -> bool:
-    n = len(sequence)
-    return any(parts[i : i + n] == sequence for i in range(len(parts) - n + 1))
-
-
 def _walk(root: str, skip: frozenset[str] = frozenset()) -> Iterator[os.DirEntry[str]]:
     """Every entry under ``root`` (symlinks not followed; ``skip`` names not entered)."""
     stack = [root]
@@ -281,7 +280,10 @@ class Guard:
         self.homes = sorted({home, str(_real(home))} - {"/"})
         # Paths are compared case-folded: on a case-insensitive file system (macOS)
         # ~/.HERMES/Config.yaml is config.yaml, and realpath does not say so.
-        self._table = [(place.casefold(), kind) for place, kind in self.places.table]
+        # Each place with a "/" after it: a path is in it when path + "/" starts so.
+        table = [(place.casefold().rstrip("/") + "/", kind) for place, kind in self.places.table]
+        self._secret_places = tuple(p for p, kind in table if kind is PathKind.SECRET)
+        self._other_places = tuple((p, kind) for p, kind in table if kind is not PathKind.SECRET)
         # hermes' own secrets, spelled and resolved: no setting lifts their protection.
         self._hermes_secrets: list[tuple[str, str]] = []
         for hermes_home in self.places.hermes_homes:
@@ -320,12 +322,13 @@ class Guard:
             if _within(text, place):
                 return what, True
         parts = tuple(part.casefold() for part in path.parts)
-        for entry in places_module.HOME_SECRETS:
-            if _contains(parts, tuple(entry.casefold().split("/"))):
+        bounded = text.rstrip("/") + "/"
+        for entry, needle in _STORE_NEEDLES:
+            if needle in bounded:  # The entry's components, anywhere in the path.
                 return _STORE_WHAT.get(entry, f"a credential store (~/{entry})"), False
         if len(parts) > 2 and parts[-2] == ".ssh" and not SSH_PUBLIC.fullmatch(parts[-1]):
             return _SSH_KEY, False  # Anyone's .ssh directory, not only this HOME's.
-        if any(k is PathKind.SECRET and _within(text, place) for place, k in self._table):
+        if any(bounded.startswith(place) for place in self._secret_places):
             if text in places_module.SYSTEM_SECRETS:
                 return _SYSTEM_SECRET_WHAT, False
             return "a secret", False
@@ -354,7 +357,7 @@ class Guard:
             return None  # Writing over a key with another name was refused by name already.
         try:
             with real.open("rb") as handle:
-                head = handle.read(_SNIFF_BYTES)
+                head = handle.read(min(info.st_size + 1, _SNIFF_BYTES))
         except OSError:
             return None  # The access itself will fail with a clear error.
         if b"PRIVATE KEY" in head and _PEM_PRIVATE.search(head):
@@ -405,9 +408,9 @@ class Guard:
     def _kind(self, path: Path) -> PathKind | None:
         """The strongest kind of place ``path`` is in, secrets aside (handled before:
         ``~/.ssh/id_ed25519`` that the allow list lets through is still in ``~/.ssh``)."""
-        text = str(path).casefold()
-        for place, kind in self._table:
-            if kind is not PathKind.SECRET and _within(text, place):
+        bounded = str(path).casefold().rstrip("/") + "/"
+        for place, kind in self._other_places:  # Strongest kind first.
+            if bounded.startswith(place):
                 return kind
         return None
 
