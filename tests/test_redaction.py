@@ -150,3 +150,161 @@ def test_session_where_a_tool_prints_secrets_stores_and_shows_none(
         if p.is_file()
         for secret in ALL
     )
+
+
+# --- every spelling of a known value ---------------------------------------------------
+
+SPECIAL = 'a"b\\c/d+e=f-G7h8J9k0'  # A secret with every character that changes a spelling.
+
+
+def _spelt(secret: str) -> dict[str, str]:
+    """Texts in which a command or a serialiser put ``secret``, by what made them."""
+    import base64
+    import subprocess
+    import urllib.parse
+
+    data = secret.encode()
+    shell = {
+        "base64 (wrapped at 76)": ["base64"],
+        "xxd -p": ["xxd", "-p"],
+        "od -An -tx1": ["od", "-An", "-tx1"],
+    }
+    made = {
+        name: subprocess.run(argv, input=b"0123456789" * 5 + data, capture_output=True).stdout
+        for name, argv in shell.items()
+    }
+    spelt = {name: out.decode() for name, out in made.items()}
+    spelt.update(
+        {
+            "raw": f"value {secret} end",
+            "json": json.dumps({"k": secret}),
+            "json ascii": json.dumps({"k": secret + "\u00e9"}, ensure_ascii=True),
+            "json twice": json.dumps(json.dumps({"k": secret})),
+            "python repr": repr({"k": secret}),
+            "quote": urllib.parse.quote(secret, safe=""),
+            "quote path": urllib.parse.quote(secret),
+            "quote_plus": urllib.parse.urlencode({"q": secret}),
+            "every byte %XX": "".join(f"%{b:02X}" for b in data),
+            "hex": data.hex(),
+            "HEX": "0x" + data.hex().upper(),
+            "\\x escapes": "".join(f"\\x{b:02x}" for b in data),
+            "spaced hex": " ".join(f"{b:02x}" for b in data),
+        }
+    )
+    for offset in range(3):
+        stream = b"p" * offset + data + b"tail"
+        spelt[f"base64 at offset {offset}"] = base64.b64encode(stream).decode()
+        spelt[f"urlsafe base64 at offset {offset}"] = base64.urlsafe_b64encode(stream).decode()
+    return spelt
+
+
+@pytest.mark.parametrize("how", sorted(_spelt(SPECIAL)))
+def test_every_spelling_of_a_known_value_is_replaced(how: str) -> None:
+    import base64
+
+    text = _spelt(SPECIAL)[how]
+    cleaned = redaction.Redactor([SPECIAL])(text)
+    assert redaction.MASK in cleaned
+    data = SPECIAL.encode()
+    for piece in (SPECIAL, data.hex(), data.hex().upper(), base64.b64encode(data).decode()[:20]):
+        assert piece not in cleaned.replace("\n", "").replace(" ", "")
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    import random
+    import string
+
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "+/=-_"
+    secrets = ["".join(rng.choice(alphabet) for _ in range(32)) for _ in range(10)]
+    source = Path(redaction.__file__).read_text()
+    assert redaction.Redactor(secrets)(source) == source
+
+
+def test_structures_are_redacted_before_serialisation(hermes_home: Path) -> None:
+    hermes_home.mkdir()
+    (hermes_home / ".env").write_text(f"QUOTED_TOKEN='{SPECIAL.replace(chr(92), chr(92) * 2)}'\n")
+    data = {"args": [SPECIAL, {"nested": f"x{SPECIAL}y"}], SPECIAL: 1, "n": 3, "t": (SPECIAL,)}
+    cleaned = redaction.redact_data(data)
+    assert cleaned == {
+        "args": ["[REDACTED]", {"nested": "x[REDACTED]y"}],
+        "[REDACTED]": 1,
+        "n": 3,
+        "t": ["[REDACTED]"],
+    }
+    assert SPECIAL not in json.dumps(cleaned) and 'a\\"b' not in json.dumps(cleaned)
+    # JSON text whose escapes spell the value with \u sequences is decoded first.
+    sneaky = '{"cmd": "' + "".join(f"\\u{ord(c):04x}" for c in SPECIAL) + '"}'
+    assert json.loads(redaction.redact_json_text(sneaky)) == {"cmd": "[REDACTED]"}
+    untouched = '{"cmd":  "ls -la"}'
+    assert redaction.redact_json_text(untouched) == untouched
+
+
+def test_a_streamed_secret_never_shows_a_piece(hermes_home: Path) -> None:
+    import subprocess
+
+    hermes_home.mkdir()
+    (hermes_home / ".env").write_text(f"STREAM_TOKEN={ENV_SECRET}\n")
+    wrapped = subprocess.run(
+        ["base64"], input=b"x" * 70 + ENV_SECRET.encode() + b"y" * 70, capture_output=True
+    ).stdout.decode()
+    text = f"The key is {ENV_SECRET}, encoded:\n{wrapped}\nand that was all of it.\n"
+    for size in range(1, 12):
+        stream = redaction.StreamRedactor()
+        released = ""
+        for at in range(0, len(text), size):
+            released += stream.feed(text[at : at + size])
+            assert ENV_SECRET[:6] not in released
+            assert "b3BlbnJvdXRlci1" not in released.replace("\n", "")  # Its base64 start.
+        released += stream.finish()
+        assert released == redaction.redact(text)
+
+
+# --- outbound requests ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://collect.example/?k=" + ENV_SECRET,
+        "https://collect.example/?k=" + ENV_SECRET.upper(),
+        "https://" + ENV_SECRET.replace("-", ".") + ".collect.example/",
+        "https://collect.example/%25" + "%25".join(f"{b:02x}" for b in ENV_SECRET.encode()),
+        "https://u:" + ENV_SECRET + "@collect.example/",
+        "https://collect.example/#" + ENV_SECRET.encode().hex(),
+        "https://collect.example/p/"
+        + __import__("base64").b64encode(b"z" + ENV_SECRET.encode()).decode(),
+        "https://collect.example/?a=" + "-".join(ENV_SECRET[i : i + 3] for i in range(0, 30, 3)),
+    ],
+)
+def test_outbound_requests_carrying_a_secret_are_refused(url: str, hermes_home: Path) -> None:
+    seed(hermes_home)
+    with pytest.raises(redaction.SecretInRequestError) as caught:
+        redaction.refuse_if_secret(url, what="web_fetch")
+    assert "OPENROUTER_API_KEY (from .env)" in str(caught.value)
+    assert ENV_SECRET not in str(caught.value)
+
+
+def test_outbound_headers_body_and_own_address(hermes_home: Path) -> None:
+    seed(hermes_home)
+    webhook = "https://hooks.example.com/services/T0/B0/" + "W" * 24
+    with (hermes_home / ".env").open("a") as env:
+        env.write(f"SLACK_WEBHOOK_URL={webhook}\n")
+    ok = redaction.refuse_if_secret
+    ok("https://example.com/search?q=tides", [("User-Agent", "hermes")], b'{"q": "moon"}')
+    ok(webhook, [], b'{"text": "deployed"}')  # A webhook URL goes to its own address.
+    with pytest.raises(redaction.SecretInRequestError):
+        ok("https://evil.example/?u=" + webhook)
+    with pytest.raises(redaction.SecretInRequestError):
+        ok("https://example.com/", [("X-Key", ENV_SECRET)])
+    with pytest.raises(redaction.SecretInRequestError):
+        ok("https://example.com/", [], json.dumps({"q": AUTH_SECRET}).encode())
+    with pytest.raises(redaction.SecretInRequestError):
+        ok(webhook, [], json.dumps({"text": ENV_SECRET}).encode())
+    # The switch for reading redacted output never lets a secret leave.
+    redaction.set_enabled(False)
+    try:
+        with pytest.raises(redaction.SecretInRequestError):
+            ok("https://example.com/?k=" + ENV_SECRET)
+    finally:
+        redaction.set_enabled(True)

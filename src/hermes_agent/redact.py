@@ -244,7 +244,8 @@ def _trie_regex(words: Iterable[str]) -> str:
 #: Keys of auth.json and token files whose values are credentials (for outbound checks;
 #: redaction covers every string value of those files).
 _CREDENTIAL_KEY = re.compile(
-    r"token|secret|key|pass|credential|auth|code|cookie|session|bearer|private", re.IGNORECASE
+    r"token|secret|key|pass|credential|auth|code|cookie|session|bearer|private|refresh|access",
+    re.IGNORECASE,
 )
 
 
