@@ -119,14 +119,15 @@ def test_relative_paths_are_resolved_against_the_working_directory(
     hermes_home.mkdir(parents=True, exist_ok=True)
     assert classify("echo x > config.yaml", cwd=str(workspace)).safe
     assert classify("echo x > config.yaml", cwd=str(hermes_home)).refused
-    assert classify("cat .env", cwd=str(hermes_home)).needs_approval
+    assert classify("cat .env", cwd=str(hermes_home)).refused  # hermes' own secrets
+    assert classify("ls mcp-tokens", cwd=str(hermes_home)).needs_approval  # names only
     assert classify(f"cd {hermes_home} && sed -i s/a/b/ config.yaml", cwd=str(workspace)).refused
 
 
 def test_hermes_home_is_found_wherever_it_is(hermes_home: Path) -> None:
     assert classify(f"echo x > {hermes_home}/config.yaml").refused
     assert classify(f"cat {hermes_home}/config.yaml").safe  # reading the config is fine
-    assert classify(f"cat {hermes_home}/.env").needs_approval
+    assert classify(f"cat {hermes_home}/.env").refused
     assert classify(f"rm -rf {hermes_home}").refused
     assert classify(f"echo note >> {hermes_home}/memories/MEMORY.md").needs_approval
 
@@ -240,7 +241,7 @@ def test_always_remembers_the_kind_of_command_for_the_session(
 def test_smart_mode_pre_approves_the_allow_list(hermes_home: Path, workspace: Path) -> None:
     user = User("no", "no")
     ctx = make_ctx(
-        hermes_home, workspace, user, mode="smart", allow=["git push", "npm install", "cat"]
+        hermes_home, workspace, user, mode="smart", allow=["git push", "npm install", "ls"]
     )
     approve(ctx, "git push --force origin main")
     approve(ctx, "npm install left-pad")
@@ -249,7 +250,7 @@ def test_smart_mode_pre_approves_the_allow_list(hermes_home: Path, workspace: Pa
         approve(ctx, "rm -rf build")  # not on the list: asked
     # hermes' own secrets are never pre-approved, even when the command is on the list.
     with pytest.raises(ToolError, match="denied by the user"):
-        approve(ctx, f"cat {hermes_home}/.env")
+        approve(ctx, f"ls {hermes_home}/mcp-tokens")
     assert len(user.questions) == 2
     assert [e["by"] for e in audit_lines(hermes_home)[:2]] == ["allow-list", "allow-list"]
 

@@ -21,12 +21,10 @@ from hermes_agent.safety.targets import (
     DISK_DEVICE,
     check_mentions,
     check_write,
-    hermes_finding,
-    hermes_kinds,
     is_catastrophic,
 )
 from hermes_agent.safety.verdict import Level
-from hermes_agent.safety.words import UNKNOWN, Field, static, word_set
+from hermes_agent.safety.words import UNKNOWN, Field, canonical_name, static, word_set
 
 if TYPE_CHECKING:
     from hermes_agent.safety.parse import Analysis
@@ -66,6 +64,13 @@ READ_ONLY = word_set(
     pwd cd pushd popd which type whereis realpath readlink dirname basename du df tree jq bat
     batcat column nl od hexdump strings tac fold fmt cut uniq paste comm join rev base64 base32
     zcat zless zgrep look env printenv id whoami date uname hostname
+    """
+)
+#: Read-only commands that look at names and metadata only, never at file contents.
+NAMES_ONLY = word_set(
+    """
+    ls dir stat du df tree echo printf test [ true false pwd cd pushd popd which type whereis
+    realpath readlink dirname basename env printenv id whoami date uname hostname
     """
 )
 #: systemctl verbs that only look.
@@ -159,7 +164,9 @@ _KILLERS = word_set("killall pkill skill slay killall5")
 
 #: Inline code that runs programs, deletes files or decodes payloads.
 CODE_DANGER = re.compile(
-    r"\b(system|popen|spawn\w*|fork|subprocess|check_output|check_call|getoutput|"
+    r"\b(remove_tree|File::Path|File::Copy|File::Remove|shutil|rename|move|copy(file|tree)?|"
+    r"symlink|write_text|write_bytes|writeFile\w*|appendFile\w*|"
+    r"system|popen|spawn\w*|fork|subprocess|check_output|check_call|getoutput|"
     r"getstatusoutput|rmtree|unlink|rmdir|removedirs|remove|rm_rf|rm_r|rmSync|unlinkSync|"
     r"rmdirSync|execSync|execFileSync|spawnSync|child_process|shell_exec|passthru|proc_open|"
     r"pcntl_exec|eval|exec[lv]?p?e?|__import__|import_module|b64decode|decodebytes|a2b_base64|"
@@ -466,6 +473,8 @@ def r_awk(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
             f"{base} runs commands",
             argv,
         )
+        for literal in dict.fromkeys(re.findall(r'"((?:[^"\\]|\\.)*)"', program.text)):
+            an.nested(literal.replace('\\"', '"'), f"a string the {base} program may run")
         return Use()
     return Use(read_only=True)
 
@@ -507,12 +516,24 @@ def r_sed(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
                 "sed e/w",
                 argv,
             )
+            for m in re.finditer(
+                r"(?:^|[;\n{}])\s*[0-9,$]*(?:/[^/]*/)?\s*e\s+([^;\n}]*)", script.text
+            ):
+                an.nested(m.group(1), "the command a sed e command runs")
+            for m in re.finditer(r"(?:^|[;\n{}])\s*[0-9,$]*(?:/[^/]*/)?\s*w\s+(\S+)", script.text):
+                check_write(an, Field(m.group(1), script.raw), "sed w writes", argv)
     if in_place:
         return Use(writes=operands, precise=True)
     return Use(read_only=True)
 
 
+#: Commands a ``find -exec`` may run on every file without reading its content.
+_NO_CONTENT = NAMES_ONLY | word_set("rm rmdir unlink chmod chown chgrp touch mkdir file")
+
+
 def r_find(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
+    """find: ``-exec``/``-execdir``/``-ok`` commands are checked (with ``{}`` standing for
+    the start points when nothing filters them), and they read every file of the tree."""
     args = argv[1:]
     i = 0
     while i < len(args) and args[i].text in ("-H", "-L", "-P"):
@@ -521,7 +542,12 @@ def r_find(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     while i < len(args) and not args[i].text.startswith(("-", "(", "!", ")")):
         starts.append(args[i])
         i += 1
+    texts = [f.text for f in args[i:]]
+    filtered = any(t.startswith("-") and t not in _FIND_NOT_FILTERS for t in texts) and "0" not in [
+        texts[j + 1] for j, t in enumerate(texts[:-1]) if t == "-maxdepth"
+    ]
     writes: list[Field] = []
+    trees: list[Field] = []
     acts = False
     while i < len(args):
         t = args[i].text
@@ -531,7 +557,19 @@ def r_find(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
                 j += 1
             inner = list(args[i + 1 : j])
             if inner:
-                an.check_argv(inner, NO_INPUT)
+                if not filtered and any("{}" in f.text for f in inner):
+                    for s in (starts or [static(".")])[:4]:
+                        an.check_argv(
+                            [
+                                Field(f.text.replace("{}", s.text), f.raw, f.dynamic or s.dynamic)
+                                for f in inner
+                            ],
+                            NO_INPUT,
+                        )
+                else:
+                    an.check_argv(inner, NO_INPUT)
+                if inner[0].dynamic or canonical_name(inner[0].text) not in _NO_CONTENT:
+                    trees.extend(starts or [static(".")])
             acts = True
             i = j + 1
             continue
@@ -551,14 +589,38 @@ def r_find(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
                         "catastrophic delete",
                         argv,
                     )
-                for kind, certain in hermes_kinds(an, s).items():
-                    hermes_finding(an, kind, certain, True, s, argv, True)
+                check_write(an, s, "find -delete deletes", argv, sweeping=True)
         if t in ("-fprint", "-fprint0", "-fprintf", "-fls") and i + 1 < len(args):
             writes.append(args[i + 1])
             i += 2
             continue
         i += 1
-    return Use(read_only=not acts and not writes, writes=writes, precise=True)
+    return Use(read_only=not acts and not writes, writes=writes, trees=trees, precise=True)
+
+
+#: find options and actions that do not narrow which files ``{}`` stands for.
+_FIND_NOT_FILTERS = frozenset(
+    [
+        "-exec",
+        "-execdir",
+        "-ok",
+        "-okdir",
+        "-print",
+        "-print0",
+        "-maxdepth",
+        "-mindepth",
+        "-depth",
+        "-xdev",
+        "-mount",
+        "-follow",
+        "-noleaf",
+        "-ignore_readdir_race",
+        "-daystart",
+        "-regextype",
+        "-warn",
+        "-nowarn",
+    ]
+)
 
 
 def r_rm(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
@@ -716,7 +778,8 @@ def r_git(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
         t = args[i].text
         if t in ("-C", "-c", "--git-dir", "--work-tree", "--namespace", "--config-env"):
             if t == "-c" and i + 1 < len(args):
-                _git_key(an, args[i + 1].text.split("=", 1)[0], argv)
+                key, _, value = args[i + 1].text.partition("=")
+                _git_key(an, key, argv, Field(value, args[i + 1].raw, args[i + 1].dynamic))
             i += 2
             continue
         if t.startswith("-"):
@@ -776,9 +839,16 @@ def r_git(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     elif sub == "update-ref" and "-d" in texts:
         danger, key = "git update-ref -d deletes a ref", "git update-ref -d"
     elif sub == "config":
-        keys = [t for t in texts if not t.startswith("-")]
+        keys = [f for f in rest if not f.text.startswith("-")]
         if keys:
-            _git_key(an, keys[0], argv)
+            _git_key(an, keys[0].text, argv, keys[1] if len(keys) > 1 else None)
+        if any(t in ("--global", "--system") for t in texts):
+            check_write(
+                an, Field(an.index.home + "/.gitconfig", "~/.gitconfig"), "git config writes", argv
+            )
+        for j, t in enumerate(texts):
+            if t in ("--file", "-f") and j + 1 < len(rest):
+                check_write(an, rest[j + 1], "git config writes", argv)
     elif sub == "rebase":
         for j, t in enumerate(texts):
             if t in ("-x", "--exec") and j + 1 < len(rest):
@@ -797,14 +867,23 @@ def r_git(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     return Use()
 
 
-def _git_key(an: Analysis, key: str, argv: Sequence[Field]) -> None:
-    if _GIT_EXEC_KEY.match(key):
-        an.add(
-            Level.APPROVAL,
-            f"sets the git option {key}, which makes git run a program",
-            "git exec option",
-            argv,
-        )
+def _git_key(an: Analysis, key: str, argv: Sequence[Field], value: Field | None = None) -> None:
+    """A git setting whose value is a program git runs: the program is checked too."""
+    if not _GIT_EXEC_KEY.match(key):
+        return
+    an.add(
+        Level.APPROVAL,
+        f"sets the git option {key}, which makes git run a program",
+        "git exec option",
+        argv,
+    )
+    if value is None or not value.text:
+        return
+    if key.lower().startswith("alias."):
+        if not value.text.startswith("!"):
+            return
+        value = Field(value.text[1:], value.raw, value.dynamic)
+    an.shell_string(f"git {key}", value, argv)
 
 
 def r_docker(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
@@ -1197,7 +1276,7 @@ def r_watch(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
 def r_cd(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     ops = [f for f in argv[1:] if not f.text.startswith("-") or f.text == "-"]
     if not ops:
-        an.cwd, an.cwd_known = an.places.home, True
+        an.cwd, an.cwd_known = an.index.home, True
     elif ops[0].dynamic or ops[0].text == "-":
         an.cwd_known = False
     elif an.cwd is not None or ops[0].text.startswith("/"):

@@ -42,7 +42,12 @@ NO_OUTPUT = Output()
 
 @dataclass(slots=True)
 class Use:
-    """How a command touches paths: its write targets, and whether it only reads."""
+    """How a command touches paths: what it writes, what it reads, and how widely.
+
+    Words not listed in ``writes``/``into``/``trees`` are judged by what the
+    command is: reads of their content when ``read_only`` or ``precise``, and
+    possible writes otherwise (a program this table does not know).
+    """
 
     read_only: bool = False
     writes: list[Field] = field(default_factory=list)
@@ -50,3 +55,10 @@ class Use:
     precise: bool = False
     #: Recursive delete/move/permission change: a home or root target is catastrophic.
     sweeping: bool = False
+    #: Directories the command writes files of unknown names into (``tar -x -C D``,
+    #: ``unzip -d D``, ``cp -r src D``): anything protected below them may be overwritten.
+    into: list[Field] = field(default_factory=list)
+    #: Trees whose file contents the command reads (``grep -r``, ``tar c``, ``cp -r``).
+    trees: list[Field] = field(default_factory=list)
+    #: Reads only names and metadata, never contents (``ls``, ``stat``, ``du``).
+    names_only: bool = False

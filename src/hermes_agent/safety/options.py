@@ -8,8 +8,9 @@ as ``-sSLo FILE``, ``--opt=value``, ``--``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from hermes_agent.safety.words import Field
+from hermes_agent.safety.words import UNKNOWN, Field
 
 
 def scan_operands(
@@ -85,3 +86,104 @@ def cluster_has(args: Sequence[Field], letters: str, longs: Iterable[str] = ()) 
         ):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Which options of one command take an argument.
+
+    ``short`` lists the letters that take one (``-o FILE``, ``-oFILE``, or the
+    last letter of a cluster such as ``-sSLo FILE``); ``long`` the long options
+    that do (``--output FILE``; ``--output=FILE`` is always understood).
+    ``old_style`` commands (tar, ar) also take a first word without a dash as a
+    cluster whose letters consume the following words in order (``tar czf out.tgz``).
+    """
+
+    short: str = ""
+    long: frozenset[str] = frozenset()
+    old_style: bool = False
+    #: Single-dash words that are whole options, not clusters (``-TT``, ``-exec``).
+    words: frozenset[str] = frozenset()
+
+
+def spec(short: str = "", long: str = "", *, old_style: bool = False, words: str = "") -> Spec:
+    """A :class:`Spec` from a string of letters and a space-separated list of long options."""
+    return Spec(short, frozenset(long.split()), old_style, frozenset(words.split()))
+
+
+@dataclass
+class Parsed:
+    """A command's words, sorted: options with their values, flags, operands."""
+
+    #: (option, value) for options that take an argument, in order: ``("-o", FILE)``,
+    #: ``("--output", FILE)``; a whole-word option from ``Spec.words`` keeps its name.
+    values: list[tuple[str, Field]]
+    #: Short letters and long options seen without a value (``"r"``, ``"--recursive"``).
+    flags: set[str]
+    operands: list[Field]
+
+    def has(self, *names: str) -> bool:
+        """Whether any of ``names`` (letters like ``"r"`` or ``"--long"``) was given."""
+        return any(n in self.flags for n in names) or any(o in names for o, _ in self.values)
+
+    def get(self, *names: str) -> list[Field]:
+        """The values of the options ``names`` (``"-o"``, ``"--output"``), in order."""
+        return [v for o, v in self.values if o in names]
+
+
+def parse_options(args: Sequence[Field], table: Spec) -> Parsed:
+    """Sort ``args`` into options, their values and operands, the way getopt does
+    (GNU style: options may follow operands until ``--``)."""
+    values: list[tuple[str, Field]] = []
+    flags: set[str] = set()
+    operands: list[Field] = []
+    i, n = 0, len(args)
+    first = True
+    while i < n:
+        f = args[i]
+        t = f.text
+        i += 1
+        if f.dynamic and t.startswith(UNKNOWN):
+            operands.append(f)
+            first = False
+            continue
+        if t == "--":
+            operands.extend(args[i:])
+            break
+        if t.startswith("--") and len(t) > 2:
+            if "=" in t:
+                name, value = t.split("=", 1)
+                values.append((name, Field(value, f.raw, f.dynamic)))
+            elif t in table.long and i < n:
+                values.append((t, args[i]))
+                i += 1
+            else:
+                flags.add(t)
+            first = False
+            continue
+        if t in table.words:
+            if i < n:
+                values.append((t, args[i]))
+                i += 1
+            first = False
+            continue
+        old = first and table.old_style and t and not t.startswith("-") and t.isalpha()
+        if (t.startswith("-") and len(t) > 1) or old:
+            letters = t if old else t[1:]
+            for j, ch in enumerate(letters):
+                if ch in table.short:
+                    rest = letters[j + 1 :]
+                    if rest and not old:
+                        values.append(("-" + ch, Field(rest, f.raw, f.dynamic)))
+                    elif i < n:
+                        values.append(("-" + ch, args[i]))
+                        i += 1
+                    if not old:
+                        break
+                else:
+                    flags.add(ch)
+            first = False
+            continue
+        operands.append(f)
+        first = False
+    return Parsed(values, flags, operands)

@@ -14,19 +14,21 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from hermes_agent.safety.commands import (
     CODE_DANGER,
     DANGEROUS_ENV,
     DOWNLOADERS,
+    NAMES_ONLY,
     PACKAGE_VERBS,
     READ_ONLY,
-    RULES,
     r_package,
 )
+from hermes_agent.safety.commands import RULES as COMMAND_RULES
 from hermes_agent.safety.decoders import DECODERS, NOT_DECODING
 from hermes_agent.safety.flow import (
     MAX_DEPTH,
@@ -38,12 +40,14 @@ from hermes_agent.safety.flow import (
     Use,
 )
 from hermes_agent.safety.targets import (
-    check_credentials,
+    GATE_FILES,
+    TEMP_DIRS,
     check_mentions,
+    check_read,
     check_write,
-    current_places,
-    hermes_finding,
-    hermes_kinds,
+    code_mentions,
+    index,
+    kind_at,
 )
 from hermes_agent.safety.verdict import Finding, Level
 from hermes_agent.safety.words import (
@@ -54,12 +58,20 @@ from hermes_agent.safety.words import (
     decode_ansi_c,
     norm,
     quote,
+    static,
     unescape_dq,
     unescape_unquoted,
 )
 
 if TYPE_CHECKING:
     from tree_sitter import Node, Parser
+
+from hermes_agent.safety.runners import RULES as RUNNER_RULES
+from hermes_agent.safety.writers import RULES as WRITER_RULES
+
+#: What each program does: the general table, then the writers whose files are named by
+#: options, then the programs that run other programs (the more specific rule wins).
+RULES = {**COMMAND_RULES, **WRITER_RULES, **RUNNER_RULES}
 
 # --- the parser ---------------------------------------------------------------------------
 
@@ -82,15 +94,59 @@ def _parser() -> Parser | None:
 # --- the analysis --------------------------------------------------------------------------
 
 
+_LITERAL = re.compile(r"'((?:[^'\\\n]|\\.)*)'|\"((?:[^\"\\\n]|\\.)*)\"")
+_LIST_OF_LITERALS = re.compile(
+    r"[\[(]\s*((?:(?:'[^'\n]*'|\"[^\"\n]*\")\s*,\s*)+(?:'[^'\n]*'|\"[^\"\n]*\"))\s*,?\s*[\])]"
+)
+#: Inline code that opens or writes files: its path strings are checked as writes.
+_CODE_OPENS = re.compile(r"\b(open|write|File|fs|Path|IO)\b")
+
+#: Physical forms of working directories, with the identity of the directory they were
+#: computed for: one stat tells whether the answer still holds.
+_REAL_DIRS: dict[str, tuple[tuple[int, int], str]] = {}
+
+
+def _real_dir(path: str, walk: Callable[[str, list[str], int], str]) -> str:
+    try:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return walk("/", path.split("/"), 0)
+    cached = _REAL_DIRS.get(path)
+    if cached is not None and cached[0] == ident:
+        return cached[1]
+    real = walk("/", path.split("/"), 0)
+    if len(_REAL_DIRS) > 64:
+        _REAL_DIRS.clear()
+    _REAL_DIRS[path] = (ident, real)
+    return real
+
+
+def _temp_dirs() -> tuple[str, ...]:
+    tmp = os.environ.get("TMPDIR", "")
+    extra = (norm(tmp),) if tmp.startswith("/") and norm(tmp) != "/" else ()
+    return (*TEMP_DIRS, *extra)
+
+
 class Analysis:
     """One classification: walks the tree, evaluates words, collects findings."""
 
     def __init__(self, command: str, cwd: str | None) -> None:
         self.command = command
-        self.places = current_places()
+        self.index = index()
         self.findings: dict[tuple[str, str], Finding] = {}
         self.commands: dict[tuple[str, ...], None] = {}
         self.cwd: str | None = norm(cwd) if cwd else None
+        #: Where the command starts: writes elsewhere (outside temp dirs) are asked about.
+        self.workspace = self.cwd
+        #: Symbolic links this command makes (physical path -> target), followed like
+        #: those on disk when a later word is resolved.
+        self.links: dict[str, str] = {}
+        self._lstat: dict[str, str | None] = {}
+        self._real_dirs: dict[str, str] = {}
+        self._gate_inodes: set[tuple[int, int]] | None = None
+        self._real_workspace: str | None = None
+        self._clear_root: str | None = None
         #: False once a `cd` went somewhere unknown: relative paths could be anywhere.
         self.cwd_known = True
         self.vars: dict[str, str | None] = {}
@@ -206,7 +262,7 @@ class Analysis:
     def _expand_static(self, token: str) -> list[Field]:
         out = []
         for item in brace_expand(token) if "{" in token else [token]:
-            out.append(self._tilde(Field(item, token)))
+            out.append(self.tilde(Field(item, token)))
         return out
 
     # --- the tree --------------------------------------------------------------------
@@ -285,7 +341,18 @@ class Analysis:
             return NO_OUTPUT
         stdin_here = here or stdin
         if body.type == "command":
-            out = self.simple_command(body, stdin_here, redirects)
+            # The grammar drops words it cannot place between a command and its
+            # here-document (`make -f - <<EOF` loses the `-`): take them back.
+            gap = (
+                self._slice(
+                    body.end_byte,
+                    min(c.start_byte for c in node.named_children if c is not body and c != body),
+                )
+                if len(node.named_children) > 1
+                else ""
+            )
+            lost = [static(w) for w in gap.split() if w not in ("<", ">", "<<", "<<-")]
+            out = self.simple_command(body, stdin_here, redirects, lost)
         else:
             # The grammar hangs `cd x && echo > f`'s redirection on the whole list: check
             # it against the directory before the list and the one after it.
@@ -425,9 +492,9 @@ class Analysis:
         if name in self.vars and not self.vars_poisoned:
             return self.vars[name]
         if name == "HOME":
-            return self.places.home
+            return self.index.home
         if name == "HERMES_HOME":
-            return self.places.hermes_homes[0]
+            return self.index.hermes_homes[0]
         if name == "PWD" and self.cwd and self.cwd_known:
             return self.cwd
         return None
@@ -443,7 +510,7 @@ class Analysis:
             and "," in raw
             and (kind == "word" or all(c.type == "word" for c in node.named_children))
         ):
-            return [self._tilde(Field(unescape_unquoted(t), raw)) for t in brace_expand(raw)]
+            return [self.tilde(Field(unescape_unquoted(t), raw)) for t in brace_expand(raw)]
         parts: list[tuple[str, str]] = []
         self._parts(node, parts, quoted)
         fields: list[Field] = []
@@ -472,16 +539,16 @@ class Analysis:
         if has:
             fields.append(Field("".join(cur), raw, dyn))
         if fields and parts and parts[0][0] == "lit" and parts[0][1].startswith("~"):
-            fields[0] = self._tilde(fields[0])
+            fields[0] = self.tilde(fields[0])
         return fields
 
-    def _tilde(self, f: Field) -> Field:
+    def tilde(self, f: Field) -> Field:
         text = f.text
         if not text.startswith("~"):
             return f
         head, sep, rest = text.partition("/")
         if head == "~":
-            home = self.places.home
+            home = self.index.home
         else:
             home = os.path.expanduser(head)
             if home == head:
@@ -576,7 +643,13 @@ class Analysis:
 
     # --- simple commands ----------------------------------------------------------------
 
-    def simple_command(self, node: Node, stdin: Input, outer_redirects: Sequence[Node]) -> Output:
+    def simple_command(
+        self,
+        node: Node,
+        stdin: Input,
+        outer_redirects: Sequence[Node],
+        lost: Sequence[Field] = (),
+    ) -> Output:
         argv: list[Field] = []
         redirect_nodes: list[Node] = [*outer_redirects]
         for child in node.named_children:
@@ -596,6 +669,7 @@ class Analysis:
                 continue
             else:
                 argv.extend(self.fields(child))
+        argv.extend(lost)
         argv.extend(self.redirect_words(redirect_nodes))
         if not argv:
             self.apply_redirects(redirect_nodes)
@@ -660,9 +734,8 @@ class Analysis:
                 continue
             if write:
                 check_write(self, f, "redirects output into", argv)
-                check_mentions(self, [f], Use(writes=[f], precise=True))
             else:
-                check_mentions(self, [f], Use(read_only=True))
+                check_read(self, f, argv)
 
     # --- the rules ------------------------------------------------------------------
 
@@ -690,13 +763,20 @@ class Analysis:
         if handler is None and base in PACKAGE_VERBS:
             handler = r_package
         result = handler(self, base, argv, stdin) if handler is not None else None
-        use = result if isinstance(result, Use) else Use(read_only=base in READ_ONLY)
+        use = (
+            result
+            if isinstance(result, Use)
+            else Use(read_only=base in READ_ONLY, names_only=base in NAMES_ONLY)
+        )
         if isinstance(result, Output):
             return result
         for target in use.writes:
-            check_write(self, target, f"{base} writes", argv)
+            check_write(self, target, f"{base} writes", argv, sweeping=use.sweeping)
+        for target in use.into:
+            check_write(self, target, f"{base} writes into", argv, into=True)
+        for target in use.trees:
+            check_read(self, target, argv, tree=True)
         check_mentions(self, args, use, argv=argv)
-        check_credentials(self, args, argv)
         if base in ("echo", "printf", "cat", "rev", "tac") or base in DECODERS:
             return self.static_output(base, args, stdin)
         if base in DOWNLOADERS:
@@ -763,6 +843,117 @@ class Analysis:
             return UNKNOWN + "/" + text
         return norm(posixpath.join(self.cwd, text))
 
+    @property
+    def real_workspace(self) -> str | None:
+        """The workspace as the kernel sees it (symlinks followed)."""
+        if self._real_workspace is None and self.workspace:
+            self._real_workspace = _real_dir(self.workspace, self._walk)
+        return self._real_workspace
+
+    @property
+    def clear_root(self) -> str:
+        """``workspace/`` when nothing protected is at, above or below the workspace:
+        a path that stays inside it names nothing protected ("" otherwise)."""
+        if self._clear_root is None:
+            self._clear_root = ""
+            real = self.real_workspace
+            if real and real != "/":
+                idx = self.index
+                if real not in idx.below and kind_at(idx, real) is None:
+                    self._clear_root = real + "/"
+        return self._clear_root
+
+    @property
+    def temp_dirs(self) -> tuple[str, ...]:
+        return _temp_dirs()
+
+    def real(self, text: str) -> str:
+        """The path the kernel reaches for ``text``: symlinks followed, ``..`` taken
+        physically, including links made earlier in this same command.
+
+        Lexical resolution (:meth:`resolve`) is what bash's ``cd`` does; a file
+        operation follows the links, so ``ln -s ~ x; sed -i ... x/.hermes/config.yaml``
+        writes hermes' configuration. Only the components that exist are looked up
+        (one ``lstat`` each, cached for the analysis).
+        """
+        if text.startswith(UNKNOWN) or not text:
+            return text
+        if text.startswith("/"):
+            return self._walk("/", text.split("/"), 0)
+        if self.cwd is None or not self.cwd_known:
+            return self.resolve(text)
+        base = self._real_dirs.get(self.cwd)
+        if base is None:
+            base = (
+                self._walk("/", self.cwd.split("/"), 0)
+                if self.links
+                else _real_dir(self.cwd, self._walk)
+            )
+            self._real_dirs[self.cwd] = base
+        return self._walk(base, text.split("/"), 0)
+
+    def _walk(self, start: str, parts: list[str], hops: int) -> str:
+        cur = start
+        for i, part in enumerate(parts):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                cur = posixpath.dirname(cur)
+                continue
+            nxt = ("" if cur == "/" else cur) + "/" + part
+            target = self.links.get(nxt)
+            if target is None:
+                if nxt in self._lstat:
+                    target = self._lstat[nxt]
+                else:
+                    try:
+                        st = os.lstat(nxt)
+                    except (OSError, ValueError):
+                        self._lstat[nxt] = None
+                        return norm(posixpath.join(nxt, *parts[i + 1 :]))
+                    target = os.readlink(nxt) if stat.S_ISLNK(st.st_mode) else ""
+                    self._lstat[nxt] = target
+                if target is None:
+                    return norm(posixpath.join(nxt, *parts[i + 1 :]))
+            if target and hops < 40:
+                cur = self._walk(
+                    "/" if target.startswith("/") else cur, target.split("/"), hops + 1
+                )
+            else:
+                cur = nxt
+        return cur
+
+    def add_link(self, link: str, target: str) -> None:
+        """Remember ``ln -s target link`` made by this command, for later words."""
+        if link.startswith(UNKNOWN) or target.startswith(UNKNOWN):
+            return
+        parent, name = posixpath.split(link.rstrip("/"))
+        where = self.real(parent or ".") if parent else self.real(".")
+        key = ("" if where == "/" else where) + "/" + name
+        self.links[key] = target
+        self._lstat.pop(key, None)
+        self._real_dirs.clear()
+
+    def gate_inode(self, path: str) -> bool:
+        """Whether ``path`` is a hard link to one of hermes' gate or secret files."""
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return False
+        if st.st_nlink < 2:
+            return False
+        if self._gate_inodes is None:
+            inodes: set[tuple[int, int]] = set()
+            for home in self.index.hermes_homes:
+                for name in GATE_FILES:
+                    try:
+                        found = os.stat(posixpath.join(home, name))
+                    except OSError:
+                        continue
+                    inodes.add((found.st_dev, found.st_ino))
+            self._gate_inodes = inodes
+        return (st.st_dev, st.st_ino) in self._gate_inodes
+
     def run_code(
         self, base: str, text: str | None, argv: Sequence[Field], what: str = "inline code"
     ) -> None:
@@ -777,9 +968,31 @@ class Analysis:
                 f"{base} inline code",
                 argv,
             )
-        fake = Field(text, text)
-        for kind, certain in hermes_kinds(self, fake).items():
-            hermes_finding(self, kind, certain, True, fake, argv, False)
+            self.code_literals(base, text, argv, what)
+        elif _CODE_OPENS.search(text):
+            self.code_literals(base, text, argv, what)
+        code_mentions(self, text, argv, f"{base} {what}")
+
+    def code_literals(self, base: str, text: str, argv: Sequence[Field], what: str) -> None:
+        """The strings in inline code that runs programs or writes files: each is checked
+        as a command it may run (``os.system("rm -rf ~")``, a list joined into one:
+        ``["rm", "-rf", "/"]``) and, when it looks like a path, as a file it may write."""
+        literals = [a or b for a, b in _LITERAL.findall(text)]
+        commands = dict.fromkeys(literals)
+        for group in _LIST_OF_LITERALS.findall(text):
+            words = [a or b for a, b in _LITERAL.findall(group)]
+            if len(words) > 1:
+                commands[" ".join(quote(w) for w in words)] = None
+        for m in re.finditer(r"`([^`]*)`|\bqx\s*[({\[/|](.*?)[)}\]/|]", text):
+            commands[m.group(1) or m.group(2) or ""] = None
+        for command in list(commands)[:24]:
+            if command.strip():
+                self.nested(command, f"a string in the {base} {what}")
+        for literal in dict.fromkeys(literals):
+            if literal.startswith(("/", "~")) and " " not in literal:
+                check_write(
+                    self, self.tilde(Field(literal, literal)), f"{base} {what} may write", argv
+                )
 
     def runs_stdin(self, base: str, stdin: Input, argv: Sequence[Field], shell: bool) -> None:
         """A shell or interpreter that reads its program from standard input."""

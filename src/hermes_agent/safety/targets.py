@@ -11,7 +11,6 @@ its working directory and to record findings.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import posixpath
 import re
@@ -20,6 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hermes_agent.safety.flow import Use
+from hermes_agent.safety.places import (
+    HERMES_GATE,
+    HERMES_SECRETS,
+    SSH_PUBLIC,
+    PathKind,
+    Places,
+    places,
+)
 from hermes_agent.safety.verdict import Level
 from hermes_agent.safety.words import (
     UNKNOWN,
@@ -81,51 +88,335 @@ _CREDENTIAL_HINTS = word_tuple(
     ".ssh shadow sudoers .aws .netrc credentials .docker .kube .pgpass .gnupg"
 )
 
-#: HERMES_HOME entries, by what touching them means.
-HERMES_GATE = {".env": "env", "config.yaml": "config", "logs/approvals.jsonl": "audit"}
-_HERMES_SECRET = {"auth.json": "auth", "mcp-tokens": "tokens"}
-_HERMES_NAMES = {**HERMES_GATE, **_HERMES_SECRET}
-_GATE_HINTS = ("hermes", ".env", "config.y", "auth.json", "mcp-tokens", "approvals")
+#: Where a command may write without a second look: the usual scratch directories.
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/private/tmp", "/private/var/folders", "/var/folders")
+#: Strongest kind first, as :mod:`hermes_agent.safety.places` orders them.
+_STRENGTH = {
+    PathKind.SECRET: 0,
+    PathKind.GATE: 1,
+    PathKind.CODE: 2,
+    PathKind.PERSONA: 3,
+    PathKind.STATE: 4,
+    PathKind.STARTUP: 5,
+}
+#: Never written by anything the agent runs (refused, whatever the approval mode).
+NEVER_WRITTEN = frozenset((PathKind.SECRET, PathKind.GATE, PathKind.CODE))
+#: HERMES_HOME entries the classifier adds to what places.py knows: the audit log of
+#: approval decisions is part of the gate (erasing it hides what the agent did).
+_EXTRA_GATE = ("logs/approvals.jsonl",)
+#: HERMES_HOME files whose hard links are writes to the gate or the secrets.
+GATE_FILES = (*HERMES_GATE, *HERMES_SECRETS, *_EXTRA_GATE)
 
 
 @dataclass(frozen=True)
-class _Places:
-    """Where home and HERMES_HOME are, computed once per environment."""
+class Index:
+    """The protected places of :mod:`~hermes_agent.safety.places`, indexed for lookups.
+
+    A path's kind is found by walking up its parents (a few dict lookups), and the
+    kinds of what lies *below* a directory by one lookup, so that every word of
+    every command can be checked without scanning the list of places.
+    """
 
     home: str
     hermes_homes: tuple[str, ...]
-    #: (absolute path, kind) of every protected HERMES_HOME entry.
-    protected: tuple[tuple[str, str], ...]
-    #: Literal spellings of the protected paths, searched for inside any text
-    #: (inline code, strings): ``~/.hermes/.env``, ``$HERMES_HOME/.env``...
-    spellings: tuple[tuple[str, str], ...]
+    kinds: dict[str, PathKind]
+    #: The same, as ranks (0 strongest) for a cheap comparison.
+    ranks: dict[str, int]
+    below: dict[str, frozenset[PathKind]]
+    #: Protected places by their last component (for ``$UNKNOWN/config.yaml``).
+    by_name: dict[str, tuple[tuple[str, PathKind], ...]]
+    #: Literal spellings searched for inside inline code: (text, kind).
+    spellings: tuple[tuple[str, PathKind], ...]
 
 
-@functools.lru_cache(maxsize=8)
-def _places_for(home_env: str, hermes_env: str) -> _Places:
-    from hermes_agent import home as home_module
+def _index_for(where: Places) -> Index:
+    kinds: dict[str, PathKind] = {}
 
-    home = norm(home_env or os.path.expanduser("~"))
-    homes: list[str] = []
-    actual = str(home_module.hermes_home())
-    for candidate in (actual, os.path.realpath(actual), posixpath.join(home, ".hermes")):
-        candidate = norm(candidate)
-        if candidate not in homes:
-            homes.append(candidate)
-    protected = tuple((f"{h}/{name}", kind) for h in homes for name, kind in _HERMES_NAMES.items())
-    prefixes = [*homes, "~/.hermes", "/.hermes", "$HERMES_HOME", "${HERMES_HOME}"]
-    spellings = tuple(
-        (f"{p}/{name}", kind) for p in prefixes for name, kind in _HERMES_NAMES.items()
+    def put(path: str, kind: PathKind) -> None:
+        old = kinds.get(path)
+        if old is None or _STRENGTH[kind] < _STRENGTH[old]:
+            kinds[path] = kind
+
+    for path, kind in where.table:
+        put(norm(path), kind)
+    for home in where.hermes_homes:
+        for name in _EXTRA_GATE:
+            put(f"{home}/{name}", PathKind.GATE)
+    below: dict[str, set[PathKind]] = {}
+    by_name: dict[str, list[tuple[str, PathKind]]] = {}
+    for path, kind in kinds.items():
+        by_name.setdefault(path.rsplit("/", 1)[-1], []).append((path, kind))
+        parent = posixpath.dirname(path)
+        while True:
+            below.setdefault(parent, set()).add(kind)
+            if parent == "/":
+                break
+            parent = posixpath.dirname(parent)
+    spelled_homes = [*where.hermes_homes, "~/.hermes", "/.hermes", "$HERMES_HOME", "${HERMES_HOME}"]
+    spellings: list[tuple[str, PathKind]] = []
+    for prefix in spelled_homes:
+        for name in (*HERMES_SECRETS, *HERMES_GATE, *_EXTRA_GATE):
+            kind = PathKind.SECRET if name in HERMES_SECRETS else PathKind.GATE
+            spellings.append((f"{prefix}/{name}", kind))
+    spellings.extend((path, PathKind.CODE) for path in where.code if len(path) > 4)
+    spellings.append(("hermes_agent", PathKind.CODE))
+    return Index(
+        where.home,
+        where.hermes_homes,
+        kinds,
+        {path: _STRENGTH[kind] for path, kind in kinds.items()},
+        {k: frozenset(v) for k, v in below.items()},
+        {k: tuple(v) for k, v in by_name.items()},
+        tuple(spellings),
     )
-    return _Places(home, tuple(homes), protected, spellings)
 
 
-def current_places() -> _Places:
-    return _places_for(os.environ.get("HOME", ""), os.environ.get("HERMES_HOME", ""))
+_indexes: dict[tuple[str, str], Index] = {}
 
 
-def check_write(an: Analysis, f: Field, what: str, argv: Sequence[Field]) -> None:
-    """A file the command writes: devices, system paths, start-up files."""
+def index() -> Index:
+    """The index of the protected places for the current ``HOME``/``HERMES_HOME``."""
+    key = (os.environ.get("HOME", ""), os.environ.get("HERMES_HOME", ""))
+    found = _indexes.get(key)
+    if found is None:
+        if len(_indexes) > 8:
+            _indexes.clear()
+        found = _indexes[key] = _index_for(places())
+    return found
+
+
+def kind_at(idx: Index, path: str) -> PathKind | None:
+    """The strongest kind of protected place at or above the absolute ``path``."""
+    ranks = idx.ranks
+    best = 99
+    hit = ""
+    p = path
+    while p:
+        rank = ranks.get(p)
+        if rank is not None and rank < best:
+            best, hit = rank, p
+        cut = p.rfind("/")
+        if cut <= 0:
+            if p != "/" and "/" in ranks and ranks["/"] < best:
+                best, hit = ranks["/"], "/"
+            break
+        p = p[:cut]
+    if best != 0 and "/.ssh/" in path and is_ssh_key(path):
+        return PathKind.SECRET
+    return idx.kinds[hit] if hit else None
+
+
+def is_ssh_key(path: str) -> bool:
+    """A file directly in any ``.ssh`` directory that is not public (as places.py says)."""
+    parent, name = posixpath.split(path)
+    return parent.endswith("/.ssh") and not SSH_PUBLIC.fullmatch(name)
+
+
+def in_hermes_home(idx: Index, path: str) -> bool:
+    return any(path == h or path.startswith(h + "/") for h in idx.hermes_homes)
+
+
+@dataclass(slots=True)
+class Spot:
+    """What a word names among the protected places."""
+
+    #: Kind at (or above) the path -> whether that is certain (a glob may only match).
+    at: dict[PathKind, bool]
+    #: Kinds of protected places below the path (it is a directory above them).
+    below: set[PathKind]
+    #: The places involved lie in a HERMES_HOME (its secrets are refused, not asked).
+    hermes: bool
+    path: str
+
+
+def spot(an: Analysis, f: Field) -> Spot | None:
+    """The protected places ``f`` names, following symlinks; None when it names none."""
+    text = f.text
+    if not text:
+        return None
+    idx = an.index
+    lexical = an.resolve(text)
+    if not lexical.startswith("/"):
+        if lexical.startswith(UNKNOWN) or has_glob(lexical):
+            return _glob_spot(idx, lexical)
+        return None
+    if has_glob(lexical):
+        return _glob_spot(idx, lexical)
+    at: dict[PathKind, bool] = {}
+    below: set[PathKind] = set()
+    hermes = False
+    forms = [lexical]
+    real = an.real(text)
+    if real != lexical:
+        forms.append(real)
+    for path in forms:
+        kind = kind_at(idx, path)
+        if kind is not None:
+            at[kind] = True
+            hermes = hermes or in_hermes_home(idx, path)
+        under = idx.below.get(path)
+        if under:
+            below |= under
+            hermes = hermes or any(h.startswith(path.rstrip("/") + "/") for h in idx.hermes_homes)
+    if not at and not below:
+        return None
+    return Spot(at, below, hermes, forms[-1])
+
+
+def _glob_spot(idx: Index, path: str) -> Spot | None:
+    """Protected places a glob (or a path under an unknown directory) may match."""
+    pattern = glob_pattern(path)
+    prefix = static_prefix(path)
+    at: dict[PathKind, bool] = {}
+    below: set[PathKind] = set()
+    hermes = False
+    if prefix.startswith("/"):
+        parent = prefix if prefix.endswith("/") else posixpath.dirname(prefix)
+        parent = parent.rstrip("/") or "/"
+        if parent not in idx.below and kind_at(idx, parent) is None:
+            return None
+        for target, kind in idx.kinds.items():
+            if target.startswith(prefix) and fnmatch.fnmatchcase(target, pattern):
+                at[kind] = True
+                hermes = hermes or in_hermes_home(idx, target)
+        for directory, kinds in idx.below.items():
+            if directory.startswith(prefix) and fnmatch.fnmatchcase(directory, pattern):
+                below |= kinds
+                hermes = hermes or in_hermes_home(idx, directory + "/x")
+        if not at and not below:
+            above = kind_at(idx, parent)
+            if above is not None:
+                at[above] = True
+                hermes = in_hermes_home(idx, parent)
+    else:
+        last = pattern.rsplit("/", 1)[-1]
+        if not last.strip("*"):
+            return None
+        candidates = (
+            idx.by_name.get(last, ())
+            if not has_glob(last)
+            else [t for items in idx.by_name.values() for t in items]
+        )
+        for target, kind in candidates:
+            if fnmatch.fnmatchcase(target.rsplit("/", 1)[-1], last):
+                at.setdefault(kind, False)
+                hermes = hermes or in_hermes_home(idx, target)
+    if not at and not below:
+        return None
+    return Spot(at, below, hermes, path)
+
+
+def _outside_workspace(an: Analysis, path: str, real: str) -> bool:
+    workspace = an.workspace
+    if workspace is None or not path.startswith("/"):
+        return False
+    for p in (path, real):
+        if p in _SAFE_DEVICES or p.startswith(("/dev/fd/", "/proc/self/fd/")):
+            return False
+        if p == workspace or p.startswith(workspace.rstrip("/") + "/"):
+            return False
+        if an.real_workspace and (
+            p == an.real_workspace or p.startswith(an.real_workspace.rstrip("/") + "/")
+        ):
+            return False
+        if p.startswith(an.temp_dirs) and not p.startswith(an.index.home.rstrip("/") + "/"):
+            return False
+    return True
+
+
+_WHAT = {
+    PathKind.SECRET: "hermes' secrets ({shown})",
+    PathKind.GATE: "hermes' own configuration ({shown}), which holds its approval settings",
+    PathKind.CODE: "hermes' own code or the Python environment it runs in ({shown})",
+    PathKind.PERSONA: "{shown}, which enters every later system prompt",
+    PathKind.STATE: "files in HERMES_HOME ({shown}): memories, skills, sessions",
+    PathKind.STARTUP: "{shown}, a shell start-up, ssh or autostart file",
+}
+
+
+def _judge_write(
+    an: Analysis,
+    kind: PathKind,
+    certain: bool,
+    hermes: bool,
+    what: str,
+    f: Field,
+    argv: Sequence[Field],
+    *,
+    inside: bool = False,
+) -> None:
+    shown = f.shown
+    thing = _WHAT[kind].format(shown=shown)
+    if kind is PathKind.SECRET and not hermes:
+        thing = f"a credentials file ({shown})"
+    place = f"something inside {thing}" if inside else thing
+    if kind in NEVER_WRITTEN and (hermes or kind is not PathKind.SECRET):
+        if certain:
+            an.add(
+                Level.REFUSED,
+                f"{what} {place}: the agent cannot change hermes' gate, secrets or code",
+                "hermes gate",
+                argv,
+                gate=True,
+            )
+        else:
+            an.add(Level.APPROVAL, f"may change {place}", argv=argv, gate=True)
+    elif kind is PathKind.STARTUP:
+        an.add(Level.APPROVAL, f"{what} {place}", "write start-up file", argv)
+    else:
+        an.add(Level.APPROVAL, f"{what} {place}", argv=argv, gate=kind is not PathKind.SECRET)
+
+
+def _judge_tree_write(
+    an: Analysis, found: Spot, what: str, f: Field, argv: Sequence[Field]
+) -> None:
+    """A write that reaches everything under ``f`` (extraction, recursive copy, delete)."""
+    below = found.below
+    shown = f.shown
+    if below & NEVER_WRITTEN and (found.hermes or below & {PathKind.GATE, PathKind.CODE}):
+        held = [
+            name
+            for kind, name in (
+                (PathKind.GATE, "configuration"),
+                (PathKind.SECRET, "secrets"),
+                (PathKind.CODE, "code"),
+            )
+            if kind in below
+        ]
+        an.add(
+            Level.REFUSED,
+            f"{what} {shown}, which holds hermes' own {' and '.join(held)}: the agent cannot "
+            "change hermes' gate, secrets or code",
+            "hermes gate",
+            argv,
+            gate=True,
+        )
+    elif below & {PathKind.STATE, PathKind.PERSONA}:
+        an.add(
+            Level.APPROVAL,
+            f"{what} {shown}, which holds HERMES_HOME files (memories, skills, SOUL.md)",
+            argv=argv,
+            gate=True,
+        )
+    elif below & {PathKind.STARTUP, PathKind.SECRET}:
+        an.add(
+            Level.APPROVAL,
+            f"{what} {shown}, which holds shell start-up, ssh or credentials files",
+            "write start-up file",
+            argv,
+        )
+
+
+def check_write(
+    an: Analysis,
+    f: Field,
+    what: str,
+    argv: Sequence[Field],
+    *,
+    into: bool = False,
+    sweeping: bool = False,
+) -> None:
+    """A file the command writes (or a directory it writes into, or deletes whole)."""
     text = f.text
     if f.dynamic and text.startswith(UNKNOWN):
         an.add(
@@ -135,7 +426,8 @@ def check_write(an: Analysis, f: Field, what: str, argv: Sequence[Field]) -> Non
         )
         return
     path = an.resolve(text)
-    if DISK_DEVICE.match(path):
+    real = an.real(text) if path.startswith("/") and not has_glob(path) else path
+    if DISK_DEVICE.match(path) or DISK_DEVICE.match(real):
         an.add(
             Level.REFUSED,
             f"{what} the disk device {path} (destroys the file system on it)",
@@ -153,92 +445,141 @@ def check_write(an: Analysis, f: Field, what: str, argv: Sequence[Field]) -> Non
             argv,
         )
         return
+    found = spot(an, f)
+    startup = False
+    if found is not None:
+        startup = PathKind.STARTUP in found.at
+        for kind, certain in found.at.items():
+            _judge_write(an, kind, certain, found.hermes, what, f, argv)
+        if (into or sweeping) and found.below:
+            _judge_tree_write(an, found, what, f, argv)
+    elif real.startswith("/") and an.gate_inode(real):
+        an.add(
+            Level.REFUSED,
+            f"{what} {f.shown}, a hard link to hermes' own configuration or secrets",
+            "hermes gate",
+            argv,
+            gate=True,
+        )
     if path == "/":
         an.add(Level.APPROVAL, f"{what} / itself, the root of the file system", "write /", argv)
         return
-    if path.startswith("/") and not path.startswith(_NOT_SYSTEM):
-        for prefix in _SYSTEM_DIRS:
-            if path == prefix or path.startswith(prefix + "/"):
-                an.add(
-                    Level.APPROVAL,
-                    f"{what} the system path {path}",
-                    f"write {prefix}",
-                    argv,
-                )
+    for p in dict.fromkeys((path, real)):
+        if p.startswith("/") and not p.startswith(_NOT_SYSTEM):
+            for prefix in _SYSTEM_DIRS:
+                if p == prefix or p.startswith(prefix + "/"):
+                    an.add(Level.APPROVAL, f"{what} the system path {p}", f"write {prefix}", argv)
+                    return
+            home = an.index.home
+            if (
+                p.count("/") == 1
+                and not p.startswith("/tmp")
+                and not (p == home or home.startswith(p + "/"))
+            ):
+                an.add(Level.APPROVAL, f"{what} {p} at the file system root", "write /", argv)
                 return
-        home = an.places.home
-        if (
-            path.count("/") == 1
-            and path != "/"
-            and not path.startswith("/tmp")
-            and not (path == home or home.startswith(path + "/"))
+        parts = p.split("/")
+        if not startup and (
+            parts[-1] in _USER_CONFIG_NAMES or any(q in _USER_CONFIG_DIRS for q in parts[:-1])
         ):
-            an.add(Level.APPROVAL, f"{what} {path} at the file system root", "write /", argv)
+            an.add(
+                Level.APPROVAL,
+                f"{what} {p}, a shell start-up, ssh or credentials file",
+                "write start-up file",
+                argv,
+            )
             return
-    parts = path.split("/")
-    if parts[-1] in _USER_CONFIG_NAMES or any(p in _USER_CONFIG_DIRS for p in parts[:-1]):
+    if not has_glob(path) and _outside_workspace(an, path, real):
         an.add(
             Level.APPROVAL,
-            f"{what} {path}, a shell start-up, ssh or credentials file",
-            "write start-up file",
+            f"{what} {f.shown}, outside the workspace",
+            "write outside the workspace",
             argv,
         )
 
 
-def hermes_kinds(an: Analysis, f: Field) -> dict[str, bool]:
-    """Protected HERMES_HOME entries ``f`` may name: kind -> certain (else: maybe)."""
-    text = f.text
-    found: dict[str, bool] = {}
-    if not (
-        f.dynamic
-        or has_glob(text)
-        or any(h in text for h in _GATE_HINTS)
-        or (
-            an.cwd is not None
-            and _cwd_in_hermes(
-                an,
-            )
-        )
-        or text in (".", "..")
-        or text.startswith("../")
-    ):
-        return found
-    places = an.places
-    for spelling, kind in places.spellings:
-        if spelling in text:
-            found[kind] = True
-    path = an.resolve(text)
-    if not has_glob(path):
-        for home in places.hermes_homes:
-            if path == home or (home + "/").startswith(path.rstrip("/") + "/"):
-                found["home"] = True
-            elif path.startswith(home + "/"):
-                rel = path[len(home) + 1 :]
-                kind = _HERMES_NAMES.get(rel) or (
-                    "tokens" if rel.startswith("mcp-tokens/") else "other"
+def check_read(
+    an: Analysis,
+    f: Field,
+    argv: Sequence[Field],
+    *,
+    tree: bool = False,
+    names_only: bool = False,
+    hidden: bool = True,
+) -> None:
+    """A file (or, with ``tree``, a whole directory tree) whose content is read.
+
+    ``hidden=False``: the tree is walked without entering dot-files and
+    dot-directories (``rg``, ``ag`` by default), so only secrets reachable
+    without one count.
+    """
+    found = spot(an, f)
+    if found is not None:
+        secret = found.at.get(PathKind.SECRET)
+        if secret is None and tree and PathKind.SECRET in found.below:
+            secret = True if hidden else _visible_secret(an.index, found.path)
+        if secret is not None:
+            shown = f.shown
+            whole = tree and PathKind.SECRET not in found.at
+            if found.hermes and secret and not names_only:
+                what = (
+                    f"everything under {shown}, including hermes' secrets"
+                    if whole
+                    else f"hermes' secrets ({shown})"
                 )
-                found[kind] = True
-        return found
-    pattern = glob_pattern(path)
-    prefix = static_prefix(path)
-    last = pattern.rsplit("/", 1)[-1]
-    for target, kind in places.protected:
-        if not fnmatch.fnmatchcase(target, pattern):
-            continue
-        if prefix and target.startswith(prefix):
-            found[kind] = True
-        elif last.strip("*") and fnmatch.fnmatchcase(target.rsplit("/", 1)[-1], last):
-            found.setdefault(kind, False)
-    if prefix:
-        for home in places.hermes_homes:
-            if home.startswith(prefix) and fnmatch.fnmatchcase(home, pattern):
-                found["home"] = True
-    return found
+                an.add(
+                    Level.REFUSED,
+                    f"reads {what}: the agent never reads its own credentials (.env, "
+                    "auth.json, mcp-tokens)",
+                    "hermes secrets",
+                    argv,
+                    gate=True,
+                )
+            elif found.hermes:
+                an.add(
+                    Level.APPROVAL,
+                    f"touches hermes' credentials ({shown})",
+                    argv=argv,
+                    gate=True,
+                )
+            else:
+                what = f"everything under {shown}, including credentials" if whole else shown
+                an.add(
+                    Level.APPROVAL,
+                    f"reads credentials ({what})",
+                    f"credentials {found.path}",
+                    argv,
+                )
+            return
+    text = f.text
+    if any(h in text for h in _CREDENTIAL_HINTS):
+        path = an.resolve(text)
+        if _CREDENTIAL_RE.search(path):
+            an.add(Level.APPROVAL, f"touches credentials ({f.shown})", f"credentials {path}", argv)
 
 
-def _cwd_in_hermes(an: Analysis) -> bool:
-    cwd = an.cwd or ""
-    return any(cwd == h or cwd.startswith(h + "/") for h in an.places.hermes_homes)
+def _visible_secret(idx: Index, tree: str) -> bool | None:
+    """Whether a secret lies below ``tree`` on a path without dot-components."""
+    prefix = tree.rstrip("/") + "/"
+    for path, kind in idx.kinds.items():
+        if kind is PathKind.SECRET and path.startswith(prefix):
+            rel = path[len(prefix) :]
+            if not any(part.startswith(".") for part in rel.split("/")):
+                return True
+    return None
+
+
+def _maybe_path(f: Field) -> Field | None:
+    """The path in a word: the word itself, or the value of ``--opt=PATH``/``KEY=PATH``."""
+    text = f.text
+    if text.startswith("-") or ("=" in text and not text.startswith(("/", "~", "."))):
+        if "=" not in text:
+            return None
+        value = text.split("=", 1)[1]
+        if "/" not in value:
+            return None
+        return Field(value, f.raw, f.dynamic)
+    return f
 
 
 def check_mentions(
@@ -249,94 +590,89 @@ def check_mentions(
     argv: Sequence[Field] = (),
     assignment: bool = False,
 ) -> None:
-    """Protected HERMES_HOME files named by a command, and what it may do to them."""
-    write_ids = {id(f) for f in use.writes}
-    for f in args:
-        kinds = hermes_kinds(an, f)
-        if not kinds:
+    """Protected places named by a command's other words, and what it may do to them."""
+    judged = {id(f) for f in (*use.writes, *use.into, *use.trees)}
+    for word in args:
+        if id(word) in judged:
+            continue
+        f = _maybe_path(word)
+        if f is None:
             continue
         if assignment:
-            writes = False
-        elif use.read_only or use.precise:
-            writes = id(f) in write_ids
-        else:
-            writes = True
-        for kind, certain in kinds.items():
-            hermes_finding(an, kind, certain, writes, f, argv, use.sweeping)
-        if assignment and any(k in HERMES_GATE.values() for k in kinds):
+            found = spot(an, f)
+            if (
+                found is not None
+                and found.hermes
+                and ({PathKind.GATE, PathKind.SECRET} & found.at.keys())
+            ):
+                an.add(
+                    Level.APPROVAL,
+                    "keeps the path of hermes' own configuration or secrets in a variable",
+                    "hermes path in variable",
+                    gate=True,
+                )
+            continue
+        if use.read_only or use.precise:
+            check_read(an, f, argv, names_only=use.names_only)
+            continue
+        found = spot(an, f)
+        if found is None:
+            check_read(an, f, argv)
+            continue
+        for kind, certain in found.at.items():
+            if kind is PathKind.SECRET and not found.hermes:
+                check_read(an, f, argv)
+            elif kind is PathKind.CODE:
+                an.add(
+                    Level.APPROVAL,
+                    f"may change {_WHAT[kind].format(shown=f.shown)}",
+                    argv=argv,
+                    gate=True,
+                )
+            else:
+                _judge_write(an, kind, certain, found.hermes, "may change", f, argv)
+        if PathKind.SECRET in found.below and found.hermes:
             an.add(
                 Level.APPROVAL,
-                "keeps the path of hermes' own configuration or secrets in a variable",
-                "hermes path in variable",
+                f"works on {f.shown}, which holds hermes' secrets",
+                argv=argv,
                 gate=True,
             )
 
 
-def hermes_finding(
-    an: Analysis,
-    kind: str,
-    certain: bool,
-    writes: bool,
-    f: Field,
-    argv: Sequence[Field],
-    sweeping: bool,
-) -> None:
-    shown = f.shown
-    if kind in ("env", "config", "audit") and writes:
-        what = {
-            "env": "hermes' secrets file (.env)",
-            "config": "hermes' configuration (config.yaml, which holds the approval settings)",
-            "audit": "the approvals audit log",
-        }[kind]
-        if certain:
+def code_mentions(an: Analysis, text: str, argv: Sequence[Field], what: str) -> None:
+    """Inline code (python -c, perl -e...) that names hermes' protected files or code."""
+    idx = an.index
+    for spelling, _kind in idx.spellings:
+        if spelling in text:
             an.add(
                 Level.REFUSED,
-                f"would change {what} ({shown}): the agent cannot lift its own approval gate",
+                f"{what} names {spelling}: inline code could change or read hermes' gate, "
+                "secrets or code",
                 "hermes gate",
                 argv,
                 gate=True,
             )
-        else:
-            an.add(Level.APPROVAL, f"may change {what} ({shown})", argv=argv, gate=True)
-    elif kind == "home" and writes and sweeping:
-        an.add(
-            Level.REFUSED,
-            f"would delete or move HERMES_HOME ({shown}), including the approval settings",
-            "hermes gate",
-            argv,
-            gate=True,
-        )
-    elif kind == "env":
-        an.add(Level.APPROVAL, f"reads hermes' secrets file ({shown})", argv=argv, gate=True)
-    elif kind in ("auth", "tokens"):
-        an.add(
-            Level.APPROVAL,
-            f"touches hermes' credentials ({shown})",
-            argv=argv,
-            gate=True,
-        )
-    elif kind in ("other", "home") and writes:
-        an.add(
-            Level.APPROVAL,
-            f"changes files in HERMES_HOME ({shown}): memories, skills, sessions",
-            argv=argv,
-            gate=True,
-        )
+            return
+    if "~" in text or "/" in text:
+        for m in _PATHISH.finditer(text):
+            word = m.group(0)
+            if not any(h in word for h in _GATE_HINTS):
+                continue
+            found = spot(an, an.tilde(Field(word, word)))
+            if found is not None and found.at.keys() & NEVER_WRITTEN and found.hermes:
+                an.add(
+                    Level.REFUSED,
+                    f"{what} names {word}: inline code could change hermes' gate or secrets",
+                    "hermes gate",
+                    argv,
+                    gate=True,
+                )
+                return
 
 
-def check_credentials(an: Analysis, args: Sequence[Field], argv: Sequence[Field]) -> None:
-    for f in args:
-        text = f.text
-        if not any(h in text for h in _CREDENTIAL_HINTS):
-            continue
-        path = an.resolve(text)
-        if _CREDENTIAL_RE.search(path):
-            an.add(
-                Level.APPROVAL,
-                f"touches credentials ({f.shown})",
-                f"credentials {path}",
-                argv,
-            )
+_PATHISH = re.compile(r"[~/][^\s'\"`;,()\[\]{}]*")
+_GATE_HINTS = ("hermes", ".env", "config.y", "auth.json", "mcp-tokens", "approvals", ".managed")
 
 
 def is_catastrophic(an: Analysis, f: Field) -> bool:
@@ -347,7 +683,7 @@ def is_catastrophic(an: Analysis, f: Field) -> bool:
     path = an.resolve(text)
     if path.startswith(UNKNOWN):
         return False
-    homes = (an.places.home, posixpath.dirname(an.places.home))
+    homes = (an.index.home, posixpath.dirname(an.index.home))
     names = (*_CATASTROPHIC_NAMES, *homes)
     if not has_glob(path):
         return path in names

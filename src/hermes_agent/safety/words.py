@@ -113,12 +113,19 @@ def word_tuple(text: str) -> tuple[str, ...]:
 
 
 def norm(path: str) -> str:
+    """``path`` with ``.``/``..`` and doubled slashes folded lexically (as ``cd`` does)."""
+    if "/." not in path and "//" not in path and not path.endswith("/") and path.startswith("/"):
+        return path
     path = posixpath.normpath(path)
     return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
+_GLOB_OR_UNKNOWN = re.compile(r"[*?\[\x00]")
+
+
 def has_glob(text: str) -> bool:
-    return UNKNOWN in text or any(c in GLOB_CHARS for c in text)
+    """Whether ``text`` has a glob character or a part only known at run time."""
+    return _GLOB_OR_UNKNOWN.search(text) is not None
 
 
 def glob_pattern(text: str) -> str:
