@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Runner
 from hermes_agent.config.envfile import (
     is_secret_name,
     load_env_file,
@@ -109,3 +110,52 @@ def test_mask_never_shows_most_of_a_secret() -> None:
     assert mask("sk-or-v1-0123456789abcdef") == "sk-o…cdef"
     assert mask("short") == "****"
     assert mask("") == "(empty)"
+
+
+def test_a_line_that_is_not_utf8_is_skipped_by_number_and_the_rest_loads(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_bytes(
+        b"\xef\xbb\xbfFIRST_TOKEN=one-1234567\n"  # A byte-order mark is not part of the name.
+        b"LATIN=caf\xe9-s3cr3t-value\n"
+        b"QUOTED='multi\n"
+        b"line \xff zebra'\n"
+        b"LAST_TOKEN=last-1234567\r\n"
+    )
+    parsed = read_env_file(env)
+    assert parsed.values == {"FIRST_TOKEN": "one-1234567", "LAST_TOKEN": "last-1234567"}
+    assert f"{env}:2: not UTF-8 text (line skipped; the other lines load)" in parsed.problems
+    assert f"{env}:4: not UTF-8 text (line skipped; the other lines load)" in parsed.problems
+    # The quoted value that lost its bad line is not half-loaded either.
+    assert f"{env}:3: cannot parse this line; expected KEY=value (line skipped)" in parsed.problems
+    shown = "\n".join(parsed.problems)
+    assert "caf" not in shown and "s3cr3t" not in shown and "zebra" not in shown
+
+
+def test_a_problem_never_quotes_the_line(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("A=1\nsk-live-secret-pasted-without-a-name\nbad name=x\n")
+    problems = read_env_file(env).problems
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{env}:2", f"{env}:3"]
+    assert not any("sk-live" in p or "bad name" in p for p in problems)
+
+
+def test_editing_a_file_with_a_bad_line_is_refused_by_line_number(tmp_path: Path) -> None:
+    from hermes_agent.errors import HermesError
+
+    env = tmp_path / ".env"
+    original = b"A=1\nB=caf\xe9\n"
+    env.write_bytes(original)
+    with pytest.raises(HermesError, match=r":.*line 2 is not UTF-8 text"):
+        set_env_value(env, "C", "3")
+    assert env.read_bytes() == original
+
+
+def test_bad_byte_keeps_the_other_secrets_redacted(hermes: Runner, hermes_home: Path) -> None:
+    """One bad byte used to drop every key of .env, and with them their redaction."""
+    from hermes_agent.redact import redact
+
+    hermes_home.mkdir()
+    (hermes_home / ".env").write_bytes(b"OTHER=\xff\nSERVICE_TOKEN=tok-1234567890abcdef\n")
+    assert redact("got tok-1234567890abcdef") == "got [REDACTED]"
+    result = hermes("config", "show")
+    assert ".env:1: not UTF-8 text" in result.stderr
