@@ -8,8 +8,10 @@ the JSON shapes the real SearXNG, Brave Search and Tavily APIs document.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -527,3 +529,79 @@ def test_search_backend_unreachable(hermes_home: Path, ctx: ToolContext) -> None
     configure(ctx, hermes_home, f"web:\n  searxng_url: http://127.0.0.1:{free_port()}\n")
     message = error(call(ctx, "web_search", query="zzz"))
     assert "cannot connect to 127.0.0.1:" in message and "connection refused" in message
+
+
+# --- no secret leaves --------------------------------------------------------------
+
+LEAKED = 'sk-live/"quo\\ted+tok=9f8e7d6c'
+
+
+def with_secret(hermes_home: Path) -> None:
+    (hermes_home / ".env").write_text("SERVICE_TOKEN='" + LEAKED.replace("\\", "\\\\") + "'\n")
+
+
+@pytest.mark.parametrize(
+    "spelt",
+    [
+        "?q=" + LEAKED,
+        "?q=" + urllib.parse.quote(LEAKED, safe=""),
+        "?q=" + urllib.parse.quote(urllib.parse.quote(LEAKED, safe=""), safe=""),
+        "/" + base64.urlsafe_b64encode(b"ab" + LEAKED.encode()).decode(),
+        "#" + LEAKED.encode().hex().upper(),
+    ],
+)
+def test_fetch_carrying_a_secret_is_refused_and_sends_nothing(
+    hermes_home: Path, ctx: ToolContext, spelt: str
+) -> None:
+    with_secret(hermes_home)
+    with WebServer({"/c": Page("thanks")}) as server:
+        message = error(call(ctx, "web_fetch", url=server.url("/c") + spelt))
+    assert server.requests == []
+    assert "refused: web_fetch would send the value of SERVICE_TOKEN (from .env)" in message
+    assert LEAKED not in message
+
+
+def test_redirect_to_a_url_carrying_a_secret_is_refused(
+    hermes_home: Path, ctx: ToolContext
+) -> None:
+    with_secret(hermes_home)
+    target = "/c?k=" + urllib.parse.quote(LEAKED)
+    routes = {"/go": Page("", 302, headers={"Location": target}), "/c": Page("thanks")}
+    with WebServer(routes) as server:
+        message = error(call(ctx, "web_fetch", url=server.url("/go")))
+    assert [seen.path for seen in server.requests] == ["/go"]
+    assert "refused" in message and "SERVICE_TOKEN" in message
+
+
+def test_search_query_carrying_a_secret_is_refused(
+    hermes_home: Path, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_secret(hermes_home)
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-test-key")
+    with WebServer({"/search": tavily_reply}) as server:
+        configure(ctx, hermes_home, f"web:\n  tavily_url: {server.url('/search')}\n")
+        message = error(call(ctx, "web_search", query=f"what is {LEAKED}"))
+        fine = ok(call(ctx, "web_search", query="Lisbon time zone"))
+    assert "refused: web_search would send the value of SERVICE_TOKEN" in message
+    assert len(server.requests) == 1, "only the clean query was sent"
+    assert server.requests[0].headers["authorization"] == "Bearer tvly-test-key"
+    assert "Lisbon" in fine
+
+
+def test_search_key_goes_only_to_its_own_api(
+    hermes_home: Path, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Brave API that redirects elsewhere would take the key header along: refused."""
+    monkeypatch.setenv("BRAVE_API_KEY", "brave-test-key-123")
+    with WebServer({"/elsewhere": brave_reply}) as other:
+        moved = Page("", 307, headers={"Location": other.url("/elsewhere")})
+        with WebServer({"/res/v1/web/search": moved}) as server:
+            configure(
+                ctx,
+                hermes_home,
+                f"web:\n  search_backend: brave\n  brave_url: {server.url('/res/v1/web/search')}\n",
+            )
+            message = error(call(ctx, "web_search", query="nixos flakes"))
+    assert "BRAVE_API_KEY" in message
+    assert server.requests[0].headers["x-subscription-token"] == "brave-test-key-123"
+    assert other.requests == [], "the key never reached the other host"
