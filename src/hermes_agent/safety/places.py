@@ -295,6 +295,21 @@ def _places_for(user_home: str, hermes_home_var: str) -> Places:
     return Places(home, tuple(homes), secrets, gate, code, persona, startup, tuple(table))
 
 
+def workspace_persona(workspace: str) -> tuple[str, ...]:
+    """``SOUL.md`` and ``USER.md`` at the top of a workspace, spelled and resolved: the
+    system prompt reads them before HERMES_HOME's (agent/prompt.py), so they are
+    :attr:`PathKind.PERSONA` for sessions working there."""
+    found: list[str] = []
+    for name in HERMES_PERSONA:
+        for form in _forms(posixpath.join(os.path.realpath(workspace), name)):
+            if form not in found:
+                found.append(form)
+        for form in _forms(posixpath.join(workspace, name)):
+            if form not in found:
+                found.append(form)
+    return tuple(found)
+
+
 def places() -> Places:
     """The protected places for the current environment (cached per HOME/HERMES_HOME)."""
     return _places_for(os.environ.get("HOME", ""), os.environ.get(home_module.ENV_VAR, ""))

@@ -35,9 +35,10 @@ Writes (``write_file``, ``patch``), first match wins:
   rest of ``HERMES_HOME`` (memories and skills change through their own
   tools, which ask where ``memory.write_approval`` says so), and a hard link
   to any protected file.
-- **ask the user**: ``SOUL.md``/``USER.md`` in ``HERMES_HOME`` (they enter
-  every later system prompt; the text is also scanned like a memory entry,
-  see :mod:`hermes_agent.tools.write_guard`); shell start-up files and the
+- **ask the user**: ``SOUL.md``/``USER.md`` in ``HERMES_HOME`` and at the top
+  of the workspace (the system prompt of every later session there reads
+  them; the text is also scanned like a memory entry, see
+  :mod:`hermes_agent.tools.write_guard`); shell start-up files and the
   other places shells, logins, ssh, git or the desktop run or trust later
   (``~/.bashrc``, ``~/.ssh/``, systemd user units...). Both ask even inside
   the workspace, and for every write (no "always").
@@ -294,6 +295,7 @@ class Guard:
         self._allow = [self._allow_entry(entry) for entry in allow or () if entry]
         self._secret_inodes: dict[tuple[int, int], tuple[str, bool]] | None = None
         self._place_inodes: dict[tuple[int, int], str] | None = None
+        self._workspace_persona = {path.casefold() for path in places_module.workspace_persona(cwd)}
 
     def _allow_entry(self, entry: str) -> tuple[str, Path | None]:
         lexical = _lexical(entry, self.cwd)
@@ -534,6 +536,8 @@ class Guard:
             return free()
 
         kinds = {self._kind(form) for form in forms}
+        if any(str(form).casefold() in self._workspace_persona for form in forms):
+            kinds.add(PathKind.PERSONA)  # The prompt reads the workspace's before HERMES_HOME's.
         for kind in (PathKind.GATE, PathKind.CODE, PathKind.STATE):
             if kind in kinds:
                 return refuse(self._what(kind, real, lexical), _HARD_TAIL[kind], kind.value)
