@@ -367,7 +367,7 @@ class Redactor:
                 if len(joined) == len(text):
                     found.extend(matches)
                 else:
-                    found.extend(_spans_in_spaced_text(text, matches))
+                    found.extend(_spans_in_spaced_text(text, joined, matches))
         found.extend(shape_spans(text))
         if len(found) < 2:
             return found
@@ -449,8 +449,31 @@ class Redactor:
         return None
 
 
-def _spans_in_spaced_text(text: str, matches: list[Span]) -> list[Span]:
-    """Map spans found in ``text`` with its whitespace removed back onto ``text``."""
+def _spans_in_spaced_text(text: str, joined: str, matches: list[Span]) -> list[Span]:
+    """Map spans found in ``joined`` (``text`` without its whitespace) back onto ``text``.
+
+    Usually a match has no whitespace inside it in ``text`` either: then it is
+    found with ``str.find`` from the previous one, and confirmed to be the same
+    occurrence by counting the whitespace skipped (linear in the text). A match
+    spread over several words takes the slower word-by-word map.
+    """
+    spans: list[Span] = []
+    raw_at = joined_at = 0
+    for start, end in matches:
+        form = joined[start:end]
+        pos = text.find(form, raw_at)
+        if pos < 0:
+            return _spans_by_words(text, matches)
+        skipped = text[raw_at:pos]
+        joined_pos = joined_at + len("".join(skipped.split()))
+        if joined_pos != start:
+            return _spans_by_words(text, matches)
+        spans.append((pos, pos + len(form)))
+        raw_at, joined_at = pos + len(form), end
+    return spans
+
+
+def _spans_by_words(text: str, matches: list[Span]) -> list[Span]:
     starts: list[int] = []
     offsets: list[int] = []  # Where each word starts in the joined text.
     total = 0
