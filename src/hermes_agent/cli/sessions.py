@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_agent import home
+from hermes_agent.cli.common import warn
 from hermes_agent.errors import EXIT_FAILURE, UsageError
 from hermes_agent.fsutil import atomic_write
 from hermes_agent.state.db import Session, StateDB, StoredMessage, fts_query
@@ -98,6 +99,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     prune.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(handler=cmd_prune)
 
+    reindex = sub.add_parser(
+        "reindex",
+        help="check the search index and rebuild it from the stored messages",
+        description="Check the full-text index of state.db and rebuild it from the stored "
+        "messages (which it never changes). Safe while the gateway runs. A missing or "
+        "unreadable index is also rebuilt by itself when state.db is opened.",
+        formatter_class=fmt,
+    )
+    reindex.set_defaults(handler=cmd_reindex)
+
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -114,7 +125,10 @@ def _open_existing() -> StateDB | None:
     """The store, or None when it does not exist yet: reading must not create it."""
     if not home.state_db_path().exists():
         return None
-    return StateDB()
+    db = StateDB()
+    if db.repaired_index is not None:
+        warn(f"{db.path}: {db.repaired_index}; it was rebuilt from the stored messages")
+    return db
 
 
 def _open_session(key: str) -> tuple[StateDB, Session]:
@@ -541,4 +555,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         deleted = db.prune(seconds, args.source)
     print(f"deleted {deleted} session{'s' if deleted != 1 else ''}{scope} older than {span}")
+    return 0
+
+
+# --- reindex --------------------------------------------------------------------
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    db = _open_existing()
+    if db is None:
+        print("nothing to index (there are no sessions yet)")
+        return 0
+    with db:
+        at_open = db.repaired_index  # Already rebuilt when it was opened (and said so).
+        found, count = db.reindex()
+    found = found or at_open
+    before = f"found: {found}; " if found else "the index was sound; "
+    print(f"{before}rebuilt the search index of {count} message{'s' if count != 1 else ''}")
     return 0

@@ -34,6 +34,7 @@ short. Each process should open its own instance.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -49,6 +50,9 @@ from typing import Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
+from hermes_agent.state import search_index
+
+log = logging.getLogger(__name__)
 
 #: A message in the OpenAI chat format.
 Message = dict[str, Any]
@@ -57,6 +61,11 @@ Redactor = Callable[[str], str]
 
 TITLE_MAX_CHARS = 60
 BUSY_TIMEOUT_MS = 5000
+#: Sessions deleted per write transaction by :meth:`StateDB.prune`: each transaction is
+#: short, so the gateway's writes wait milliseconds for a prune, never the busy timeout.
+PRUNE_BATCH = 20
+#: Free pages handed back to the file system per transaction after a prune.
+VACUUM_PAGES = 256
 PARENT_KINDS = ("compression", "delegation")
 DB_FILE_MODE = 0o600
 
@@ -264,15 +273,7 @@ def m002_message_search(conn: sqlite3.Connection) -> None:
     # External content: the index stores no second copy of the text, and
     # snippet() reads it back from `messages`. `tool_args` holds the tool-call
     # names and arguments as plain text so a search finds what the agent ran.
-    conn.execute(
-        """
-        CREATE VIRTUAL TABLE messages_fts USING fts5(
-            content, tool_args,
-            content='messages', content_rowid='id',
-            tokenize='unicode61 remove_diacritics 2'
-        )
-        """
-    )
+    conn.execute(search_index.CREATE_INDEX)  # Also what a rebuild of a damaged index uses.
     conn.execute(
         """
         CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
@@ -299,6 +300,11 @@ def m002_message_search(conn: sqlite3.Connection) -> None:
         END
         """
     )
+    # Messages stored before this migration (a store from before search existed) go
+    # into the index too: m006 takes every existing row as indexed, and an FTS5
+    # 'delete' of a row the index does not hold would corrupt it. (A no-op for a new
+    # store; added after m002 shipped, which only changes stores that had not run it.)
+    conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
 
 
 @migration
@@ -621,9 +627,13 @@ class StateDB:
         except sqlite3.Error as exc:
             raise HermesError(f"cannot open {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
+        #: What was wrong with the search index when it was rebuilt at open (else None),
+        #: for a front end to mention.
+        self.repaired_index: str | None = None
         try:
             self._configure()
             self._migrate()
+            self._check_search_index()
         except sqlite3.Error as exc:
             self._conn.close()
             raise HermesError(f"cannot open {self.path}: {exc}") from None
@@ -651,9 +661,32 @@ class StateDB:
         finally:
             os.close(fd)
 
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection with the busy timeout, for work done outside ``self._conn``."""
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _reconnect(self) -> None:
+        """Replace ``self._conn`` (after the search index was rebuilt by another connection)."""
+        self._conn.close()
+        self._conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._configure()
+        self._forget_histories()
+
     def _configure(self) -> None:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Takes effect only on a new, empty database: free pages can then be returned to
+        # the file system a few at a time (see prune) instead of by a VACUUM, which would
+        # stop every writer for as long as it copies the whole file.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         # Switching a new file to WAL needs an exclusive lock, and SQLite answers BUSY at
         # once, without its busy handler, while another process holds one (processes
         # creating the store together): wait here as the busy timeout would.
@@ -714,6 +747,63 @@ class StateDB:
                     "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                     (fn.__name__, time.time()),
                 )
+
+    # -- the search index ----------------------------------------------------------
+
+    def _check_search_index(self) -> None:
+        """Rebuild the search index at open when it is missing or cannot be read.
+
+        Cheap when it is fine (one lookup); see :mod:`hermes_agent.state.search_index`.
+        """
+        problem = search_index.quick_problem(self._conn)
+        if problem is not None:
+            self._rebuild_index(problem, only_if_broken=True)
+
+    def _rebuild_index(
+        self,
+        problem: str,
+        *,
+        only_if_broken: bool,
+        probe: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> int | None:
+        with self._lock:
+            try:
+                count = search_index.rebuild(
+                    self._connect, only_if_broken=only_if_broken, probe=probe
+                )
+            except sqlite3.Error as exc:
+                raise HermesError(
+                    f"{self.path}: {problem}, and rebuilding it failed: {exc}; "
+                    "the messages themselves are intact (hermes sessions reindex tries again)"
+                ) from None
+            self._reconnect()  # This connection may hold the broken table's state.
+            if count is None:
+                return None  # Another process had repaired it already.
+            self._unindexed = 0
+            self.repaired_index = problem
+            # Info, not warning: the CLI says it itself (repaired_index); the gateway logs it.
+            log.info("%s: %s; rebuilt it from the stored messages", self.path, problem)
+            return count
+
+    def reindex(self) -> tuple[str | None, int]:
+        """Check the whole search index, rebuild it from the messages, check it again.
+
+        Returns what the first check found (None: nothing) and how many messages the
+        index holds. Raises :class:`HermesError` when it is still damaged afterwards.
+        """
+        with self._lock:
+            try:
+                self.index_pending()
+                problem = search_index.full_problem(self._conn)
+            except (sqlite3.DatabaseError, HermesError) as exc:
+                problem = f"the search index is damaged ({exc})"
+            count = self._rebuild_index(problem or "rebuild asked for", only_if_broken=False)
+            self.repaired_index = problem
+            with self._environment_errors():
+                after = search_index.full_problem(self._conn)
+            if after is not None:
+                raise HermesError(f"{self.path}: {after} even after a rebuild")
+            return problem, count or 0
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -1096,6 +1186,14 @@ class StateDB:
 
         With ``dry_run`` nothing is deleted and the count is what would be,
         so a caller can ask for confirmation first.
+
+        Sessions go :data:`PRUNE_BATCH` at a time, each batch in a write
+        transaction of its own: the gateway, which writes every message it
+        receives, waits for one short batch at most, never for the whole prune
+        (nor into its busy timeout). Then the freed pages are returned to the
+        file system a few at a time (databases created since auto_vacuum was
+        set; older ones reuse the free pages instead). Never a ``VACUUM``: it
+        would stop every writer for as long as it copies the whole file.
         """
         if older_than_seconds < 0:
             raise ValueError("older_than_seconds must not be negative")
@@ -1108,11 +1206,40 @@ class StateDB:
                     (cutoff, *params),
                 ).fetchone()[0]
             return count
-        with self._write() as conn:
-            self._forget_histories()
-            return conn.execute(
-                f"DELETE FROM sessions WHERE updated_at < ? AND {clause}", (cutoff, *params)
-            ).rowcount
+        with self._read() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM sessions WHERE updated_at < ? AND {clause}",
+                    (cutoff, *params),
+                )
+            ]
+        deleted = 0
+        for start in range(0, len(ids), PRUNE_BATCH):
+            batch = ids[start : start + PRUNE_BATCH]
+            marks = ", ".join("?" * len(batch))
+            with self._write() as conn:
+                self._forget_histories()
+                # Checked again: a session written to since the list was made is kept.
+                deleted += conn.execute(
+                    f"DELETE FROM sessions WHERE id IN ({marks}) AND updated_at < ?",
+                    (*batch, cutoff),
+                ).rowcount
+            time.sleep(0)  # Let a waiting thread of this process have the lock first.
+        self._release_free_pages()
+        return deleted
+
+    def _release_free_pages(self) -> None:
+        """Give free pages back to the file system, :data:`VACUUM_PAGES` per transaction."""
+        with self._read() as conn:
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # Not INCREMENTAL.
+                return
+        while True:
+            with self._read() as conn:
+                if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
+                    return
+            with self._write() as conn:
+                conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
 
     # -- messages ------------------------------------------------------------------
 
@@ -1315,22 +1442,31 @@ class StateDB:
         if not match:
             return []
         clause, params = _source_clause(source, "s.source")
-        with self._read() as conn:
-            behind = conn.execute("SELECT 1 FROM messages WHERE indexed = 0 LIMIT 1").fetchone()
-        if behind is not None:  # Messages stored since the last batch (see m006).
-            self.index_pending()
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT m.session_id, m.id AS message_id, s.title, s.source, m.role, "
-                "m.created_at, m.compacted, "
-                "snippet(messages_fts, -1, ?, ?, '…', 16) AS snippet "
-                "FROM messages_fts "
-                "JOIN messages AS m ON m.id = messages_fts.rowid "
-                "JOIN sessions AS s ON s.id = m.session_id "
-                f"WHERE messages_fts MATCH ? AND {clause} "
-                "ORDER BY bm25(messages_fts, 1.0, 0.5), m.created_at DESC LIMIT ?",
-                (marks[0], marks[1], match, *params, limit),
-            ).fetchall()
+        attempts = 3
+        while True:
+            try:
+                rows = self._search_rows(match, clause, params, limit, marks)
+                break
+            except sqlite3.DatabaseError as exc:
+                name = getattr(exc, "sqlite_errorname", "") or ""
+                if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                    with self._environment_errors():
+                        raise
+                attempts -= 1
+                if attempts == 0:
+                    raise HermesError(
+                        f"{self.path}: search failed even after rebuilding its index: {exc}; "
+                        "the messages are intact (try hermes sessions reindex)"
+                    ) from None
+                # A missing or damaged index: rebuild it from the messages and ask again,
+                # unless another process has repaired it meanwhile (the query runs then).
+                self._rebuild_index(
+                    f"the search index is damaged ({exc})",
+                    only_if_broken=True,
+                    probe=lambda conn: conn.execute(
+                        "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (match,)
+                    ).fetchall(),
+                )
         return [
             SearchHit(
                 session_id=row["session_id"],
@@ -1344,6 +1480,43 @@ class StateDB:
             )
             for row in rows
         ]
+
+    def _search_rows(
+        self,
+        match: str,
+        clause: str,
+        params: tuple[str, ...],
+        limit: int,
+        marks: tuple[str, str],
+    ) -> list[sqlite3.Row]:
+        """The search query; sqlite3 errors come out raw, for :meth:`search` to judge."""
+        with self._lock:
+            conn = self._conn
+            behind = conn.execute("SELECT 1 FROM messages WHERE indexed = 0 LIMIT 1").fetchone()
+            if behind is not None:  # Messages stored since the last batch (see m006).
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    while self._riders:  # As in _write: they go first in the next write.
+                        conn.execute(*self._riders[0])
+                        self._riders.popleft()
+                    self._index(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            rows: list[sqlite3.Row] = conn.execute(
+                "SELECT m.session_id, m.id AS message_id, s.title, s.source, m.role, "
+                "m.created_at, m.compacted, "
+                "snippet(messages_fts, -1, ?, ?, '…', 16) AS snippet "
+                "FROM messages_fts "
+                "JOIN messages AS m ON m.id = messages_fts.rowid "
+                "JOIN sessions AS s ON s.id = m.session_id "
+                f"WHERE messages_fts MATCH ? AND {clause} "
+                "ORDER BY bm25(messages_fts, 1.0, 0.5), m.created_at DESC LIMIT ?",
+                (marks[0], marks[1], match, *params, limit),
+            ).fetchall()
+        return rows
 
     # -- gateway queue -------------------------------------------------------------
 
