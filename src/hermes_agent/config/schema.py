@@ -436,8 +436,10 @@ SETTINGS: tuple[Setting, ...] = (
         "redaction.enabled",
         True,
         "bool",
-        "Replace secrets (values from `.env`, `auth.json`, MCP tokens, and well-known key "
-        "shapes) with [REDACTED] in tool results, state.db, logs and the terminal.",
+        "Replace secrets (values from `.env`, `auth.json`, MCP tokens, in any usual spelling, "
+        "and well-known key shapes) with [REDACTED] in tool results and errors, state.db, logs, "
+        "exports, gateway replies and the terminal. Off is for debugging a provider; requests "
+        "that would send a secret to a host are refused either way.",
     ),
     Setting(
         "mcp_servers",
