@@ -16,6 +16,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hermes_agent.safety.flow import NO_INPUT, NO_OUTPUT, Input, Output, Use
+from hermes_agent.safety.hermes_cli import (
+    NAMES as HERMES_NAMES,
+)
+from hermes_agent.safety.hermes_cli import (
+    is_hermes_program,
+    module_is_hermes,
+    r_hermes,
+)
 from hermes_agent.safety.options import cluster_has, scan_operands
 from hermes_agent.safety.targets import (
     DISK_DEVICE,
@@ -187,7 +195,8 @@ DANGEROUS_ENV = word_set(
     LD_PRELOAD LD_AUDIT LD_LIBRARY_PATH DYLD_INSERT_LIBRARIES BASH_ENV ENV PROMPT_COMMAND
     SHELLOPTS BASHOPTS PS4 IFS GIT_SSH_COMMAND GIT_SSH GIT_EXTERNAL_DIFF GIT_PAGER
     GIT_EDITOR GIT_ASKPASS PAGER EDITOR VISUAL PERL5OPT NODE_OPTIONS PYTHONSTARTUP
-    HERMES_HOME
+    HERMES_HOME LESSOPEN LESSCLOSE MANPAGER BROWSER SUDO_ASKPASS SSH_ASKPASS RSYNC_RSH
+    GIT_PROXY_COMMAND TAR_OPTIONS RUBYOPT GIT_CONFIG_GLOBAL GIT_CONFIG_PARAMETERS
     """
 )
 
@@ -226,6 +235,10 @@ def r_wrapper(
             )
         start += 1
     start += positional
+    for f in args[:start]:
+        if "=" in f.text and not f.text.startswith("-"):
+            name, _, value = f.text.partition("=")
+            command_env(an, name, Field(value, f.raw, f.dynamic))
     candidates = (
         [start]
         if certain
@@ -237,6 +250,27 @@ def r_wrapper(
         if i < len(args):
             out = an.check_argv(list(args[i:]), inner_stdin)
     return out if certain else NO_OUTPUT
+
+
+#: Variables whose value is a command line some program runs (pagers, editors, ssh...).
+COMMAND_ENV = word_set(
+    """
+    PAGER MANPAGER GIT_PAGER SYSTEMD_PAGER EDITOR VISUAL GIT_EDITOR SUDO_EDITOR GIT_SSH_COMMAND
+    GIT_SSH GIT_EXTERNAL_DIFF GIT_ASKPASS SSH_ASKPASS SUDO_ASKPASS LESSOPEN LESSCLOSE BROWSER
+    PROMPT_COMMAND RSYNC_RSH GIT_PROXY_COMMAND GIT_SEQUENCE_EDITOR FCEDIT TAR_OPTIONS
+    """
+)
+
+
+def command_env(an: Analysis, name: str, value: Field) -> None:
+    """``PAGER=...``, ``LESSOPEN='|cmd %s'``: the value is checked as the command it is."""
+    if name not in COMMAND_ENV or not value.text:
+        return
+    text = value.text.lstrip("|-").replace("%s", "file")
+    if name == "TAR_OPTIONS":
+        an.check_argv([Field("tar", "tar"), *(Field(w, w) for w in text.split())], NO_INPUT)
+        return
+    an.shell_string(f"${name}", Field(text, value.raw, value.dynamic), [])
 
 
 def r_privilege(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
@@ -335,9 +369,37 @@ def r_xargs(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
         if certain
         else [i for i in range(found[0], len(args)) if not args[i].text.startswith("-")]
     )
+    items = _xargs_items(args[: found[0]], stdin)
+    replace = next(
+        (args[j + 1].text for j, f in enumerate(args[: found[0]]) if f.text == "-I"), None
+    ) or next(
+        (f.text[2:] for f in args[: found[0]] if f.text.startswith("-I") and len(f.text) > 2), None
+    )
     for i in candidates[:6]:
-        an.check_argv(list(args[i:]), NO_INPUT)
+        command = list(args[i:])
+        an.check_argv(command, NO_INPUT)
+        # With its input known, the command xargs builds is checked as it will run.
+        if items and replace:
+            for item in items[:8]:
+                an.check_argv(
+                    [Field(f.text.replace(replace, item), f.raw, f.dynamic) for f in command],
+                    NO_INPUT,
+                )
+        elif items:
+            an.check_argv([*command, *(Field(item, item) for item in items[:64])], NO_INPUT)
     return NO_OUTPUT
+
+
+def _xargs_items(options: Sequence[Field], stdin: Input) -> list[str]:
+    if stdin.data is None:
+        return []
+    text = stdin.data.decode("utf-8", "replace")
+    texts = [f.text for f in options]
+    if "-0" in texts or "--null" in texts:
+        return [t for t in text.split("\0") if t]
+    if any(t.startswith(("-I", "-L", "-d")) for t in texts):
+        return [t for t in text.splitlines() if t]
+    return text.split()
 
 
 def r_shell(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output | Use:
@@ -411,8 +473,12 @@ def r_interpreter(an: Analysis, base: str, argv: list[Field], stdin: Input) -> O
             module = args[i + 1].text
             if module in ("pip", "pip3"):
                 return r_package(an, "pip", [static("pip"), *args[i + 2 :]], stdin)
-            if module in ("hermes_agent", "hermes_agent.cli.main"):
-                return r_hermes(an, "hermes", [static("hermes"), *args[i + 2 :]], stdin)
+            if module_is_hermes(module) or (
+                module == "runpy" and i + 2 < len(args) and module_is_hermes(args[i + 2].text)
+            ):
+                skip = 3 if module == "runpy" else 2
+                name = "hermes-agent" if module.endswith(".chat") else "hermes"
+                return r_hermes(an, name, [static(name), *args[i + skip :]], stdin)
             return Use()
         for flag in flags:
             code: Field | None = None
@@ -432,6 +498,13 @@ def r_interpreter(an: Analysis, base: str, argv: list[Field], stdin: Input) -> O
                 code = Field(t[2:], f.raw, f.dynamic)  # `perl -e'CODE'`
             if code is not None:
                 an.run_code(base, None if code.dynamic else code.text, argv)
+                rest = args[i + 2 :] if i + 1 < len(args) and code is args[i + 1] else args[i + 1 :]
+                if base in ("perl", "ruby") and any(
+                    re.match(r"-[pnlawWXtTUcsSdv0]*i", w.text) for w in args[: i + 1]
+                ):
+                    # `perl -pi -e CODE FILE...`: every file is rewritten in place.
+                    files = [w for w in rest if not w.text.startswith("-")]
+                    return Use(writes=files, precise=True)
                 return Use()
         if not t.startswith("-") or t == "-":
             if t == "-" or t in ("/dev/stdin",):
@@ -443,6 +516,9 @@ def r_interpreter(an: Analysis, base: str, argv: list[Field], stdin: Input) -> O
                     f"{base} runs generated script",
                     argv,
                 )
+            elif is_hermes_program(an, f):
+                # `.venv/bin/python .venv/bin/hermes config set ...`
+                return r_hermes(an, "hermes", [f, *args[i + 1 :]], stdin)
             else:
                 an.written_script(base, f, argv, shell=False)
             return Use()
@@ -670,47 +746,6 @@ def r_simple_writer(an: Analysis, base: str, argv: list[Field], stdin: Input) ->
     return Use(writes=targets, precise=True, sweeping=base == "rmdir")
 
 
-def r_copy(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
-    """cp, mv, install, ln, rsync, scp: the destination is written; mv empties sources."""
-    args = argv[1:]
-    witharg = {"install": "tmogS", "cp": "tS", "mv": "tS", "ln": "tS"}.get(base, "")
-    long_with = ("--target-directory", "--suffix", "--mode", "--owner", "--group")
-    if base in ("rsync", "scp"):
-        witharg = "eiPFoc" if base == "scp" else "eBfT"
-        long_with = ("--rsh", "--filter", "--exclude", "--include", "--temp-dir")
-    found, _ = scan_operands(args, witharg=witharg, long_witharg=long_with, stop_at_first=False)
-    operands = [args[i] for i in found]
-    target: Field | None = None
-    for i, f in enumerate(args):
-        if f.text in ("-t", "--target-directory") and i + 1 < len(args):
-            target = args[i + 1]
-        elif f.text.startswith("--target-directory="):
-            target = Field(f.text.split("=", 1)[1], f.raw, f.dynamic)
-    if target is None and len(operands) >= 2:
-        target = operands.pop()
-    writes = [target] if target is not None and ":" not in target.text[:1] else []
-    if base in ("rsync", "scp") and target is not None and re.match(r"^[^/]*:", target.text):
-        writes = []  # a remote destination
-    if base == "rsync" and any(f.text.startswith("--delete") for f in args):
-        an.add(
-            Level.APPROVAL,
-            "rsync --delete removes files at the destination",
-            "rsync --delete",
-            argv,
-        )
-    if base == "mv":
-        for src in operands:
-            if is_catastrophic(an, src):
-                an.add(
-                    Level.REFUSED,
-                    f"mv would move {src.shown} away",
-                    "rm -rf /",
-                    argv,
-                )
-        writes = [*writes, *operands]
-    return Use(writes=writes, precise=True, sweeping=base == "mv")
-
-
 def r_tee(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
     found, _ = scan_operands(argv[1:], noarg="aip", stop_at_first=False)
     targets = [argv[1:][i] for i in found]
@@ -774,9 +809,15 @@ def r_format(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
 def r_git(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     args = argv[1:]
     i = 0
+    tree: Field | None = None
     while i < len(args):
         t = args[i].text
+        if t.startswith(("--work-tree=", "--git-dir=")):
+            tree = Field(t.split("=", 1)[1], args[i].raw, args[i].dynamic)
         if t in ("-C", "-c", "--git-dir", "--work-tree", "--namespace", "--config-env"):
+            if t in ("-C", "--work-tree", "--git-dir") and i + 1 < len(args):
+                where = args[i + 1]
+                tree = where if t != "-C" or tree is None else _under_dir(tree, where)
             if t == "-c" and i + 1 < len(args):
                 key, _, value = args[i + 1].text.partition("=")
                 _git_key(an, key, argv, Field(value, args[i + 1].raw, args[i + 1].dynamic))
@@ -864,7 +905,36 @@ def r_git(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
         an.check_argv(list(rest[1:]), NO_INPUT)
     if danger:
         an.add(Level.APPROVAL, danger, key, argv)
-    return Use()
+    into: list[Field] = []
+    if sub in _GIT_WORKTREE_WRITERS:
+        into.append(tree if tree is not None else static("."))
+    if sub in ("clone", "init"):
+        ops = [f for f in rest if not f.text.startswith("-")]
+        if sub == "clone" and len(ops) > 1:
+            into.append(ops[1])
+        elif sub == "init" and ops:
+            into.append(ops[0])
+    for j, t in enumerate(texts):
+        if t in ("-o", "--output") and sub in ("archive", "format-patch") and j + 1 < len(rest):
+            into.append(rest[j + 1])
+        elif t.startswith("--output="):
+            into.append(Field(t.split("=", 1)[1], rest[j].raw, rest[j].dynamic))
+    return Use(into=into, precise=True)
+
+
+#: git sub-commands that write files of the work tree (so under ``-C DIR``, into DIR).
+_GIT_WORKTREE_WRITERS = word_set(
+    """
+    checkout switch reset restore apply am pull merge rebase cherry-pick revert stash clean
+    rm mv read-tree checkout-index worktree submodule sparse-checkout filter-branch
+    """
+)
+
+
+def _under_dir(base: Field, sub: Field) -> Field:
+    if sub.text.startswith("/"):
+        return sub
+    return Field(base.text.rstrip("/") + "/" + sub.text, sub.raw, base.dynamic or sub.dynamic)
 
 
 def _git_key(an: Analysis, key: str, argv: Sequence[Field], value: Field | None = None) -> None:
@@ -1157,50 +1227,6 @@ def r_network(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     return Use()
 
 
-def r_downloader(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
-    args = argv[1:]
-    writes: list[Field] = []
-    for i, f in enumerate(args):
-        t = f.text
-        if base == "curl" and t in ("-o", "--output") and i + 1 < len(args):
-            writes.append(args[i + 1])
-        if base == "wget" and t in ("-O", "--output-document") and i + 1 < len(args):
-            writes.append(args[i + 1])
-        if t.startswith(("--output=", "--output-document=")):
-            writes.append(Field(t.split("=", 1)[1], f.raw, f.dynamic))
-    writes = [w for w in writes if w.text != "-"]
-    for w in writes:
-        check_write(an, w, f"{base} downloads into", argv)
-    check_mentions(an, args, Use(writes=writes, precise=True), argv=argv)
-    return Output(None, False, True)
-
-
-def r_tar(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
-    texts = [f.text for f in argv[1:]]
-    joined = " ".join(texts)
-    if re.search(
-        r"--(to-command|use-compress-program|checkpoint-action=exec|info-script|new-volume-script|rmt-command|rsh-command)|(^|\s)-[A-Za-z]*I\s",
-        joined,
-    ):
-        an.add(
-            Level.APPROVAL,
-            "tar runs a program of the caller's choice",
-            "tar runs a program",
-            argv,
-        )
-    extract = bool(texts) and (
-        "--extract" in texts or "-x" in texts or re.match(r"^-?[A-Za-z]*x", texts[0]) is not None
-    )
-    writes: list[Field] = []
-    if extract:
-        for i, t in enumerate(texts):
-            if t in ("-C", "--directory") and i + 1 < len(texts):
-                writes.append(argv[1:][i + 1])
-            elif t.startswith("--directory="):
-                writes.append(static(t.split("=", 1)[1]))
-    return Use(writes=writes, precise=True)
-
-
 def r_eval(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
     args = argv[1:]
     if not args:
@@ -1293,21 +1319,6 @@ def r_readvars(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     return Use(read_only=base != "printf")
 
 
-def r_ssh(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
-    found, _ = scan_operands(
-        argv[1:],
-        noarg="46AaCfGgKkMNnqsTtVvXxYy",
-        witharg="BbcDEeFIiJLlmOoPpQRSWw",
-    )
-    if found and found[0] + 1 < len(argv) - 1:
-        remote = list(argv[1:][found[0] + 1 :])
-        if any(f.dynamic for f in remote):
-            an.add(Level.APPROVAL, "ssh runs a remote command only known when it runs", argv=argv)
-        else:
-            an.nested(" ".join(f.text for f in remote), "the remote command given to ssh")
-    return Use()
-
-
 def r_busybox(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
     if len(argv) > 1:
         return an.check_argv(list(argv[1:]), stdin)
@@ -1318,78 +1329,6 @@ def r_command(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Outpu
     if cluster_has(argv[1:], "vV"):
         return NO_OUTPUT  # `command -v rm` only looks the name up
     return r_wrapper(an, base, argv, stdin, noarg="p")
-
-
-def r_hermes(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
-    ops = [f.text for f in argv[1:] if not f.text.startswith("-")]
-    sub = ops[0] if ops else ""
-    action = ops[1] if len(ops) > 1 else ""
-    if not ops or sub in ("version", "help", "tools"):
-        return Use()
-    if sub == "config":
-        key = ops[2] if len(ops) > 2 else ""
-        if action in ("", "show", "get", "path", "env-path", "check"):
-            return Use()
-        if action == "edit":
-            an.add(
-                Level.REFUSED,
-                "hermes config edit run by the agent could change its own approval "
-                "settings; the user must run it",
-                "hermes gate",
-                argv,
-                gate=True,
-            )
-            return Use()
-        if action in ("set", "unset"):
-            from hermes_agent.config.envfile import is_secret_name
-
-            if key.lower().startswith("approvals") or not key:
-                an.add(
-                    Level.REFUSED,
-                    f"hermes config {action} {key or '(no key)'}: the agent cannot change "
-                    "its own approval settings",
-                    "hermes gate",
-                    argv,
-                    gate=True,
-                )
-            elif is_secret_name(key):
-                an.add(
-                    Level.REFUSED,
-                    f"hermes config {action} {key} writes hermes' .env; the user must run it",
-                    "hermes gate",
-                    argv,
-                    gate=True,
-                )
-            else:
-                an.add(
-                    Level.APPROVAL,
-                    f"hermes config {action} {key} changes hermes' configuration",
-                    f"hermes config {action}",
-                    argv,
-                    gate=True,
-                )
-            return Use()
-    if sub == "setup":
-        an.add(
-            Level.REFUSED,
-            "hermes setup rewrites hermes' configuration and .env; the user must run it",
-            "hermes gate",
-            argv,
-            gate=True,
-        )
-        return Use()
-    if sub == "sessions" and action in ("", "list", "search", "show", "export"):
-        return Use()
-    if sub == "skills" and action in ("", "list", "show"):
-        return Use()
-    an.add(
-        Level.APPROVAL,
-        f"hermes {' '.join(ops[:2])} changes hermes' state or starts another agent",
-        f"hermes {sub}",
-        argv,
-        gate=True,
-    )
-    return Use()
 
 
 #: A command's rule: (analysis, canonical name, words, standard input) -> what it does.
@@ -1413,19 +1352,17 @@ RULES: dict[str, Rule] = {
     **{name: r_format for name in _FORMATTERS | _PARTITIONERS},
     **{name: r_power for name in (*_POWER, "init", "telinit")},
     **{name: r_killers for name in _KILLERS},
-    **{name: r_downloader for name in ("curl", "wget")},
     **{name: r_admin for name in _ADMIN},
     **{name: r_admin for name in ("mount", "umount", "iptables", "ip6tables", "nft")},
     **{name: r_admin for name in ("ufw", "sysctl", "crontab")},
     **{name: r_systemctl for name in ("systemctl", "service", "launchctl", "loginctl")},
     **{name: r_docker for name in ("docker", "podman", "nerdctl")},
     **{name: r_network for name in ("nc", "ncat", "netcat", "socat")},
-    **{name: r_copy for name in ("cp", "mv", "install", "ln", "rsync", "scp")},
     **{name: r_simple_writer for name in ("touch", "mkdir", "rmdir", "unlink")},
     **{name: r_simple_writer for name in ("truncate", "shred")},
     **{name: r_chmod for name in ("chmod", "chown", "chgrp")},
     **{name: r_readvars for name in ("read", "mapfile", "readarray", "getopts", "let")},
-    **{name: r_hermes for name in ("hermes", "hermes-agent")},
+    **{name: r_hermes for name in HERMES_NAMES},
     **{name: r_package for name in ("pacman", "yay", "paru", "dpkg", "nix-env", "nix")},
     **{name: r_package for name in ("uv", "pdm", "hatch", "pipenv", "pixi", "rye")},
     "uvx": r_uvx,
@@ -1445,8 +1382,6 @@ RULES: dict[str, Rule] = {
     "alias": r_alias,
     "trap": r_trap,
     "watch": r_watch,
-    "tar": r_tar,
-    "ssh": r_ssh,
     "busybox": r_busybox,
     "toybox": r_busybox,
     "command": r_command,
@@ -1462,7 +1397,6 @@ RULES: dict[str, Rule] = {
     "setsid": _wrapper(noarg="cfw"),
     "stdbuf": _wrapper(witharg="ioe", long_witharg=("--input", "--output", "--error")),
     "chroot": _wrapper(long_witharg=("--userspec", "--groups"), positional=1),
-    "flock": _wrapper(noarg="sxnouFe", witharg="wEc", positional=1),
     "taskset": _wrapper(noarg="ap", witharg="", positional=1),
     "chrt": _wrapper(noarg="abdefiopmrRv", witharg="TPD", positional=1),
     "unbuffer": _wrapper(),
@@ -1477,9 +1411,6 @@ RULES: dict[str, Rule] = {
     "ltrace": _wrapper(noarg="bcCdfhiLrStTV", witharg="aAeEFlnopsuwxX"),
     "valgrind": _wrapper(),
     "firejail": _wrapper(),
-    "systemd-run": _wrapper(
-        noarg="PGdqrt", witharg="upHMEs", long_witharg=("--unit", "--property", "--description")
-    ),
     "coproc": _wrapper(),
     "npx": _wrapper(noarg="yq", witharg="p", long_witharg=("--package",)),
 }

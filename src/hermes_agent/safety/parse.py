@@ -26,6 +26,7 @@ from hermes_agent.safety.commands import (
     NAMES_ONLY,
     PACKAGE_VERBS,
     READ_ONLY,
+    command_env,
     r_package,
 )
 from hermes_agent.safety.commands import RULES as COMMAND_RULES
@@ -66,6 +67,8 @@ from hermes_agent.safety.words import (
 if TYPE_CHECKING:
     from tree_sitter import Node, Parser
 
+from hermes_agent.safety.hermes_cli import NAMES as HERMES_NAMES
+from hermes_agent.safety.hermes_cli import arguments_look_like_hermes, is_hermes_program
 from hermes_agent.safety.runners import RULES as RUNNER_RULES
 from hermes_agent.safety.writers import RULES as WRITER_RULES
 
@@ -145,6 +148,8 @@ class Analysis:
         self._lstat: dict[str, str | None] = {}
         self._real_dirs: dict[str, str] = {}
         self._gate_inodes: set[tuple[int, int]] | None = None
+        #: Copies of hermes' console scripts made by this command (physical paths).
+        self.hermes_copies: set[str] = set()
         self._real_workspace: str | None = None
         self._clear_root: str | None = None
         #: False once a `cd` went somewhere unknown: relative paths could be anywhere.
@@ -450,6 +455,8 @@ class Analysis:
                 f"sets {name}, which makes programs load or run other code",
                 f"sets {name}",
             )
+        if fields:
+            command_env(self, name, Field(joined, joined, dynamic))
         old = self.vars.get(name, "")
         if dynamic or (name in self.vars and old != joined):
             self.vars[name] = None
@@ -750,8 +757,19 @@ class Analysis:
                 argv=argv,
             )
             check_mentions(self, argv[1:], Use())
+            if arguments_look_like_hermes(argv[1:]):
+                self.add(
+                    Level.REFUSED,
+                    f"{' '.join(f.shown for f in argv)}: a program only known when it runs, "
+                    "given the words of a hermes command that changes its configuration",
+                    "hermes gate",
+                    argv,
+                    gate=True,
+                )
             return NO_OUTPUT
         base = canonical_name(name.text)
+        if "/" in name.text and base not in HERMES_NAMES and is_hermes_program(self, name):
+            base = "hermes"
         self.commands[tuple(f.shown for f in argv)] = None
         if "/" in name.text and self.files:
             self.written_script(name.text, name, argv, shell=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from hermes_agent.safety.commands import Rule
 from hermes_agent.safety.flow import Input, Output, Use
+from hermes_agent.safety.hermes_cli import record_copy
 from hermes_agent.safety.options import Parsed, Spec, parse_options, spec
 from hermes_agent.safety.targets import check_mentions, check_read, check_write
 from hermes_agent.safety.verdict import Level
@@ -133,6 +134,7 @@ def copy_roles(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Inp
             into.append(dest)
     if recursive and base != "mv":
         trees.extend(sources)
+    record_copy(an, sources, writes)
     if base == "mv":
         writes.extend(sources)
     return Use(writes=writes, into=into, trees=trees, precise=True, sweeping=base == "mv")
@@ -164,18 +166,18 @@ def _link(
         )
     else:
         links = list(zip(sources, [dest] * len(sources), strict=False)) if dest is not None else []
-    writes: list[Field] = []
     for target, link in links:
         if link is None:
             continue
-        writes.append(link)
+        # The link is judged where it is made, before it exists (not through itself).
+        check_write(an, link, "ln writes", argv)
         if link.dynamic or target.dynamic:
             continue
         if symbolic:
             an.add_link(link.text, target.text)
         else:
             check_write(an, target, "ln makes a hard link to", argv)
-    return Use(writes=writes, precise=True)
+    return Use(precise=True)
 
 
 def ssh_option(an: Analysis, base: str, opt: Field, argv: list[Field]) -> None:
