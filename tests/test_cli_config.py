@@ -212,7 +212,7 @@ def test_edit_saves_a_valid_change(hermes: Runner, hermes_home: Path, tmp_path: 
     result = hermes("config", "edit", env={"EDITOR": editor})
     assert result.returncode == 0, result.stderr
     assert user_config(hermes_home) == {"max_turns": 4, "agent": {"verbose": True}}
-    assert sorted(p.name for p in hermes_home.iterdir()) == ["config.yaml"], "no draft left"
+    assert sorted(p.name for p in hermes_home.iterdir()) == ["config.yaml", "home.lock"], "no draft"
 
 
 def test_edit_rejects_an_invalid_file_and_keeps_the_draft(

@@ -476,7 +476,7 @@ def test_writes_are_atomic_and_updates_do_not_lose_each_other(hermes_home: Path)
     watcher.join()
     assert torn == []  # A reader never saw a half-written file.
     assert store.get(job.id).runs == 100  # type: ignore[union-attr]
-    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", f"{job.id}.json"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{job.id}.json"]
 
 
 def test_a_broken_job_file_is_reported_and_the_others_still_load(hermes_home: Path) -> None:

@@ -26,6 +26,8 @@ ENV_FILE = ".env"
 AUTH_FILE = "auth.json"
 MANAGED_MARKER = ".managed"
 GATEWAY_PID_FILE = "gateway.pid"
+#: Held (flock) for every read-modify-write of a HERMES_HOME file (see home_lock.py).
+HOME_LOCK_FILE = "home.lock"
 STATE_DB = "state.db"
 SESSIONS_DIR = "sessions"
 MEMORIES_DIR = "memories"
@@ -92,6 +94,11 @@ def gateway_lock_path() -> Path:
     return path("gateway.lock")
 
 
+def home_lock_path(root: Path | None = None) -> Path:
+    """The lock every writer of a HERMES_HOME file holds (:mod:`hermes_agent.home_lock`)."""
+    return path(HOME_LOCK_FILE, root)
+
+
 def state_db_path() -> Path:
     return path(STATE_DB)
 
@@ -151,11 +158,6 @@ def cron_output_dir(job_id: str | None = None) -> Path:
     """``cron/output``, or the folder of one job's results (``cron/output/ID``)."""
     base = cron_dir() / "output"
     return base if job_id is None else base / job_id
-
-
-def cron_lock_path() -> Path:
-    """Held (flock) for each read-modify-write of a job file, by the CLI and the gateway."""
-    return cron_dir() / ".lock"
 
 
 def cron_run_lock_path(job_id: str) -> Path:

@@ -27,6 +27,7 @@ from hermes_agent.config import envfile, loader, merge, schema
 from hermes_agent.config.managed import require_unmanaged
 from hermes_agent.errors import EXIT_USAGE, ConfigError, HermesError, UsageError
 from hermes_agent.fsutil import atomic_write
+from hermes_agent.home_lock import home_lock
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -177,7 +178,8 @@ def cmd_set(args: argparse.Namespace) -> int:
     key, text = args.key, args.value
     require_unmanaged("hermes config set")
     if envfile.is_secret_name(key):
-        envfile.set_env_value(home.env_path(), key, text)
+        with home_lock("hermes config set"):
+            envfile.set_env_value(home.env_path(), key, text)
         print(f"{key} saved in {home.env_path()} (mode 0600)")
         return 0
     _valid_key(key)
@@ -195,12 +197,14 @@ def cmd_set(args: argparse.Namespace) -> int:
         reason = schema.check_value(setting, value)
         if reason:
             raise UsageError(f"{key}: {reason}")
-    user, old_text = loader.read_for_update()
-    merge.set_path(user, key, value)
-    fatal = [(k, m) for k, m in schema.find_problems(user) if m != schema.UNKNOWN_KEY]
-    if fatal:  # e.g. `mcp_servers.x 1` under an open mapping whose parent is not a mapping
-        raise UsageError("; ".join(f"{k}: {m}" for k, m in fatal))
-    _save(user, old_text)
+    # Read, change and write under the home's lock: another writer's change is never lost.
+    with home_lock("hermes config set"):
+        user, old_text = loader.read_for_update()
+        merge.set_path(user, key, value)
+        fatal = [(k, m) for k, m in schema.find_problems(user) if m != schema.UNKNOWN_KEY]
+        if fatal:  # e.g. `mcp_servers.x 1` under an open mapping whose parent is not a mapping
+            raise UsageError("; ".join(f"{k}: {m}" for k, m in fatal))
+        _save(user, old_text)
     shown = json.dumps(value) if isinstance(value, dict | list) else _scalar(value)
     print(f"{key} = {shown}  ({home.config_path()})")
     return 0
@@ -210,17 +214,20 @@ def cmd_unset(args: argparse.Namespace) -> int:
     key = args.key
     require_unmanaged("hermes config unset")
     if envfile.is_secret_name(key):
-        if envfile.unset_env_value(home.env_path(), key):
+        with home_lock("hermes config unset"):
+            removed = envfile.unset_env_value(home.env_path(), key)
+        if removed:
             print(f"{key} removed from {home.env_path()}")
         else:
             warn(f"{key} is not in {home.env_path()}; nothing to do")
         return 0
     _valid_key(key)
-    user, old_text = loader.read_for_update()
-    if not merge.unset_path(user, key):
-        warn(f"{key} is not set in {home.config_path()}; nothing to do")
-        return 0
-    _save(user, old_text)
+    with home_lock("hermes config unset"):
+        user, old_text = loader.read_for_update()
+        if not merge.unset_path(user, key):
+            warn(f"{key} is not set in {home.config_path()}; nothing to do")
+            return 0
+        _save(user, old_text)
     default = merge.get_path(schema.DEFAULT_CONFIG, key, None)
     suffix = f"; default: {_scalar(default)}" if key in schema.SETTINGS_BY_KEY else ""
     print(f"{key} removed{suffix}  ({home.config_path()})")
@@ -289,10 +296,30 @@ def cmd_edit(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     for problem in problems:
         warn(problem)
-    atomic_write(path, edited, mode=0o600)
+    # The editor may have been open for minutes: the lock is not held meanwhile (it would
+    # stop the gateway and every script), so the file is compared with what was opened,
+    # under the lock, and a change made by someone else is never overwritten.
+    with home_lock("hermes config edit"):
+        if _read_current(path) != original:
+            raise HermesError(
+                f"{path} was changed by another writer while you were editing; it was "
+                f"left as it is now, and your draft is kept in {draft} (merge it by hand, "
+                "or run `hermes config edit` again)"
+            )
+        atomic_write(path, edited, mode=0o600)
     draft.unlink()
     print(f"saved {path}")
     return 0
+
+
+def _read_current(path: Path) -> str:
+    """config.yaml as :func:`_read_original` reads it, for the check before saving."""
+    if not path.exists():
+        return _read_original(path)
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise HermesError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _read_original(path: Path) -> str:

@@ -215,7 +215,19 @@ class Wizard:
 
 
 def apply(choices: Choices) -> None:
-    """Write the choices: config.yaml merged (other keys kept), the key into .env."""
+    """Write the choices: config.yaml merged (other keys kept), the key into .env.
+
+    Both files are read and written under the home's lock, so a `hermes config
+    set` or the gateway writing at the same moment loses nothing.
+    """
+    from hermes_agent.home_lock import home_lock
+
+    with home_lock("hermes setup"):
+        _apply_locked(choices)
+    _report(choices)
+
+
+def _apply_locked(choices: Choices) -> None:
     user, _ = loader.read_for_update()
     provider = choices.provider
     merge.set_path(user, "model.provider", provider.name)
@@ -239,6 +251,10 @@ def apply(choices: Choices) -> None:
     loader.save_user_config(user)
     if choices.api_key is not None:
         envfile.set_env_value(home.env_path(), choices.key_env, choices.api_key)
+
+
+def _report(choices: Choices) -> None:
+    provider = choices.provider
     has_key = choices.api_key is not None or bool(os.environ.get(choices.key_env))
     print()
     print(f"provider   {provider.name}" + (f" ({choices.base_url})" if choices.base_url else ""))

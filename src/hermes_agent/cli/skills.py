@@ -189,11 +189,16 @@ def cmd_install(args: argparse.Namespace) -> int:
     root = home.ensure_dir(home.skills_dir())
     staging = root / f".installing-{name}-{os.getpid()}"
     retired = root / f".replaced-{name}-{os.getpid()}"
+    from hermes_agent.home_lock import home_lock
+
     try:
         shutil.copytree(source, staging, ignore=_COPY_IGNORE, ignore_dangling_symlinks=True)
-        if destination.exists() or destination.is_symlink():
-            os.replace(destination, retired)
-        os.replace(staging, destination)
+        with home_lock("hermes skills install"):  # The agent's skill_manage writes here too.
+            if (destination.exists() or destination.is_symlink()) and not args.force:
+                raise UsageError(f"the skill {name!r} was installed meanwhile ({destination})")
+            if destination.exists() or destination.is_symlink():
+                os.replace(destination, retired)
+            os.replace(staging, destination)
     except (OSError, shutil.Error) as exc:
         raise HermesError(f"cannot install {source} into {destination}: {exc}") from None
     finally:
@@ -238,11 +243,14 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if not args.yes and not _confirm(f"Remove the skill {name} ({destination})?", name):
         print("hermes: nothing removed", file=sys.stderr)
         return EXIT_FAILURE
+    from hermes_agent.home_lock import home_lock
+
     try:
-        if destination.is_symlink():
-            destination.unlink()
-        else:
-            shutil.rmtree(destination)
+        with home_lock("hermes skills remove"):  # Not in the middle of a skill_manage write.
+            if destination.is_symlink():
+                destination.unlink()
+            elif destination.exists():
+                shutil.rmtree(destination)
     except OSError as exc:
         raise HermesError(f"cannot remove {destination}: {exc.strerror or exc}") from None
     back = "; the bundled skill of that name is used again" if name in catalog.bundled else ""

@@ -4,7 +4,7 @@ Files, not state.db, because that is what the documentation promises ("jobs
 in ``cron/``") and because a user can read, back up or copy one job by hand.
 Every file is written atomically (temporary file, fsync, rename) with mode
 0600 (prompts can be private). A read-modify-write (the CLI pausing a job
-while the gateway records a run) holds ``cron/.lock`` with ``flock``, so
+while the gateway records a run) holds the HERMES_HOME lock (``home_lock``), so
 neither side loses the other's change. A file that does not parse is reported
 with its path and reason and skipped; the other jobs still load.
 
@@ -306,21 +306,11 @@ class JobStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold ``cron/.lock`` for a read-modify-write of job files."""
-        import fcntl
+        """Hold the HERMES_HOME lock for a read-modify-write of job files."""
+        from hermes_agent.home_lock import home_lock
 
-        home.ensure_dir(self.directory)
-        try:
-            fd = os.open(home.cron_lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise HermesError(
-                f"cannot open {home.cron_lock_path()}: {exc.strerror or exc}"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with home_lock("cron job store"):
             yield
-        finally:
-            os.close(fd)
 
     def add(self, job: Job) -> None:
         with self.locked():

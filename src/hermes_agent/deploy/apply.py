@@ -61,6 +61,7 @@ from hermes_agent.deploy.identity import IDENTITY_FILE, container_identity
 from hermes_agent.deploy.spec import ENV_NAME, Spec, SpecError, parse_spec
 from hermes_agent.errors import EXIT_USAGE, ConfigError, HermesError
 from hermes_agent.fsutil import atomic_write, write_secret
+from hermes_agent.home_lock import home_lock
 
 MANAGED_CONTENT = "nixos\n"
 STATE_VERSION = 1
@@ -179,13 +180,25 @@ def apply_spec(spec: Spec | Mapping[str, Any], *, home: Path) -> Report:
     """
     checked = spec if isinstance(spec, Spec) else parse_spec(spec)
     report = Report(home=home)
+    fresh = not home.is_dir()
+    if fresh:  # Taking the lock creates HERMES_HOME: check every input before that.
+        _make_plan(checked, Report(home=home), home, fresh)
+    # Everything is read and written under the home's lock: a `hermes config set`, the
+    # agent or the gateway writing config.yaml meanwhile would otherwise lose its change
+    # (or ours) between the reads of the plan and plan.run().
+    with home_lock("hermes deploy apply", root=home):
+        _make_plan(checked, report, home, fresh).run()
+    return report
+
+
+def _make_plan(checked: Spec, report: Report, home: Path, fresh: bool) -> _Plan:
     plan = _Plan(report)
 
     state_path = layout.path(layout.NIX_STATE_FILE, home)
     previous = _read_state(state_path)
     current = _State()
 
-    _plan_layout(plan, home, checked.working_directory)
+    _plan_layout(plan, home, checked.working_directory, fresh)
     _plan_config(plan, checked, home, previous, current)
     _plan_documents(plan, checked, previous, current)
     _plan_env(plan, checked, home)
@@ -193,9 +206,7 @@ def apply_spec(spec: Spec | Mapping[str, Any], *, home: Path) -> Report:
     _plan_marker(plan, home)
     _plan_file(plan, state_path, current.render().encode("utf-8"), secret=True)
     _plan_identity(plan, checked)
-
-    plan.run()
-    return report
+    return plan
 
 
 # --- state file -----------------------------------------------------------------------
@@ -242,11 +253,11 @@ def _strings(value: Any) -> list[str]:
 # --- layout ---------------------------------------------------------------------------
 
 
-def _plan_layout(plan: _Plan, home: Path, working: Path) -> None:
+def _plan_layout(plan: _Plan, home: Path, working: Path, fresh: bool) -> None:
     dirs = [home, *(layout.path(name, home) for name in layout.LAYOUT_DIRS)]
     missing = [d for d in dirs if not d.is_dir()]
-    if missing:
-        detail = "HERMES_HOME layout" if home in missing else "missing layout directories"
+    if missing or fresh:
+        detail = "HERMES_HOME layout" if fresh else "missing layout directories"
         plan.add(Change(home, "created", detail), lambda: _ensure_layout(home))
     if not working.is_dir():
         plan.add(Change(working, "created", "working directory"), lambda: _ensure_dir(working))

@@ -39,8 +39,6 @@ nor written.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -127,14 +125,12 @@ def read_entries(path: Path) -> list[str]:
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (no await may happen inside)."""
+    """Hold the HERMES_HOME lock (no await may happen inside)."""
+    from hermes_agent.home_lock import home_lock
+
     home.ensure_dir(directory)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with home_lock("memory tool"):
         yield
-    finally:
-        os.close(fd)  # Closing the descriptor releases the lock.
 
 
 # --- planning a change -------------------------------------------------------------

@@ -196,10 +196,26 @@ def _read_only(name: str, catalog: Catalog) -> ToolError:
     return ToolError(f"there is no user skill named {name!r}; create it with action=create")
 
 
-def _write(path: Path, text: str) -> None:
-    from hermes_agent.fsutil import atomic_write
+def _write(path: Path, text: str, *, before: str | None = None, new: bool = False) -> None:
+    """Write a skill file under the HERMES_HOME lock.
 
-    atomic_write(path, text, mode=0o600)
+    The user may take minutes to approve, and another session (or the
+    gateway) may write the same skill meanwhile: ``new`` refuses when the
+    file appeared since, ``before`` when its text is no longer the one the
+    change was computed from. Either way nothing is lost silently.
+    """
+    from hermes_agent.fsutil import atomic_write
+    from hermes_agent.home_lock import home_lock
+
+    with home_lock("skill_manage tool"):
+        if new and path.exists():
+            raise ToolError(f"{path} was created by another session meanwhile; not replaced")
+        if before is not None and _read_for_patch(path, str(path)) != before:
+            raise ToolError(
+                f"{path} was changed by another session while this change waited; "
+                "read it again (skill_view) and redo the change"
+            )
+        atomic_write(path, text, mode=0o600)
 
 
 def _remove_empty_parents(path: Path, stop: Path) -> None:
@@ -240,7 +256,7 @@ async def skill_manage(args: dict[str, Any], ctx: ToolContext) -> str:
         await write_guard.approve(
             ctx, f"create the skill {name!r}:\n{write_guard.preview(content)}", always=always
         )
-        _write(skill_md, content)
+        _write(skill_md, content, new=True)
         replaces = " It replaces the bundled skill of that name." if name in catalog.bundled else ""
         return f"created the skill {name!r} in {directory}.{replaces}{note}"
 
@@ -288,7 +304,7 @@ async def skill_manage(args: dict[str, Any], ctx: ToolContext) -> str:
             f"with:\n{write_guard.preview(new_text, 300)}",
             always=always,
         )
-        _write(target, updated)
+        _write(target, updated, before=current)
         return f"patched {name}/{relative}.{note}"
 
     if action == "delete":
