@@ -283,6 +283,15 @@ SELF_GATE = [
     "yq -i '.approvals.mode = \"off\"' $HERMES_HOME/config.yaml",
     "python -c \"open('$HERMES_HOME/config.yaml', 'a').write('approvals: {mode: off}')\"",
     "truncate -s 0 $HERMES_HOME/logs/approvals.jsonl",
+    "cp prepared.yaml $HERMES_HOME/config.yaml",
+    "tar -x -C $HERMES_HOME -f prepared.tar",
+    "mv prepared.yaml $HERMES_HOME/config.yaml",
+    "ln -sf $PWD/prepared.yaml $HERMES_HOME/config.yaml",
+    "rsync prepared.yaml $HERMES_HOME/config.yaml",
+    "install -m 600 prepared.env $HERMES_HOME/.env",
+    "hermes config set model.default x",
+    "hermes setup",
+    "uv run hermes config set approvals.mode off",
 ]
 
 

@@ -25,11 +25,14 @@ from hermes_agent.safety.hermes_cli import (
     r_hermes,
 )
 from hermes_agent.safety.options import cluster_has, scan_operands
+from hermes_agent.safety.places import PathKind
 from hermes_agent.safety.targets import (
     DISK_DEVICE,
     check_mentions,
+    check_read,
     check_write,
     is_catastrophic,
+    spot,
 )
 from hermes_agent.safety.verdict import Level
 from hermes_agent.safety.words import UNKNOWN, Field, canonical_name, static, word_set
@@ -472,7 +475,7 @@ def r_interpreter(an: Analysis, base: str, argv: list[Field], stdin: Input) -> O
         if base == "python" and t == "-m" and i + 1 < len(args):
             module = args[i + 1].text
             if module in ("pip", "pip3"):
-                return r_package(an, "pip", [static("pip"), *args[i + 2 :]], stdin)
+                return r_package(an, "pip", [argv[0], *args[i + 2 :]], stdin)
             if module_is_hermes(module) or (
                 module == "runpy" and i + 2 < len(args) and module_is_hermes(args[i + 2].text)
             ):
@@ -487,8 +490,8 @@ def r_interpreter(an: Analysis, base: str, argv: list[Field], stdin: Input) -> O
             elif (
                 flag.startswith("-")
                 and len(flag) == 2
-                and t.startswith("-")
-                and not t.startswith("--")
+                and re.fullmatch(r"-[a-zA-Z0-9]+", t) is not None
+                and not t.startswith(("-M", "-m", "-I", "-r", "-x"))
                 and t.endswith(flag[1])
                 and len(t) > 2
                 and i + 1 < len(args)
@@ -783,8 +786,10 @@ def r_dd(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     writes = []
     for f in argv[1:]:
         if f.text.startswith("of="):
-            target = Field(f.text[3:], f.raw, f.dynamic)
-            writes.append(target)
+            # bash expands `~` after the `=` of an assignment-like word (`of=~/x`).
+            writes.append(an.tilde(Field(f.text[3:], f.raw, f.dynamic)))
+        elif f.text.startswith("if="):
+            check_read(an, an.tilde(Field(f.text[3:], f.raw, f.dynamic)), argv)
     return Use(writes=writes, precise=True)
 
 
@@ -1096,6 +1101,8 @@ def r_systemctl(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use
 def r_package(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     args = argv[1:]
     texts = [f.text for f in args]
+    if base in ("pip", "uv") and any(t in ("install", "uninstall", "sync") for t in texts):
+        _installs_into_code(an, base, argv)
     if base in _RUNNERS:
         found, _ = scan_operands(args, witharg="npe", long_witharg=_RUNNER_OPTIONS)
         if found and texts[found[0]] in ("run", "exec", "x"):
@@ -1162,6 +1169,32 @@ def r_package(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
             argv,
         )
     return Use()
+
+
+def _installs_into_code(an: Analysis, base: str, argv: list[Field]) -> None:
+    """``pip install`` into hermes' own environment: by its pip or python, or ``--target``."""
+    program = argv[0]
+    if "/" in program.text:
+        found = spot(an, program)
+        if found is not None and PathKind.CODE in found.at:
+            an.add(
+                Level.REFUSED,
+                f"{program.shown} installs into hermes' own Python environment: the agent "
+                "cannot change hermes' code",
+                "hermes gate",
+                argv,
+                gate=True,
+            )
+    args = argv[1:]
+    for i, f in enumerate(args):
+        t = f.text
+        target: Field | None = None
+        if t in ("-t", "--target", "--prefix", "--root", "--python", "-p") and i + 1 < len(args):
+            target = args[i + 1]
+        elif t.startswith(("--target=", "--prefix=", "--root=", "--python=")):
+            target = Field(t.split("=", 1)[1], f.raw, f.dynamic)
+        if target is not None:
+            check_write(an, target, f"{base} installs into", argv, into=True)
 
 
 def _runner(an: Analysis, head: list[Field], rest: list[Field], stdin: Input) -> None:

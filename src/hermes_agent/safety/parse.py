@@ -101,6 +101,16 @@ _LITERAL = re.compile(r"'((?:[^'\\\n]|\\.)*)'|\"((?:[^\"\\\n]|\\.)*)\"")
 _LIST_OF_LITERALS = re.compile(
     r"[\[(]\s*((?:(?:'[^'\n]*'|\"[^\"\n]*\")\s*,\s*)+(?:'[^'\n]*'|\"[^\"\n]*\"))\s*,?\s*[\])]"
 )
+#: Inline code that deletes a whole tree, and code that names the home directory or root.
+_CODE_TREE_DELETE = re.compile(
+    r"\b(rmtree|remove_tree|rm_rf|rm_r|rmSync|rimraf|removeRecursive|deleteRecursively|"
+    r"RemoveAll|remove_dir_all)\b|recursive\s*[:=]\s*(true|True|1)"
+)
+_CODE_HOME = re.compile(
+    r"expanduser\(\s*['\"]~['\"]\s*\)|Path\.home\(\)|Dir\.home|homedir\(\)|\$ENV\{\s*['\"]?HOME|"
+    r"environ(\.get\(|\[)\s*['\"]HOME|getenv\(\s*['\"]HOME|ENV\[['\"]HOME|['\"]~/?['\"]|"
+    r"['\"]/['\"]|File\.expand_path\(\s*['\"]~"
+)
 #: Inline code that opens or writes files: its path strings are checked as writes.
 _CODE_OPENS = re.compile(r"\b(open|write|File|fs|Path|IO)\b")
 
@@ -979,6 +989,13 @@ class Analysis:
         if text is None:
             self.add(Level.APPROVAL, f"runs {base} {what} built at run time", argv=argv)
             return
+        if _CODE_TREE_DELETE.search(text) and _CODE_HOME.search(text):
+            self.add(
+                Level.REFUSED,
+                f"{base} {what} deletes a whole tree starting at the home directory or /",
+                "rm -rf /",
+                argv,
+            )
         if CODE_DANGER.search(text):
             self.add(
                 Level.APPROVAL,

@@ -480,7 +480,9 @@ _TCL_RUN = re.compile(r"(?:^|[;\[\n{])\s*(spawn|exec|system|open\s+\"?\|)\s+([^;
 def tcl_code(an: Analysis, base: str, text: str, argv: list[Field]) -> None:
     """expect/tclsh code: ``spawn CMD``, ``exec CMD``, ``system CMD`` run programs."""
     for m in _TCL_RUN.finditer(text):
-        words = m.group(2).strip().strip('"')
+        words = m.group(2).strip()
+        if words.count('"') == 2 and words.startswith('"') and words.endswith('"'):
+            words = words[1:-1]
         words = re.sub(r"^-\S+\s+", "", words)
         if words:
             an.add(
@@ -569,11 +571,16 @@ def editor_command(an: Analysis, base: str, f: Field, argv: list[Field]) -> None
 def r_editor(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     """vim, vi, nvim, ex, view...: commands from ``-c``, ``+CMD``, ``--cmd`` and (in ex mode)
     stdin; the files it is given are written."""
-    args = argv[1:]
+    args: list[Field] = []
+    for f in argv[1:]:
+        if re.fullmatch(r"-[a-zA-Z]{2,}", f.text):  # `ex -sc CMD`: one letter at a time
+            args.extend(_field("-" + ch, f) for ch in f.text[1:])
+        else:
+            args.append(f)
     commands: list[Field] = []
     operands: list[Field] = []
-    ex_mode = base in ("ex", "exim", "nex", "vimex") or any(
-        f.text in ("-e", "-E", "-es", "-Es", "-s", "--headless") for f in args
+    ex_mode = base in ("ex", "exim", "nex", "vimex", "ed", "red") or any(
+        f.text in ("-e", "-E", "--headless") for f in args
     )
     i = 0
     while i < len(args):
@@ -583,7 +590,6 @@ def r_editor(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
             "-c",
             "--cmd",
             "-S",
-            "-s",
             "-T",
             "-u",
             "-U",
@@ -597,7 +603,9 @@ def r_editor(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
             "--remote-send",
             "--remote-expr",
             "--listen",
-        ) and i + 1 < len(args):
+        ) or (t == "-s" and not ex_mode):
+            if i + 1 >= len(args):
+                break
             value = args[i + 1]
             if t in ("-c", "--cmd", "--remote-send", "--remote-expr"):
                 commands.append(value)
@@ -923,8 +931,8 @@ RUNS: dict[str, str] = {
     "script": "script -q -c {s} /dev/null",
     "tmux": "tmux new-session -d -s x {s}",
     "screen": "screen -dmS x {a}",
-    "parallel": "parallel {a} ::: x",
-    "sem": "sem {s} ::: x",
+    "parallel": "echo {s} | parallel",
+    "sem": "sem --id x {s}",
     "at": "echo {s} | at now",
     "batch": "echo {s} | batch",
     "gdb": "gdb -batch -ex {s_shell}",
@@ -1098,7 +1106,7 @@ RULES: dict[str, Rule] = {
         noarg="aFmuinpUCTrw", witharg="tSGRw", longs="--target --setuid --setgid --root --wd"
     ),
     "cgexec": _wrap(witharg="g", longs="--sticky"),
-    "rlwrap": _wrap(noarg="AcEimnNrRUvWX", witharg="abCDefgHlMOpPqsStwz"),
+    "rlwrap": _wrap(noarg="aAcEimnNoprRUvWX", witharg="bCDefgHlMOPqsStwz"),
     "numactl": _wrap(noarg="alsH", witharg="NmCpPiw"),
     "prlimit": _wrap(noarg="", witharg="po"),
     "setarch": _wrap(noarg="vRFLBXSTZ3", positional=1),
