@@ -343,7 +343,7 @@ def test_content_search(ctx: ToolContext, tree: Path, engine: str) -> None:
         "src/app/main.py:4:     print('TODO: hello')",
         "tests/test_main.py:2:     assert True  # TODO",
     ]
-    assert "[1 hits in files the credential guard protects are not shown]" in text
+    assert "protects" not in text, "not even a count: it would be an oracle"
     assert "rotate this key" not in text and "hidden" not in "".join(body(text))
     assert result.untrusted
 
@@ -375,7 +375,7 @@ def test_file_name_search(ctx: ToolContext, tree: Path, engine: str) -> None:
     braces = ok(call(ctx, "search_files", pattern="*.{md,bin}", target="files"))
     assert body(braces) == ["README.md", "logo.bin"]
     keys = ok(call(ctx, "search_files", pattern="*.key", target="files"))
-    assert keys.startswith("no files") and "1 hits in files the credential guard" in keys
+    assert keys.startswith("no files") and "guard" not in keys
 
 
 def test_search_bad_inputs(ctx: ToolContext, tree: Path, engine: str) -> None:
@@ -408,8 +408,25 @@ def test_search_does_not_reveal_hermes_secrets(
     text = ok(call(ctx, "search_files", pattern="access_token", path=str(hermes_home)))
     assert "gho_secret" not in text
     assert body(text) == [f"{hermes_home / 'notes.md'}:1: access_token rotation is monthly"]
-    assert "[1 hits in files the credential guard protects are not shown]" in text
+    assert "protects" not in text, "not even a count: it would be an oracle"
     assert "refused to read" in error(call(ctx, "search_files", pattern="x", path=str(tokens)))
+
+
+def test_search_is_no_oracle_for_protected_files(
+    ctx: ToolContext, hermes_home: Path, engine: str
+) -> None:
+    """Whether a secret matches the pattern changes nothing in the answer, so a pattern
+    cannot test a secret one character at a time."""
+    (hermes_home / "auth.json").write_text('{"token": "sk-or-v1-secret"}\n')
+    (hermes_home / "notes.md").write_text("nothing here\n")
+    answers = [
+        call(ctx, "search_files", pattern=pattern, path=str(hermes_home)).content.replace(
+            pattern, "P"
+        )
+        for pattern in ('token": "sk-or', 'token": "zz-no')
+    ]
+    assert answers[0] == answers[1]
+    assert answers[0].startswith("no matches") and "sk-or-v1" not in answers[0]
 
 
 def test_tools_are_flagged_for_the_loop() -> None:

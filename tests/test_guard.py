@@ -841,3 +841,62 @@ def test_a_bind_mount_of_hermes_home_is_still_hermes_home(
         "mounted/memories/x.md": ["refused", "state"],
         "mounted/SOUL.md": ["needs approval", "persona"],
     }
+
+
+# --- the checked path is the path used: no swap after the check -----------------------
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_not_followed(
+    ctx: ToolContext, seeded_home: Path, workspace: Path
+) -> None:
+    """What a background command racing the tool would do, made deterministic."""
+    (seeded_home / "config.yaml").write_text("approvals:\n  mode: manual\n")
+    swapped = workspace / "d"
+    swapped.mkdir()
+    (swapped / "config.yaml").write_text("approvals:\n  mode: manual\n")
+    guard = guard_for(ctx)
+    writing = guard.decide("d/config.yaml", write=True)
+    reading = guard.decide("d/.env", write=False)
+    assert writing.need is Need.FREE and reading.need is Need.FREE
+    swapped.rename(workspace / "d-was")
+    swapped.symlink_to(seeded_home)  # Now d/ is HERMES_HOME.
+    with pytest.raises(ToolError, match="changed while the tool was at work"):
+        files._write(writing.real, b"approvals:\n  mode: off\n")
+    assert (seeded_home / "config.yaml").read_text() == "approvals:\n  mode: manual\n"
+    with pytest.raises(ToolError, match="changed while the tool was at work"):
+        files._read(reading.real, "d/.env", str(workspace), 1, 10, guard)
+    done = files._patched(
+        (workspace / "d-was" / "config.yaml"),
+        "x",
+        str(workspace),
+        "manual",
+        "off",
+        False,
+        True,
+        guard,
+    )
+    assert done.after == "approvals:\n  mode: off\n"
+
+
+def test_search_shows_only_text_read_through_the_checked_path(
+    ctx: ToolContext, seeded_home: Path, workspace: Path
+) -> None:
+    """ripgrep's text is replaced by a read through the checked path; a hit whose
+    directory became a symlink meanwhile is dropped."""
+    (workspace / "d").mkdir()
+    (workspace / "d" / "notes.txt").write_text("alpha\nbeta\n")
+    (workspace / "e").mkdir()
+    (workspace / "e" / "notes.txt").write_text("gamma\n")
+    (seeded_home / "notes.txt").write_text("hermes-only text\n")
+    guard = guard_for(ctx)
+    search = files._Search(
+        root=workspace, root_shown=".", pattern="a", files_mode=False, glob=None,
+        ignore_case=False, max_results=50, guard=guard, cwd=str(workspace),
+    )  # fmt: skip
+    search.add(str(workspace / "d" / "notes.txt"), 2, "what rg claimed", verify=True)
+    search.add(str(workspace / "e" / "notes.txt"), 1, "hermes-only text", verify=True)
+    (workspace / "e").rename(workspace / "e-was")
+    (workspace / "e").symlink_to(seeded_home)
+    search.verify()
+    assert search.results == ["d/notes.txt:2: beta"]
+    assert search.files == {"d/notes.txt"}

@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hermes_agent.errors import HermesError
-from hermes_agent.tools import untrusted
+from hermes_agent.tools import pinned, untrusted
 from hermes_agent.tools.guard import Decision, Guard, Need, check_read, confirm, enforce, guard_for
 from hermes_agent.tools.registry import Tool, ToolContext, ToolError
 
@@ -173,20 +172,41 @@ def _refuse_binary(shown: str, what: str, size: int) -> ToolError:
     )
 
 
-def _write(path: Path, data: bytes) -> None:
-    from hermes_agent.fsutil import atomic_write
+def _changed(path: Path) -> ToolError:
+    return ToolError(
+        f"{path} changed while the tool was at work (a symlink or another file appeared on "
+        "its way); nothing was done. Something else is changing the workspace: find out what."
+    )
 
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically, through the directories the guard checked and no other
+    (:mod:`hermes_agent.tools.pinned`); missing directories get the user's umask."""
     try:
-        # Created with the user's umask (0755 usually), like any directory they make;
-        # atomic_write would make missing parents 0700, which suits HERMES_HOME only.
-        path.parent.mkdir(parents=True, exist_ok=True)
+        pinned.write_atomic(path, data)
+    except pinned.PathChanged:
+        raise _changed(path) from None
     except OSError as exc:
-        reason = exc.strerror or exc
-        raise ToolError(f"cannot create the directory {path.parent}: {reason}") from None
+        raise ToolError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _open_checked(path: Path, shown: str, guard: Guard) -> Iterator[tuple[BinaryIO, int]]:
+    """The file the guard checked, opened without following anything that changed since,
+    and checked again on what was opened; yields the handle and the file's size."""
     try:
-        atomic_write(path, data)
-    except HermesError as exc:
-        raise ToolError(str(exc)) from None
+        fd, info = pinned.open_read(path)
+    except pinned.PathChanged:
+        raise _changed(path) from None
+    except OSError as exc:
+        raise ToolError(f"cannot read {shown}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        reason = guard.opened(path, info, head)
+        if reason is not None:
+            raise ToolError(reason)
+        handle.seek(0)
+        yield handle, info.st_size
 
 
 # --- read_file --------------------------------------------------------------------
@@ -221,25 +241,20 @@ def _format_line(number: int, raw: bytes, length: int) -> str:
     return f"{number:>6}\t{line}"
 
 
-def _count_lines(path: Path) -> int:
+def _count_lines(handle: BinaryIO) -> int:
     """Lines in a file the way read_file numbers them (a last line without newline counts)."""
     count = 0
     last = b"\n"
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
+    handle.seek(0)
+    while chunk := handle.read(1 << 20):
+        count += chunk.count(b"\n")
+        last = chunk[-1:]
     return count + (last != b"\n")
 
 
-def _read(path: Path, shown: str, cwd: str, offset: int, limit: int) -> str:
-    info = _stat_file(path, shown, cwd)
-    size = info.st_size
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ToolError(f"cannot read {shown}: {exc.strerror or exc}") from None
-    with handle:
+def _read(path: Path, shown: str, cwd: str, offset: int, limit: int, guard: Guard) -> str:
+    _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
+    with _open_checked(path, shown, guard) as (handle, size):
         head = handle.read(SNIFF_BYTES)
         what = _binary_kind(head)
         if what is not None:
@@ -262,11 +277,11 @@ def _read(path: Path, shown: str, cwd: str, offset: int, limit: int) -> str:
             lines.append(formatted)
             used += len(formatted) + 1
             last = count
+        total: int | None = count
+        if more:
+            total = _count_lines(handle) if size <= COUNT_LINES_UP_TO else None
     if not lines:
         raise ToolError(f"offset {offset} is past the end of {shown}: it has {count} lines")
-    total: int | None = count
-    if more:
-        total = _count_lines(path) if size <= COUNT_LINES_UP_TO else None
     span = f"lines {offset}-{last}" + (f" of {total}" if total is not None else "")
     out = f"{shown} ({span}, {_human(size)})\n" + untrusted.wrap("\n".join(lines), f"file {path}")
     if more:
@@ -279,10 +294,11 @@ def _read(path: Path, shown: str, cwd: str, offset: int, limit: int) -> str:
 
 async def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
     given = args["path"]
-    path = check_read(ctx, guard_for(ctx), given)
+    guard = guard_for(ctx)
+    path = check_read(ctx, guard, given)
     offset = int(args.get("offset", 1))
     limit = int(args.get("limit", DEFAULT_LINES))
-    return await asyncio.to_thread(_read, path, given, ctx.cwd, offset, limit)
+    return await asyncio.to_thread(_read, path, given, ctx.cwd, offset, limit, guard)
 
 
 # --- write_file -------------------------------------------------------------------
@@ -291,7 +307,8 @@ async def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
 def _current_text(path: Path, limit: int = 4 << 20) -> str | None:
     """The text a file holds now, for a preview of a change; None when not plain text."""
     try:
-        with path.open("rb") as handle:
+        fd, _ = pinned.open_read(path)
+        with os.fdopen(fd, "rb") as handle:
             raw = handle.read(limit + 1)
     except OSError:
         return None
@@ -305,7 +322,7 @@ def _current_text(path: Path, limit: int = 4 << 20) -> str | None:
 
 def _read_or_none(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        return pinned.read_bytes(path)[0]
     except OSError:
         return None
 
@@ -507,13 +524,18 @@ class _Patched:
 
 
 def _patched(
-    path: Path, shown: str, cwd: str, old: str, new: str, replace_all: bool, reveal: bool
+    path: Path,
+    shown: str,
+    cwd: str,
+    old: str,
+    new: str,
+    replace_all: bool,
+    reveal: bool,
+    guard: Guard,
 ) -> _Patched:
-    info = _stat_file(path, shown, cwd)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ToolError(f"cannot read {shown}: {exc.strerror or exc}") from None
+    _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
+    with _open_checked(path, shown, guard) as (handle, size):
+        raw = handle.read()
     what = _binary_kind(raw[:SNIFF_BYTES])
     if what is None:
         try:
@@ -521,7 +543,7 @@ def _patched(
         except UnicodeDecodeError as exc:
             what = f"not UTF-8 text (invalid byte at offset {exc.start})"
     if what is not None:
-        raise _refuse_binary(shown, what, info.st_size)
+        raise _refuse_binary(shown, what, size)
     if "\r\n" in text and "\r" not in old:
         # A Windows-style file: the model writes "\n", the file has "\r\n".
         old = old.replace("\n", "\r\n")
@@ -561,7 +583,9 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
         and not (reading.secret or writing.secret)
         and not _SECRET_NAME.search(path.name)
     )
-    done = await asyncio.to_thread(_patched, path, shown, ctx.cwd, old, new, replace_all, reveal)
+    done = await asyncio.to_thread(
+        _patched, path, shown, ctx.cwd, old, new, replace_all, reveal, guard
+    )
     diff = _diff(done.before, done.after, shown)
     if writing.need is Need.ASK:
         added = _added(done.before, done.after)
@@ -628,29 +652,36 @@ class _Search:
     cwd: str
     results: list[str] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
-    hidden: int = 0
     truncated: bool = False
     timed_out: bool = False
     _verdicts: dict[str, bool] = field(default_factory=dict)
+    #: Content hits whose text came from ripgrep: ``(index in results, path, line)``,
+    #: shown only with the text read again through the checked path (:meth:`verify`).
+    _unverified: list[tuple[int, str, int]] = field(default_factory=list)
 
     @property
     def full(self) -> bool:
         return self.truncated or self.timed_out
 
-    def _permitted(self, path: str) -> bool:
+    def permitted(self, path: str) -> bool:
         verdict = self._verdicts.get(path)
         if verdict is None:
             verdict = self.guard.refusal(path, write=False) is None
             self._verdicts[path] = verdict
         return verdict
 
-    def add(self, path: str, line_number: int | None = None, text: str = "") -> None:
-        """Record one hit (a file, or a matching line), unless the guard protects it."""
+    def add(
+        self, path: str, line_number: int | None = None, text: str = "", *, verify: bool = False
+    ) -> None:
+        """Record one hit (a file, or a matching line), unless the guard protects it.
+
+        ``verify``: the text was read by another program, which may have been led
+        elsewhere by a symlink swapped in after the guard's check; see :meth:`verify`.
+        """
         if self.full:
             return
-        if not self._permitted(path):
-            self.hidden += 1
-            return
+        if not self.permitted(path):
+            return  # Not even counted: see search_files.
         if len(self.results) >= self.max_results:
             self.truncated = True
             return
@@ -659,10 +690,48 @@ class _Search:
         if line_number is None:
             self.results.append(shown)
             return
+        if verify:
+            self._unverified.append((len(self.results), path, line_number))
+        self.results.append(self._line(shown, line_number, text))
+
+    @staticmethod
+    def _line(shown: str, number: int, text: str) -> str:
         text = text.rstrip("\r\n")
         if len(text) > SEARCH_LINE_CHARS:
             text = text[:SEARCH_LINE_CHARS] + " [...]"
-        self.results.append(f"{shown}:{line_number}: {text}")
+        return f"{shown}:{number}: {text}"
+
+    def verify(self) -> None:
+        """Replace ripgrep's text of each hit by the line read through the checked path
+        (:mod:`hermes_agent.tools.pinned`), and drop hits that cannot be read so; what
+        a swapped symlink let ripgrep see never reaches the answer."""
+        wanted: dict[str, dict[int, list[int]]] = {}
+        for index, path, number in self._unverified:
+            wanted.setdefault(path, {}).setdefault(number, []).append(index)
+        self._unverified.clear()
+        dropped: set[int] = set()
+        for path, numbers in wanted.items():
+            found: dict[int, str] = {}
+            try:
+                with _open_checked(Path(path), path, self.guard) as (handle, _):
+                    last = max(numbers)
+                    for number, (raw, _length) in enumerate(_lines(handle, SEARCH_LINE_BYTES), 1):
+                        if number in numbers:
+                            found[number] = raw.decode("utf-8", "replace")
+                        if number >= last:
+                            break
+            except ToolError:
+                pass
+            shown = _display(Path(path), self.cwd)
+            for number, indexes in numbers.items():
+                if number in found:
+                    for index in indexes:
+                        self.results[index] = self._line(shown, number, found[number])
+                else:
+                    dropped.update(indexes)
+        if dropped:
+            self.results = [r for i, r in enumerate(self.results) if i not in dropped]
+            self.files = {r.split(":", 1)[0] for r in self.results}
 
 
 def _json_text(value: dict[str, Any]) -> str:
@@ -706,7 +775,10 @@ async def _search_rg(search: _Search, rg: str) -> str:
                         continue
                     data = event["data"]
                     search.add(
-                        _json_text(data["path"]), data["line_number"], _json_text(data["lines"])
+                        _json_text(data["path"]),
+                        data["line_number"],
+                        _json_text(data["lines"]),
+                        verify=True,
                     )
                 if search.full:
                     break
@@ -720,7 +792,7 @@ async def _search_rg(search: _Search, rg: str) -> str:
                 os.kill(proc.pid, signal.SIGKILL)  # Not proc.kill(): it may reap the child.
         await proc.wait()
     stderr = (await errors).decode("utf-8", "replace").strip()
-    if proc.returncode == 2 and not search.results and not search.hidden and stderr:
+    if proc.returncode == 2 and not search.results and stderr:
         raise ToolError(f"search failed: {stderr[:2000]}")
     return "ripgrep (files that .gitignore names are skipped, as are hidden files)"
 
@@ -764,8 +836,12 @@ def _search_python(search: _Search) -> str:
         if regex is None:
             search.add(str(path))
             continue
+        if not search.permitted(str(path)):
+            continue  # Not even read: nothing about it may show.
         try:
-            with path.open("rb") as handle:
+            # Opened through the checked path only (a directory swapped for a symlink
+            # during the walk is not followed).
+            with _open_checked(path, str(path), search.guard) as (handle, _):
                 if b"\0" in handle.read(SNIFF_BYTES):
                     continue  # Binary, as ripgrep judges it.
                 handle.seek(0)
@@ -775,7 +851,7 @@ def _search_python(search: _Search) -> str:
                         search.add(str(path), number, line)
                         if search.full:
                             break
-        except OSError:
+        except (OSError, ToolError):
             continue
     return (
         "the built-in search, as ripgrep (rg) is not installed: .gitignore is not honoured; "
@@ -810,16 +886,14 @@ async def search_files(args: dict[str, Any], ctx: ToolContext) -> str:
     rg = shutil.which("rg")
     if rg is not None:
         how = await _search_rg(search, rg)
+        await asyncio.to_thread(search.verify)
     else:
         how = await asyncio.to_thread(_search_python, search)
-    hidden = (
-        f"\n[{search.hidden} hits in files the credential guard protects are not shown]"
-        if search.hidden
-        else ""
-    )
+    # Nothing says whether a protected file matched: a count of hidden hits would let a
+    # pattern test a secret one character at a time.
     what = "files" if files_mode else "matches"
     if not search.results:
-        return f"no {what} for {pattern!r} in {search.root_shown} (searched with {how}){hidden}"
+        return f"no {what} for {pattern!r} in {search.root_shown} (searched with {how})"
     if files_mode:
         summary = f"{len(search.results)} files"
     else:
@@ -829,7 +903,7 @@ async def search_files(args: dict[str, Any], ctx: ToolContext) -> str:
     if search.timed_out:
         summary += f" (stopped after {SEARCH_TIMEOUT:.0f} s; narrow the search for more)"
     body = untrusted.wrap("\n".join(search.results), f"search of {search.root_shown}")
-    return f"{summary}, searched with {how}\n{body}{hidden}"
+    return f"{summary}, searched with {how}\n{body}"
 
 
 # --- the toolset ------------------------------------------------------------------
@@ -924,7 +998,8 @@ TOOLS = [
             "expression, as path:line: text, optionally only in files matching `glob` (e.g. "
             "'*.py'). target='files': file names matching the glob in `pattern` (e.g. "
             "'test_*.py', '**/*.md'; a plain word matches names containing it). Uses ripgrep "
-            f"when installed (honouring .gitignore). {_UNTRUSTED_NOTE}"
+            "when installed (honouring .gitignore). Files the credential guard protects are "
+            f"never shown. {_UNTRUSTED_NOTE}"
         ),
         parameters={
             "type": "object",

@@ -576,6 +576,25 @@ class Guard:
             return "hermes' own code or the Python environment it runs in"
         return "hermes' own state (HERMES_HOME)"
 
+    def opened(self, decision_path: Path, info: os.stat_result, head: bytes) -> str | None:
+        """Why the file really opened for ``decision_path`` must not be read, or None.
+
+        The decision was made on the name; this looks at what was opened (its
+        inode and its first bytes), so a hard link or a private key put there
+        after the check is still caught.
+        """
+        found: tuple[str, bool] | None = None
+        if info.st_nlink > 1:
+            found = self._secret_links().get((info.st_dev, info.st_ino))
+        if found is None and b"PRIVATE KEY" in head and _PEM_PRIVATE.search(head):
+            found = (_PRIVATE_KEY, False)
+        if found is None:
+            return None
+        what, hermes_own = found
+        if not hermes_own and self.allowed(decision_path, decision_path):
+            return None
+        return f"refused to read {decision_path}: it is {what} (checked on the opened file)"
+
     def recheck(self, decision: Decision) -> None:
         """Raise :class:`ToolError` unless ``decision`` still holds for its path.
 
