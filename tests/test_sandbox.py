@@ -290,7 +290,7 @@ def test_secret_variables_are_not_passed(make_ctx: Any, monkeypatch: pytest.Monk
 
 @needs_landlock
 def test_parent_environment_block_is_scrubbed(home: Path, tmp_path: Path) -> None:
-    """``cat /proc/$PPID/environ`` shows no credential hermes was started with."""
+    """``/proc/<hermes>/environ`` shows no credential hermes was started with."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     script = (
@@ -300,7 +300,8 @@ def test_parent_environment_block_is_scrubbed(home: Path, tmp_path: Path) -> Non
         "from hermes_agent.tools import terminal\n"
         "from hermes_agent.tools.registry import ToolContext\n"
         f"ctx = ToolContext('s', {str(workspace)!r}, load_config(), StateDB())\n"
-        'launch = terminal.plan(\'tr "\\\\0" "\\\\n" < /proc/$PPID/environ\', ctx)\n'
+        "import os\n"
+        'launch = terminal.plan(f\'tr "\\\\0" "\\\\n" < /proc/{os.getpid()}/environ\', ctx)\n'
         "print(asyncio.run(terminal.run(launch, 30, 100000)).output)\n"
     )
     env = {**os.environ, "EXPORTED_API_KEY": "exported-in-the-shell-456"}
@@ -450,3 +451,66 @@ def test_status_command_says_when_off(hermes: Any) -> None:
     done = hermes("sandbox", "status")
     assert done.returncode == 0
     assert "sandbox: off" in done.stdout
+
+
+# --- the spawner ---------------------------------------------------------------------------
+
+
+@needs_landlock
+def test_spawner_reports_a_command_that_cannot_start(make_ctx: Any) -> None:
+    from hermes_agent.safety import spawner
+
+    ctx = make_ctx()
+    launch = term.plan("true", ctx)
+    launch.argv = ["/nonexistent/program"]
+    with pytest.raises(ToolError, match="could not start"):
+        asyncio.run(term.run(launch, 10, 1000))
+    with pytest.raises(spawner.SpawnError):
+        spawner.spawn(["true"], "/nonexistent-dir", {}, stdin=0, stdout=1, stderr=2, ruleset=-1)
+
+
+@needs_landlock
+def test_spawner_is_restarted_after_it_dies(make_ctx: Any) -> None:
+    from hermes_agent.safety import spawner
+
+    ctx = make_ctx()
+    assert "exit code 0" in run(ctx, "true")
+    helper = spawner._current()
+    helper.process.kill()
+    helper.process.wait(5)
+    assert "hello" in run(ctx, "echo hello")
+
+
+@needs_landlock
+def test_commands_do_not_outlive_hermes(home: Path, tmp_path: Path) -> None:
+    """hermes killed outright: the spawner sees its socket close and kills the commands."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    script = (
+        "import asyncio, os\n"
+        "from hermes_agent.config.loader import load_config\n"
+        "from hermes_agent.state.db import StateDB\n"
+        "from hermes_agent.tools import terminal\n"
+        "from hermes_agent.tools.registry import ToolContext\n"
+        f"ctx = ToolContext('s', {str(workspace)!r}, load_config(), StateDB())\n"
+        "proc = terminal.start_background('sleep 300', terminal.plan('sleep 300', ctx), ctx)\n"
+        "print(proc.popen.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state in ("Z", "X"):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the confined command outlived hermes")

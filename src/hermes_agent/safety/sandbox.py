@@ -27,7 +27,8 @@ Backends
 works under systemd's ``NoNewPrivileges`` and ``RestrictNamespaces``, which is
 why it is the default. The ruleset is built once in hermes (then reused while
 the directories it was built from are unchanged) and enforced in the child
-between ``fork`` and ``exec``: two system calls, no helper process. Landlock
+between ``fork`` and ``exec`` by a small helper process (:mod:`.spawnd`), so
+that hermes itself never pays a full ``fork`` of its own memory. Landlock
 grants access by allow-list, so a path is hidden inside a readable tree by
 granting the *siblings* along the way to it instead of the parent: to hide
 ``~/.hermes/.env``, ``/`` gets listing rights only, and each entry of ``/``
@@ -72,7 +73,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -423,15 +424,6 @@ def _ruleset(policy: Policy) -> _Built:
         return built
 
 
-def _restrictor(ruleset: Any) -> Callable[[], None]:
-    """What the child runs between fork and exec: no new privileges, then the ruleset."""
-
-    def restrict() -> None:
-        ruleset.restrict()
-
-    return restrict
-
-
 def bubblewrap_argv(policy: Policy, bwrap: str, cwd: str) -> list[str]:
     """The ``bwrap`` prefix that applies ``policy`` (see the module docstring)."""
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
@@ -516,7 +508,9 @@ class Confinement:
 
     backend: str
     prefix: list[str] = field(default_factory=list)
-    preexec: Callable[[], None] | None = None
+    #: The Landlock ruleset (a landlockpy ``Ruleset``; its ``fileno()`` goes to the
+    #: spawner, :mod:`.spawnd`, which enforces it between fork and exec).
+    ruleset: Any = None
     env: dict[str, str] = field(default_factory=dict)
     rules: int = 0
 
@@ -589,7 +583,7 @@ def confine(
         built = _ruleset(policy)
     except OSError as exc:
         raise SandboxError(f"the Landlock sandbox could not be built: {exc}") from None
-    return Confinement("landlock", [], _restrictor(built.ruleset), env, built.rules)
+    return Confinement("landlock", [], built.ruleset, env, built.rules)
 
 
 def active(config: Config | Mapping[str, Any]) -> bool:

@@ -46,7 +46,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ from hermes_agent.tools.registry import Tool, ToolContext, ToolError
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
+    from hermes_agent.safety.spawner import Child
 
 #: Seconds between SIGTERM and SIGKILL when a process group is stopped.
 KILL_GRACE = 2.0
@@ -185,8 +186,8 @@ class Launch:
     #: Give the command a stdin pipe that stays open while it runs (the ssh
     #: backend's remote watchdog stops the command when it closes).
     hold_stdin: bool = False
-    #: Runs in the child between fork and exec: the kernel sandbox (Landlock).
-    preexec: Callable[[], None] | None = None
+    #: The Landlock ruleset that confines it (started through the spawner), or None.
+    ruleset: Any = None
     #: Which sandbox confines it ("" when none does).
     sandbox: str = ""
 
@@ -241,7 +242,7 @@ def confined(argv: list[str], cwd: str, ctx: ToolContext) -> Launch:
         [*confinement.prefix, *argv],
         cwd,
         env,
-        preexec=confinement.preexec,
+        ruleset=confinement.ruleset,
         sandbox=confinement.backend,
     )
 
@@ -361,17 +362,20 @@ class RunResult:
 async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
     """Run a launch to the end or the timeout; stop its whole process group either way."""
     started = time.monotonic()
+    proc: asyncio.subprocess.Process | _ConfinedProcess
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *launch.argv,
-            stdin=subprocess.PIPE if launch.hold_stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=launch.cwd,
-            env=launch.env,
-            start_new_session=True,
-            preexec_fn=launch.preexec,
-        )
+        if launch.ruleset is not None:
+            proc = await _ConfinedProcess.start(launch)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=subprocess.PIPE if launch.hold_stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=launch.cwd,
+                env=launch.env,
+                start_new_session=True,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         raise ToolError(_start_error(launch, exc)) from None
     capture = Capture(max_chars)
@@ -417,11 +421,60 @@ async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
 def _start_error(launch: Launch, exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"could not start {launch.argv[0]}: {exc.strerror or exc}"
-    # preexec_fn failed: the sandbox could not be applied, so nothing ran.
-    return f"the command was not run: the {launch.sandbox or 'kernel'} sandbox could not be applied"
+    return f"could not start {launch.argv[0]}: {exc}"
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, seconds: float) -> bool:
+class _ConfinedProcess:
+    """A command started by the sandbox's spawner, with the asyncio Process API run() uses."""
+
+    def __init__(self, child: Any, reader: asyncio.StreamReader, transport: Any) -> None:
+        self.child = child
+        self.pid: int = child.pid
+        self.stdout = reader
+        self.stdin: asyncio.StreamWriter | None = None
+        self._transport = transport
+
+    @property
+    def returncode(self) -> int | None:
+        code: int | None = self.child.returncode
+        return code
+
+    async def wait(self) -> int:
+        code: int = await self.child.wait_async()
+        return code
+
+    @classmethod
+    async def start(cls, launch: Launch) -> _ConfinedProcess:
+        from hermes_agent.safety import spawner
+
+        read_end, write_end = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            child = await spawner.spawn_async(
+                launch.argv,
+                launch.cwd or os.getcwd(),
+                launch.env,
+                stdin=devnull,
+                stdout=write_end,
+                stderr=write_end,
+                ruleset=launch.ruleset.fileno(),
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+            os.close(devnull)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 16, loop=loop)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+            os.fdopen(read_end, "rb", buffering=0),
+        )
+        return cls(child, reader, transport)
+
+
+async def _wait_exit(proc: asyncio.subprocess.Process | _ConfinedProcess, seconds: float) -> bool:
     """Wait until the process itself has ended; False if it still runs after ``seconds``.
 
     ``Process.wait()`` is not enough: on Python 3.11 it only returns once the
@@ -439,14 +492,14 @@ async def _wait_exit(proc: asyncio.subprocess.Process, seconds: float) -> bool:
     return True
 
 
-def _close_transport(proc: asyncio.subprocess.Process) -> None:
+def _close_transport(proc: asyncio.subprocess.Process | _ConfinedProcess) -> None:
     transport = getattr(proc, "_transport", None)
     if transport is not None:
         with contextlib.suppress(Exception):
             transport.close()
 
 
-async def _stop(proc: asyncio.subprocess.Process, launch: Launch) -> None:
+async def _stop(proc: asyncio.subprocess.Process | _ConfinedProcess, launch: Launch) -> None:
     if proc.stdin is not None:
         proc.stdin.close()  # The remote watchdog of the ssh backend stops the command.
     _kill_group(proc.pid, signal.SIGTERM)
@@ -477,7 +530,7 @@ def describe_exit(code: int | None) -> str:
 class Background:
     id: str
     command: str
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | Child
     log: Path
     started: float
     launch: Launch
@@ -538,17 +591,34 @@ def start_background(command: str, launch: Launch, ctx: ToolContext) -> Backgrou
         ident = f"bg{number}"
     log = _log_dir(ctx.state) / f"{ident}.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    popen: subprocess.Popen[bytes] | Child
     try:
-        popen = subprocess.Popen(
-            launch.argv,
-            stdin=subprocess.PIPE if launch.hold_stdin else subprocess.DEVNULL,
-            stdout=fd,
-            stderr=subprocess.STDOUT,
-            cwd=launch.cwd,
-            env=launch.env,
-            start_new_session=True,
-            preexec_fn=launch.preexec,
-        )
+        if launch.ruleset is not None:
+            from hermes_agent.safety import spawner
+
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                popen = spawner.spawn(
+                    launch.argv,
+                    launch.cwd or os.getcwd(),
+                    launch.env,
+                    stdin=devnull,
+                    stdout=fd,
+                    stderr=fd,
+                    ruleset=launch.ruleset.fileno(),
+                )
+            finally:
+                os.close(devnull)
+        else:
+            popen = subprocess.Popen(
+                launch.argv,
+                stdin=subprocess.PIPE if launch.hold_stdin else subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                cwd=launch.cwd,
+                env=launch.env,
+                start_new_session=True,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         raise ToolError(_start_error(launch, exc)) from None
     finally:
