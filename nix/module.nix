@@ -230,7 +230,16 @@ let
     SystemCallArchitectures = "native";
     # (@resources stays allowed: `ulimit`, `nice` and Node's start-up
     # setrlimit are ordinary things for the terminal tool to run.)
-    SystemCallFilter = [ "@system-service" "~@privileged" ];
+    # Landlock's three calls come last so that no group above removes them: the
+    # agent's commands are confined with them (safety/sandbox.py), and systemd
+    # 252-254 list them in no group that @system-service includes.
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+      "landlock_create_ruleset"
+      "landlock_add_rule"
+      "landlock_restrict_self"
+    ];
     SystemCallErrorNumber = "EPERM";
     # Not MemoryDenyWriteExecute: Node.js (V8's JIT), which the terminal
     # tool and MCP servers run, needs writable+executable memory and dies

@@ -361,3 +361,45 @@ def test_native_unit_security_exposure(tmp_path: Path) -> None:
     assert found, text
     print(f"systemd-analyze security: {found.group(1)}")
     assert float(found.group(1)) <= MAX_EXPOSURE, text
+
+
+def _syscalls(analyze: str, entry: str) -> set[str]:
+    """The system calls a SystemCallFilter entry names (a group expanded by systemd)."""
+    if not entry.startswith("@"):
+        return {entry}
+    result = subprocess.run(
+        [analyze, "syscall-filter", "--no-pager", entry], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    names: set[str] = set()
+    for line in result.stdout.splitlines()[1:]:
+        word = line.strip()
+        if not word or word.startswith("#"):
+            continue
+        names |= _syscalls(analyze, word)
+    return names
+
+
+def test_native_unit_lets_the_sandbox_use_landlock(tmp_path: Path) -> None:
+    """The unit's system call filter, applied in order as systemd does, allows Landlock.
+
+    Without it the agent's commands could not be confined inside the hardened
+    unit (landlock_create_ruleset would fail with EPERM and hermes would fall
+    back to asking for every command).
+    """
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail(
+            "systemd-analyze is not installed: run tests/peers/install.sh as root (systemd)"
+        )
+    out = evaluate(tmp_path, ENABLE)
+    entries = out["service"]["serviceConfig"]["SystemCallFilter"]
+    allowed: set[str] = set()
+    for entry in entries:  # The first entry is an allow-list; later ones add or remove.
+        if entry.startswith("~"):
+            allowed -= _syscalls(analyze, entry[1:])
+        else:
+            allowed |= _syscalls(analyze, entry)
+    assert {"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"} <= allowed
+    assert "prctl" in allowed  # PR_SET_NO_NEW_PRIVS before landlock_restrict_self
+    assert "reboot" not in allowed  # ~@privileged still holds
