@@ -98,6 +98,15 @@ def agent_main(argv: list[str] | None = None) -> None:
 # --- session setup --------------------------------------------------------------------
 
 
+def _shown(value: object) -> str:
+    """An error or a title as the REPL prints it: secrets redacted, rich markup escaped."""
+    from rich.markup import escape
+
+    from hermes_agent.redact import redact
+
+    return escape(redact(str(value)))
+
+
 @dataclass
 class ChatSetup:
     config: Config
@@ -366,7 +375,7 @@ class Repl:
         try:
             agent = self._agent()
         except HermesError as exc:
-            self.console.print(f"[red]{exc}[/]")
+            self.console.print(f"[red]{_shown(exc)}[/]")
             return
         self.events.streamed = False
         self.events.waiting()
@@ -378,7 +387,7 @@ class Repl:
             return
         except ProviderError as exc:
             self.events.finish()
-            self.console.print(f"[red]✗ {exc}[/]")
+            self.console.print(f"[red]✗ {_shown(exc)}[/]")
             return
         self.events.finish()
         if not self.events.streamed and result.status == "done":
@@ -409,7 +418,7 @@ class Repl:
         try:
             return await handler(rest)
         except HermesError as exc:
-            self.console.print(f"[red]{exc}[/]")
+            self.console.print(f"[red]{_shown(exc)}[/]")
             return None
 
     async def cmd_help(self, _: str) -> None:
@@ -497,4 +506,5 @@ class Repl:
     async def cmd_sessions(self, _: str) -> None:
         for session in self.setup.db.list_sessions(limit=10):
             mark = "*" if session.id == self.setup.session_id else " "
-            self.console.print(f"{mark} [cyan]{session.id}[/] {session.title or ''}", markup=True)
+            title = _shown(session.title or "")
+            self.console.print(f"{mark} [cyan]{session.id}[/] {title}", markup=True)
