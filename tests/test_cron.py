@@ -789,6 +789,10 @@ def cronchat(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CronChat, "instances", [])
     monkeypatch.setitem(platforms_module.PLATFORMS, "cronchat", lambda: CronChat)
     monkeypatch.setitem(platforms_module.PLATFORMS, "otherchat", lambda: CronChat)
+    from hermes_agent import delivery_target
+
+    names = (*delivery_target.PLATFORM_NAMES, "cronchat", "otherchat")
+    monkeypatch.setattr(delivery_target, "PLATFORM_NAMES", names)
 
 
 def in_process_config(home: Path, llm: ScriptedLLM, **gateway: Any) -> None:

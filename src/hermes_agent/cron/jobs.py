@@ -32,11 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hermes_agent import home
+from hermes_agent import delivery_target, home
 from hermes_agent.cron.schedule import ScheduleError, parse_schedule
+from hermes_agent.delivery_target import REQUEST_ONLY_PLATFORMS, Target
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.delivery import Target
-from hermes_agent.gateway.platforms import REQUEST_ONLY_PLATFORMS
 
 LOCAL = "local"
 MISSED_POLICIES = ("skip", "run_once")
@@ -64,8 +63,6 @@ def parse_target(text: str) -> Target | None:
 
 def check_target(text: str) -> str:
     """Validate a deliver value for a new job (the platform must exist); its canonical form."""
-    from hermes_agent.gateway.platforms import PLATFORMS
-
     target = parse_target(text)
     if target is None:
         return LOCAL
@@ -74,8 +71,9 @@ def check_target(text: str) -> str:
             f"deliver {text!r}: {target.platform} only answers requests and cannot receive "
             "scheduled results; use 'local' or a chat platform"
         )
-    if target.platform not in PLATFORMS:
-        known = sorted(set(PLATFORMS) - REQUEST_ONLY_PLATFORMS)
+    names = delivery_target.PLATFORM_NAMES
+    if target.platform not in names:
+        known = sorted(set(names) - REQUEST_ONLY_PLATFORMS)
         raise UsageError(
             f"deliver {text!r}: unknown platform {target.platform!r} "
             f"(known: {', '.join(known) or 'none yet'}, or 'local')"

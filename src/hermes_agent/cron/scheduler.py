@@ -30,16 +30,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hermes_agent.cron.jobs import Job, JobStore, RunLock, now_utc
 from hermes_agent.cron.schedule import job_zone, parse_schedule, zone_name
 from hermes_agent.errors import HermesError
 
 if TYPE_CHECKING:
+    from hermes_agent.config.loader import Config
     from hermes_agent.cron.run import Outcome
-    from hermes_agent.gateway.runner import Gateway
+    from hermes_agent.providers.base import Provider
+    from hermes_agent.providers.settings import ProviderSettings
+    from hermes_agent.state.db import StateDB
+    from hermes_agent.tools.registry import Tool
 
 log = logging.getLogger("hermes_agent.cron")
 
@@ -49,6 +55,33 @@ CHECK_INTERVAL = 2.0
 MAX_COUNTED = 1000
 
 
+class CronHost(Protocol):
+    """What the scheduler needs from the process that runs it (the gateway does).
+
+    A protocol here, not an import of the gateway: cron sits below the gateway,
+    which imports it to run the scheduler, so the arrows run one way and cron
+    can be read (and tested) without the gateway.
+    """
+
+    config: Config
+    settings: ProviderSettings
+    tools: list[Tool]
+    cwd: Path
+    db: StateDB
+
+    @property
+    def platforms(self) -> Mapping[str, Any]:
+        """The enabled chat platforms, by config name."""
+
+    async def model_client(self) -> Provider:
+        """The provider client the jobs' agents use."""
+
+    async def deliver_text(
+        self, platform: str, chat_id: str, thread_id: str, text: str, reply_to: str = ""
+    ) -> bool:
+        """Send ``text`` to a chat; False when it could not be delivered."""
+
+
 class _Changed(Exception):
     """The job changed on disk between the decision to run it and saving it."""
 
@@ -56,7 +89,7 @@ class _Changed(Exception):
 class Scheduler:
     """Runs the jobs of ``HERMES_HOME/cron`` while the gateway runs."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: CronHost) -> None:
         """Read the settings (a bad ``cron.timezone`` fails here, before the gateway starts)."""
         config = gateway.config
         self.gateway = gateway

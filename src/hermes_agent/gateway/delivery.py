@@ -23,7 +23,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hermes_agent.gateway.platforms import Backoff, SendError
@@ -40,39 +39,6 @@ UNDELIVERED_NOTICE = (
     "Part of my answer could not be delivered ({reason}). It is kept in the gateway's "
     "history; ask again or check `hermes sessions show` on the host."
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """A chat to send to unasked (cron results, webhook answers): ``PLATFORM:CHAT[:THREAD]``."""
-
-    platform: str
-    chat_id: str
-    thread_id: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.platform}:{self.chat_id}" + (f":{self.thread_id}" if self.thread_id else "")
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        """``PLATFORM:CHAT_ID[:THREAD_ID]``; ValueError says what is wrong.
-
-        Matrix room ids hold a colon themselves (``!room:example.org``); there the
-        thread is recognised by its event id's ``$`` (``matrix:!room:example.org:$event``).
-        """
-        platform, colon, rest = text.strip().partition(":")
-        if not colon or not platform or not rest.strip():
-            raise ValueError("expected PLATFORM:CHAT_ID[:THREAD_ID] (e.g. telegram:123456789)")
-        if platform == "matrix":
-            chat, _, thread = rest.partition(":$")
-            thread = f"${thread}" if thread else ""
-        elif ":" in rest:
-            chat, _, thread = rest.rpartition(":")
-        else:
-            chat, thread = rest, ""
-        if not chat.strip():
-            raise ValueError("the chat id is empty")
-        return cls(platform.strip(), chat.strip(), thread.strip())
 
 
 _FENCE = re.compile(r"^\s*(```+|~~~+)(.*)$")

@@ -32,8 +32,7 @@ ACTIONS = ("create", "list", "remove", "pause", "resume")
 def _route_target(ctx: ToolContext) -> str:
     """The chat this conversation happens in (``PLATFORM:CHAT[:THREAD]``), or ``local``."""
     from hermes_agent.cron.jobs import LOCAL
-    from hermes_agent.gateway.delivery import Target
-    from hermes_agent.gateway.platforms import REQUEST_ONLY_PLATFORMS
+    from hermes_agent.delivery_target import REQUEST_ONLY_PLATFORMS, Target
 
     session_id: str | None = ctx.session_id
     for _ in range(8):  # A sub-agent's session answers through its parent's chat.

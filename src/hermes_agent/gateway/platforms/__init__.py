@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hermes_agent.delivery_target import REQUEST_ONLY_PLATFORMS as _REQUEST_ONLY_PLATFORMS
+
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
     from hermes_agent.gateway.runner import Gateway
@@ -362,6 +364,6 @@ def optional_modules_skipped(*names: str) -> Iterator[None]:
                 del sys.modules[name]
 
 
-#: Platforms that only answer requests: there is no chat to send a cron result or a
-#: webhook's answer to.
-REQUEST_ONLY_PLATFORMS = frozenset({"api_server", "webhook"})
+# Platforms that only answer requests (no chat to send a cron result to): defined below
+# the gateway, for cron and the tools; here for the adapters and the runner.
+REQUEST_ONLY_PLATFORMS = _REQUEST_ONLY_PLATFORMS

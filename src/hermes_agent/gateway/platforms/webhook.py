@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
+from hermes_agent.delivery_target import Target
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.delivery import Target
 from hermes_agent.gateway.platforms import Outbound, Platform
 
 if TYPE_CHECKING:

@@ -1,0 +1,57 @@
+"""Arrows run one way: cron (and the tools) never import the gateway, which imports cron.
+
+Before, cron/jobs.py imported gateway/delivery.py and gateway/platforms, and
+cron/scheduler.py named gateway/runner.py, while the gateway imported cron:
+one circle of 14 files. What both need (delivery targets, platform names)
+now lives below both, in delivery_target.py, and the scheduler asks its host
+for what it needs through a protocol (CronHost) the gateway satisfies.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import hermes_agent
+from hermes_agent import delivery_target
+from hermes_agent.gateway.platforms import PLATFORMS, REQUEST_ONLY_PLATFORMS
+
+SRC = Path(hermes_agent.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function, typing-only included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_cron_never_imports_the_gateway() -> None:
+    files = [*sorted((SRC / "cron").glob("*.py")), SRC / "tools" / "cron.py"]
+    for path in files:
+        gateway = sorted(m for m in _imports(path) if m.startswith("hermes_agent.gateway"))
+        assert gateway == [], f"{path.relative_to(SRC)} imports {gateway}"
+
+
+def test_cron_loads_without_the_gateway() -> None:
+    code = (
+        "import sys\n"
+        "import hermes_agent.cron.jobs, hermes_agent.cron.scheduler, hermes_agent.cron.run\n"
+        "import hermes_agent.tools.cron\n"
+        "print(sorted(m for m in sys.modules if m.startswith('hermes_agent.gateway')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_gateway_and_the_lower_layer_agree_on_the_platforms() -> None:
+    assert set(PLATFORMS) == set(delivery_target.PLATFORM_NAMES)
+    assert REQUEST_ONLY_PLATFORMS is delivery_target.REQUEST_ONLY_PLATFORMS
