@@ -64,13 +64,19 @@ terminal's decisions.
 A refusal names the path, why it is protected and, where the user can lift
 it, how; it never quotes the file.
 
-Limits: the check and the write are two steps, so a process that swaps a
-directory for a symlink between them (a background command of the same
-session) could redirect a write; the kernel sandbox, not this guard, is what
-keeps such a process away from protected places. Hard links to hermes' code
-are looked for in its package and checkout, not in the whole Python
-environment (a write replaces the file by renaming, so it never changes
-another name of the same inode anyway).
+The check and the access are two steps, and a command of the same session
+can change the path in between (swap a directory for a symlink). So the file
+tools open exactly the path checked here, one directory at a time without
+following symlinks (:mod:`hermes_agent.tools.pinned`), check the opened file
+again (:meth:`Guard.opened`), and after a question check the path again
+(:meth:`Guard.recheck`).
+
+Limits: hard links to hermes' code are looked for in its package and
+checkout, not in the whole Python environment (a write replaces the file by
+renaming, so it never changes another name of the same inode anyway).
+Only ``SOUL.md``/``USER.md`` at the top of the current workspace count as
+persona there; one written into a subdirectory becomes a persona if hermes
+is later started in that subdirectory.
 """
 
 from __future__ import annotations
