@@ -328,3 +328,56 @@ def test_hostile_model_gets_no_secret_out(hermes: Runner, home: Path, tmp_path: 
         places[f"logs/{path.name}"] = path.read_bytes()
     found_leaks = [leak for where, text in places.items() for leak in leaks_in(where, text)]
     assert not found_leaks, "\n".join(found_leaks)
+
+
+def test_gateway_replies_carry_no_secret(hermes_home: Path, tmp_path: Path) -> None:
+    """Through the gateway's HTTP API: a tool error, a plain answer and a streamed answer."""
+    from peers.daemons import free_port
+    from test_gateway import Gateway, configure_home
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    workspace_files(workdir)
+    steps = [
+        Reply(tool_calls=[terminal(f"{PY} -c 'raise SystemExit(open(\"deploy.env\").read())'")]),
+        Reply(f"The token is {QUOTED}; the password {json.dumps(PATHLIKE)}."),
+        Reply(f"Streaming {BASE64ISH} and {PLAIN.encode().hex()} now.", chunk_size=2),
+    ]
+    with ScriptedLLM(steps) as llm:
+        port = free_port()
+        configure_home(hermes_home, llm, port)
+        with (hermes_home / ".env").open("a") as env:
+            env.write(render_env(SECRETS))
+        gateway = Gateway(hermes_home, port, workdir).wait_ready()
+        try:
+            client = gateway.client()
+            plain = client.chat.completions.create(
+                model="hermes-agent", messages=[{"role": "user", "content": "show the token"}]
+            )
+            pieces = [
+                chunk.choices[0].delta.content or ""
+                for chunk in client.chat.completions.create(
+                    model="hermes-agent",
+                    messages=[{"role": "user", "content": "stream it"}],
+                    stream=True,
+                )
+                if chunk.choices
+            ]
+        finally:
+            gateway.terminate()
+        sent = "\n".join(json.dumps(r.body) for r in llm.requests)
+    answer = plain.choices[0].message.content or ""
+    assert answer.startswith("The token is [REDACTED]"), answer
+    assert "".join(pieces) == "Streaming [REDACTED] and [REDACTED] now."
+    places: dict[str, str | bytes] = {
+        "plain answer": answer,
+        "streamed answer": "".join(pieces),
+        "each streamed piece": "\n".join(pieces),
+        "requests to the model": sent,
+        "gateway output": gateway.output(),
+    }
+    for path in sorted(hermes_home.glob("state.db*")) + sorted((hermes_home / "logs").rglob("*")):
+        if path.is_file():
+            places[path.name] = path.read_bytes()
+    found_leaks = [leak for where, text in places.items() for leak in leaks_in(where, text)]
+    assert not found_leaks, "\n".join(found_leaks)
