@@ -637,6 +637,26 @@ def test_soul_and_user_md_at_the_top_of_the_workspace_are_persona(
     assert "persona file (SOUL.md)" in user.questions[0][0]
 
 
+def test_git_internals_ask_even_in_the_workspace(ctx: ToolContext, workspace: Path) -> None:
+    """git runs hooks and obeys .git/config when the *user* next runs it, unconfined."""
+    (workspace / ".git" / "hooks").mkdir(parents=True)
+    (workspace / ".git" / "config").write_text("[core]\n\tbare = false\n")
+    for path in (
+        ".git/hooks/post-commit",
+        ".git/config",
+        "sub/.git",  # A .git file: "gitdir: elsewhere", with that directory's hooks.
+        "vendor/lib/.git/modules/x/hooks/pre-push",
+        ".GIT/config",
+    ):
+        assert need(ctx, path) == (Need.ASK, "startup"), path
+    for path in (".gitignore", ".github/workflows/ci.yml", "docs/git.md", ".gitattributes"):
+        assert need(ctx, path) == (Need.FREE, ""), path
+    ctx.ask = User(None)
+    result = call(ctx, "patch", path=".git/config", old="bare = false", new="fsmonitor = ./evil.sh")
+    assert result.is_error and "nobody is there" in result.content
+    assert "fsmonitor" not in (workspace / ".git" / "config").read_text()
+
+
 def test_a_workspace_of_home_still_asks_for_start_up_files(
     seeded_home: Path, home_dir: Path
 ) -> None:

@@ -310,6 +310,14 @@ def workspace_persona(workspace: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def in_git_dir(path: str) -> bool:
+    """``path`` is a ``.git`` entry or inside one, at any depth of any tree (a workspace
+    included): git runs its hooks and obeys its config (``core.fsmonitor``,
+    ``core.hooksPath``, aliases) when the user next runs git, outside any sandbox, and
+    a ``.git`` *file* points git at another directory of hooks."""
+    return ".git" in norm(path).casefold().split("/")
+
+
 def places() -> Places:
     """The protected places for the current environment (cached per HOME/HERMES_HOME)."""
     return _places_for(os.environ.get("HOME", ""), os.environ.get(home_module.ENV_VAR, ""))

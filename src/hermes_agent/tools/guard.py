@@ -40,8 +40,10 @@ Writes (``write_file``, ``patch``), first match wins:
   them; the text is also scanned like a memory entry, see
   :mod:`hermes_agent.tools.write_guard`); shell start-up files and the
   other places shells, logins, ssh, git or the desktop run or trust later
-  (``~/.bashrc``, ``~/.ssh/``, systemd user units...). Both ask even inside
-  the workspace, and for every write (no "always").
+  (``~/.bashrc``, ``~/.ssh/``, systemd user units..., and anything in a
+  ``.git`` directory, the workspace's too: hooks and ``core.fsmonitor`` run
+  when the user next runs git). Both ask even inside the workspace, and for
+  every write (no "always").
 - **free**: the workspace (``terminal.cwd``), directories listed in
   ``sandbox.writable``, and temp space (``/tmp``...). A project's own
   ``.bashrc`` or ``config.yaml`` in the workspace is the project's file.
@@ -544,6 +546,8 @@ class Guard:
         kinds = {self._kind(form) for form in forms}
         if any(str(form).casefold() in self._workspace_persona for form in forms):
             kinds.add(PathKind.PERSONA)  # The prompt reads the workspace's before HERMES_HOME's.
+        if any(places_module.in_git_dir(str(form)) for form in (real, lexical)):
+            kinds.add(PathKind.STARTUP)  # git runs hooks and config from there, unconfined.
         for kind in (PathKind.GATE, PathKind.CODE, PathKind.STATE):
             if kind in kinds:
                 return refuse(self._what(kind, real, lexical), _HARD_TAIL[kind], kind.value)
