@@ -57,6 +57,7 @@ from hermes_agent.safety.words import (
     brace_expand,
     canonical_name,
     decode_ansi_c,
+    has_glob,
     norm,
     quote,
     static,
@@ -875,7 +876,10 @@ class Analysis:
     def real_workspace(self) -> str | None:
         """The workspace as the kernel sees it (symlinks followed)."""
         if self._real_workspace is None and self.workspace:
-            self._real_workspace = _real_dir(self.workspace, self._walk)
+            found = self._real_dirs.get(self.workspace)
+            if found is None:
+                found = self._real_dirs[self.workspace] = _real_dir(self.workspace, self._walk)
+            self._real_workspace = found
         return self._real_workspace
 
     @property
@@ -894,6 +898,50 @@ class Analysis:
     @property
     def temp_dirs(self) -> tuple[str, ...]:
         return _temp_dirs()
+
+    def plain_here(self, text: str) -> bool:
+        """Whether ``text`` is a plain name in a working directory inside a workspace that
+        holds nothing protected, and is not a symbolic link: then it names nothing
+        protected (the fast answer for most words of most commands)."""
+        while text.startswith("./"):
+            text = text[2:].lstrip("/")
+        if text in (".", ""):
+            text = "."
+        elif (
+            "/" in text
+            or text[0] in "~.\x00"
+            or self.cwd is None
+            or not self.cwd_known
+            or has_glob(text)
+        ):
+            return False
+        clear = self.clear_root
+        if not clear:
+            return False
+        cwd = self.cwd
+        if cwd is None:
+            return False
+        base = self._real_dirs.get(cwd)
+        if base is None:
+            self.real(".")
+            base = self._real_dirs.get(cwd)
+        if base is None or not (base + "/").startswith(clear):
+            return False
+        if text == ".":
+            return True
+        path = base + "/" + text
+        if path in self.links:
+            return False
+        if path in self._lstat:
+            return not self._lstat[path]
+        try:
+            st = os.lstat(path)
+        except (OSError, ValueError):
+            self._lstat[path] = None
+            return True
+        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        self._lstat[path] = target
+        return not target
 
     def real(self, text: str) -> str:
         """The path the kernel reaches for ``text``: symlinks followed, ``..`` taken
@@ -968,7 +1016,7 @@ class Analysis:
             st = os.stat(path)
         except (OSError, ValueError):
             return False
-        if st.st_nlink < 2:
+        if st.st_nlink < 2 or stat.S_ISDIR(st.st_mode):
             return False
         if self._gate_inodes is None:
             inodes: set[tuple[int, int]] = set()

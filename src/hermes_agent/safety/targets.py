@@ -84,8 +84,8 @@ _CREDENTIAL_RE = re.compile(
     r"(^|/)(\.ssh/(id_[^/]*|[^/]*_key)(?<!\.pub)$|\.aws/credentials$|\.netrc$|\.git-credentials$|"
     r"\.docker/config\.json$|\.kube/config$|\.pgpass$|\.gnupg/|etc/(g?shadow|sudoers)$)"
 )
-_CREDENTIAL_HINTS = word_tuple(
-    ".ssh shadow sudoers .aws .netrc credentials .docker .kube .pgpass .gnupg"
+_CREDENTIAL_HINT = re.compile(
+    r"\.ssh|shadow|sudoers|\.aws|\.netrc|credentials|\.docker|\.kube|\.pgpass|\.gnupg"
 )
 
 #: Where a command may write without a second look: the usual scratch directories.
@@ -232,7 +232,7 @@ class Spot:
 def spot(an: Analysis, f: Field) -> Spot | None:
     """The protected places ``f`` names, following symlinks; None when it names none."""
     text = f.text
-    if not text:
+    if not text or an.plain_here(text):
         return None
     idx = an.index
     lexical = an.resolve(text)
@@ -425,6 +425,26 @@ def check_write(
             argv=argv,
         )
         return
+    if an.plain_here(text):
+        # A plain name inside a workspace that holds nothing protected: only its name
+        # (authorized_keys...) and a hard link to hermes' files can matter.
+        name = text.rstrip("/").rsplit("/", 1)[-1]
+        if name in _USER_CONFIG_NAMES:
+            an.add(
+                Level.APPROVAL,
+                f"{what} {f.shown}, a shell start-up, ssh or credentials file",
+                "write start-up file",
+                argv,
+            )
+        if an.gate_inode(an.real(text)):
+            an.add(
+                Level.REFUSED,
+                f"{what} {f.shown}, a hard link to hermes' own configuration or secrets",
+                "hermes gate",
+                argv,
+                gate=True,
+            )
+        return
     path = an.resolve(text)
     real = an.real(text) if path.startswith("/") and not has_glob(path) else path
     if DISK_DEVICE.match(path) or DISK_DEVICE.match(real):
@@ -552,7 +572,7 @@ def check_read(
                 )
             return
     text = f.text
-    if any(h in text for h in _CREDENTIAL_HINTS):
+    if _CREDENTIAL_HINT.search(text):
         path = an.resolve(text)
         if _CREDENTIAL_RE.search(path):
             an.add(Level.APPROVAL, f"touches credentials ({f.shown})", f"credentials {path}", argv)
