@@ -514,3 +514,86 @@ def test_commands_do_not_outlive_hermes(home: Path, tmp_path: Path) -> None:
     else:
         os.kill(pid, 9)
         pytest.fail("the confined command outlived hermes")
+
+
+# --- Unix sockets: the way out through processes that are not confined ----------------------
+
+
+@pytest.fixture
+def outside_server(tmp_path: Path) -> Iterator[tuple[Path, list[bytes]]]:
+    """A process outside the sandbox listening on a Unix socket, like tmux, D-Bus or Docker."""
+    import threading
+
+    path = tmp_path / "outside.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    server.settimeout(0.2)
+    got: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                got.append(conn.recv(100))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path, got
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+@needs_landlock
+def test_no_connection_to_sockets_outside(make_ctx: Any, outside_server: Any) -> None:
+    path, got = outside_server
+    ctx = make_ctx()
+    probe = (
+        "python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); "
+        f's.connect("{path}"); s.send(b"rm -rf ~")\''
+    )
+    out = run(ctx, probe)
+    assert "exit code 0" not in out
+    assert "PermissionError" in out
+    time.sleep(0.3)
+    assert got == []
+    # What still works: pipes, socketpair (asyncio, Node), the workspace.
+    ok = run(
+        ctx,
+        "python3 -c 'import asyncio, socket; socket.socketpair(); "
+        "asyncio.run(asyncio.sleep(0))' && echo a | cat && echo fine",
+    )
+    assert "fine" in ok and "exit code 0" in ok
+
+
+@needs_landlock
+def test_unix_sockets_can_be_allowed(make_ctx: Any, outside_server: Any) -> None:
+    path, got = outside_server
+    ctx = make_ctx(sandbox__unix_sockets=True)
+    probe = (
+        "python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); "
+        f's.connect("{path}"); s.send(b"hello")\''
+    )
+    assert "exit code 0" in run(ctx, probe)
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == [b"hello"]
+
+
+@needs_landlock
+def test_io_uring_and_other_architectures_are_refused(make_ctx: Any) -> None:
+    """io_uring could make sockets past the filter; it is not available inside."""
+    ctx = make_ctx()
+    probe = (
+        "python3 -c 'import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); "
+        "p = ctypes.create_string_buffer(120); "
+        'r = libc.syscall(425, 4, p); print("io_uring", r, ctypes.get_errno())\''
+    )
+    out = run(ctx, probe)
+    assert f"io_uring -1 {38}" in out, out  # ENOSYS

@@ -106,8 +106,10 @@ TRUNCATE = 1 << 14
 IOCTL_DEV = 1 << 15
 RESOLVE_UNIX = 1 << 16
 
-#: What "read" means: run, read, list, use devices, connect to sockets by path.
-READ = EXECUTE | READ_FILE | READ_DIR | IOCTL_DEV | RESOLVE_UNIX
+#: What "read" means: run, read, list, use devices.
+READ = EXECUTE | READ_FILE | READ_DIR | IOCTL_DEV
+#: Landlock ABI that mediates connect() to a socket by its path (RESOLVE_UNIX).
+UNIX_ABI = 9
 #: What "write" means. Creating device nodes is never granted.
 WRITE = (
     WRITE_FILE
@@ -120,6 +122,7 @@ WRITE = (
     | MAKE_SYM
     | REFER
     | TRUNCATE
+    | RESOLVE_UNIX
 )
 #: Rights that mean something on a file (the kernel refuses the others there).
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
@@ -237,6 +240,9 @@ class Policy:
     protected: tuple[str, ...]
     network: bool = True
     container: bool = False
+    #: Commands may connect to sockets by path outside their writable places
+    #: (the user's tmux, D-Bus, Docker, ssh-agent: ways out of any sandbox).
+    unix_sockets: bool = False
 
 
 def _real(path: str) -> str:
@@ -303,6 +309,7 @@ def policy_for(
         protected=_unique(protected + hidden + keys),
         network=bool(get("sandbox.network", True)),
         container=container,
+        unix_sockets=bool(get("sandbox.unix_sockets", False)),
     )
 
 
@@ -358,7 +365,8 @@ def landlock_rules(policy: Policy) -> tuple[list[tuple[str, int]], list[str]]:
     """Every ``(path, rights)`` rule of a policy, and the directories it was read from."""
     rules: list[tuple[str, int]] = []
     visited: list[str] = []
-    grant("/", READ, policy.hidden, rules, visited)
+    read = READ | RESOLVE_UNIX if policy.unix_sockets else READ
+    grant("/", read, policy.hidden, rules, visited)
     for root in policy.writable:
         if os.path.exists(root):
             grant(root, WRITE | READ, policy.protected, rules, visited)
@@ -513,6 +521,8 @@ class Confinement:
     ruleset: Any = None
     env: dict[str, str] = field(default_factory=dict)
     rules: int = 0
+    #: The spawner adds a seccomp filter: no new AF_UNIX sockets (see :mod:`.spawnd`).
+    deny_unix_sockets: bool = False
 
 
 class SandboxError(Exception):
@@ -578,12 +588,22 @@ def confine(
     if found.backend == "bubblewrap":
         bwrap = bubblewrap()
         assert bwrap is not None
-        return Confinement("bubblewrap", bubblewrap_argv(policy, bwrap, workspace), None, env)
+        return Confinement(
+            "bubblewrap",
+            bubblewrap_argv(policy, bwrap, workspace),
+            None,
+            env,
+            deny_unix_sockets=not policy.unix_sockets,
+        )
     try:
         built = _ruleset(policy)
     except OSError as exc:
         raise SandboxError(f"the Landlock sandbox could not be built: {exc}") from None
-    return Confinement("landlock", [], built.ruleset, env, built.rules)
+    # Where Landlock mediates sockets by path itself, it holds them more finely (the
+    # command's own sockets in its writable places still work); before that, the
+    # spawner's seccomp filter refuses new AF_UNIX sockets altogether.
+    deny = not policy.unix_sockets and landlock_abi() < UNIX_ABI
+    return Confinement("landlock", [], built.ruleset, env, built.rules, deny)
 
 
 def active(config: Config | Mapping[str, Any]) -> bool:

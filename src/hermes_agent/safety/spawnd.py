@@ -42,10 +42,74 @@ import socket
 import sys
 
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 #: landlock_restrict_self, the same number on every architecture (unified syscall table).
 SYS_LANDLOCK_RESTRICT_SELF = 446
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 4
+
+
+# --- the seccomp filter: no new AF_UNIX sockets, no io_uring ------------------------------
+#
+# Landlock before ABI 9 does not mediate connect() to a socket by its path, and
+# a process outside the sandbox that listens on one can run anything for the
+# caller: the user's tmux or screen server, the D-Bus session bus
+# (`systemd-run --user`), the Docker daemon, ssh-agent with sshd on localhost,
+# an X server. The filter makes socket(AF_UNIX, ...) fail with EACCES;
+# socketpair() (how asyncio, Node and pipes between processes work) stays
+# allowed. io_uring could create sockets past the filter, so it is refused,
+# and so are system calls of another architecture (32-bit socketcall).
+
+#: Native architecture: (AUDIT_ARCH value, socket's number, io_uring_setup's number).
+_ARCHES = {
+    "x86_64": (0xC000003E, 41, 425),
+    "aarch64": (0xC00000B7, 198, 425),
+    "riscv64": (0xC00000F3, 198, 425),
+}
+_EACCES_RET = 0x00050000 | errno.EACCES  # SECCOMP_RET_ERRNO | EACCES
+_ENOSYS_RET = 0x00050000 | errno.ENOSYS
+_ALLOW_RET = 0x7FFF0000  # SECCOMP_RET_ALLOW
+
+
+def _filter(machine: str) -> bytes | None:
+    """The classic BPF program, or None on an architecture this does not know."""
+    import struct
+
+    arch = _ARCHES.get(machine)
+    if arch is None:
+        return None
+    audit_arch, nr_socket, nr_io_uring = arch
+    ld_abs, jeq, ret = 0x20, 0x15, 0x06
+    x32 = 0x40000000 if machine == "x86_64" else None
+    prog = [
+        (ld_abs, 0, 0, 4),  # 0: A = arch
+        (jeq, 1, 0, audit_arch),  # 1: native? skip the next
+        (ret, 0, 0, _ENOSYS_RET),  # 2: another architecture: refused
+        (ld_abs, 0, 0, 0),  # 3: A = syscall number
+        (0x35, 0, 1, x32 or 0xFFFFFFFF),  # 4: A >= x32 bit? (jge)
+        (ret, 0, 0, _ENOSYS_RET),  # 5: x32 system calls: refused
+        (jeq, 0, 1, nr_io_uring),  # 6: io_uring_setup?
+        (ret, 0, 0, _ENOSYS_RET),  # 7
+        (jeq, 0, 3, nr_socket),  # 8: socket? else allow
+        (ld_abs, 0, 0, 16),  # 9: A = args[0] (domain, low 32 bits)
+        (jeq, 0, 1, 1),  # 10: AF_UNIX?
+        (ret, 0, 0, _EACCES_RET),  # 11
+        (ret, 0, 0, _ALLOW_RET),  # 12
+    ]
+    return b"".join(struct.pack("HBBI", *ins) for ins in prog)
+
+
+def _apply_filter(libc: ctypes.CDLL, program: bytes) -> None:
+    count = len(program) // 8
+    buffer = ctypes.create_string_buffer(program, len(program))
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Fprog(count, ctypes.cast(buffer, ctypes.c_void_p))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter")
 
 
 def _child(request: dict[str, object], fds: list[int], error_w: int, libc: ctypes.CDLL) -> None:
@@ -67,6 +131,11 @@ def _child(request: dict[str, object], fds: list[int], error_w: int, libc: ctype
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
         if ruleset >= 0 and libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
             raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+        if request.get("deny_unix_sockets"):
+            program = _FILTER
+            if program is None:
+                raise OSError(errno.ENOSYS, "no seccomp filter for this architecture")
+            _apply_filter(libc, program)
         os.closerange(3, error_w)
         os.closerange(error_w + 1, 1 << 16)
         step = "exec"
@@ -115,6 +184,7 @@ def _start(
 
 
 _CHILDREN: set[int] = set()
+_FILTER = _filter(os.uname().machine)
 
 
 def _send(sock: socket.socket, message: dict[str, object]) -> None:

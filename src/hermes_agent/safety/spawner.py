@@ -166,20 +166,23 @@ class _Helper:
         env: Mapping[str, str],
         fds: Sequence[int],
         deliver: Callable[[dict[str, object]], None],
+        deny_unix_sockets: bool = False,
     ) -> int:
         """Send one request; ``deliver`` gets the answer (from the reader thread)."""
         ident = next(self.ids)
-        payload = json.dumps(
-            {"id": ident, "argv": list(argv), "cwd": cwd, "env": dict(env)}
-        ).encode()
+        request = {"id": ident, "argv": list(argv), "cwd": cwd, "env": dict(env)}
+        if deny_unix_sockets:
+            request["deny_unix_sockets"] = True
+        payload = json.dumps(request).encode()
         with self.lock:
             if not self.alive:
                 raise SpawnError(0, "the spawner exited")
             self.pending[ident] = deliver
         try:
+            passed = [fd for i, fd in enumerate(fds) if i < 3 or fd >= 0]  # No ruleset: 3.
             self.sock.sendmsg(
                 [payload],
-                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", passed).tobytes())],
             )
         except OSError as exc:
             with self.lock:
@@ -235,11 +238,14 @@ def spawn(
     stdout: int,
     stderr: int,
     ruleset: int,
+    deny_unix_sockets: bool = False,
 ) -> Child:
     """Start ``argv`` in a new session, confined by ``ruleset`` (a Landlock ruleset fd).
 
     The descriptors are duplicated into the command as 0, 1 and 2; the caller
-    keeps and closes its own. Raises :class:`SpawnError` when the command
+    keeps and closes its own. ``ruleset`` -1 enforces none (bubblewrap);
+    ``deny_unix_sockets`` adds the seccomp filter of :mod:`.spawnd`. Raises
+    :class:`SpawnError` when the command
     cannot be started (a missing program, a bad directory, a ruleset the
     kernel refuses): nothing ran then. Blocks until the command has started.
     """
@@ -257,7 +263,9 @@ def spawn(
 
         helper = _current()
         try:
-            ident = helper.send(argv, cwd, env, (stdin, stdout, stderr, ruleset), deliver)
+            ident = helper.send(
+                argv, cwd, env, (stdin, stdout, stderr, ruleset), deliver, deny_unix_sockets
+            )
             if not event.wait(SPAWN_TIMEOUT):
                 helper.forget(ident)
                 raise SpawnError(0, "the spawner did not answer")
@@ -277,6 +285,7 @@ async def spawn_async(
     stdout: int,
     stderr: int,
     ruleset: int,
+    deny_unix_sockets: bool = False,
 ) -> Child:
     """:func:`spawn` for asyncio: the event loop runs on while the helper starts it."""
     import asyncio
@@ -292,7 +301,9 @@ async def spawn_async(
 
         helper = _current()
         try:
-            ident = helper.send(argv, cwd, env, (stdin, stdout, stderr, ruleset), deliver)
+            ident = helper.send(
+                argv, cwd, env, (stdin, stdout, stderr, ruleset), deliver, deny_unix_sockets
+            )
             try:
                 result = await asyncio.wait_for(future, SPAWN_TIMEOUT)
             except TimeoutError:

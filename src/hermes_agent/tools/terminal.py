@@ -188,6 +188,20 @@ class Launch:
     hold_stdin: bool = False
     #: The Landlock ruleset that confines it (started through the spawner), or None.
     ruleset: Any = None
+    #: Started through the spawner with its seccomp filter (no new AF_UNIX sockets).
+    deny_unix_sockets: bool = False
+
+    @property
+    def spawned(self) -> bool:
+        """Started by the sandbox's spawner rather than by hermes itself."""
+        return self.ruleset is not None or self.deny_unix_sockets
+
+    def spawn_args(self) -> dict[str, Any]:
+        return {
+            "ruleset": self.ruleset.fileno() if self.ruleset is not None else -1,
+            "deny_unix_sockets": self.deny_unix_sockets,
+        }
+
     #: Which sandbox confines it ("" when none does).
     sandbox: str = ""
 
@@ -243,6 +257,7 @@ def confined(argv: list[str], cwd: str, ctx: ToolContext) -> Launch:
         cwd,
         env,
         ruleset=confinement.ruleset,
+        deny_unix_sockets=confinement.deny_unix_sockets,
         sandbox=confinement.backend,
     )
 
@@ -364,7 +379,7 @@ async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
     started = time.monotonic()
     proc: asyncio.subprocess.Process | _ConfinedProcess
     try:
-        if launch.ruleset is not None:
+        if launch.spawned:
             proc = await _ConfinedProcess.start(launch)
         else:
             proc = await asyncio.create_subprocess_exec(
@@ -457,7 +472,7 @@ class _ConfinedProcess:
                 stdin=devnull,
                 stdout=write_end,
                 stderr=write_end,
-                ruleset=launch.ruleset.fileno(),
+                **launch.spawn_args(),
             )
         except BaseException:
             os.close(read_end)
@@ -593,7 +608,7 @@ def start_background(command: str, launch: Launch, ctx: ToolContext) -> Backgrou
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
     popen: subprocess.Popen[bytes] | Child
     try:
-        if launch.ruleset is not None:
+        if launch.spawned:
             from hermes_agent.safety import spawner
 
             devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -605,7 +620,7 @@ def start_background(command: str, launch: Launch, ctx: ToolContext) -> Backgrou
                     stdin=devnull,
                     stdout=fd,
                     stderr=fd,
-                    ruleset=launch.ruleset.fileno(),
+                    **launch.spawn_args(),
                 )
             finally:
                 os.close(devnull)
