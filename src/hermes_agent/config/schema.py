@@ -279,6 +279,16 @@ SETTINGS: tuple[Setting, ...] = (
         "or bubblewrap). Web tools run inside hermes and are not affected.",
     ),
     Setting(
+        "sandbox.unix_sockets",
+        False,
+        "bool",
+        "Whether the agent's commands may connect to Unix sockets outside their writable "
+        "places. Off by default: through your tmux or screen server, the D-Bus session bus "
+        "(`systemd-run --user`), the Docker daemon or ssh-agent a command could run "
+        "anything outside the sandbox. Where the kernel cannot tell sockets apart (Landlock "
+        "before ABI 9) no new Unix socket can be made at all (pipes and `socketpair` work).",
+    ),
+    Setting(
         "sandbox.pass_env",
         [],
         "list[str]",
