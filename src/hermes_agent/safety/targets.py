@@ -104,6 +104,10 @@ NEVER_WRITTEN = frozenset((PathKind.SECRET, PathKind.GATE, PathKind.CODE))
 #: HERMES_HOME entries the classifier adds to what places.py knows: the audit log of
 #: approval decisions is part of the gate (erasing it hides what the agent did).
 _EXTRA_GATE = ("logs/approvals.jsonl",)
+#: The gate and secret files of any hermes home, wherever it is.
+_ANY_HERMES_GATE = re.compile(
+    r"/\.hermes/(config\.yaml|\.env|auth\.json|\.managed|mcp-tokens|logs/approvals\.jsonl)(/|$)"
+)
 #: HERMES_HOME files whose hard links are writes to the gate or the secrets.
 GATE_FILES = (*HERMES_GATE, *HERMES_SECRETS, *_EXTRA_GATE)
 
@@ -152,7 +156,7 @@ def _index_for(where: Places) -> Index:
             if parent == "/":
                 break
             parent = posixpath.dirname(parent)
-    spelled_homes = [*where.hermes_homes, "~/.hermes", "/.hermes", "$HERMES_HOME", "${HERMES_HOME}"]
+    spelled_homes = [*where.hermes_homes, "~/.hermes", ".hermes", "$HERMES_HOME", "${HERMES_HOME}"]
     spellings: list[tuple[str, PathKind]] = []
     for prefix in spelled_homes:
         for name in (*HERMES_SECRETS, *HERMES_GATE, *_EXTRA_GATE):
@@ -467,6 +471,10 @@ def check_write(
         return
     found = spot(an, f)
     startup = False
+    if found is None and _ANY_HERMES_GATE.search(real or path):
+        # Another hermes home than this one (another user's, or HOME changed): its gate
+        # and secrets are never written either.
+        found = Spot({PathKind.GATE: True}, set(), True, real or path)
     if found is not None:
         startup = PathKind.STARTUP in found.at
         for kind, certain in found.at.items():
