@@ -356,6 +356,8 @@ class Redactor:
                 if skeletons:
                     self._outbound.append((secret, source.label, skeletons))
         self._values = re.compile(_trie_regex(forms)) if forms else None
+        #: The longest spelling looked for: how far back a match can start (streams).
+        self.longest = max(map(len, forms), default=0)
 
     def spans(self, text: str) -> list[Span]:
         """Where ``text`` holds a secret, as sorted, non-overlapping ``(start, end)``."""
@@ -669,20 +671,25 @@ class StreamRedactor:
 
     def text(self, final: bool = False) -> str:
         """The redacted text released so far (with ``final``: everything)."""
-        self._advance(final)
+        if final:
+            self._advance(final)
         return self._released
 
     def _advance(self, final: bool) -> str:
         raw = self._raw
-        spans = current().spans(raw) if _enabled else []
+        spans: list[Span] = []
+        if _enabled:
+            # Only the unreleased end, and as far before it as a match can start, is
+            # searched again: a long answer costs linear time, not quadratic. (Key shapes
+            # such as a PEM block are held as encoded lines, see _encoded_tail_start.)
+            redactor = current()
+            start_at = max(0, self._cut - redactor.longest - 256)
+            spans = [(s + start_at, e + start_at) for s, e in redactor.spans(raw[start_at:])]
         if final:
             cut = len(raw)
         else:
             cut = _last_space(raw, len(raw) - self.HOLD) + 1
-            # Only line starts can begin a match (``^``): a few hundred tries at most.
-            block = _ENCODED_TAIL.search(raw, max(0, cut - 4096), cut)
-            if block is not None:
-                cut = block.start()
+            cut = _encoded_tail_start(raw, cut)
             for start, end in spans:
                 if start < cut < end:  # Never release part of a secret...
                     cut = start if start >= self._cut else end  # ...or mask all of it.
@@ -707,7 +714,29 @@ class StreamRedactor:
 #: last line perhaps still being written.
 _ENCODED_LINE = r"[ \t]*(?:[A-Za-z0-9+/=_%\\-]{16,}|(?:[0-9A-Fa-f]{2,8}[ :]+){3,}[0-9A-Fa-f]{0,8})"
 _ENCODED_PARTIAL = r"[ \t]*(?:[A-Za-z0-9+/=_%\\-]*|(?:[0-9A-Fa-f]{1,8}[ :]+)*[0-9A-Fa-f]{0,8})"
-_ENCODED_TAIL = re.compile(rf"^(?:{_ENCODED_LINE}[ \t]*\r?\n)*{_ENCODED_PARTIAL}\Z", re.MULTILINE)
+_FULL_LINE = re.compile(rf"{_ENCODED_LINE}[ \t]*\r?")
+_PARTIAL_LINE = re.compile(_ENCODED_PARTIAL)
+#: How far back a block of encoded lines is held (a secret's spelling is far shorter).
+_ENCODED_BLOCK_MAX = 4096
+
+
+def _encoded_tail_start(text: str, end: int) -> int:
+    """Where the block of encoded-looking lines ending ``text[:end]`` starts (``end``: none).
+
+    The last line may still be incomplete; lines are tested from the end backwards,
+    so ordinary prose costs one or two regular-expression calls.
+    """
+    line_start = text.rfind("\n", 0, end) + 1
+    if not _PARTIAL_LINE.fullmatch(text, line_start, end):
+        return end
+    start = line_start
+    limit = max(0, end - _ENCODED_BLOCK_MAX)
+    while start > limit:
+        previous = text.rfind("\n", 0, start - 1) + 1
+        if not _FULL_LINE.fullmatch(text, previous, start - 1):
+            break
+        start = previous
+    return start if start < line_start or line_start < end else end
 
 
 def _last_space(text: str, before: int) -> int:
