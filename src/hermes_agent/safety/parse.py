@@ -932,16 +932,22 @@ class Analysis:
         path = base + "/" + text
         if path in self.links:
             return False
+        return not self._link_at(path)
+
+    def _link_at(self, path: str) -> str | None:
+        """What ``path`` is on disk: None (missing), "" (not a link) or the link's target."""
         if path in self._lstat:
-            return not self._lstat[path]
-        try:
-            st = os.lstat(path)
-        except (OSError, ValueError):
-            self._lstat[path] = None
-            return True
-        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            return self._lstat[path]
+        target: str | None = None
+        # os.access answers "missing" without raising, which costs more than the call.
+        if os.access(path, os.F_OK, follow_symlinks=False):
+            try:
+                st = os.lstat(path)
+                target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            except (OSError, ValueError):
+                target = None
         self._lstat[path] = target
-        return not target
+        return target
 
     def real(self, text: str) -> str:
         """The path the kernel reaches for ``text``: symlinks followed, ``..`` taken
@@ -979,16 +985,7 @@ class Analysis:
             nxt = ("" if cur == "/" else cur) + "/" + part
             target = self.links.get(nxt)
             if target is None:
-                if nxt in self._lstat:
-                    target = self._lstat[nxt]
-                else:
-                    try:
-                        st = os.lstat(nxt)
-                    except (OSError, ValueError):
-                        self._lstat[nxt] = None
-                        return norm(posixpath.join(nxt, *parts[i + 1 :]))
-                    target = os.readlink(nxt) if stat.S_ISLNK(st.st_mode) else ""
-                    self._lstat[nxt] = target
+                target = self._link_at(nxt)
                 if target is None:
                     return norm(posixpath.join(nxt, *parts[i + 1 :]))
             if target and hops < 40:
