@@ -309,8 +309,24 @@ def test_parent_environment_block_is_scrubbed(home: Path, tmp_path: Path) -> Non
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "EXPORTED_API_KEY=" in done.stdout  # The block was read...
-    assert "exported-in-the-shell-456" not in done.stdout  # ...but not the value.
+    assert "exported-in-the-shell-456" not in done.stdout
+    # Either the block could not be read at all (as root, with no capability left, the
+    # kernel refuses) or it was read and the value is blanked.
+    assert "Permission denied" in done.stdout or "EXPORTED_API_KEY=" in done.stdout
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import hermes_agent.safety.sandbox as s, os; n = s.scrub_environ_block(); "
+            "print(n, open(f'/proc/{os.getpid()}/environ', 'rb').read().count(b'456'))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    count, left = check.stdout.split()
+    assert int(count) >= 1 and left == "0", check.stdout
 
 
 @needs_landlock
@@ -597,3 +613,29 @@ def test_io_uring_and_other_architectures_are_refused(make_ctx: Any) -> None:
     )
     out = run(ctx, probe)
     assert f"io_uring -1 {38}" in out, out  # ENOSYS
+
+
+@needs_landlock
+def test_no_capabilities_and_no_raw_devices(make_ctx: Any) -> None:
+    """Even run as root, a command has no capability and cannot read a disk device."""
+    ctx = make_ctx()
+    status = run(ctx, "grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status")
+    for line in status.splitlines():
+        if line.startswith("Cap"):
+            assert line.split()[1] == "0000000000000000", status
+    disks = [p for p in Path("/sys/class/block").glob("*") if Path("/dev", p.name).exists()]
+    for disk in disks[:3]:
+        out = run(ctx, f"head -c 16 /dev/{disk.name} | wc -c")
+        assert "Permission denied" in out or out.startswith("0"), out
+    assert "exit code 0" in run(
+        ctx, "ls /dev >/dev/null && echo x > /dev/null && head -c 4 /dev/urandom | wc -c"
+    )
+
+
+@needs_landlock
+def test_hard_link_into_the_workspace_is_no_way_in(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx()
+    before = snapshot(home)
+    config = home / ".hermes" / "config.yaml"
+    out = run(ctx, f"ln {config} hl; echo 'approvals: {{mode: off}}' >> hl; cat hl")
+    assert snapshot(home) == before, out

@@ -366,10 +366,13 @@ def landlock_rules(policy: Policy) -> tuple[list[tuple[str, int]], list[str]]:
     rules: list[tuple[str, int]] = []
     visited: list[str] = []
     read = READ | RESOLVE_UNIX if policy.unix_sockets else READ
-    grant("/", read, policy.hidden, rules, visited)
+    # /dev only as far as DEVICES go: a disk (/dev/sda, readable by its owner) holds
+    # every file on it, hidden ones included.
+    grant("/", read, (*policy.hidden, "/dev"), rules, visited)
     for root in policy.writable:
         if os.path.exists(root):
-            grant(root, WRITE | READ, policy.protected, rules, visited)
+            grant(root, WRITE | READ, (*policy.protected, "/dev"), rules, visited)
+    rules.append(("/dev", READ_DIR))
     for device in DEVICES:
         if os.path.exists(device):
             is_dir = os.path.isdir(device)
@@ -420,7 +423,9 @@ def _ruleset(policy: Policy) -> _Built:
             wanted = rights & handled
             if not wanted:
                 continue
-            with contextlib.suppress(FileNotFoundError, PermissionError, NotADirectoryError):
+            # A path that vanished or is not a plain file system object (a pipe behind
+            # a /proc link) gets no rule: less access, never more.
+            with contextlib.suppress(OSError):
                 ruleset.allow_path(path, AccessFS(wanted))
         built = _Built(ruleset, visited, stamp, len(rules))
         # A ruleset replaced here may still be on its way into a child that another
@@ -523,6 +528,8 @@ class Confinement:
     rules: int = 0
     #: The spawner adds a seccomp filter: no new AF_UNIX sockets (see :mod:`.spawnd`).
     deny_unix_sockets: bool = False
+    #: The spawner empties the capability bounding set (root keeps no privilege).
+    drop_capabilities: bool = False
 
 
 class SandboxError(Exception):
@@ -603,7 +610,15 @@ def confine(
     # command's own sockets in its writable places still work); before that, the
     # spawner's seccomp filter refuses new AF_UNIX sockets altogether.
     deny = not policy.unix_sockets and landlock_abi() < UNIX_ABI
-    return Confinement("landlock", [], built.ruleset, env, built.rules, deny)
+    return Confinement(
+        "landlock",
+        [],
+        built.ruleset,
+        env,
+        built.rules,
+        deny,
+        drop_capabilities=not policy.container,
+    )
 
 
 def active(config: Config | Mapping[str, Any]) -> bool:

@@ -43,6 +43,9 @@ import sys
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 #: landlock_restrict_self, the same number on every architecture (unified syscall table).
 SYS_LANDLOCK_RESTRICT_SELF = 446
@@ -127,6 +130,17 @@ def _child(request: dict[str, object], fds: list[int], error_w: int, libc: ctype
         step = "chdir"
         os.chdir(str(request["cwd"]))
         step = "sandbox"
+        if request.get("drop_capabilities"):
+            # Run as root, a command would keep root's capabilities across exec (loading
+            # modules, raw I/O, ptrace of anything): none survive an empty bounding set.
+            libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+            for cap in range(64):
+                if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                    if ctypes.get_errno() == errno.EINVAL:
+                        break  # Past the last capability this kernel knows.
+                    if os.geteuid() == 0:
+                        raise OSError(ctypes.get_errno(), "dropping capabilities")
+                    break  # Not root: there is nothing to drop and no right to drop it.
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
         if ruleset >= 0 and libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:

@@ -167,12 +167,15 @@ class _Helper:
         fds: Sequence[int],
         deliver: Callable[[dict[str, object]], None],
         deny_unix_sockets: bool = False,
+        drop_capabilities: bool = False,
     ) -> int:
         """Send one request; ``deliver`` gets the answer (from the reader thread)."""
         ident = next(self.ids)
         request = {"id": ident, "argv": list(argv), "cwd": cwd, "env": dict(env)}
         if deny_unix_sockets:
             request["deny_unix_sockets"] = True
+        if drop_capabilities:
+            request["drop_capabilities"] = True
         payload = json.dumps(request).encode()
         with self.lock:
             if not self.alive:
@@ -239,6 +242,7 @@ def spawn(
     stderr: int,
     ruleset: int,
     deny_unix_sockets: bool = False,
+    drop_capabilities: bool = False,
 ) -> Child:
     """Start ``argv`` in a new session, confined by ``ruleset`` (a Landlock ruleset fd).
 
@@ -264,7 +268,13 @@ def spawn(
         helper = _current()
         try:
             ident = helper.send(
-                argv, cwd, env, (stdin, stdout, stderr, ruleset), deliver, deny_unix_sockets
+                argv,
+                cwd,
+                env,
+                (stdin, stdout, stderr, ruleset),
+                deliver,
+                deny_unix_sockets,
+                drop_capabilities,
             )
             if not event.wait(SPAWN_TIMEOUT):
                 helper.forget(ident)
@@ -286,6 +296,7 @@ async def spawn_async(
     stderr: int,
     ruleset: int,
     deny_unix_sockets: bool = False,
+    drop_capabilities: bool = False,
 ) -> Child:
     """:func:`spawn` for asyncio: the event loop runs on while the helper starts it."""
     import asyncio
@@ -302,7 +313,13 @@ async def spawn_async(
         helper = _current()
         try:
             ident = helper.send(
-                argv, cwd, env, (stdin, stdout, stderr, ruleset), deliver, deny_unix_sockets
+                argv,
+                cwd,
+                env,
+                (stdin, stdout, stderr, ruleset),
+                deliver,
+                deny_unix_sockets,
+                drop_capabilities,
             )
             try:
                 result = await asyncio.wait_for(future, SPAWN_TIMEOUT)

@@ -190,6 +190,8 @@ class Launch:
     ruleset: Any = None
     #: Started through the spawner with its seccomp filter (no new AF_UNIX sockets).
     deny_unix_sockets: bool = False
+    #: Started through the spawner with an empty capability bounding set.
+    drop_capabilities: bool = False
 
     @property
     def spawned(self) -> bool:
@@ -200,6 +202,7 @@ class Launch:
         return {
             "ruleset": self.ruleset.fileno() if self.ruleset is not None else -1,
             "deny_unix_sockets": self.deny_unix_sockets,
+            "drop_capabilities": self.drop_capabilities,
         }
 
     #: Which sandbox confines it ("" when none does).
@@ -258,6 +261,7 @@ def confined(argv: list[str], cwd: str, ctx: ToolContext) -> Launch:
         env,
         ruleset=confinement.ruleset,
         deny_unix_sockets=confinement.deny_unix_sockets,
+        drop_capabilities=confinement.drop_capabilities,
         sandbox=confinement.backend,
     )
 
