@@ -375,6 +375,7 @@ def _spellings(box: Box) -> list[str]:
         "exec hermes",
         "nohup hermes",
         "./tool",
+        "python3 tool",
         f"cp {bin_dir / 'hermes'} h && ./h",
         f"ln -s {bin_dir / 'hermes'} h && ./h",
         "$(command -v hermes)",

@@ -519,7 +519,7 @@ def r_interpreter(an: Analysis, base: str, argv: list[Field], stdin: Input) -> O
                     f"{base} runs generated script",
                     argv,
                 )
-            elif is_hermes_program(an, f):
+            elif is_hermes_program(an, f, is_file=True):
                 # `.venv/bin/python .venv/bin/hermes config set ...`
                 return r_hermes(an, "hermes", [f, *args[i + 1 :]], stdin)
             else:

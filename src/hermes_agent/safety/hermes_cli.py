@@ -87,16 +87,17 @@ def _script_mentions_hermes(path: str) -> bool:
     return head.startswith(b"#!") and MODULE.encode() in head
 
 
-def is_hermes_program(an: Analysis, word: Field) -> bool:
-    """Whether the command word ``word`` runs hermes' CLI: by name, or (for a path) the
-    file it resolves to, a copy of it made earlier in this command, or its contents."""
+def is_hermes_program(an: Analysis, word: Field, *, is_file: bool = False) -> bool:
+    """Whether the command word ``word`` runs hermes' CLI: by name, or (for a path, or
+    any script given to an interpreter: ``is_file``) the file it resolves to, a copy of
+    it made earlier in this command, or its contents."""
     if word.dynamic:
         return False
     text = word.text
     name = text.rsplit("/", 1)[-1]
     if name in NAMES:
         return True
-    if "/" not in text:
+    if "/" not in text and not is_file:
         return False
     real = an.real(text)
     if real.rsplit("/", 1)[-1] in NAMES or real in an.hermes_copies:
