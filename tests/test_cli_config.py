@@ -165,7 +165,7 @@ def test_check_lists_every_problem_with_key_and_line(hermes: Runner, hermes_home
         f"{config}:1: max_turns: expected an integer, got 'many' (string)",
         f"{config}:3: terminal.timeout: must be at least 1; got -1",
         f"{config}:4: mystery: unknown key",
-        f"{env}:2: cannot parse 'not a binding'; expected KEY=value (line skipped)",
+        f"{env}:2: cannot parse this line; expected KEY=value (line skipped)",  # Not quoted.
         f"{env}: mode 0644 lets others read secrets; run chmod 600 {env}",
     ]
     assert "5 problems found" in result.stderr
