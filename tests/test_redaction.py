@@ -308,3 +308,11 @@ def test_outbound_headers_body_and_own_address(hermes_home: Path) -> None:
             ok("https://example.com/?k=" + ENV_SECRET)
     finally:
         redaction.set_enabled(True)
+
+
+def test_outbound_secret_made_mostly_of_symbols() -> None:
+    """Letters and digits alone would be too short to compare: the spellings are used."""
+    redactor = redaction.Redactor({"p@$$w0rd!!#": "DB_PASSWORD (from .env)"})
+    assert redactor.request_secret("https://x.example/?a=p%40%24%24w0rd%21%21%23") is not None
+    assert redactor.request_secret("https://x.example/", [("X-A", "p@$$w0rd!!#")]) is not None
+    assert redactor.request_secret("https://x.example/?a=pw0rd") is None

@@ -343,8 +343,9 @@ class Redactor:
         else:
             sources = {value: SecretSource("a secret") for value in secrets}
         forms: set[str] = set()
-        #: Per secret sent nowhere: value, label, skeletons of its spellings.
-        self._outbound: list[tuple[str, str, frozenset[str]]] = []
+        #: Per secret sent nowhere: value, label, skeletons of its spellings, and the
+        #: spellings themselves (a secret of symbols has too short a skeleton to trust).
+        self._outbound: list[tuple[str, str, frozenset[str], frozenset[str]]] = []
         for secret, source in sources.items():
             spellings = encoded_forms(secret)
             compact = {_without_space(f) for f in spellings}
@@ -353,8 +354,8 @@ class Redactor:
                 skeletons = frozenset(
                     s for s in map(_skeleton, spellings) if len(s) >= MIN_SECRET_LENGTH
                 )
-                if skeletons:
-                    self._outbound.append((secret, source.label, skeletons))
+                exact = frozenset(f for f in compact if len(f) >= MIN_FORM_LENGTH)
+                self._outbound.append((secret, source.label, skeletons, exact))
         self._values = re.compile(_trie_regex(forms)) if forms else None
         #: The longest spelling looked for: how far back a match can start (streams).
         self.longest = max(map(len, forms), default=0)
@@ -405,11 +406,14 @@ class Redactor:
             decoded = urllib.parse.unquote(decoded)
             views.update((decoded, urllib.parse.unquote_plus(decoded)))
         skeletons = [_skeleton(view) for view in views]
+        compact = [_without_space(view) for view in views]
         skip = set(allowed)
-        for secret, label, forms in self._outbound:
+        for secret, label, forms, exact in self._outbound:
             if secret in skip:
                 continue
             if any(form in skeleton for form in forms for skeleton in skeletons):
+                return label
+            if any(form in view for form in exact for view in compact):
                 return label
         return None
 
@@ -417,7 +421,7 @@ class Redactor:
         """Secret values that are themselves the address ``url`` goes to (a webhook URL)."""
         target = urllib.parse.urlsplit(url)
         found: set[str] = set()
-        for secret, _label, _forms in self._outbound:
+        for secret, *_ in self._outbound:
             if "://" not in secret:
                 continue
             own = urllib.parse.urlsplit(secret.strip())
