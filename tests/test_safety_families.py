@@ -94,6 +94,10 @@ def _payload_forms(payload: str) -> dict[str, str]:
         "s_elisp": q(f'(shell-command "{payload}")'),
         "s_dc": q("!" + payload),
         "s_m4": q(f"syscmd(`{payload}')"),
+        "s_tcl": q("exec " + payload),
+        "s_ruby_x": q(f"%x({payload})"),
+        "s_lua": q(f'os.execute("{payload}")'),
+        "s_php": q(f'shell_exec("{payload}");'),
     }
 
 
@@ -256,6 +260,10 @@ TREE_READERS = [
     "scp -r {d} host:",
     "find {d} -type f -exec cat {{}} +",
     "diff -r {d} other",
+    "find {d} -type f | xargs cat",
+    "find {d} -type f -print0 | xargs -0 base64",
+    "cat $(find {d} -type f)",
+    "docker run --rm -v {d}:/x:ro alpine cat /x/.env",
 ]
 
 
@@ -424,6 +432,15 @@ def test_hermes_cli_reads_are_safe(box: Box) -> None:
             command = f"{spelling} {words}"
             assert box.level(command) is Level.SAFE, (command, box.reasons(command))
     assert box.level("hermes chat -q hi") is Level.APPROVAL
+
+
+def test_hermes_own_modules_run_as_scripts_are_its_cli(box: Box) -> None:
+    import hermes_agent
+
+    package = Path(hermes_agent.__file__).resolve().parent
+    for script in (package / "__main__.py", package / "cli" / "main.py"):
+        command = f"python3 {script} config set approvals.mode off"
+        assert box.level(command) is Level.REFUSED, (command, box.reasons(command))
 
 
 def test_inline_code_that_imports_hermes_is_refused(box: Box) -> None:

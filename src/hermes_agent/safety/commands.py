@@ -378,6 +378,12 @@ def r_xargs(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Output:
     ) or next(
         (f.text[2:] for f in args[: found[0]] if f.text.startswith("-I") and len(f.text) > 2), None
     )
+    if stdin.names and candidates and candidates[0] < len(args):
+        # `find DIR | xargs CMD`: CMD gets the files of DIR.
+        first = args[candidates[0]]
+        if first.dynamic or canonical_name(first.text) not in _NO_CONTENT:
+            for root in stdin.names:
+                check_read(an, Field(root, root), argv, tree=True)
     for i in candidates[:6]:
         command = list(args[i:])
         an.check_argv(command, NO_INPUT)
@@ -674,7 +680,10 @@ def r_find(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
             i += 2
             continue
         i += 1
-    return Use(read_only=not acts and not writes, writes=writes, trees=trees, precise=True)
+    lists = [] if acts else list(starts or [static(".")])
+    return Use(
+        read_only=not acts and not writes, writes=writes, trees=trees, precise=True, lists=lists
+    )
 
 
 #: find options and actions that do not narrow which files ``{}`` stands for.
@@ -992,6 +1001,7 @@ def r_docker(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
             argv,
         )
     if sub in ("run", "create"):
+        _container_mounts(an, base, args[i + 1 :], argv)
         joined = " ".join(rest)
         if (
             "--privileged" in rest
@@ -1009,6 +1019,37 @@ def r_docker(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
                 argv,
             )
     return Use()
+
+
+def _container_mounts(an: Analysis, base: str, args: Sequence[Field], argv: list[Field]) -> None:
+    """``-v SRC:DST[:ro]`` and ``--mount type=bind,source=SRC``: the container reads (and,
+    unless read-only, writes) everything under SRC."""
+    for j, f in enumerate(args):
+        t = f.text
+        spec_text: str | None = None
+        if t in ("-v", "--volume", "--mount") and j + 1 < len(args):
+            spec_text = args[j + 1].text
+            kind = t
+        elif t.startswith(("--volume=", "--mount=")):
+            kind, _, spec_text = t.partition("=")
+        elif t.startswith("-v") and len(t) > 2:
+            kind, spec_text = "-v", t[2:]
+        if spec_text is None:
+            continue
+        if kind == "--mount":
+            parts = dict(p.split("=", 1) for p in spec_text.split(",") if "=" in p)
+            source = parts.get("source") or parts.get("src") or ""
+            read_only = "readonly" in spec_text.split(",") or parts.get("readonly") == "true"
+        else:
+            pieces = spec_text.split(":")
+            source = pieces[0]
+            read_only = len(pieces) > 2 and "ro" in pieces[2].split(",")
+        if not source.startswith(("/", "~", ".")):
+            continue  # a named volume
+        where = an.tilde(Field(source, f.raw, f.dynamic))
+        check_read(an, where, argv, tree=True)
+        if not read_only:
+            check_write(an, where, f"the {base} container may write into", argv, into=True)
 
 
 def r_kill(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
@@ -1250,13 +1291,16 @@ def r_admin(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
 
 
 def r_network(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
-    texts = [f.text for f in argv[1:]]
     if base in ("nc", "ncat", "netcat") and (
         cluster_has(argv[1:], "ec", ("--exec", "--sh-exec", "--lua-exec"))
     ):
         an.add(Level.APPROVAL, f"{base} -e gives a network peer a shell", "nc -e", argv)
-    if base == "socat" and any(re.match(r"(?i)^(exec|system):", t) for t in texts):
-        an.add(Level.APPROVAL, "socat runs a program for a network peer", "nc -e", argv)
+    for f in argv[1:]:
+        m = re.match(r"(?i)^(exec|system):(.*)$", f.text) if base == "socat" else None
+        if m:
+            an.add(Level.APPROVAL, "socat runs a program for a network peer", "nc -e", argv)
+            command = m.group(2).split(",", 1)[0]
+            an.shell_string("socat", Field(command, f.raw, f.dynamic), argv)
     return Use()
 
 

@@ -25,6 +25,8 @@ class Input:
     decoded: bool = False
     downloaded: bool = False
     source: str = "pipe"
+    #: Trees whose file names the input lists (``find DIR | xargs cat``).
+    names: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -34,6 +36,8 @@ class Output:
     data: bytes | None = None
     decoded: bool = False
     downloaded: bool = False
+    #: Trees whose file names the output lists (``find DIR``, ``fd . DIR``).
+    names: tuple[str, ...] = ()
 
 
 NO_INPUT = Input()
@@ -62,3 +66,6 @@ class Use:
     trees: list[Field] = field(default_factory=list)
     #: Reads only names and metadata, never contents (``ls``, ``stat``, ``du``).
     names_only: bool = False
+    #: Trees whose file names the command prints (``find DIR``): a later ``xargs cat``
+    #: or ``cat $(...)`` reads them.
+    lists: list[Field] = field(default_factory=list)

@@ -102,6 +102,8 @@ def is_hermes_program(an: Analysis, word: Field, *, is_file: bool = False) -> bo
     real = an.real(text)
     if real.rsplit("/", 1)[-1] in NAMES or real in an.hermes_copies:
         return True
+    if is_file and f"/{MODULE}/" in real:
+        return True  # `python .../hermes_agent/__main__.py`: hermes' own module, run directly
     return real.startswith("/") and _script_mentions_hermes(real)
 
 

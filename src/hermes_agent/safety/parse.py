@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 from hermes_agent.safety.hermes_cli import NAMES as HERMES_NAMES
 from hermes_agent.safety.hermes_cli import arguments_look_like_hermes, is_hermes_program
 from hermes_agent.safety.runners import RULES as RUNNER_RULES
+from hermes_agent.safety.runners import tcl_code
 from hermes_agent.safety.writers import RULES as WRITER_RULES
 
 #: What each program does: the general table, then the writers whose files are named by
@@ -328,9 +329,15 @@ class Analysis:
         out = NO_OUTPUT
         for i, stage in enumerate(stages):
             if i > 0:
-                data = Input(True, out.data, out.decoded, out.downloaded or data.downloaded)
+                data = Input(
+                    True,
+                    out.data,
+                    out.decoded,
+                    out.downloaded or data.downloaded,
+                    names=out.names,
+                )
             out = self.visit(stage, data)
-            out = Output(out.data, out.decoded, out.downloaded or data.downloaded)
+            out = Output(out.data, out.decoded, out.downloaded or data.downloaded, out.names)
         return out
 
     def redirected(self, node: Node, stdin: Input) -> Output:
@@ -607,7 +614,10 @@ class Analysis:
             self._expansion(node, out, quoted)
         elif kind in ("command_substitution",):
             sub = self.substitution(node)
-            if sub.data is None:
+            if sub.data is None and sub.names:
+                # `cat $(find DIR)`: some files under DIR.
+                out.append(("unknown", sub.names[0].rstrip("/") + "/" + UNKNOWN))
+            elif sub.data is None:
                 out.append(("unknown", UNKNOWN))
             else:
                 text = sub.data.decode("utf-8", "replace").rstrip("\n")
@@ -806,6 +816,10 @@ class Analysis:
         for target in use.trees:
             check_read(self, target, argv, tree=True)
         check_mentions(self, args, use, argv=argv)
+        if use.lists:
+            return Output(
+                names=tuple(self.real(f.text) for f in use.lists if not f.dynamic and f.text)
+            )
         if base in ("echo", "printf", "cat", "rev", "tac") or base in DECODERS:
             return self.static_output(base, args, stdin)
         if base in DOWNLOADERS:
@@ -1034,6 +1048,8 @@ class Analysis:
         if text is None:
             self.add(Level.APPROVAL, f"runs {base} {what} built at run time", argv=argv)
             return
+        if base in ("tclsh", "wish", "expect"):
+            tcl_code(self, base, text, list(argv))
         if _CODE_TREE_DELETE.search(text) and _CODE_HOME.search(text):
             self.add(
                 Level.REFUSED,
@@ -1063,7 +1079,7 @@ class Analysis:
             words = [a or b for a, b in _LITERAL.findall(group)]
             if len(words) > 1:
                 commands[" ".join(quote(w) for w in words)] = None
-        for m in re.finditer(r"`([^`]*)`|\bqx\s*[({\[/|](.*?)[)}\]/|]", text):
+        for m in re.finditer(r"`([^`]*)`|(?:\bqx|%x)\s*[({\[/|](.*?)[)}\]/|]", text):
             commands[m.group(1) or m.group(2) or ""] = None
         for command in list(commands)[:24]:
             if command.strip():

@@ -1020,6 +1020,11 @@ RUNS: dict[str, str] = {
     "npx": "npx --yes {a}",
     "konsole": "konsole -e {a}",
     "x-terminal-emulator": "x-terminal-emulator -e {a}",
+    "socat": "socat - EXEC:{s_eq}",
+    "tclsh": "tclsh <<< {s_tcl}",
+    "ruby-x": "ruby -e {s_ruby_x}",
+    "lua": "lua -e {s_lua}",
+    "php": "php -r {s_php}",
 }
 
 

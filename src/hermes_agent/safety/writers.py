@@ -395,6 +395,23 @@ def _wget(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) -
     return _with_reads(an, argv, Use(writes=writes, into=into, precise=True), reads)
 
 
+def _aria2c(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) -> Use:
+    directory = _last(p.get("-d", "--dir"))
+    writes = [_under(directory, f) if directory is not None else f for f in p.get("-o", "--out")]
+    into = [directory] if directory is not None else []
+    for f in p.get("--on-download-complete", "--on-download-start", "--on-download-error"):
+        runs_program(an, base, f, argv, "a download hook")
+    return _with_reads(an, argv, Use(writes=writes, into=into, precise=True), p.get("-i"))
+
+
+def _httpie(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) -> Use:
+    reads = []
+    for f in p.operands:
+        if "@" in f.text and not f.text.startswith("http"):
+            reads.append(_field(f.text.split("@", 1)[1], f))
+    return _with_reads(an, argv, Use(writes=list(p.get("-o", "--output")), precise=True), reads)
+
+
 def _with_reads(an: Analysis, argv: list[Field], use: Use, reads: list[Field]) -> Use:
     for f in reads:
         if f.text not in ("-", ""):
@@ -631,6 +648,10 @@ WRITERS: dict[str, tuple[Spec, Roles]] = {
         _ripgrep,
     ),
     "diff": (spec("CDFILSUWx", "--label --exclude --exclude-from --ignore-matching-lines"), _diff),
+    "aria2c": (
+        spec("dojisxk", "--dir --out --input-file --split --max-connection-per-server"),
+        _aria2c,
+    ),
 }
 for _alias in ("egrep", "fgrep", "rgrep", "zgrep", "zegrep", "bzgrep", "xzgrep"):
     WRITERS[_alias] = WRITERS["grep"]
@@ -659,6 +680,10 @@ for _alias in (
     WRITERS[_alias] = (spec("SobTM", "--suffix --output --threads --memlimit"), _compressor)
 for _alias in ("base32", "basenc"):
     WRITERS[_alias] = WRITERS["base64"]
+for _alias in ("bsdtar", "gtar"):
+    WRITERS[_alias] = WRITERS["tar"]
+for _alias in ("http", "https", "xh", "xhs"):
+    WRITERS[_alias] = (spec("oaA", "--output --auth --auth-type --session"), _httpie)
 
 
 def r_writer(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
@@ -680,4 +705,6 @@ def r_downloader(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Ou
 
 
 RULES: dict[str, Rule] = {name: r_writer for name in WRITERS}
-RULES.update({"curl": r_downloader, "wget": r_downloader})
+RULES.update(
+    {name: r_downloader for name in ("curl", "wget", "aria2c", "http", "https", "xh", "xhs")}
+)
