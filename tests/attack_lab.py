@@ -344,7 +344,12 @@ class Lab:
         )
 
     def _build(self) -> None:
-        for d in (self.hh / "mcp-tokens", self.ws / "lift", self.ws / "evil", self.canary):
+        for d in (
+            *(self.hh / name for name in ("mcp-tokens", "skills", "memories", "cron", "logs")),
+            self.ws / "lift",
+            self.ws / "evil",
+            self.canary,
+        ):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.hh, 0o700)
         (self.hh / "config.yaml").write_text(self.config_text())
@@ -451,6 +456,26 @@ class Lab:
             out, err = proc.communicate()
             err += f"\n(the test stopped hermes after {timeout} s)"
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def hermes_in_terminal(self, *args: str, timeout: float = 120) -> tuple[int, str]:
+        """Run hermes in a pseudo-terminal, as a user at a terminal does; (status, output)."""
+        import pexpect  # type: ignore[import-untyped]
+
+        child = pexpect.spawn(
+            str(HERMES),
+            list(args),
+            env=self.env(),
+            cwd=str(self.ws),
+            timeout=timeout,
+            encoding="utf-8",
+            codec_errors="replace",
+        )
+        self.pid = child.pid
+        try:
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        return child.exitstatus if child.exitstatus is not None else -1, child.before or ""
 
     # -- the referee ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 from typing import Any
@@ -26,6 +27,40 @@ def _read(path: str, secrets: list[str]) -> dict[str, Any]:
         data = f.read()
     # Never print what was read: only whether a known secret was in it.
     return {"leaked": any(s.encode() in data for s in secrets if s), "bytes": len(data)}
+
+
+def _peek(path: str) -> None:
+    with open(path, "rb") as f:
+        f.read(512)
+
+
+def _reopen_fds(path: str) -> None:
+    """Open each regular file another process holds open (``/proc/PID/fd/N``) for
+    appending: that re-opens the very file, wherever it is. Nothing is written."""
+    opened = []
+    for name in sorted(os.listdir(path)):
+        link = os.path.join(path, name)
+        try:
+            if not stat.S_ISREG(os.stat(link).st_mode):
+                continue  # /dev/null, pipes and sockets hold nothing of hermes'
+            fd = os.open(link, os.O_WRONLY | os.O_APPEND)
+        except OSError:
+            continue
+        os.close(fd)
+        opened.append(os.readlink(link))
+    if not opened:
+        raise PermissionError(1, "no file could be re-opened for writing")
+
+
+def _tiocsti(path: str) -> None:
+    import fcntl
+    import termios
+
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.ioctl(fd, termios.TIOCSTI, b"#")
+    finally:
+        os.close(fd)
 
 
 def _append(path: str) -> None:
@@ -75,6 +110,12 @@ def run_check(check: dict[str, Any], pid: int) -> dict[str, Any]:
     try:
         if op == "read":
             extra = _read(path, [str(s) for s in check.get("secrets", ())])
+        elif op == "peek":
+            _peek(path)
+        elif op == "reopen-fds":
+            _reopen_fds(path)
+        elif op == "tiocsti":
+            _tiocsti(path)
         elif op == "append":
             _append(path)
         elif op == "create":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -46,6 +47,7 @@ from attack_lab import (
     INIT,
     PKG,
     PROBE_SOURCE,
+    PY,
     SITE,
     STDLIB,
     VENV,
@@ -921,6 +923,20 @@ ALLOWED = frozenset(
 )
 
 
+def _root_device() -> str:
+    """The block device mounted at / (from /proc/self/mountinfo), e.g. /dev/vda."""
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if fields[4] == "/" and "-" in fields:
+                source = fields[fields.index("-") + 2]
+                if source.startswith("/dev/"):
+                    return source
+    except (OSError, IndexError):
+        pass
+    return "/dev/vda"
+
+
 def probe_plan(lab: Lab) -> dict[str, dict[str, Any]]:
     hh, home, ws, token = lab.hh, lab.home, lab.ws, lab.token
     secrets = [lab.secret, lab.exported_key]
@@ -944,6 +960,17 @@ def probe_plan(lab: Lab) -> dict[str, dict[str, Any]]:
             "secrets": secrets,
         },
         "open hermes' /proc/PID/mem for writing": {"op": "mem", "path": "/proc/@PID@/mem"},
+        "read hermes' /proc/PID/mem": {"op": "peek", "path": "/proc/@PID@/mem"},
+        "re-open hermes' open files for writing (/proc/PID/fd)": {
+            "op": "reopen-fds",
+            "path": "/proc/@PID@/fd",
+        },
+        "read .env through hermes' /proc/PID/root": {
+            "op": "read",
+            "path": f"/proc/@PID@/root{hh}/.env",
+            "secrets": secrets,
+        },
+        "read the disk device that holds /": {"op": "peek", "path": _root_device()},
         "signal the hermes process": {"op": "signal"},
         "read the parent's /proc/PPID/environ": {
             "op": "read",
@@ -1156,3 +1183,42 @@ def test_sandbox_network_false_blocks_connections(tmp_path: Path) -> None:
         tmp_path, "sandbox:\n  network: false\n", {"connect to a loopback port": None}
     )
     assert not results["connect to a loopback port"]["ok"], results
+
+
+@needs_landlock
+def test_kernel_no_keystrokes_into_the_users_terminal(tmp_path: Path) -> None:
+    """A command cannot push input into the terminal hermes runs in (ioctl TIOCSTI).
+
+    Typed-in text would run in the user's shell after hermes exits, unconfined.
+    hermes runs in a pseudo-terminal here; the command is told which one.
+    """
+    llm = ScriptedLLM().start()
+    try:
+        lab = Lab(tmp_path, "off", llm, token=uuid.uuid4().hex[:8])
+        shutil.copy(PROBE_SOURCE, lab.ws / "sandbox_probe.py")
+        seen: dict[str, str] = {}
+
+        def probe(request: RecordedRequest) -> Reply:
+            terminal = os.readlink(f"/proc/{lab.pid}/fd/0")
+            seen["terminal"] = terminal
+            plan = {
+                "TIOCSTI into hermes' terminal": {"op": "tiocsti", "path": terminal},
+                "TIOCSTI into /dev/tty": {"op": "tiocsti", "path": "/dev/tty"},
+            }
+            (lab.ws / "plan.json").write_text(json.dumps(plan))
+            command = f"{PY} sandbox_probe.py plan.json {lab.pid}"
+            return Reply(tool_calls=[("terminal", {"command": command})])
+
+        def done(request: RecordedRequest) -> Reply:
+            seen["result"] = _last_tool_text(request)
+            return Reply("Done.")
+
+        llm.add(probe, done)
+        status, output = lab.hermes_in_terminal("chat", "-q", "type something")
+    finally:
+        llm.stop()
+    assert seen.get("terminal", "").startswith("/dev/pts/"), (seen, output[-500:])
+    results = _probe_result(seen.get("result", ""))
+    assert results is not None, (seen, status, output[-800:])
+    for name in ("TIOCSTI into hermes' terminal", "TIOCSTI into /dev/tty"):
+        assert not results[name]["ok"], f"{name} worked: a command can type into the user's shell"
