@@ -55,3 +55,14 @@ def test_cron_loads_without_the_gateway() -> None:
 def test_the_gateway_and_the_lower_layer_agree_on_the_platforms() -> None:
     assert set(PLATFORMS) == set(delivery_target.PLATFORM_NAMES)
     assert REQUEST_ONLY_PLATFORMS is delivery_target.REQUEST_ONLY_PLATFORMS
+
+
+def test_adapters_import_the_base_never_the_registry() -> None:
+    # The registry (platforms/__init__.py) imports each adapter when enabled; an adapter
+    # importing the registry back would close a circle.
+    base = SRC / "gateway" / "platforms" / "base.py"
+    assert not any(m.startswith("hermes_agent.gateway.platforms.") for m in _imports(base))
+    for path in sorted((SRC / "gateway" / "platforms").glob("*.py")):
+        if path.name in ("__init__.py", "base.py"):
+            continue
+        assert "hermes_agent.gateway.platforms" not in _imports(path), path.name

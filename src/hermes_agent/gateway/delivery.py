@@ -25,10 +25,10 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hermes_agent.gateway.platforms import Backoff, SendError
+from hermes_agent.gateway.platforms.base import Backoff, SendError
 
 if TYPE_CHECKING:
-    from hermes_agent.gateway.platforms import Outbound, Platform
+    from hermes_agent.gateway.platforms.base import Outbound, Platform
 
 log = logging.getLogger("hermes_agent.gateway")
 

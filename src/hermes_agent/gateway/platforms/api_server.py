@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
 from hermes_agent.gateway.jsonbody import BodyError, parse_json_body
-from hermes_agent.gateway.platforms import Outbound, Platform
+from hermes_agent.gateway.platforms.base import Outbound, Platform
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import Platform, SendError
+from hermes_agent.gateway.platforms.base import Platform, SendError
 
 if TYPE_CHECKING:
     import discord

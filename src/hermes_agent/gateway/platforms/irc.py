@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import Platform, SendError
 from hermes_agent.gateway.platforms._tls import tls_problem
+from hermes_agent.gateway.platforms.base import Platform, SendError
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config

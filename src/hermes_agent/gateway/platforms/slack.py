@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import Outbound, Platform, SendError
+from hermes_agent.gateway.platforms.base import Outbound, Platform, SendError
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

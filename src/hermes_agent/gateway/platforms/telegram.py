@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import (
+from hermes_agent.gateway.platforms.base import (
     Outbound,
     Platform,
     SendError,

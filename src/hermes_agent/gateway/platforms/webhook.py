@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from hermes_agent import home
 from hermes_agent.delivery_target import Target
 from hermes_agent.errors import HermesError, UsageError
-from hermes_agent.gateway.platforms import Outbound, Platform
+from hermes_agent.gateway.platforms.base import Outbound, Platform
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -227,7 +227,8 @@ def _route(config: Config, name: str, spec: Any) -> Route:
 
 
 def _target(config: Config, where: str, value: Any) -> Target | None:
-    from hermes_agent.gateway.platforms import PLATFORMS, REQUEST_ONLY_PLATFORMS
+    # The platform names from below the gateway: an adapter never imports the registry.
+    from hermes_agent.delivery_target import PLATFORM_NAMES, REQUEST_ONLY_PLATFORMS
 
     where = f"{where}.deliver"
     if value is None or value == "none":
@@ -246,8 +247,8 @@ def _target(config: Config, where: str, value: Any) -> Target | None:
         )
     if not target.platform or not target.chat_id:
         raise UsageError(f"{where}: {value!r} names no platform and chat (PLATFORM:CHAT[:THREAD])")
-    if target.platform in REQUEST_ONLY_PLATFORMS or target.platform not in PLATFORMS:
-        known = ", ".join(sorted(set(PLATFORMS) - REQUEST_ONLY_PLATFORMS))
+    if target.platform in REQUEST_ONLY_PLATFORMS or target.platform not in PLATFORM_NAMES:
+        known = ", ".join(sorted(set(PLATFORM_NAMES) - REQUEST_ONLY_PLATFORMS))
         raise UsageError(f"{where}: cannot deliver to {target.platform!r} (platforms: {known})")
     if not config.get(f"gateway.platforms.{target.platform}.enabled"):
         raise UsageError(
