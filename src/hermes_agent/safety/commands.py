@@ -920,8 +920,10 @@ def r_git(an: Analysis, base: str, argv: list[Field], stdin: Input) -> Use:
     if danger:
         an.add(Level.APPROVAL, danger, key, argv)
     into: list[Field] = []
-    if sub in _GIT_WORKTREE_WRITERS:
-        into.append(tree if tree is not None else static("."))
+    if sub in _GIT_WORKTREE_WRITERS and tree is not None:
+        # Without -C/--work-tree git writes the files it tracks in the repository the
+        # command is in: the workspace's own business.
+        into.append(tree)
     if sub in ("clone", "init"):
         ops = [f for f in rest if not f.text.startswith("-")]
         if sub == "clone" and len(ops) > 1:

@@ -371,12 +371,27 @@ def _judge_write(
         an.add(Level.APPROVAL, f"{what} {place}", argv=argv, gate=kind is not PathKind.SECRET)
 
 
+#: The directory a command writes into when none is given (``tar x``, ``unzip x.zip``).
+HERE = Field(".", "<the working directory>")
+
+
 def _judge_tree_write(
     an: Analysis, found: Spot, what: str, f: Field, argv: Sequence[Field]
 ) -> None:
     """A write that reaches everything under ``f`` (extraction, recursive copy, delete)."""
     below = found.below
     shown = f.shown
+    if f.raw == HERE.raw and an.cwd == an.workspace and an.cwd_known:
+        # Extracting where the user's workspace is (a workspace that holds hermes' home:
+        # the home directory itself): asked, not refused; the sandbox keeps HERMES_HOME
+        # read-only, and `cd ~ && tar x` from elsewhere is still refused.
+        an.add(
+            Level.APPROVAL,
+            f"{what} the workspace {an.workspace}, which holds hermes' files or start-up files",
+            argv=argv,
+            gate=True,
+        )
+        return
     if below & NEVER_WRITTEN and (found.hermes or below & {PathKind.GATE, PathKind.CODE}):
         held = [
             name

@@ -24,7 +24,7 @@ from hermes_agent.safety.commands import Rule
 from hermes_agent.safety.flow import Input, Output, Use
 from hermes_agent.safety.hermes_cli import record_copy
 from hermes_agent.safety.options import Parsed, Spec, parse_options, spec
-from hermes_agent.safety.targets import check_mentions, check_read, check_write
+from hermes_agent.safety.targets import HERE, check_mentions, check_read, check_write
 from hermes_agent.safety.verdict import Level
 from hermes_agent.safety.words import UNKNOWN, Field
 
@@ -236,7 +236,7 @@ def _patch(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) 
         writes.append(_under(directory, target) if directory is not None else target)
     elif not p.get("-o", "--output"):
         # The files come from the patch itself: anything under the directory.
-        into.append(directory if directory is not None else Field(".", "."))
+        into.append(directory if directory is not None else HERE)
     return Use(writes=writes, into=into, precise=True)
 
 
@@ -291,7 +291,7 @@ def _tar(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) ->
         for f in p.operands:
             trees.append(_under(directory, f) if directory is not None else f)
     elif extract:
-        into.append(directory if directory is not None else Field(".", "."))
+        into.append(directory if directory is not None else HERE)
     return Use(writes=writes, into=into, trees=trees, precise=True)
 
 
@@ -310,7 +310,7 @@ def _zip(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) ->
 def _unzip(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) -> Use:
     if p.has("l", "t", "v", "p", "Z", "z"):
         return Use(read_only=True, precise=True)
-    into = list(p.get("-d")) or [Field(".", ".")]
+    into = list(p.get("-d")) or [HERE]
     return Use(into=into, precise=True)
 
 
@@ -321,7 +321,7 @@ def _7z(an: Analysis, base: str, argv: list[Field], p: Parsed, stdin: Input) -> 
         _field(f.text[2:], f) for f in argv[1:] if f.text.startswith("-o") and len(f.text) > 2
     ]
     if verb in ("x", "e"):
-        return Use(into=out_dirs or [Field(".", ".")], precise=True)
+        return Use(into=out_dirs or [HERE], precise=True)
     if verb in ("a", "u", "d", "rn") and len(ops) > 1:
         return Use(writes=[ops[1]], trees=ops[2:] if verb in ("a", "u") else [], precise=True)
     return Use(read_only=True, precise=True)
