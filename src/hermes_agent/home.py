@@ -44,6 +44,8 @@ USER_PROFILE_FILE = "USER.md"  # inside MEMORIES_DIR: what the agent knows about
 SKILL_FILE = "SKILL.md"  # inside each skill's directory
 #: Which config keys, MCP servers and documents the NixOS deployment set (hermes deploy apply).
 NIX_STATE_FILE = ".nix-managed-keys.json"
+#: Digests of the workspace documents (SOUL.md, USER.md) the user let into prompts.
+TRUSTED_DOCUMENTS_FILE = "trusted-documents.json"
 
 #: Every directory of the layout, in the order ``ensure_layout`` creates them.
 LAYOUT_DIRS = (SESSIONS_DIR, MEMORIES_DIR, SKILLS_DIR, CRON_DIR, LOGS_DIR, MCP_TOKENS_DIR)
@@ -71,6 +73,10 @@ def path(name: str, root: Path | None = None) -> Path:
 
 def config_path() -> Path:
     return path(CONFIG_FILE)
+
+
+def trusted_documents_path() -> Path:
+    return path(TRUSTED_DOCUMENTS_FILE)
 
 
 def env_path() -> Path:

@@ -6,8 +6,9 @@ caching read it from cache on every later call; it is built again only when
 what :func:`prompt_key` covers changed. Sources, in order:
 
 1. hermes' own identity and the working context (date, workspace, platform);
-2. ``SOUL.md``: persona and standing instructions, from the workspace, else
-   HERMES_HOME (the NixOS module installs it into the workspace);
+2. ``SOUL.md``: persona and standing instructions, from the workspace when
+   the user approved that content (:mod:`.trust`; the NixOS module's
+   documents are approved by installing them), else HERMES_HOME;
 3. ``USER.md``: who the user is, found the same way;
 4. the personality named by ``display.personality``;
 5. sections contributed by other parts (the memory snapshot, the skills
@@ -61,10 +62,17 @@ SECTION_MODULES: tuple[str, ...] = (
 
 
 def find_document(name: str, cwd: Path) -> Path | None:
-    """``name`` in the workspace if present, else in HERMES_HOME."""
+    """``name`` in the workspace if present and trusted, else in HERMES_HOME.
+
+    A workspace copy whose content the user never approved is passed over
+    (see :mod:`hermes_agent.agent.trust`): the agent's own commands can write
+    the workspace, and what they write must not become its instructions.
+    """
+    from hermes_agent.agent import trust
+
     for folder in (cwd, home.hermes_home()):
         candidate = folder / name
-        if candidate.is_file():
+        if candidate.is_file() and trust.trusted(candidate):
             return candidate
     return None
 

@@ -190,6 +190,18 @@ def run(args: argparse.Namespace) -> int:
 # --- one shot -------------------------------------------------------------------------
 
 
+def _warn_untrusted(setup: ChatSetup) -> None:
+    """Say on stderr which workspace documents are left out of the prompt, and why."""
+    from hermes_agent.agent import trust
+
+    for path in trust.untrusted(setup.cwd):
+        print(
+            f"hermes: {path} is left out of the prompt: it is new or changed since you last "
+            "approved it (start `hermes chat` in that folder to approve it)",
+            file=sys.stderr,
+        )
+
+
 def _warn_unconfined(setup: ChatSetup) -> None:
     """Say on stderr when the agent's commands will run without a kernel sandbox."""
     if not any(t.name == "terminal" for t in setup.tools):
@@ -213,6 +225,7 @@ def one_shot(args: argparse.Namespace) -> int:
     setup = prepare(args)
     events = TerminalEvents(plain=True, compact=bool(setup.config.get("display.compact")))
     _warn_unconfined(setup)
+    _warn_untrusted(setup)
 
     async def go() -> int:
         agent = make_agent(setup, events)
@@ -324,6 +337,24 @@ class Repl:
 
             print(f"{dim}{sandbox.describe(s.config)}{reset}")
 
+    async def review_documents(self, session: Any) -> None:
+        """Ask before a new or changed workspace SOUL.md/USER.md steers the agent."""
+        from hermes_agent.agent import trust
+
+        for path in trust.untrusted(self.setup.cwd):
+            print(
+                f"{path.name} in the workspace is new or changed since you last approved it; "
+                "it would become part of the agent's instructions."
+            )
+            try:
+                answer = await session.prompt_async(f"Read {path} into the prompt? [y/N] ")
+            except (EOFError, KeyboardInterrupt):
+                answer = ""
+            if answer.strip().lower() in ("y", "yes"):
+                trust.trust(path)
+            else:
+                print(f"{path.name} is left out of this session's prompt.")
+
     async def main(self) -> int:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory
@@ -344,6 +375,7 @@ class Repl:
         )
         self.banner()
         _prewarm_sdk(self.setup.settings.info.wire)
+        await self.review_documents(session)
         while True:
             try:
                 text = await session.prompt_async("❯ ")

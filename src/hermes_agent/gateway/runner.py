@@ -585,6 +585,16 @@ class Gateway:
 
         line = sandbox.describe(self.config)
         (log.info if sandbox.active(self.config) else log.warning)("%s", line)
+        from hermes_agent.agent import trust
+        from hermes_agent.agent.factory import workspace
+
+        with contextlib.suppress(Exception):  # No workspace yet: nothing to say.
+            for path in trust.untrusted(workspace(self.config)):
+                log.warning(
+                    "%s is left out of the prompt: new or changed since the user approved it "
+                    "(start `hermes chat` in that folder to approve it)",
+                    path,
+                )
         try:
             self._phase = "starting"
             for platform in self.platforms.values():

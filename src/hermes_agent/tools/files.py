@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hermes_agent.safety.places import PathKind
 from hermes_agent.tools import pinned, untrusted
 from hermes_agent.tools.guard import Decision, Guard, Need, check_read, confirm, enforce, guard_for
 from hermes_agent.tools.registry import Tool, ToolContext, ToolError
@@ -350,6 +351,14 @@ def _write_preview(decision: Decision, content: str) -> tuple[str, str]:
     return f"Change:\n{_diff(before, content, shown, limit=3000)}", _added(before, content)
 
 
+def _approved_persona(decision: Decision, path: Path, data: bytes) -> None:
+    """The user approved this content of a persona document: later prompts may read it."""
+    from hermes_agent.agent import trust
+
+    if decision.key == PathKind.PERSONA.value and decision.need is Need.ASK:
+        trust.trust(path, data)
+
+
 async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
     given = args["path"]
     guard = guard_for(ctx)
@@ -372,6 +381,7 @@ async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
         await confirm(ctx, decision, "write_file", preview=shown, added=added)
         guard.recheck(decision)
     await asyncio.to_thread(_write, path, data)
+    _approved_persona(decision, path, data)
     lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
     what = "created" if info is None else f"replaced (was {_human(info.st_size)})"
     return f"wrote {len(data)} bytes ({lines} lines) to {_display(path, ctx.cwd)}: {what}"
@@ -597,6 +607,7 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
                 "Read it again and redo the patch."
             )
     await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
+    _approved_persona(writing, path, done.after.encode("utf-8"))
     times = "1 occurrence" if done.count == 1 else f"{done.count} occurrences"
     return f"patched {shown}: replaced {times}\n{diff}"
 
