@@ -193,6 +193,18 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
                 f"log ({exc}); fix HERMES_HOME/logs"
             ) from None
 
+    from hermes_agent.redact import outbound_secret
+
+    carried = outbound_secret(command)
+    if carried is not None:
+        # The model was never shown the value (it is redacted everywhere), so a command
+        # that spells it out got it by a trick: it must not reach a program or a host.
+        decide("refused", "secret in the command")
+        raise ToolError(
+            f"refused: the command carries the value of {carried}, one of hermes' secrets "
+            "(in some spelling). Commands never get hermes' secrets; if a tool needs a "
+            "credential, ask the user to configure it for that tool."
+        )
     if verdict.refused:
         decide("refused", "policy")
         refused = [f.reason for f in verdict.findings if f.level is Level.REFUSED]
