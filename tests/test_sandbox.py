@@ -656,3 +656,29 @@ def test_a_command_that_spells_out_a_secret_is_refused(make_ctx: Any, home: Path
     log = (home / ".hermes" / "logs" / "approvals.jsonl").read_text()
     assert SECRET not in log and encoded not in log
     assert "secret in the command" in log
+
+
+@needs_landlock
+@pytest.mark.skipif(
+    not (Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()),
+    reason="not inside a container: the container profile cannot be entered here",
+)
+def test_container_profile(
+    make_ctx: Any, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the NixOS container the whole file system is the container's own: writable,
+    but for HERMES_HOME, hermes' code and the secrets."""
+    monkeypatch.setenv("HERMES_CONTAINER", "1")
+    ctx = make_ctx()
+    elsewhere = tmp_path / "system-like"
+    elsewhere.mkdir()
+    before = snapshot(home)
+    out = run(ctx, f"echo installed > {elsewhere}/pkg && cat {elsewhere}/pkg")
+    assert "installed" in out
+    package = Path(hermes_agent.__file__).parent
+    run(ctx, f"echo x > {home}/.hermes/config.yaml; touch {package}/container-escape.py")
+    assert not (package / "container-escape.py").exists()
+    assert SECRET not in run(ctx, f"cat {home}/.hermes/.env")
+    assert snapshot(home) == before
+    monkeypatch.delenv("HERMES_CONTAINER")
+    assert "Permission denied" in run(make_ctx(), f"touch {elsewhere}/host")

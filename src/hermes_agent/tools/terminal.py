@@ -8,7 +8,7 @@ was left out. A command still running after ``terminal.timeout`` seconds is
 stopped: its whole process group gets SIGTERM, then SIGKILL, and the result
 says so. ``background: true`` starts the command and returns an id at once;
 the ``process`` tool lists, polls, reads, waits for and kills those
-processes. Every command passes :func:`hermes_agent.tools.approval.approve_command`
+processes. Every command passes :func:`hermes_agent.safety.gate.approve_command`
 before anything starts.
 
 Backends (``terminal.backend``):
@@ -722,7 +722,7 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
         timeout = min(timeout, int(args["timeout"]))
     # Imported here: the classifier is large, and a session that never runs a command
     # (or a chat prompt that is still starting) should not pay for loading it.
-    from hermes_agent.tools.approval import approve_command
+    from hermes_agent.safety.gate import approve_command
 
     await approve_command(command, ctx, purpose="background" if background else "terminal")
     launch = plan(command, ctx)
