@@ -113,7 +113,7 @@ def allow_matches(entry: str, argv: Sequence[str]) -> bool:
     return all(any(word == item for item in rest) for word in words[1:])
 
 
-def _audit(record: dict[str, Any]) -> None:
+def audit(record: dict[str, Any]) -> None:
     """Append one decision to ``logs/approvals.jsonl`` (0600), secrets redacted."""
     from hermes_agent import home
     from hermes_agent.redact import redact_data
@@ -186,7 +186,7 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
         from hermes_agent.errors import HermesError
 
         try:
-            _audit(record)
+            audit(record)
         except (OSError, ValueError, HermesError) as exc:
             raise ToolError(
                 f"the command was not run: its approval could not be recorded in the audit "

@@ -665,7 +665,7 @@ def check_path(path: str | os.PathLike[str], ctx: ToolContext, *, write: bool) -
 
 def _record(ctx: ToolContext, decision: Decision, tool: str, outcome: str, by: str) -> None:
     """One line in ``logs/approvals.jsonl``, as the terminal's gate writes them."""
-    from hermes_agent.safety.gate import _audit
+    from hermes_agent.safety.gate import audit
 
     record: dict[str, Any] = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -681,7 +681,7 @@ def _record(ctx: ToolContext, decision: Decision, tool: str, outcome: str, by: s
         "decision": outcome,
         "by": by,
     }
-    _audit(record)
+    audit(record)
 
 
 def enforce(ctx: ToolContext, decision: Decision, tool: str) -> None:
