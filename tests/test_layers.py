@@ -66,3 +66,17 @@ def test_adapters_import_the_base_never_the_registry() -> None:
         if path.name in ("__init__.py", "base.py"):
             continue
         assert "hermes_agent.gateway.platforms" not in _imports(path), path.name
+
+
+def test_the_store_is_one_module_per_concern() -> None:
+    # StateDB was one class of ~1,100 lines holding eight concerns; each now reads alone.
+    from hermes_agent.state.core import StoreCore
+    from hermes_agent.state.db import StateDB
+
+    concerns = {"sessions", "messages", "search", "inbox", "pairing", "routes"}
+    modules = {cls.__module__.rsplit(".", 1)[-1] for cls in StateDB.__mro__[1:-2]}
+    assert modules == concerns
+    assert StateDB.__mro__[-2] is StoreCore
+    for name in (*concerns, "core", "records", "migrations", "db"):
+        lines = (SRC / "state" / f"{name}.py").read_text().count("\n")
+        assert lines < 500, f"state/{name}.py has {lines} lines"

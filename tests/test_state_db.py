@@ -694,9 +694,9 @@ def test_a_status_with_next_write_is_stored_with_that_write(db: StateDB) -> None
 def test_kept_histories_stay_within_their_budget(
     db: StateDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hermes_agent.state import db as db_module
+    from hermes_agent.state import records
 
-    monkeypatch.setattr(db_module, "HISTORY_CACHE_CHARS", 5_000)
+    monkeypatch.setattr(records, "HISTORY_CACHE_CHARS", 5_000)
     sessions = [new_session(db) for _ in range(4)]
     for sid in sessions:
         for n in range(3):
