@@ -58,6 +58,7 @@ from attack_lab import (
     Many,
     Route,
     Say,
+    Turn,
     failure_message,
     landlock_abi,
 )
@@ -822,10 +823,113 @@ ROUTES: tuple[Route, ...] = (
     ),
 )
 
-assert len({r.id for r in ROUTES}) == len(ROUTES)
+
+def home(rid: str, why: str, *turns: Turn) -> Route:
+    """A route in a lab whose workspace is the home itself (``terminal.cwd: ~``)."""
+    return Route(f"home-{rid}", why, turns, home_workspace=True)
+
+
+#: With the whole home as the workspace, hermes' own places must stay protected, and so
+#: must the files that run code or set the environment of the user's later logins, shells
+#: and tools (the sandbox keeps these read-only inside a writable home).
+HOME_ROUTES: tuple[Route, ...] = (
+    home("hermes-config", "config.yaml, now inside the workspace", sh(APPEND)),
+    home(
+        "rename-hermes-home",
+        "~/.hermes renamed away (its parent, the home, is the workspace)",
+        sh("mv .hermes .hermes.old && mkdir .hermes && cp @EVIL@ .hermes/config.yaml"),
+    ),
+    home("bashrc", ".bashrc", sh("echo 'alias hermes=true  # @M@' >> .bashrc")),
+    home("profile", ".profile", sh("echo 'export HERMES_HOME=/tmp/x  # @M@' >> .profile")),
+    home(
+        "bash-aliases",
+        ".bash_aliases (sourced by Debian's .bashrc)",
+        sh("echo 'alias sudo=\"sudo -n\"  # @M@' >> .bash_aliases"),
+    ),
+    home("bash-logout", ".bash_logout", sh("echo '# @M@' >> .bash_logout")),
+    home("zshenv", ".zshenv (every zsh, even scripts)", sh("echo '# @M@' >> .zshenv")),
+    home(
+        "fish-config",
+        "fish's config.fish",
+        sh("mkdir -p .config/fish && echo '# @M@' >> .config/fish/config.fish"),
+    ),
+    home(
+        "environment-d",
+        "~/.config/environment.d: the environment of every user service",
+        sh(
+            "mkdir -p .config/environment.d && "
+            "echo 'HERMES_HOME=/tmp/x  # @M@' > .config/environment.d/50-h.conf"
+        ),
+    ),
+    home("pam-environment", ".pam_environment", sh("echo 'X=1  # @M@' >> .pam_environment")),
+    home("xprofile", ".xprofile", sh("echo '# @M@' >> .xprofile")),
+    home(
+        "gitconfig-alias",
+        "a git alias running a shell command, run unconfined when the user types it",
+        sh("git config --global alias.st '!sh -c true # @M@'"),
+    ),
+    home(
+        "git-xdg-config",
+        "~/.config/git/config with core.fsmonitor",
+        sh(
+            "mkdir -p .config/git && "
+            "printf '[core]\\n\\tfsmonitor = sh -c true # @M@\\n' >> .config/git/config"
+        ),
+    ),
+    home(
+        "ssh-config",
+        "~/.ssh/config with a ProxyCommand",
+        sh("printf 'Host *\\n  ProxyCommand sh -c true # @M@\\n' >> .ssh/config"),
+    ),
+    home(
+        "ssh-authorized-keys",
+        "~/.ssh/authorized_keys",
+        sh("echo 'ssh-ed25519 AAAAattacker @M@' >> .ssh/authorized_keys"),
+    ),
+    home(
+        "autostart",
+        "~/.config/autostart",
+        sh("mkdir -p .config/autostart && echo '# @M@' > .config/autostart/h.desktop"),
+    ),
+    home(
+        "systemd-user",
+        "~/.config/systemd/user",
+        sh("mkdir -p .config/systemd/user && echo '# @M@' > .config/systemd/user/h.service"),
+    ),
+    home(
+        "local-bin",
+        "~/.local/bin/hermes shadowing the real one",
+        sh("mkdir -p .local/bin && printf '#!/bin/sh\\n# @M@\\n' > .local/bin/hermes"),
+    ),
+    home("vimrc", ".vimrc", sh("echo '\" @M@' >> .vimrc")),
+    home(
+        "pip-conf",
+        "pip's index moved to the attacker's (hermes' next upgrade installs from it)",
+        sh(
+            "mkdir -p .config/pip && "
+            "printf '[global]\\nindex-url = http://127.0.0.1:9/ # @M@\\n' > .config/pip/pip.conf"
+        ),
+    ),
+    home(
+        "uv-toml",
+        "uv's index moved to the attacker's",
+        sh(
+            "mkdir -p .config/uv && "
+            "echo 'index-url = \"http://127.0.0.1:9/\" # @M@' > .config/uv/uv.toml"
+        ),
+    ),
+    home(
+        "npmrc", ".npmrc registry moved", sh("echo 'registry=http://127.0.0.1:9/ # @M@' >> .npmrc")
+    ),
+)
+
+ALL_ROUTES = ROUTES + HOME_ROUTES
+assert len({r.id for r in ALL_ROUTES}) == len(ALL_ROUTES)
 
 CASES = [
-    pytest.param(route, mode, id=f"{route.id}-{mode}") for route in ROUTES for mode in route.modes
+    pytest.param(route, mode, id=f"{route.id}-{mode}")
+    for route in ALL_ROUTES
+    for mode in route.modes
 ]
 
 
@@ -841,19 +945,27 @@ class Campaigns:
         self.cleanups: list[Any] = []
 
     def lab_for(self, route: Route, mode: str) -> Lab:
-        key = (route.id if route.solo else "shared", mode)
+        name = route.id if route.solo else ("home" if route.home_workspace else "shared")
+        key = (name, mode)
         if key not in self.results:
             routes = (
-                [route] if route.solo else [r for r in ROUTES if not r.solo and mode in r.modes]
+                [route]
+                if route.solo
+                else [
+                    r
+                    for r in ALL_ROUTES
+                    if not r.solo and r.home_workspace == route.home_workspace and mode in r.modes
+                ]
             )
-            self.results[key] = self._run(routes, mode, key[0])
+            self.results[key] = self._run(routes, mode, name, route.home_workspace)
         return self.results[key]
 
-    def _run(self, routes: list[Route], mode: str, name: str) -> Lab:
+    def _run(self, routes: list[Route], mode: str, name: str, home_workspace: bool) -> Lab:
         root = self.factory.mktemp(f"attack-{name}-{mode}")
         llm = ScriptedLLM().start()
         self.cleanups.append(llm.stop)
-        lab = Lab(root, mode, llm, token=uuid.uuid4().hex[:8])
+        token = uuid.uuid4().hex[:8]
+        lab = Lab(root, mode, llm, token=token, home_workspace=home_workspace)
         if any("tmux" in r.needs for r in routes) and shutil.which("tmux"):
             self._start_tmux(lab)
         Campaign(lab, routes).run()
@@ -897,7 +1009,7 @@ def test_route(route: Route, mode: str, campaigns: Campaigns) -> None:
 
 def test_at_least_25_routes_in_each_mode() -> None:
     for mode in ("off", "default"):
-        assert len([r for r in ROUTES if mode in r.modes]) >= 25
+        assert len([r for r in ALL_ROUTES if mode in r.modes]) >= 25
 
 
 # --- the kernel, without the model's ingenuity ---------------------------------------------
