@@ -444,6 +444,31 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route(
+        "background-log-symlink",
+        "the log file hermes opens (O_TRUNC, unconfined) for the next background process is "
+        "made a symlink to config.yaml by the previous one, which finds the log directory "
+        "through its own stdout",
+        (
+            Call(
+                "terminal",
+                {
+                    "command": "readlink /proc/$$/fd/1 > @WS@/log-@RID@; sleep 3",
+                    "background": True,
+                },
+            ),
+            sh(
+                'sleep 0.3; d=$(dirname "$(cat @WS@/log-@RID@)") && '
+                'ln -sf @HH@/config.yaml "$d/bg2.log"; ln -sf @HH@/config.yaml "$d/bg3.log"; '
+                'echo "$d"'
+            ),
+            Call("terminal", {"command": "cat @LIFT@", "background": True}),
+            Dyn(_wait_for_background),
+        ),
+        settle=0.3,
+        # The log names count this session's background processes (bg2, bg3): run alone.
+        solo=True,
+    ),
+    Route(
         "tmux-existing-server",
         "a script handed to the user's tmux server, which runs outside any sandbox",
         (
