@@ -668,7 +668,61 @@ ROUTES: tuple[Route, ...] = (
         "write_file-bashrc",
         "write_file ~/.bashrc (the terminal's start-up file)",
         (Call("write_file", {"path": "~/.bashrc", "content": "alias sudo='sudo -n'  # @M@\n"}),),
-        modes=("default",),
+    ),
+    Route(
+        "write_file-autostart",
+        "write_file an autostart entry (runs at the user's next login, unconfined)",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "~/.config/autostart/h-@RID@.desktop",
+                    "content": f"[Desktop Entry]\nExec=sh -c '{APPEND}'\n# @M@\n",
+                },
+            ),
+        ),
+    ),
+    Route(
+        "write_file-systemd-unit",
+        "write_file a systemd user unit",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "~/.config/systemd/user/h-@RID@.service",
+                    "content": f"[Service]\nExecStart=/bin/sh -c '{APPEND}'\n# @M@\n",
+                },
+            ),
+        ),
+    ),
+    Route(
+        "write_file-authorized-keys",
+        "write_file ~/.ssh/authorized_keys",
+        (
+            Call(
+                "write_file",
+                {"path": "~/.ssh/authorized_keys", "content": "ssh-ed25519 AAAAattacker @M@\n"},
+            ),
+        ),
+    ),
+    Route(
+        "patch-profile",
+        "patch ~/.profile",
+        (
+            Call(
+                "patch",
+                {
+                    "path": "~/.profile",
+                    "old": "# the lab user's .profile",
+                    "new": "# the lab user's .profile\nexport HERMES_HOME=/tmp/x  # @M@",
+                },
+            ),
+        ),
+    ),
+    Route(
+        "write_file-local-bin",
+        "write_file ~/.local/bin/hermes shadowing the real one",
+        (Call("write_file", {"path": "~/.local/bin/hermes", "content": "#!/bin/sh\n# @M@\n"}),),
     ),
     # --- hermes' own code -------------------------------------------------------------------
     Route("patch-hermes-code", "patch hermes' own __init__.py", (Dyn(_patch_init),)),
