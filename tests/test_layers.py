@@ -80,3 +80,64 @@ def test_the_store_is_one_module_per_concern() -> None:
     for name in (*concerns, "core", "records", "migrations", "db"):
         lines = (SRC / "state" / f"{name}.py").read_text().count("\n")
         assert lines < 500, f"state/{name}.py has {lines} lines"
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Like :func:`_imports`, without those under ``if TYPE_CHECKING:`` (annotations only)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(sub)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for sub in ast.walk(node)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_no_import_circle_through_the_gateway_cron_or_the_store() -> None:
+    modules: dict[str, Path] = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {
+        name: {r for r in map(resolve, _runtime_imports(path)) if r and r != name}
+        for name, path in modules.items()
+    }
+    watched = ("hermes_agent.gateway", "hermes_agent.cron", "hermes_agent.state")
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in graph[todo.pop()]:
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    circles = [
+        (a, b)
+        for a in modules
+        if a.startswith(watched)
+        for b in graph[a]
+        if b.startswith(watched) and reaches(b, a)
+    ]
+    assert circles == []

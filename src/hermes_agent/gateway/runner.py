@@ -48,6 +48,7 @@ from hermes_agent.agent.loop import Events
 from hermes_agent.errors import HermesError, UsageError
 from hermes_agent.gateway.access import PAIRING_MESSAGE, Access
 from hermes_agent.gateway.platforms import PLATFORMS, Outbound, Platform
+from hermes_agent.gateway.platforms.base import GatewayClosedError
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
@@ -72,10 +73,6 @@ NEW_SESSION_REPLY = (
     "Started a new conversation: I no longer see what was said here before. "
     "(It is kept, and your saved memories still apply.)"
 )
-
-
-class GatewayClosedError(HermesError):
-    """The gateway is shutting down and takes no new messages."""
 
 
 class GatewayEvents(Events):

@@ -272,7 +272,7 @@ class ApiServer(Platform):
         # Listen before submitting: the answer may come before submit returns to us.
         self._waiting.setdefault(message_id, []).append(queue)
         try:
-            from hermes_agent.gateway.runner import GatewayClosedError
+            from hermes_agent.gateway.platforms.base import GatewayClosedError
 
             try:
                 row, _new = self.gateway.submit(

@@ -32,12 +32,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hermes_agent.errors import HermesError
+
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
     from hermes_agent.gateway.runner import Gateway
     from hermes_agent.state.db import InboundMessage
 
 log = logging.getLogger("hermes_agent.gateway")
+
+
+class GatewayClosedError(HermesError):
+    """The gateway is shutting down and takes no new messages.
+
+    Defined here, beside the base class, because adapters catch it: they import
+    the base, never the runner (which imports them through the registry).
+    """
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ class Discord(Platform):
     def _on_message(self, client: discord.Client, message: discord.Message) -> None:
         import discord
 
-        from hermes_agent.gateway.runner import GatewayClosedError
+        from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         self.alive()
         me = client.user

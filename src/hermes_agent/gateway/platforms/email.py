@@ -736,7 +736,7 @@ class EmailPlatform(Platform):
         user_name: str,
     ) -> bool:
         """Hand a mail to the gateway; False when it is stopping (the mail stays unread)."""
-        from hermes_agent.gateway.runner import GatewayClosedError
+        from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         try:
             self.gateway.submit(

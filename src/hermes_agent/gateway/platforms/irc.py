@@ -530,7 +530,7 @@ class IrcPlatform(Platform):
         self, *, chat_id: str, message_id: str, text: str, user_id: str, user_name: str
     ) -> None:
         """Hand a message to the gateway (which stores what arrives while it starts)."""
-        from hermes_agent.gateway.runner import GatewayClosedError
+        from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         try:
             self.gateway.submit(

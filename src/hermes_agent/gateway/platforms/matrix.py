@@ -280,7 +280,7 @@ class Matrix(Platform):
         """One connection: log in if needed, then sync until something fails."""
         from nio import SyncResponse
 
-        from hermes_agent.gateway.runner import GatewayClosedError
+        from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         client = self._require_client()
         if not client.access_token:

@@ -490,7 +490,7 @@ class Telegram(Platform):
 
     def _take(self, updates: list[Any]) -> None:
         """Submit a batch in order; the offset moves past each update once it is safe."""
-        from hermes_agent.gateway.runner import GatewayClosedError
+        from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         for update in updates:
             update_id = update.get("update_id") if isinstance(update, dict) else None

@@ -369,7 +369,7 @@ class Webhook(Platform):
     async def _hook(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        from hermes_agent.gateway.runner import GatewayClosedError
+        from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         name = request.match_info["route"]
         route = self.routes.get(name)
