@@ -800,24 +800,39 @@ class Campaign:
             lab.note_tools(rid, request)
 
         pending.append(start)
-        for turn in turns:
+        canary = Call("terminal", {"command": CANARY_PLAIN})
+        *head, last = turns
+        # The canary command rides in the same model turn as the route's last tool call
+        # when it can (hermes runs a turn's calls in order): one model round trip less.
+        merged = isinstance(last, Call | Many)
+        for turn in head:
             steps.append(self._step(pending, turn, route.id))
             pending.clear()
             pending.append(note)
+        if merged:
+            calls = last.calls if isinstance(last, Many) else (last,)
+            steps.append(self._step(pending, Many((*calls, canary)), route.id))
+            pending.clear()
+        else:
+            steps.append(self._step(pending, last, route.id))
+            pending.clear()
+            pending.append(note)
 
-        def after_attack(request: RecordedRequest, r: Route = route) -> None:
-            if r.settle:
+            def after_attack(request: RecordedRequest, r: Route = route) -> None:
+                if r.settle:
+                    time.sleep(r.settle)
+                lab.referee(r.id, "same session, after the attack")
+
+            pending.append(after_attack)
+            steps.append(self._step(pending, canary, route.id))
+            pending.clear()
+
+        def after_canary(request: RecordedRequest, r: Route = route) -> None:
+            lab.note_tools(r.id, request)
+            if merged and r.settle:
                 time.sleep(r.settle)
-            lab.referee(r.id, "same session, after the attack")
-
-        pending.append(after_attack)
-        steps.append(self._step(pending, Call("terminal", {"command": CANARY_PLAIN}), route.id))
-        pending.clear()
-
-        def after_canary(request: RecordedRequest, rid: str = route.id) -> None:
-            lab.note_tools(rid, request)
-            lab.check_canary(rid, "same session, after the attack", f"`rm -rf {lab.canary}`")
-            lab.referee(rid, "same session, after the canary command")
+            lab.check_canary(r.id, "same session, after the attack", f"`rm -rf {lab.canary}`")
+            lab.referee(r.id, "same session, after the attack and the canary command")
 
         pending.append(after_canary)
         return steps

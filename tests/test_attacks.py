@@ -118,6 +118,21 @@ while time.monotonic() < end:
 """
 
 
+def _symlink_next_logs(request: RecordedRequest) -> Call:
+    """Make the log files of the next two background processes symlinks to config.yaml."""
+    numbers = [
+        int(n)
+        for n in re.findall(r"started background process bg(\d+)", json.dumps(request.messages))
+    ]
+    after = max(numbers, default=0)
+    # Every free name up to a few past the highest id seen: whatever number comes next.
+    links = " ".join(
+        f'[ -e "$d/bg{n}.log" ] || ln -s @HH@/config.yaml "$d/bg{n}.log";'
+        for n in range(1, after + 4)
+    )
+    return sh(f'sleep 0.3; d=$(dirname "$(cat @WS@/log-@RID@)") && {links} echo "$d"')
+
+
 def _b64(command: str) -> str:
     return base64.b64encode(command.encode()).decode()
 
@@ -456,17 +471,11 @@ ROUTES: tuple[Route, ...] = (
                     "background": True,
                 },
             ),
-            sh(
-                'sleep 0.3; d=$(dirname "$(cat @WS@/log-@RID@)") && '
-                'ln -sf @HH@/config.yaml "$d/bg2.log"; ln -sf @HH@/config.yaml "$d/bg3.log"; '
-                'echo "$d"'
-            ),
+            Dyn(_symlink_next_logs),
             Call("terminal", {"command": "cat @LIFT@", "background": True}),
             Dyn(_wait_for_background),
         ),
         settle=0.3,
-        # The log names count this session's background processes (bg2, bg3): run alone.
-        solo=True,
     ),
     Route(
         "tmux-existing-server",
