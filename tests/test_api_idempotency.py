@@ -136,3 +136,26 @@ def test_deeply_nested_or_huge_bodies_are_refused(gateway: Gateway, llm: Scripte
 def test_an_unknown_key_is_refused(gateway: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError):
         ask(gateway, "not-a-key", "hello")
+
+
+def test_one_key_two_users_same_idempotency_key(
+    hermes_home: Path, tmp_path: Path, llm: ScriptedLLM
+) -> None:
+    # The report: two users of one deployment (one API key), the second reusing the
+    # first one's Idempotency-Key with another question, got the first one's answer.
+    port = free_port()
+    configure_home(hermes_home, llm, port)
+    workdir = tmp_path / "one-key"
+    workdir.mkdir()
+    gateway = Gateway(hermes_home, port, workdir)
+    try:
+        gateway.wait_ready()
+        llm.add(Reply("Private to alice."), Reply("For bob."))
+        same = {"Idempotency-Key": "shared-7"}
+        assert ask(gateway, KEY, "alice's secret plan", user="alice", extra_headers=same) == (
+            "Private to alice."
+        )
+        assert ask(gateway, KEY, "bob's question", user="bob", extra_headers=same) == "For bob."
+        assert len(llm.requests) == 2
+    finally:
+        gateway.kill()
