@@ -730,7 +730,7 @@ class Lab:
             self._seen_tools.add(key)
             if outcome is not None:
                 content = " ".join(str(message.get("content", "")).split())
-                outcome.transcript.append(content[:300])
+                outcome.transcript.append(content[:600])
 
     def audit_modes(self, since: int) -> list[str]:
         """``mode`` of every approval decision logged after byte ``since``."""
