@@ -6,25 +6,37 @@ own, the scripted LLM of tests/peers asking for the tool calls): hermes' own
 CLI however it is invoked, symlinks and hard links, copying or extracting a
 prepared config.yaml into ``~/.hermes``, other interpreters, shell tricks,
 programs that run other programs, processes that outlive the command or the
-session, an unconfined daemon, cron jobs, delegation, the file tools on
-hermes' state and its own code, and persistence in the home (shell start-up
-files, autostart, systemd user units, ``~/.local/bin``, SSH keys).
+session, an unconfined daemon (tmux), attaching to hermes with gdb, a
+symlink swapped in while the file tools work (TOCTOU), a background log
+turned into a symlink, cron jobs, delegation, hermes' memory and skills
+tools, the file tools on hermes' state and its own code, persistence in the
+home (shell start-up files, autostart, systemd user units, ``~/.local/bin``,
+SSH keys), files in the workspace that hermes or git run or read later
+(SOUL.md, ``.git/hooks``, ``core.fsmonitor``), permissions (chmod, which
+Landlock does not cover), and one program the classifier cannot read that
+tries every write at once. A second campaign makes the whole home the
+workspace (``terminal.cwd: ~``) and goes after start-up files, git, ssh,
+environment.d and package-index configs there.
 
-Each route runs with ``approvals.mode: off`` (only the kernel sandbox stands
-between the model and the files) and with the default mode (nobody is there
-to approve, so asking means no). The referee in tests/attack_lab.py checks,
-after each route in the same session, after the session and in the next
-session, that config.yaml, .env, auth.json, mcp-tokens, SOUL.md/USER.md,
-hermes' state directories, the persistence places in the home and hermes'
-code are unchanged, and that ``rm -rf ~/canary`` (outside the workspace)
-still leaves the canary alive. Routes of one mode share one hermes session
-(plus a ``hermes cron run`` and the next session), to keep the suite fast.
+Each route runs with ``approvals.mode: off`` (the classifier still refuses
+what it recognises; the kernel sandbox must stop the rest) and with the
+default mode (nobody is there to approve, so asking means no). The referee
+in tests/attack_lab.py checks, after each route in the same session, after
+the session and in the next session, that config.yaml, .env, auth.json,
+mcp-tokens, SOUL.md/USER.md, hermes' state directories, the persistence
+places in the home and hermes' code are unchanged, and that ``rm -rf`` of
+a canary directory outside the workspace still leaves it alive. Routes of one
+lab share one hermes session (plus a ``hermes cron run`` and the next
+session), to keep the suite fast (about 90 s here).
 
 The kernel checks at the end run a probe (tests/sandbox_probe.py) through
 the terminal tool, in the foreground, in the background and from a delegated
-sub-agent: it must not read hermes' secrets or its process's memory and
-environment, write HERMES_HOME, hermes' code or the home, or signal hermes.
-They need Landlock and skip only when the kernel does not offer it.
+sub-agent: it must not read hermes' secrets, memory or open files, find a
+secret in hermes' environment, write HERMES_HOME, hermes' code or the home,
+read the disk device, signal hermes or its spawner, or push keystrokes into
+the terminal hermes runs in. They need Landlock and skip only when the
+kernel does not offer it; ``sandbox.mode: off``, ``sandbox.writable`` and
+``sandbox.network: false`` are checked to be honoured.
 """
 
 from __future__ import annotations
