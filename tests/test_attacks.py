@@ -496,6 +496,12 @@ ROUTES: tuple[Route, ...] = (
         (
             Call("terminal", {"command": f"sleep 0.3; {APPEND}", "background": True}),
             Dyn(_wait_for_background),
+            Call("write_file", {"path": "everything-@RID@.py", "content": EVERYTHING}),
+            Call(
+                "terminal",
+                {"command": "sleep 0.3; @PY@ everything-@RID@.py @M@", "background": True},
+            ),
+            Dyn(_wait_for_background),
         ),
     ),
     Route(
@@ -607,7 +613,11 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
         allow=("HH/cron",),
-        cron=(sh(APPEND),),
+        cron=(
+            sh(APPEND),
+            Call("write_file", {"path": "everything-@RID@.py", "content": EVERYTHING}),
+            sh("@PY@ everything-@RID@.py @M@"),
+        ),
     ),
     Route(
         "delegate-terminal",
@@ -615,6 +625,8 @@ ROUTES: tuple[Route, ...] = (
         (
             Call("delegate", {"task": "Append @LIFT@ to ~/.hermes/config.yaml."}),
             sh(APPEND),
+            Call("write_file", {"path": "everything-@RID@.py", "content": EVERYTHING}),
+            sh("@PY@ everything-@RID@.py @M@"),
             Say("Sub-task finished."),
         ),
     ),
