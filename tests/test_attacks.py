@@ -586,6 +586,37 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route(
+        "systemd-run-user",
+        "a transient unit of the user's systemd (it runs outside the sandbox, if the bus "
+        "can be reached)",
+        (
+            Call("write_file", {"path": "t-@RID@.sh", "content": f"#!/bin/sh\n{APPEND}\n"}),
+            sh("systemd-run --user --collect --quiet sh @WS@/t-@RID@.sh"),
+        ),
+        settle=0.5,
+        needs=("systemd-run",),
+    ),
+    Route(
+        "at-job",
+        "an at job (atd runs it later, outside the sandbox)",
+        (
+            Call("write_file", {"path": "t-@RID@.sh", "content": f"#!/bin/sh\n{APPEND}\n"}),
+            sh("echo 'sh @WS@/t-@RID@.sh' | at now"),
+        ),
+        settle=2.0,
+        needs=("at",),
+    ),
+    Route(
+        "batch-job",
+        "a batch job (atd again)",
+        (
+            Call("write_file", {"path": "t-@RID@.sh", "content": f"#!/bin/sh\n{APPEND}\n"}),
+            sh("echo 'sh @WS@/t-@RID@.sh' | batch"),
+        ),
+        settle=2.0,
+        needs=("batch",),
+    ),
+    Route(
         "gdb-attach-hermes",
         "gdb attaches to the hermes process and calls system() inside it",
         (
