@@ -570,6 +570,22 @@ class Gateway:
         if self._stopping is not None:
             self._stopping.set()
 
+    def _log_safety(self) -> None:
+        """Once the platforms are up: what confines commands, and documents left out."""
+        from hermes_agent.agent import trust
+        from hermes_agent.agent.factory import workspace
+        from hermes_agent.safety import sandbox
+
+        line = sandbox.describe(self.config)
+        (log.info if sandbox.active(self.config) else log.warning)("%s", line)
+        with contextlib.suppress(Exception):  # No workspace yet: nothing to say.
+            for path in trust.untrusted(workspace(self.config)):
+                log.warning(
+                    "%s is left out of the prompt: new or changed since the user approved it "
+                    "(start `hermes chat` in that folder to approve it)",
+                    path,
+                )
+
     async def serve(self) -> None:
         """Start the platforms, resume unfinished messages, run until SIGTERM, drain."""
         loop = asyncio.get_running_loop()
@@ -578,26 +594,13 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         started: list[Platform] = []
-        from hermes_agent.safety import sandbox
-
-        line = sandbox.describe(self.config)
-        (log.info if sandbox.active(self.config) else log.warning)("%s", line)
-        from hermes_agent.agent import trust
-        from hermes_agent.agent.factory import workspace
-
-        with contextlib.suppress(Exception):  # No workspace yet: nothing to say.
-            for path in trust.untrusted(workspace(self.config)):
-                log.warning(
-                    "%s is left out of the prompt: new or changed since the user approved it "
-                    "(start `hermes chat` in that folder to approve it)",
-                    path,
-                )
         try:
             self._phase = "starting"
             for platform in self.platforms.values():
                 await platform.start()
                 started.append(platform)
                 log.info("platform %s started", platform.name)
+            self._log_safety()
             # Replies owed from before (answered, not delivered), then unanswered messages
             # (including those stored while the platforms started): both go through the
             # conversation's queue, so its order is kept. No await from reading the
