@@ -340,10 +340,12 @@ def test_secrets_in_commands_are_redacted_in_the_audit_log(
     hermes_home.mkdir(parents=True)
     secret = "s3cr3t-value-0123456789"
     (hermes_home / ".env").write_text(f"SOME_API_KEY={secret}\n")
-    approve(make_ctx(hermes_home, workspace, User()), f"echo {secret} | wc -c")
+    with pytest.raises(ToolError, match="SOME_API_KEY"):  # Refused: it carries the secret.
+        approve(make_ctx(hermes_home, workspace, User()), f"echo {secret} | wc -c")
     text = (hermes_home / "logs" / "approvals.jsonl").read_text()
     assert secret not in text
     assert "wc -c" in text
+    assert '"decision": "refused"' in text
 
 
 def test_a_decision_that_cannot_be_audited_is_not_carried_out(
