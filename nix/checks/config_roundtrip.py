@@ -47,10 +47,11 @@ def user_config(state: Path, data: dict[str, Any]) -> None:
 
 
 def snapshot(home: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of the home but the lock file (its holder's pid changes each run)."""
     return {
         str(p): (p.read_bytes(), p.stat().st_mtime_ns)
         for p in sorted(home.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != "home.lock"
     }
 
 
