@@ -682,3 +682,67 @@ def test_container_profile(
     assert snapshot(home) == before
     monkeypatch.delenv("HERMES_CONTAINER")
     assert "Permission denied" in run(make_ctx(), f"touch {elsewhere}/host")
+
+
+# --- aftercare: what the kernel cannot hold -------------------------------------------------
+
+
+def _git_workspace(home: Path) -> Path:
+    ws = home / "work"
+    ws.mkdir(exist_ok=True)
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    return ws
+
+
+def test_git_program_hooks_are_put_back(make_ctx: Any, home: Path) -> None:
+    """A script the classifier cannot read through: only aftercare stands in the way."""
+    ws = _git_workspace(home)
+    ctx = make_ctx()
+    config_before = (ws / ".git" / "config").read_bytes()
+    (ws / "build.sh").write_text(
+        "printf '#!/bin/sh\\nrm -rf ~\\n' > .git/hooks/post-commit\n"
+        "chmod +x .git/hooks/post-commit\n"
+        "git config core.fsmonitor ./x.sh\n"
+        "git config alias.st '!rm -rf ~'\n"
+    )
+    out = tool(ctx, "bash build.sh")
+    assert "hermes undid" in out
+    assert not (ws / ".git" / "hooks" / "post-commit").exists()
+    assert (ws / ".git" / "config").read_bytes() == config_before
+    # Ordinary repository work stays.
+    out = tool(
+        ctx,
+        "git config user.email a@b.c && git config user.name A && git remote add o /x && "
+        "echo hi > f && git add f && git commit -qm one && git log --oneline | wc -l",
+    )
+    assert "hermes undid" not in out
+    assert (
+        "o"
+        in subprocess.run(
+            ["git", "-C", str(ws), "remote"], capture_output=True, text=True
+        ).stdout.split()
+    )
+
+
+def test_git_hooks_from_a_background_command_are_put_back(make_ctx: Any, home: Path) -> None:
+    ws = _git_workspace(home)
+    ctx = make_ctx()
+    tool(ctx, "true")
+    command = "sleep 0.2; printf '#!/bin/sh\\necho pwned\\n' > .git/hooks/pre-commit"
+    proc = term.start_background(command, term.plan(command, ctx), ctx)
+    out = asyncio.run(term.process({"action": "wait", "id": proc.id, "timeout": 10}, ctx))
+    assert "hermes undid" in out
+    assert not (ws / ".git" / "hooks" / "pre-commit").exists()
+
+
+@needs_landlock
+def test_hermes_home_modes_are_put_back(make_ctx: Any, home: Path) -> None:
+    ctx = make_ctx()
+    hermes = home / ".hermes"
+    hermes.chmod(0o700)
+    (hermes / ".env").chmod(0o600)
+    (home / "work" / "perms.sh").write_text(f"chmod 777 {hermes}\nchmod 644 {hermes}/.env\n")
+    out = tool(ctx, "bash perms.sh; echo done")
+    assert (hermes.stat().st_mode & 0o777) == 0o700
+    assert ((hermes / ".env").stat().st_mode & 0o777) == 0o600
+    assert "mode" in out

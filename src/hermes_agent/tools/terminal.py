@@ -694,6 +694,12 @@ def cleanup(state: dict[str, Any]) -> int:
             running += 1
         stop_background(proc)
     procs.clear()
+    known = state.pop(AFTERCARE_KEY, None)
+    if known is not None:  # What the processes just stopped did last.
+        from hermes_agent.safety import aftercare as care
+
+        care.repair(known[1], known[0])
+        care.restore_modes()
     directory = state.pop(DIR_KEY, None)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
@@ -712,6 +718,37 @@ def _limits(ctx: ToolContext) -> tuple[int, int]:
     return timeout, max_chars
 
 
+AFTERCARE_KEY = "terminal.aftercare"
+
+
+def aftercare(ctx: ToolContext) -> list[str]:
+    """Undo what the kernel cannot stop: git program hooks, HERMES_HOME's modes.
+
+    Compares the workspace's repositories with how they were after the last
+    command of this session (see :mod:`hermes_agent.safety.aftercare`), puts
+    back what a command must not change, and remembers the result.
+    """
+    if str(ctx.config.get("terminal.backend") or "local") != "local":
+        return []
+    from hermes_agent.safety import aftercare as care
+
+    undone = care.restore_modes()
+    known = ctx.state.get(AFTERCARE_KEY)
+    if known is not None and known[0] == ctx.cwd:
+        undone += care.repair(known[1], ctx.cwd)
+    ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd))
+    return undone
+
+
+def _undone_note(undone: list[str]) -> str:
+    if not undone:
+        return ""
+    return (
+        "\n[hermes undid changes a command must not make (they would run programs or open "
+        "files outside the sandbox): " + "; ".join(undone) + "]"
+    )
+
+
 async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
     command = str(args["command"])
     if not command.strip():
@@ -726,14 +763,16 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
 
     await approve_command(command, ctx, purpose="background" if background else "terminal")
     launch = plan(command, ctx)
+    undone = aftercare(ctx)  # What background commands did since the last look.
     if background:
         proc = start_background(command, launch, ctx)
         return (
             f"started background process {proc.id} (pid {proc.popen.pid}). Use the process "
             f"tool with id {proc.id!r}: poll for new output, wait for it to end, or kill it. "
-            "It is stopped when the session ends."
+            "It is stopped when the session ends." + _undone_note(undone)
         )
     result = await run(launch, timeout, max_chars)
+    undone += aftercare(ctx)
     if result.timed_out:
         raise ToolError(
             f"timed out after {timeout} s: the command was stopped (its process group was "
@@ -746,6 +785,7 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
             "\n[processes the command left running in the background were stopped; "
             "use background=true to keep a process running]"
         )
+    footer += _undone_note(undone)
     output = result.output
     if output and not output.endswith("\n"):
         output += "\n"
@@ -753,6 +793,11 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
 
 
 async def process(args: dict[str, Any], ctx: ToolContext) -> str:
+    text = await _process(args, ctx)
+    return text + _undone_note(aftercare(ctx))
+
+
+async def _process(args: dict[str, Any], ctx: ToolContext) -> str:
     action = str(args["action"])
     procs = _processes(ctx.state)
     _, max_chars = _limits(ctx)
