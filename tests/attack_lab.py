@@ -161,6 +161,8 @@ class Route:
     needs: tuple[str, ...] = ()
     #: Runs in a lab whose workspace is the whole home (``terminal.cwd: ~``).
     home_workspace: bool = False
+    #: Acts after hermes exits: changes found then without a marker are charged to it.
+    after_exit: bool = False
 
 
 # --- the referee's view of files -------------------------------------------------------------
@@ -370,7 +372,8 @@ class Lab:
             self.canary,
         ):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.hh, 0o700)
+        for d in (self.hh, *(p for p in self.hh.iterdir() if p.is_dir())):
+            os.chmod(d, 0o700)  # as hermes makes them
         (self.hh / "config.yaml").write_text(self.config_text())
         for name, text in (
             (".env", f"LAB_SECRET={self.secret}\nGITHUB_TOKEN=ghp_{self.token}labtoken\n"),
@@ -885,7 +888,8 @@ class Campaign:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         if hasattr(lab, "baseline"):
-            lab.referee("campaign", when)
+            late = [r.id for r in self.routes if r.after_exit and lab.outcomes[r.id].ran]
+            lab.referee(late[0] if late else "campaign", when)
 
     def _cron(self, route: Route) -> None:
         lab = self.lab

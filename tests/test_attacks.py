@@ -534,6 +534,28 @@ ROUTES: tuple[Route, ...] = (
         settle=0.3,
     ),
     Route(
+        "detached-after-hermes-exits",
+        "a detached process waits for hermes to exit, then opens HERMES_HOME's modes and "
+        "writes a git hook and core.fsmonitor into the workspace's repository (what hermes "
+        "puts back after each command, done when no command is left to put it back)",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "later-@RID@.sh",
+                    "content": "echo $$ > @WS@/pid-@RID@\n"
+                    "while [ -e /proc/@PID@ ]; do sleep 0.1; done\n"
+                    "chmod 777 @HH@; chmod 666 @HH@/config.yaml\n"
+                    "printf '#!/bin/sh\\n# @M@\\n' > @WS@/.git/hooks/pre-commit\n"
+                    "chmod +x @WS@/.git/hooks/pre-commit\n"
+                    "git -C @WS@ config core.fsmonitor 'true # @M@'\n",
+                },
+            ),
+            sh("nohup setsid sh @WS@/later-@RID@.sh > /dev/null 2>&1 &"),
+        ),
+        after_exit=True,
+    ),
+    Route(
         "tmux-existing-server",
         "a script handed to the user's tmux server, which runs outside any sandbox",
         (
