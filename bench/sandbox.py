@@ -68,7 +68,7 @@ async def _once(ctx: _Ctx) -> float:
     result = await terminal.run(launch, 30, 10_000)
     elapsed = (time.perf_counter() - start) * 1000
     if result.exit_code != 0:
-        raise SystemExit(f"the command failed: {result.output}")
+        raise SystemExit(f"the command failed ({result.exit_code}): {result.output}")
     return elapsed
 
 

@@ -154,33 +154,42 @@ def _restore(path: Path, data: bytes | None, mode: int | None = None) -> None:
         atomic_write(path, data, mode=stat.S_IMODE(mode) if mode else 0o644)
 
 
-#: (path under HERMES_HOME, the loosest mode allowed, the owner bits it must keep).
-_MODES = (
-    ("", 0o700, 0o700),
-    (home.ENV_FILE, 0o600, 0o600),
-    (home.AUTH_FILE, 0o600, 0o600),
-    (home.MCP_TOKENS_DIR, 0o700, 0o700),
-    (home.LOGS_DIR, 0o700, 0o700),
-    (home.SESSIONS_DIR, 0o700, 0o700),
-    (home.MEMORIES_DIR, 0o700, 0o700),
-    (home.STATE_DB, 0o600, 0o600),
-    (home.CONFIG_FILE, 0o644, 0o600),
+#: HERMES_HOME's own entries whose modes a command must not change.
+_WATCHED = (
+    "",
+    home.ENV_FILE,
+    home.AUTH_FILE,
+    home.MCP_TOKENS_DIR,
+    home.CONFIG_FILE,
+    home.STATE_DB,
+    home.LOGS_DIR,
+    home.SESSIONS_DIR,
+    home.MEMORIES_DIR,
+    home.SKILLS_DIR,
+    home.CRON_DIR,
 )
 
 
-def restore_modes() -> list[str]:
-    """Put HERMES_HOME's own modes back (no more open to others, still usable by hermes)."""
-    fixed = []
+def modes() -> dict[str, int]:
+    """The modes of HERMES_HOME's own entries, as they are now."""
+    found = {}
     root = home.hermes_home()
-    for name, most, least in _MODES:
+    for name in _WATCHED:
         path = root / name if name else root
         with contextlib.suppress(OSError):
             info = path.lstat()
-            if stat.S_ISLNK(info.st_mode):
-                continue
-            mode = stat.S_IMODE(info.st_mode)
-            wanted = (mode & most) | least
-            if wanted != mode:
-                os.chmod(path, wanted)
-                fixed.append(f"{path}: mode {mode:o} -> {wanted:o}")
+            if not stat.S_ISLNK(info.st_mode):
+                found[str(path)] = stat.S_IMODE(info.st_mode)
+    return found
+
+
+def restore_modes(before: dict[str, int]) -> list[str]:
+    """Put back the modes a command changed (opened to others, or closed to hermes)."""
+    fixed = []
+    for path, now in modes().items():
+        was = before.get(path)
+        if was is not None and was != now:
+            with contextlib.suppress(OSError):
+                os.chmod(path, was)
+                fixed.append(f"{path}: mode {now:o} -> {was:o}")
     return fixed

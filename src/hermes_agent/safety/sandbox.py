@@ -439,7 +439,10 @@ def _ruleset(policy: Policy) -> _Built:
 
 def bubblewrap_argv(policy: Policy, bwrap: str, cwd: str) -> list[str]:
     """The ``bwrap`` prefix that applies ``policy`` (see the module docstring)."""
-    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+    # No --die-with-parent: its parent-death signal belongs to the spawner's short-lived
+    # thread, not to the spawner. No --new-session: the command stays in bwrap's process
+    # group (made by the spawner, without a terminal), so stopping the group stops it.
+    argv = [bwrap, "--unshare-pid", "--unshare-ipc"]
     argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     if not policy.network:
         argv.append("--unshare-net")

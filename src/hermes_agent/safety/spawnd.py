@@ -1,29 +1,33 @@
 """The spawner: a small helper process that starts confined commands for hermes.
 
-Landlock is applied by the process itself (``landlock_restrict_self``), so
-something must run between ``fork`` and ``exec``. Doing that in hermes means a
-real ``fork`` of a 60-300 MB Python process (10-35 ms, measured in
-``bench/sandbox.py``) instead of the ``vfork`` Python uses otherwise. This
-helper is started once per hermes process with ``python -I -S`` (a few MB, no
-site-packages, nothing of hermes imported): it forks cheaply, applies the
-ruleset hermes sends, and ``exec``s the command.
+Landlock is applied by a thread to itself (``landlock_restrict_self``), and a
+child inherits its creator thread's domain. Doing that in hermes means a real
+``fork`` of a 60-300 MB Python process (10-35 ms, measured with
+``bench/sandbox.py``) instead of the ``vfork`` Python uses otherwise, and it
+would confine hermes' own thread for good. This helper is started once per
+hermes process with ``python -I -S`` (a few MB, no site-packages, nothing of
+hermes imported). For each command it starts a thread that confines itself
+(its own working directory through ``unshare(CLONE_FS)``, no capabilities, no
+new privileges, the Landlock ruleset hermes sends, the seccomp filter below)
+and then ``posix_spawn``s the command, at ``vfork`` speed; the thread ends,
+the helper's main thread stays unconfined.
 
 Protocol, on a ``SOCK_SEQPACKET`` socket pair (one message per datagram):
 
-- hermes sends ``{"id", "argv", "cwd", "env"}`` as JSON with four file
-  descriptors attached: stdin, stdout, stderr and the Landlock ruleset;
-- the helper answers ``{"id", "pid"}`` once the command has been *executed*
-  (an ``O_CLOEXEC`` pipe tells it whether ``exec`` worked), or
-  ``{"id", "error"}``;
+- hermes sends ``{"id", "argv", "cwd", "env"}`` (and the flags
+  ``deny_unix_sockets``, ``drop_capabilities``) as JSON with three or four
+  file descriptors attached: stdin, stdout, stderr and the Landlock ruleset;
+- the helper answers ``{"id", "pid"}`` once the command has been executed,
+  or ``{"id", "error"}`` (``step:errno:text``) when it could not be;
 - when a command ends, it sends ``{"exit": pid, "code": N}`` (negative: the
   signal that ended it, as :mod:`subprocess` reports it).
 
 The command runs in a new session (its own process group, whose id is its
-pid), with default signal handling, no new privileges and the ruleset
-enforced, and holds no descriptor but 0, 1 and 2. When hermes goes away (the
-socket closes), the helper kills every process group it started and exits, so
-commands never outlive hermes. SIGINT from the terminal is ignored: hermes
-decides what Ctrl-C stops.
+pid) with default signal handling, and holds no descriptor but 0, 1 and 2
+(every other descriptor of the helper is close-on-exec, the socket to hermes
+first of all). When hermes goes away (the socket closes), the helper kills
+every process group it started and exits, so commands never outlive hermes.
+SIGINT from the terminal is ignored: hermes decides what Ctrl-C stops.
 
 This file is run as a script and imports only the standard library.
 """
@@ -115,18 +119,37 @@ def _apply_filter(libc: ctypes.CDLL, program: bytes) -> None:
         raise OSError(ctypes.get_errno(), "seccomp filter")
 
 
-def _child(request: dict[str, object], fds: list[int], error_w: int, libc: ctypes.CDLL) -> None:
-    """In the forked child: become the command, or report why not on ``error_w``."""
+CLONE_FS = 0x00000200
+#: Signals whose handling the command starts with at the default.
+_DEFAULT_SIGNALS = {signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM, signal.SIGHUP}
+
+
+def _which(name: str, env: dict[str, str]) -> str:
+    if "/" in name:
+        return name
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise OSError(errno.ENOENT, f"{name}: command not found")
+
+
+def _confined_spawn(request: dict[str, object], fds: list[int], libc: ctypes.CDLL) -> int:
+    """In a thread of its own: confine this thread, then posix_spawn the command.
+
+    Landlock domains, seccomp filters, no_new_privs and capabilities belong to
+    a thread, and a child inherits its creator thread's: the helper's main
+    thread stays free, and the command starts with ``vfork`` speed instead of
+    a fork of the helper. ``unshare(CLONE_FS)`` gives the thread its own
+    working directory.
+    """
     step = "setup"
     try:
-        for sig in (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.setsid()
-        step = "redirect"
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target, inheritable=True)
-        ruleset = fds[3] if len(fds) > 3 else -1
+        argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
+        env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
+        path = _which(argv[0], env)
+        if libc.unshare(CLONE_FS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_FS)")
         step = "chdir"
         os.chdir(str(request["cwd"]))
         step = "sandbox"
@@ -143,58 +166,64 @@ def _child(request: dict[str, object], fds: list[int], error_w: int, libc: ctype
                     break  # Not root: there is nothing to drop and no right to drop it.
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        ruleset = fds[3] if len(fds) > 3 else -1
         if ruleset >= 0 and libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
             raise OSError(ctypes.get_errno(), "landlock_restrict_self")
         if request.get("deny_unix_sockets"):
-            program = _FILTER
-            if program is None:
+            if _FILTER is None:
                 raise OSError(errno.ENOSYS, "no seccomp filter for this architecture")
-            _apply_filter(libc, program)
-        os.closerange(3, error_w)
-        os.closerange(error_w + 1, 1 << 16)
+            _apply_filter(libc, _FILTER)
         step = "exec"
-        argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
-        env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
-        os.execvpe(argv[0], argv, env)
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds[:3])]
+        return os.posix_spawn(
+            path,
+            argv,
+            env,
+            file_actions=actions,
+            setsid=True,
+            setsigmask=(),
+            setsigdef=_DEFAULT_SIGNALS,
+        )
     except OSError as exc:
-        message = f"{step}:{exc.errno or 0}:{exc.strerror or exc}"
-    except BaseException as exc:  # Anything else: still never return into the loop.
-        message = f"{step}:0:{exc}"
-    try:
-        os.write(error_w, message.encode("utf-8", "replace")[:4000])
-    finally:
-        os._exit(127)
+        raise OSError(exc.errno or 0, f"{step}:{exc.errno or 0}:{exc.strerror or exc}") from None
+
+
+def _close_on_exec_all() -> None:
+    """Every descriptor of the helper but 0-2 closes at exec: a command gets none of them
+    (in particular not the socket to hermes, which would let it ask for a command)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
 
 
 def _start(
     sock: socket.socket, request: dict[str, object], fds: list[int], libc: ctypes.CDLL
 ) -> None:
+    import threading
+
     ident = request.get("id")
-    error_r, error_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        os.close(error_r)
-        os.close(error_w)
-        _send(sock, {"id": ident, "error": f"fork:{exc.errno}:{exc.strerror}"})
-        return
-    if pid == 0:
-        os.close(error_r)
-        _child(request, fds, error_w, libc)
-    os.close(error_w)
-    chunks = []
-    while True:
-        chunk = os.read(error_r, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(error_r)
-    if chunks:
-        os.waitpid(pid, 0)  # It exited with 127 right after writing.
-        _send(sock, {"id": ident, "error": b"".join(chunks).decode("utf-8", "replace")})
-    else:
+    _close_on_exec_all()
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            outcome["pid"] = _confined_spawn(request, fds, libc)
+        except OSError as exc:
+            outcome["error"] = str(exc.strerror)
+        except BaseException as exc:  # A bug here must still answer the request.
+            outcome["error"] = f"spawn:0:{exc}"
+
+    worker = threading.Thread(target=work, name="confine")
+    worker.start()
+    worker.join()
+    if "pid" in outcome:
+        pid = int(outcome["pid"])  # type: ignore[call-overload]
         _CHILDREN.add(pid)
         _send(sock, {"id": ident, "pid": pid})
+    else:
+        _send(sock, {"id": ident, "error": str(outcome.get("error", "spawn:0:unknown"))})
 
 
 _CHILDREN: set[int] = set()

@@ -699,7 +699,7 @@ def cleanup(state: dict[str, Any]) -> int:
         from hermes_agent.safety import aftercare as care
 
         care.repair(known[1], known[0])
-        care.restore_modes()
+        care.restore_modes(known[2])
     directory = state.pop(DIR_KEY, None)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
@@ -732,11 +732,13 @@ def aftercare(ctx: ToolContext) -> list[str]:
         return []
     from hermes_agent.safety import aftercare as care
 
-    undone = care.restore_modes()
+    undone: list[str] = []
     known = ctx.state.get(AFTERCARE_KEY)
-    if known is not None and known[0] == ctx.cwd:
-        undone += care.repair(known[1], ctx.cwd)
-    ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd))
+    if known is not None:
+        undone += care.restore_modes(known[2])
+        if known[0] == ctx.cwd:
+            undone += care.repair(known[1], ctx.cwd)
+    ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd), care.modes())
     return undone
 
 
