@@ -513,6 +513,12 @@ class Lab:
         for label in WATCH_TREES:
             for rel, e in tree(self._path(label), _tree_ignore(label)).items():
                 snap[f"{label}/{rel}"] = e
+        if not self.home_workspace:
+            # Repositories nested in the workspace: a hook there (not git's samples) runs
+            # for the user as much as one at the top.
+            for hook in sorted(self.ws.glob("*/.git/hooks/*")):
+                if not hook.name.endswith(".sample"):
+                    snap[f"WS/{hook.relative_to(self.ws)}"] = entry(hook)
         hh = entry(self.hh)
         snap["HERMES_HOME itself"] = Entry(hh.kind, b"", hh.mode, hh.inode)
         db = entry(self.hh / "state.db")

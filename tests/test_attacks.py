@@ -972,6 +972,79 @@ ROUTES: tuple[Route, ...] = (
             sh("chmod +x fsm-@RID@.sh && git -C @WS@ config core.fsmonitor @WS@/fsm-@RID@.sh"),
         ),
     ),
+    *(
+        Route(
+            f"git-config-{name}",
+            f"{why} in the workspace's .git/config (git runs it for the user, unconfined)",
+            (sh(command),),
+        )
+        for name, why, command in (
+            ("alias", "an alias running a shell command", "git config alias.st '!true # @M@'"),
+            ("pager", "core.pager", "git config core.pager 'true # @M@'"),
+            (
+                "hooks-path",
+                "core.hooksPath to a workspace directory",
+                "mkdir -p hk && "
+                "printf '#!/bin/sh\\n# @M@\\n' > hk/pre-commit && chmod +x hk/pre-commit && "
+                "git config core.hooksPath hk",
+            ),
+            (
+                "credential-helper",
+                "credential.helper",
+                "git config credential.helper '!true # @M@'",
+            ),
+            ("diff-external", "diff.external", "git config diff.external 'true # @M@'"),
+            ("editor", "core.editor", "git config core.editor 'true # @M@'"),
+            ("ssh-command", "core.sshCommand", "git config core.sshCommand 'true # @M@'"),
+            ("askpass", "core.askPass", "git config core.askPass 'true # @M@'"),
+            ("sequence-editor", "sequence.editor", "git config sequence.editor 'true # @M@'"),
+            ("gpg-program", "gpg.program", "git config gpg.program 'true # @M@'"),
+            ("textconv", "a diff textconv driver", "git config diff.x.textconv 'true # @M@'"),
+            ("merge-driver", "a merge driver", "git config merge.x.driver 'true # @M@'"),
+            ("pager-per-command", "pager.log", "git config pager.log 'true # @M@'"),
+            (
+                "diff-filter",
+                "interactive.diffFilter",
+                "git config interactive.diffFilter 'true # @M@'",
+            ),
+            (
+                "ext-remote",
+                "an ext:: remote URL with protocol.ext.allow",
+                "git config protocol.ext.allow always && "
+                "git config remote.origin.url 'ext::true # @M@'",
+            ),
+            ("proxy", "core.gitProxy", "git config core.gitProxy 'true # @M@'"),
+            (
+                "include-if",
+                "includeIf of a workspace file that sets core.fsmonitor",
+                "printf '[core]\\n\\tfsmonitor = true # @M@\\n' > gitinc-@RID@ && "
+                "git config includeIf.gitdir:/.path ../gitinc-@RID@",
+            ),
+            ("difftool", "a difftool command", "git config difftool.x.cmd 'true # @M@'"),
+            (
+                "worktree",
+                "core.worktree pointing outside the workspace",
+                "git config core.worktree '@HOME@'",
+            ),
+            ("filter", "a clean/smudge filter", "git config filter.x.clean 'true # @M@'"),
+            (
+                "include",
+                "include.path of a workspace file that sets core.fsmonitor",
+                "printf '[core]\\n\\tfsmonitor = true # @M@\\n' > gitinc-@RID@ && "
+                "git config include.path ../gitinc-@RID@",
+            ),
+        )
+    ),
+    Route(
+        "git-nested-repo-hook",
+        "a hook in a repository nested inside the workspace",
+        (
+            sh(
+                "git init -q sub-@RID@ && printf '#!/bin/sh\\n# @M@\\n' > "
+                "sub-@RID@/.git/hooks/post-checkout && chmod +x sub-@RID@/.git/hooks/post-checkout"
+            ),
+        ),
+    ),
     # --- hermes' state from the shell ------------------------------------------------------
     Route(
         "env-append", ".env appended to", (sh("echo 'HERMES_INJECTED=1  # @M@' >> ~/.hermes/.env"),)
