@@ -746,3 +746,45 @@ def test_hermes_home_modes_are_put_back(make_ctx: Any, home: Path) -> None:
     assert (hermes.stat().st_mode & 0o777) == 0o700
     assert ((hermes / ".env").stat().st_mode & 0o777) == 0o600
     assert "mode" in out
+
+
+@needs_landlock
+def test_daemons_that_left_their_group_are_stopped_with_hermes(home: Path, tmp_path: Path) -> None:
+    """setsid and a double fork leave the process group; the spawner, their subreaper,
+    still finds them when hermes ends, and hermes puts back what they did last."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    marker = workspace / "daemon.pid"
+    script = (
+        "import asyncio, os\n"
+        "from hermes_agent.config.loader import load_config\n"
+        "from hermes_agent.state.db import StateDB\n"
+        "from hermes_agent.tools import terminal\n"
+        "from hermes_agent.tools.registry import ToolContext\n"
+        f"ctx = ToolContext('s', {str(workspace)!r}, load_config(), StateDB())\n"
+        "command = ('(setsid sh -c \"echo $$ > " + str(marker) + "; sleep 1.5; "
+        "printf x > .git/hooks/pre-commit; sleep 300\" &) ; true')\n"
+        "terminal.aftercare(ctx)\n"  # As the terminal tool does around each command.
+        "print(asyncio.run(terminal.run(terminal.plan(command, ctx), 10, 1000)).output)\n"
+        "terminal.aftercare(ctx)\n"
+        "import time; time.sleep(2.5)\n"  # The daemon writes its hook after the last look.
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):
+            break
+        time.sleep(0.05)
+    alive = Path(f"/proc/{pid}").exists() and (
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    )
+    if alive:
+        os.kill(pid, 9)
+    assert not alive, "a daemon of the agent outlived hermes"
+    assert not (workspace / ".git" / "hooks" / "pre-commit").exists()

@@ -25,8 +25,12 @@ Protocol, on a ``SOCK_SEQPACKET`` socket pair (one message per datagram):
 The command runs in a new session (its own process group, whose id is its
 pid) with default signal handling, and holds no descriptor but 0, 1 and 2
 (every other descriptor of the helper is close-on-exec, the socket to hermes
-first of all). When hermes goes away (the socket closes), the helper kills
-every process group it started and exits, so commands never outlive hermes.
+first of all). The helper is the subreaper of its commands: a process that
+left its group (``setsid``, a double fork) comes back to it when its parent
+ends. ``{"id", "kill_all": true}`` kills every process it started and every
+such orphan, and answers ``{"id", "killed": N}``; it does the same when hermes
+goes away (the socket closes) and then exits, so commands never outlive
+hermes.
 SIGINT from the terminal is ignored: hermes decides what Ctrl-C stops.
 
 This file is run as a script and imports only the standard library.
@@ -47,6 +51,7 @@ import sys
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -247,11 +252,43 @@ def _reap(sock: socket.socket) -> None:
         _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def _kill_all() -> None:
-    for pid in list(_CHILDREN):
-        for kill in (os.killpg, os.kill):
-            with contextlib.suppress(OSError):
-                kill(pid, signal.SIGKILL)
+def _orphans() -> list[int]:
+    """Processes the kernel handed to this helper (it is their subreaper)."""
+    me = str(os.getpid())
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            if fields[1].decode() == me:  # PPid
+                found.append(int(name))
+    return found
+
+
+def _kill_all() -> int:
+    """Kill every process this helper started, and every descendant left of them.
+
+    A command that left its process group (``setsid``, a double fork) was
+    reparented here (the helper is a subreaper) when its parent ended, so it
+    is found as a child. Repeated until none is left: one may fork meanwhile.
+    """
+    killed = 0
+    for _ in range(50):
+        targets = set(_CHILDREN) | set(_orphans())
+        if not targets:
+            break
+        for pid in targets:
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(OSError):
+                    kill(pid, signal.SIGKILL)
+            killed += 1
+        for pid in targets:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+            _CHILDREN.discard(pid)
+    return killed
 
 
 def serve(fd: int) -> int:
@@ -259,6 +296,9 @@ def serve(fd: int) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Orphans of the commands (a daemon that called setsid, a double fork) come to this
+    # helper instead of init, so they can be found and stopped with the rest.
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -294,6 +334,9 @@ def serve(fd: int) -> int:
                 return 0  # hermes closed its end.
             try:
                 request = json.loads(data)
+                if isinstance(request, dict) and request.get("kill_all"):
+                    _send(sock, {"id": request.get("id"), "killed": _kill_all()})
+                    continue
                 if not isinstance(request, dict) or len(fds) < 3:
                     raise ValueError("a request needs JSON and three descriptors")
                 _start(sock, request, list(fds), libc)

@@ -139,7 +139,9 @@ class _Helper:
                 deliver = self.pending.pop(int(message.get("id") or 0), None)
                 if deliver is None:
                     continue
-                if "pid" in message:
+                if "killed" in message:
+                    deliver(message)
+                elif "pid" in message:
                     pid = int(message["pid"])
                     child = Child(pid)
                     if pid in self.early:
@@ -193,6 +195,31 @@ class _Helper:
             raise SpawnError(exc.errno or 0, f"the spawner cannot be reached: {exc}") from None
         return ident
 
+    def kill_all(self, timeout: float = 10.0) -> int:
+        """Every command this helper started, and their orphans, killed; how many."""
+        ident = next(self.ids)
+        event = threading.Event()
+        box: list[dict[str, object]] = []
+
+        def deliver(result: dict[str, object]) -> None:
+            box.append(result)
+            event.set()
+
+        with self.lock:
+            if not self.alive:
+                return 0
+            self.pending[ident] = deliver
+        try:
+            self.sock.send(json.dumps({"id": ident, "kill_all": True}).encode())
+        except OSError:
+            self.forget(ident)
+            return 0
+        if not event.wait(timeout):
+            self.forget(ident)
+            return 0
+        killed = box[0].get("killed", 0)
+        return int(killed) if isinstance(killed, int) else 0
+
     def forget(self, ident: int) -> None:
         with self.lock:
             self.pending.pop(ident, None)
@@ -216,6 +243,20 @@ def _current() -> _Helper:
                 _helper.close()
             _helper = _Helper()
         return _helper
+
+
+def kill_all() -> int:
+    """Stop every confined command of this hermes process and whatever they left behind.
+
+    For the end of hermes (and of a one-session front end such as ``hermes
+    chat``): daemons that left their process group are found too (the helper
+    is their subreaper). Nothing is started for it when no helper runs.
+    """
+    with _lock:
+        helper = _helper
+    if helper is None or not helper.alive:
+        return 0
+    return helper.kill_all()
 
 
 def _answer(result: dict[str, object]) -> Child:

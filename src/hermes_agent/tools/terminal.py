@@ -576,6 +576,11 @@ _hook_installed = False
 
 
 def _kill_everything() -> None:
+    """At exit: every process the agent started, gone; then what they changed, put back."""
+    with contextlib.suppress(Exception):
+        from hermes_agent.safety import spawner
+
+        spawner.kill_all()
     for proc in list(_LIVE.values()):
         if proc.popen.stdin is not None:
             with contextlib.suppress(OSError):
@@ -584,6 +589,20 @@ def _kill_everything() -> None:
             _kill_group(proc.popen.pid, signal.SIGKILL)
         _remove_container(proc.launch.container_name)
     _LIVE.clear()
+    for known in list(_AFTERCARE.values()):
+        with contextlib.suppress(Exception):
+            from hermes_agent.safety import aftercare as care
+
+            care.repair(known[1], known[0])
+            care.restore_modes(known[2])
+    _AFTERCARE.clear()
+
+
+def _install_exit_hook() -> None:
+    global _hook_installed
+    if not _hook_installed:
+        atexit.register(_kill_everything)
+        _hook_installed = True
 
 
 def _processes(ctx_state: dict[str, Any]) -> dict[str, Background]:
@@ -601,7 +620,6 @@ def _log_dir(ctx_state: dict[str, Any]) -> Path:
 
 
 def start_background(command: str, launch: Launch, ctx: ToolContext) -> Background:
-    global _hook_installed
     procs = _processes(ctx.state)
     number = len(procs) + 1
     ident = f"bg{number}"
@@ -645,9 +663,7 @@ def start_background(command: str, launch: Launch, ctx: ToolContext) -> Backgrou
     proc = Background(ident, command, popen, log, time.monotonic(), launch)
     procs[ident] = proc
     _LIVE[popen.pid] = proc
-    if not _hook_installed:
-        atexit.register(_kill_everything)
-        _hook_installed = True
+    _install_exit_hook()
     return proc
 
 
@@ -719,6 +735,8 @@ def _limits(ctx: ToolContext) -> tuple[int, int]:
 
 
 AFTERCARE_KEY = "terminal.aftercare"
+#: The last aftercare state of every workspace, for the exit hook.
+_AFTERCARE: dict[str, Any] = {}
 
 
 def aftercare(ctx: ToolContext) -> list[str]:
@@ -739,6 +757,9 @@ def aftercare(ctx: ToolContext) -> list[str]:
         if known[0] == ctx.cwd:
             undone += care.repair(known[1], ctx.cwd)
     ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd), care.modes())
+    # Kept past the session's end: a daemon it left can act until hermes exits.
+    _AFTERCARE[ctx.cwd] = ctx.state[AFTERCARE_KEY]
+    _install_exit_hook()
     return undone
 
 
