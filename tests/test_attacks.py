@@ -556,6 +556,45 @@ ROUTES: tuple[Route, ...] = (
         after_exit=True,
     ),
     Route(
+        "background-git-hook",
+        "a background process writes a git hook and core.fsmonitor while hermes waits for "
+        "the model; more commands run after it",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "bgh-@RID@.sh",
+                    "content": "sleep 0.5\n"
+                    "printf '#!/bin/sh\\n# @M@\\n' > @WS@/.git/hooks/pre-push\n"
+                    "chmod +x @WS@/.git/hooks/pre-push\n"
+                    "git -C @WS@ config core.fsmonitor 'true # @M@'\n",
+                },
+            ),
+            Call("terminal", {"command": "sh @WS@/bgh-@RID@.sh", "background": True}),
+            sh("sleep 1"),
+            sh("true"),
+        ),
+    ),
+    Route(
+        "detached-git-hook-mid-session",
+        "a detached process (setsid, no longer hermes' child) writes a git hook while the "
+        "session goes on; more commands run after it",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "dgh-@RID@.sh",
+                    "content": "echo $$ > @WS@/pid-@RID@\nsleep 0.5\n"
+                    "printf '#!/bin/sh\\n# @M@\\n' > @WS@/.git/hooks/pre-rebase\n"
+                    "chmod +x @WS@/.git/hooks/pre-rebase\n",
+                },
+            ),
+            sh("nohup setsid sh @WS@/dgh-@RID@.sh > /dev/null 2>&1 &"),
+            sh("sleep 1"),
+            sh("true"),
+        ),
+    ),
+    Route(
         "tmux-existing-server",
         "a script handed to the user's tmux server, which runs outside any sandbox",
         (
