@@ -520,12 +520,13 @@ def scrub_environ_block(names: Iterable[str] = ()) -> int:
 
 @dataclass
 class Confinement:
-    """How to start one confined command: an argv prefix, a pre-exec step, env additions."""
+    """How to start one confined command: an argv prefix (bubblewrap), a Landlock
+    ruleset and flags for the spawner (:mod:`.spawner`), and additions to its environment."""
 
     backend: str
     prefix: list[str] = field(default_factory=list)
     #: The Landlock ruleset (a landlockpy ``Ruleset``; its ``fileno()`` goes to the
-    #: spawner, :mod:`.spawnd`, which enforces it between fork and exec).
+    #: spawner, :mod:`.spawnd`, whose thread enforces it before it spawns the command).
     ruleset: Any = None
     env: dict[str, str] = field(default_factory=dict)
     rules: int = 0
