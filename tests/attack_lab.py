@@ -881,7 +881,7 @@ class Campaign:
         self._next_session()
         self._finish(first)
 
-    def _after_session(self, when: str) -> None:
+    def _after_session(self, when: str, culprit: str | None = None) -> None:
         lab = self.lab
         deadline = time.monotonic() + 8
         for pid_file in lab.ws.glob("pid-*"):
@@ -895,7 +895,7 @@ class Campaign:
                     os.kill(pid, signal.SIGKILL)
         if hasattr(lab, "baseline"):
             late = [r.id for r in self.routes if r.after_exit and lab.outcomes[r.id].ran]
-            lab.referee(late[0] if late else "campaign", when)
+            lab.referee(culprit or (late[0] if late else "campaign"), when)
 
     def _cron(self, route: Route) -> None:
         lab = self.lab
@@ -919,7 +919,8 @@ class Campaign:
             f"`hermes cron run` exit {result.returncode}: {result.stderr.strip()[-300:]}"
         )
         self.sessions.append(result)
-        self._after_session("after the cron run")
+        # The run updates its own job file (last run, status): the cron route's allowance.
+        self._after_session("after the cron run", culprit=route.id)
 
     def _next_session(self) -> None:
         lab = self.lab
