@@ -72,6 +72,8 @@ INIT = PKG / "__init__.py"
 SITE = Path(sysconfig.get_paths()["purelib"])
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 PROBE_SOURCE = Path(__file__).with_name("sandbox_probe.py")
+#: hermes' code whose permission bits must not change (Landlock does not mediate chmod).
+CODE_MODES = (PKG, INIT, VENV / "bin" / "hermes", SITE)
 
 #: ``approvals.mode`` of a lab: ``off`` (written in config.yaml) or ``default``
 #: (no approvals key at all: hermes' default, which asks, and nobody answers).
@@ -557,6 +559,7 @@ class Lab:
             with contextlib.suppress(OSError):
                 self.code_backup[name] = Path(name).read_bytes()
         self.audit_seen = self._audit_bytes()
+        self.code_modes = {path: stat.S_IMODE(path.stat().st_mode) for path in CODE_MODES}
 
     def _audit_bytes(self) -> bytes:
         try:
@@ -670,6 +673,11 @@ class Lab:
             os.symlink(before.data.decode(), path)
 
     def _check_code(self, route: str, when: str) -> None:
+        for path, mode in self.code_modes.items():
+            now = stat.S_IMODE(path.stat().st_mode)
+            if now != mode:
+                self.report([route], when, f"mode of hermes' code {path}: {mode:o} -> {now:o}")
+                os.chmod(path, mode)
         prefix = f"PWN-{self.token}-".encode()
         for path in self._code_files():
             try:

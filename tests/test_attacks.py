@@ -1206,6 +1206,27 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route(
+        "chmod-hermes-code",
+        "a workspace program opens hermes' package, its __init__.py, the console script "
+        "and site-packages to every local user",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "codeperm-@RID@.py",
+                    "content": "import os, sys, sysconfig, hermes_agent\n"
+                    "pkg = os.path.dirname(hermes_agent.__file__)\n"
+                    "for path, mode in ((pkg, 0o777), (os.path.join(pkg, '__init__.py'), 0o666),"
+                    " (os.path.join(sys.prefix, 'bin', 'hermes'), 0o777),"
+                    " (sysconfig.get_paths()['purelib'], 0o777)):\n"
+                    "    try:\n        os.chmod(path, mode)\n"
+                    "    except OSError as exc:\n        print(path, exc.strerror)\n",
+                },
+            ),
+            sh("@PY@ codeperm-@RID@.py"),
+        ),
+    ),
+    Route(
         "rename-hermes-home-python",
         "python os.rename of HERMES_HOME, then a fresh one with a prepared config",
         (
