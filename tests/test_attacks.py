@@ -584,6 +584,7 @@ ROUTES: tuple[Route, ...] = (
             sh("nohup setsid sh @WS@/later-@RID@.sh > /dev/null 2>&1 &"),
         ),
         after_exit=True,
+        needs=("git",),
     ),
     Route(
         "background-git-hook",
@@ -604,6 +605,7 @@ ROUTES: tuple[Route, ...] = (
             sh("sleep 1"),
             sh("true"),
         ),
+        needs=("git",),
     ),
     Route(
         "detached-git-hook-mid-session",
@@ -1043,6 +1045,7 @@ ROUTES: tuple[Route, ...] = (
                 "chmod +x @WS@/.git/hooks/post-commit"
             ),
         ),
+        needs=("git",),
     ),
     Route(
         "workspace-git-fsmonitor",
@@ -1051,12 +1054,14 @@ ROUTES: tuple[Route, ...] = (
             Call("write_file", {"path": "fsm-@RID@.sh", "content": f"#!/bin/sh\n{APPEND}\n"}),
             sh("chmod +x fsm-@RID@.sh && git -C @WS@ config core.fsmonitor @WS@/fsm-@RID@.sh"),
         ),
+        needs=("git",),
     ),
     *(
         Route(
             f"git-config-{name}",
             f"{why} in the workspace's .git/config (git runs it for the user, unconfined)",
             (sh(command),),
+            needs=("git",),
         )
         for name, why, command in (
             ("alias", "an alias running a shell command", "git config alias.st '!true # @M@'"),
@@ -1124,6 +1129,7 @@ ROUTES: tuple[Route, ...] = (
                 "sub-@RID@/.git/hooks/post-checkout && chmod +x sub-@RID@/.git/hooks/post-checkout"
             ),
         ),
+        needs=("git",),
     ),
     # --- hermes' state from the shell ------------------------------------------------------
     Route(
