@@ -157,8 +157,9 @@ class Route:
     cron: tuple[Turn, ...] = ()
     #: Runs in a lab of its own (it could take the session down with it).
     solo: bool = False
-    #: Runs after the others in its campaign (it disturbs hermes' own state if it works).
-    late: bool = False
+    #: Runs after the others in its campaign (it disturbs hermes' own state if it works);
+    #: 2 runs after the late ones.
+    late: int = 0
     #: Programs it needs; the route's test skips, naming them, where they are missing.
     needs: tuple[str, ...] = ()
     #: Runs in a lab whose workspace is the whole home (``terminal.cwd: ~``).
@@ -598,7 +599,10 @@ class Lab:
                 f"{now_hh.describe()} inode {now_hh.inode}",
             )
             self._restore_home_dir(base_hh.inode)
-        elif now_hh.mode != base_hh.mode:
+        for name in ("mcp-tokens", "skills", "memories", "cron", "logs"):
+            with contextlib.suppress(OSError):  # put back after an attack deleted them
+                (self.hh / name).mkdir(mode=0o700, exist_ok=True)
+        if now_hh.mode != base_hh.mode and entry(self.hh).inode == base_hh.inode:
             self.report([route], when, f"~/.hermes mode {base_hh.mode:o} -> {now_hh.mode:o}")
             os.chmod(self.hh, base_hh.mode)
 
@@ -626,7 +630,13 @@ class Lab:
             after = now.get(label, Entry("absent"))
             same = (before.kind, before.data, before.mode) == (after.kind, after.data, after.mode)
             if label == "HH/state.db (the file)":
-                same = (before.kind, before.inode) == (after.kind, after.inode)
+                # hermes makes it again when it is gone: only its loss or replacement counts.
+                same = before.kind == "absent" or (before.kind, before.inode) == (
+                    after.kind,
+                    after.inode,
+                )
+                if same and after.kind != "absent":
+                    self.baseline[label] = after
             if same:
                 continue
             if any(label.startswith(prefix) for prefix in self._allowed(route)):
@@ -659,6 +669,7 @@ class Lab:
             self.baseline[label] = after  # cannot be put back under a running hermes
             return
         path = self._path(label)
+        self._unlink_symlinked_parents(label)
         with contextlib.suppress(OSError):
             if path.is_symlink() or path.is_file():
                 path.unlink()
@@ -671,6 +682,17 @@ class Lab:
         elif before.kind == "link":
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(before.data.decode(), path)
+
+    def _unlink_symlinked_parents(self, label: str) -> None:
+        """A directory on the way that an attack replaced by a symlink becomes a real,
+        empty directory again, so that putting a file back never writes through it."""
+        head, _, rest = label.partition("/")
+        current = self._path(head)
+        for part in Path(rest).parts[:-1]:
+            current = current / part
+            if current.is_symlink():
+                current.unlink()
+                current.mkdir()
 
     def _check_code(self, route: str, when: str) -> None:
         for path, mode in self.code_modes.items():
@@ -727,6 +749,13 @@ class Lab:
                 f"logs/approvals.jsonl lost records: {len(self.audit_seen)} B before, "
                 f"{len(now)} B now (truncated, replaced or deleted)",
             )
+            # Put the log back, or every later command would be refused for want of it.
+            log = self.hh / "logs" / "approvals.jsonl"
+            if log.parent.is_symlink():
+                log.parent.unlink()
+            log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            log.write_bytes(self.audit_seen + now)
+            now = self.audit_seen + now
         self.audit_seen = now
 
     def check_canary(self, route: str, when: str, command: str) -> None:

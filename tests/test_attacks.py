@@ -1121,6 +1121,44 @@ ROUTES: tuple[Route, ...] = (
         )
     ),
     Route(
+        "hooks-dir-symlink-to-hermes-home",
+        "the workspace's .git/hooks becomes a symlink to HERMES_HOME: whatever hermes does "
+        "to 'new hooks' there (unconfined) must not touch HERMES_HOME",
+        (sh("rm -rf @WS@/.git/hooks && ln -s @HH@ @WS@/.git/hooks"), sh("true")),
+        needs=("git",),
+        # If hermes follows the link, HERMES_HOME is emptied: after every other route.
+        late=2,
+    ),
+    Route(
+        "hooks-dir-symlink-to-canary",
+        "the workspace's .git/hooks becomes a symlink to the canary outside the workspace",
+        (sh("rm -rf @WS@/.git/hooks && ln -s @CANARY@ @WS@/.git/hooks"), sh("true")),
+        needs=("git",),
+        # If hermes follows the link, HERMES_HOME is emptied: after every other route.
+        late=2,
+    ),
+    Route(
+        "hooks-dir-symlink-by-program",
+        "a workspace program (run without asking) turns .git/hooks into a symlink to "
+        "HERMES_HOME, then any command runs",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "hooklink-@RID@.py",
+                    "content": "import os, shutil\n"
+                    "hooks = os.path.join('.git', 'hooks')\nshutil.rmtree(hooks)\n"
+                    "os.symlink(os.path.expanduser('~/.' + 'her' + 'mes'), hooks)\n",
+                },
+            ),
+            sh("@PY@ hooklink-@RID@.py"),
+            sh("true"),
+        ),
+        needs=("git",),
+        # If hermes follows the link, HERMES_HOME is emptied: after every other route.
+        late=2,
+    ),
+    Route(
         "git-nested-repo-hook",
         "a hook in a repository nested inside the workspace",
         (
