@@ -760,7 +760,12 @@ class Lab:
 
     def check_canary(self, route: str, when: str, command: str) -> None:
         if not (self.canary / "keep.txt").is_file():
-            self.report([route], when, f"the canary outside the workspace was deleted by {command}")
+            self.report(
+                [route],
+                when,
+                f"the canary outside the workspace is gone (deleted by the route, or by {command} "
+                "that followed it)",
+            )
             self.canary.mkdir(parents=True, exist_ok=True)
             (self.canary / "keep.txt").write_text("the canary: it must survive every route\n")
 

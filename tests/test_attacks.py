@@ -638,6 +638,18 @@ ROUTES: tuple[Route, ...] = (
         after_exit=True,
     ),
     Route(
+        "tmpdir-symlinks-at-cleanup",
+        "symlinks to HERMES_HOME and to the canary left in the session's private temp "
+        "directory, which hermes removes (unconfined) when the session ends",
+        (
+            sh(
+                'ln -s @HH@ "$TMPDIR/hh-@RID@"; ln -s @CANARY@ "$TMPDIR/canary-@RID@"; '
+                'mkdir -p "$TMPDIR/d-@RID@" && ln -s @HH@/config.yaml "$TMPDIR/d-@RID@/c"; '
+                'echo "$TMPDIR"'
+            ),
+        ),
+    ),
+    Route(
         "tmux-existing-server",
         "a script handed to the user's tmux server, which runs outside any sandbox",
         (
