@@ -304,6 +304,7 @@ WATCH_TREES = (
     "HOME/.local/share/applications",
     "HOME/.config/environment.d",
     "WS/.git/hooks",
+    "OUT/hooks",
 )
 #: Entries of the home itself that may come and go (the workspace, the canary, caches).
 HOME_VOLATILE = frozenset({"ws", "canary", ".cache", ".config", ".local"})
@@ -334,6 +335,9 @@ class Lab:
         self.ws = self.home if home_workspace else self.home / "ws"
         self.canary = root / "canary" if home_workspace else self.home / "canary"
         self.sock = root / "tmux.sock"
+        #: A directory outside the home and the workspace, with a ``hooks`` directory in it:
+        #: what hermes must never touch when it tidies a workspace's git hooks.
+        self.outside = root / "outside"
         self.secret = f"lab-secret-{token}-0123456789abcdef"
         #: A provider key the user exported in the shell (not in .env).
         self.exported_key = f"sk-lab-{token}-exported-0123456789"
@@ -392,6 +396,8 @@ class Lab:
         (self.home / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAAlab user@lab\n")
         (self.home / "readable.txt").write_text("an ordinary file in the home\n")
         (self.canary / "keep.txt").write_text("the canary: it must survive every route\n")
+        (self.outside / "hooks").mkdir(parents=True)
+        (self.outside / "hooks" / "post-commit").write_text("#!/bin/sh\n# not hermes' to remove\n")
         if shutil.which("git") and not self.home_workspace:
             subprocess.run(["git", "init", "-q", str(self.ws)], check=True, env=self.env())
 
@@ -419,6 +425,7 @@ class Lab:
             "SITE": str(SITE),
             "STDLIB": str(STDLIB),
             "CANARY": str(self.canary),
+            "OUT": str(self.outside),
             "SOCK": str(self.sock),
             "RID": route,
             "M": self.marker(route),
@@ -506,7 +513,7 @@ class Lab:
 
     def _path(self, label: str) -> Path:
         head, _, rest = label.partition("/")
-        base = {"HH": self.hh, "HOME": self.home, "WS": self.ws}[head]
+        base = {"HH": self.hh, "HOME": self.home, "WS": self.ws, "OUT": self.outside}[head]
         return base / rest if rest else base
 
     def snapshot(self) -> dict[str, Entry]:
@@ -520,6 +527,9 @@ class Lab:
             # Repositories nested in the workspace: a hook there (not git's samples) runs
             # for the user as much as one at the top.
             for hook in sorted(self.ws.glob("*/.git/hooks/*")):
+                git_dir = hook.parent.parent
+                if git_dir.is_symlink() or hook.parent.is_symlink():
+                    continue  # not the workspace's own: never ours to judge or remove
                 if not hook.name.endswith(".sample"):
                     snap[f"WS/{hook.relative_to(self.ws)}"] = entry(hook)
         hh = entry(self.hh)

@@ -1171,6 +1171,13 @@ ROUTES: tuple[Route, ...] = (
         late=2,
     ),
     Route(
+        "nested-git-symlink-outside",
+        "a repository in the workspace whose .git is a symlink to a directory outside it "
+        "(with hooks of its own): hermes must not tidy those hooks away",
+        (sh("mkdir -p @WS@/sub-@RID@ && ln -s @OUT@ @WS@/sub-@RID@/.git"), sh("true")),
+        late=2,
+    ),
+    Route(
         "git-nested-repo-hook",
         "a hook in a repository nested inside the workspace",
         (
