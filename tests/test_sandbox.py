@@ -788,3 +788,32 @@ def test_daemons_that_left_their_group_are_stopped_with_hermes(home: Path, tmp_p
         os.kill(pid, 9)
     assert not alive, "a daemon of the agent outlived hermes"
     assert not (workspace / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_aftercare_never_follows_links_out_of_the_workspace(
+    make_ctx: Any, home: Path, tmp_path: Path
+) -> None:
+    """`.git/hooks` made a link to HERMES_HOME must not make hermes delete HERMES_HOME's
+    files as "new hooks", nor `.git/config` a link to a secret make hermes read it."""
+    ws = _git_workspace(home)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep\n")
+    ctx = make_ctx()
+    hermes = home / ".hermes"
+    before = snapshot(home)
+    (ws / "swap.sh").write_text(
+        f"rm -rf .git/hooks && ln -s {hermes} .git/hooks\n"
+        f"mv .git/config config.bak && ln -s {hermes}/.env .git/config\n"
+        f"mkdir -p sub && git init -q sub && rm -rf sub/.git/hooks && "
+        f"ln -s {precious} sub/.git/hooks\n"
+    )
+    out = tool(ctx, "bash swap.sh")
+    after = {k: v for k, v in snapshot(home).items() if not k.startswith(".hermes/logs/")}
+    assert after == {k: v for k, v in before.items() if not k.startswith(".hermes/logs/")}
+    assert (precious / "keep.txt").exists()
+    assert SECRET not in out
+    assert (ws / ".git" / "hooks").is_dir() and not (ws / ".git" / "hooks").is_symlink()
+    assert not (ws / ".git" / "config").is_symlink()
+    assert "[core]" in (ws / ".git" / "config").read_text()
+    assert not (ws / "sub" / ".git" / "hooks").is_symlink()

@@ -29,7 +29,6 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hermes_agent import home
 
@@ -46,53 +45,134 @@ EXECUTING_KEY = re.compile(
 EXECUTING_SECTION = re.compile(r"^\s*\[\s*(alias|include|includeif|pager)\b", re.IGNORECASE)
 
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+
+# Everything below works relative to directory descriptors opened without following
+# symlinks, because it runs in hermes, unconfined, on a tree a command controls:
+# a `.git/hooks` turned into a symlink to HERMES_HOME must not make hermes read or
+# delete HERMES_HOME's files as "hooks".
+
+
 @dataclass
 class RepoState:
+    #: ``.git/config``'s text (None: absent), or None with ``config_link`` set.
     config: bytes | None
-    hooks: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    config_link: bool = False
+    #: What ``.git/hooks`` is: "dir", "link", "missing" or "other".
+    hooks_kind: str = "missing"
+    #: name -> (content, or the target of a symlink; mode; is a symlink).
+    hooks: dict[str, tuple[bytes, int, bool]] = field(default_factory=dict)
 
 
-def _git_dirs(workspace: Path) -> list[Path]:
-    found = []
-    candidates = [workspace / ".git"]
-    with contextlib.suppress(OSError):
-        candidates += [e / ".git" for e in workspace.iterdir() if e.is_dir()][:200]
-    for candidate in candidates:
-        with contextlib.suppress(OSError):
-            if candidate.is_dir() and not candidate.is_symlink():
-                found.append(candidate)
-    return found
-
-
-def _read(path: Path) -> bytes | None:
+def _open_dir(name: str, parent: int | None = None) -> int | None:
     try:
-        with open(path, "rb") as handle:
-            return handle.read(1 << 20)
+        return os.open(name, _DIR, dir_fd=parent)
     except OSError:
         return None
 
 
-def _hooks(git_dir: Path) -> dict[str, tuple[bytes, int]]:
-    hooks: dict[str, tuple[bytes, int]] = {}
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(git_dir / "hooks"):
-            if entry.name.endswith(".sample"):
-                continue
-            with contextlib.suppress(OSError):
-                info = entry.stat(follow_symlinks=False)
-                data = os.readlink(entry.path).encode() if entry.is_symlink() else None
-                if data is None and stat.S_ISREG(info.st_mode):
-                    data = _read(Path(entry.path))
-                hooks[entry.name] = (data or b"", info.st_mode)
-    return hooks
+def _git_dirs(workspace: str) -> list[tuple[str, ...]]:
+    """Where repositories may be, as path components under the workspace (none followed)."""
+    found: list[tuple[str, ...]] = [(".git",)]
+    ws = _open_dir(workspace)
+    if ws is None:
+        return found
+    try:
+        with os.scandir(ws) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False) and entry.name != ".git":
+                        found.append((entry.name, ".git"))
+                if len(found) > 200:
+                    break
+    finally:
+        os.close(ws)
+    return found
 
 
-def snapshot(workspace: str) -> dict[str, RepoState]:
+def _walk(workspace: str, parts: tuple[str, ...]) -> int | None:
+    """A descriptor of ``workspace/parts...``, every component opened without following."""
+    fd = _open_dir(workspace)
+    for part in parts:
+        if fd is None:
+            return None
+        child = _open_dir(part, fd)
+        os.close(fd)
+        fd = child
+    return fd
+
+
+def _read_at(dir_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, _FILE, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+
+
+def _kind(dir_fd: int, name: str) -> tuple[str, int]:
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return "missing", 0
+    if stat.S_ISLNK(info.st_mode):
+        return "link", info.st_mode
+    if stat.S_ISDIR(info.st_mode):
+        return "dir", info.st_mode
+    if stat.S_ISREG(info.st_mode):
+        return "file", info.st_mode
+    return "other", info.st_mode
+
+
+def _state(git_fd: int) -> RepoState:
+    config_kind, _ = _kind(git_fd, "config")
+    state = RepoState(
+        _read_at(git_fd, "config") if config_kind == "file" else None,
+        config_link=config_kind == "link",
+    )
+    state.hooks_kind, _ = _kind(git_fd, "hooks")
+    if state.hooks_kind != "dir":
+        return state
+    hooks_fd = _open_dir("hooks", git_fd)
+    if hooks_fd is None:
+        state.hooks_kind = "other"
+        return state
+    try:
+        with os.scandir(hooks_fd) as entries:
+            for entry in entries:
+                if entry.name.endswith(".sample"):
+                    continue
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISLNK(info.st_mode):
+                        target = os.readlink(entry.name, dir_fd=hooks_fd)
+                        state.hooks[entry.name] = (os.fsencode(target), info.st_mode, True)
+                    else:
+                        data = _read_at(hooks_fd, entry.name) or b""
+                        state.hooks[entry.name] = (data, info.st_mode, False)
+    finally:
+        os.close(hooks_fd)
+    return state
+
+
+def snapshot(workspace: str) -> dict[tuple[str, ...], RepoState]:
     """The program hooks of the workspace's repositories, as they are now."""
-    return {
-        str(git_dir): RepoState(_read(git_dir / "config"), _hooks(git_dir))
-        for git_dir in _git_dirs(Path(workspace))
-    }
+    found = {}
+    for parts in _git_dirs(workspace):
+        git_fd = _walk(workspace, parts)
+        if git_fd is None:
+            continue
+        try:
+            found[parts] = _state(git_fd)
+        finally:
+            os.close(git_fd)
+    return found
 
 
 def _executing_lines(text: bytes) -> set[str]:
@@ -110,48 +190,124 @@ def _executing_lines(text: bytes) -> set[str]:
     return lines
 
 
-def repair(before: dict[str, RepoState], workspace: str) -> list[str]:
+def _put(dir_fd: int, name: str, data: bytes, mode: int) -> None:
+    """Replace ``name`` in ``dir_fd`` (a file or a symlink there, never followed)."""
+    temp = f".{name}.hermes-restore"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp, dir_fd=dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, stat.S_IMODE(mode) or 0o644, dir_fd=dir_fd)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, stat.S_IMODE(mode) or 0o644)
+    finally:
+        os.close(fd)
+    os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _put_hook(hooks_fd: int, name: str, old: tuple[bytes, int, bool]) -> None:
+    data, mode, is_link = old
+    if is_link:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=hooks_fd)
+        os.symlink(os.fsdecode(data), name, dir_fd=hooks_fd)
+    else:
+        _put(hooks_fd, name, data, mode)
+
+
+def _remove(dir_fd: int, name: str) -> bool:
+    """Remove an entry (a symlink itself, never its target); False for a directory."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except IsADirectoryError:
+        return False
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        return False
+    return True
+
+
+def repair(before: dict[tuple[str, ...], RepoState], workspace: str) -> list[str]:
     """Put back program hooks the last command added or changed; what was undone."""
     undone: list[str] = []
-    after = snapshot(workspace)
-    for git_dir, now in after.items():
-        was = before.get(git_dir, RepoState(None))
-        path = Path(git_dir)
-        if now.config != was.config and now.config is not None:
-            added = _executing_lines(now.config) - _executing_lines(was.config or b"")
-            if added:
-                _restore(path / "config", was.config)
-                undone.append(
-                    f"{path / 'config'}: restored (the command added "
-                    f"{', '.join(sorted(added))[:200]}, which makes git run a program)"
-                )
-        for name, (data, mode) in now.hooks.items():
-            old = was.hooks.get(name)
-            if old == (data, mode):
-                continue
-            hook = path / "hooks" / name
-            if old is None:
-                with contextlib.suppress(OSError):
-                    hook.unlink()
-                undone.append(f"{hook}: removed (a git hook runs when the user next uses git)")
-            else:
-                _restore(hook, old[0], old[1])
-                undone.append(f"{hook}: restored (a git hook runs when the user next uses git)")
+    for parts in _git_dirs(workspace):
+        git_fd = _walk(workspace, parts)
+        if git_fd is None:
+            continue
+        try:
+            now = _state(git_fd)
+            was = before.get(parts, RepoState(None))
+            shown = os.path.join(workspace, *parts)
+            undone += _repair_config(git_fd, shown, was, now)
+            undone += _repair_hooks(git_fd, shown, was, now)
+        except OSError:
+            undone.append(f"{os.path.join(workspace, *parts)}: could not be checked")
+        finally:
+            os.close(git_fd)
     return undone
 
 
-def _restore(path: Path, data: bytes | None, mode: int | None = None) -> None:
-    with contextlib.suppress(OSError):
-        if path.is_symlink() or path.is_dir():
-            if path.is_dir() and not path.is_symlink():
-                return  # A directory where the file was: left for the user to see.
-            path.unlink()
-        if data is None:
-            path.unlink(missing_ok=True)
-            return
-        from hermes_agent.fsutil import atomic_write
+def _repair_config(git_fd: int, shown: str, was: RepoState, now: RepoState) -> list[str]:
+    if now.config_link and not was.config_link:
+        _remove(git_fd, "config")
+        if was.config is not None:
+            _put(git_fd, "config", was.config, 0o644)
+        return [f"{shown}/config: restored (it was made a symbolic link)"]
+    if now.config is None or now.config == was.config:
+        return []
+    added = _executing_lines(now.config) - _executing_lines(was.config or b"")
+    if not added:
+        return []
+    if was.config is None:
+        _remove(git_fd, "config")
+    else:
+        _put(git_fd, "config", was.config, 0o644)
+    return [
+        f"{shown}/config: restored (the command added "
+        f"{', '.join(sorted(added))[:200]}, which makes git run a program)"
+    ]
 
-        atomic_write(path, data, mode=stat.S_IMODE(mode) if mode else 0o644)
+
+def _repair_hooks(git_fd: int, shown: str, was: RepoState, now: RepoState) -> list[str]:
+    note = "a git hook runs when the user next uses git"
+    if now.hooks_kind != was.hooks_kind and now.hooks_kind in ("link", "other", "file"):
+        # `.git/hooks` replaced by a symbolic link (to HERMES_HOME, say) or a file: the
+        # link itself goes, never what it points to, and the old hooks come back.
+        if not _remove(git_fd, "hooks"):
+            return [f"{shown}/hooks: replaced by something hermes cannot remove; check it"]
+        if was.hooks_kind == "dir":
+            os.mkdir("hooks", 0o755, dir_fd=git_fd)
+            hooks_fd = _open_dir("hooks", git_fd)
+            if hooks_fd is not None:
+                try:
+                    for name, old in was.hooks.items():
+                        _put_hook(hooks_fd, name, old)
+                finally:
+                    os.close(hooks_fd)
+        return [f"{shown}/hooks: restored (it was replaced by a link or a file; {note})"]
+    if now.hooks_kind != "dir":
+        return []
+    undone = []
+    hooks_fd = _open_dir("hooks", git_fd)
+    if hooks_fd is None:
+        return []
+    try:
+        for name, entry in now.hooks.items():
+            previous = was.hooks.get(name)
+            if previous == entry:
+                continue
+            if previous is None:
+                if _remove(hooks_fd, name):
+                    undone.append(f"{shown}/hooks/{name}: removed ({note})")
+                else:
+                    undone.append(f"{shown}/hooks/{name}: left (a directory); check it")
+            else:
+                _put_hook(hooks_fd, name, previous)
+                undone.append(f"{shown}/hooks/{name}: restored ({note})")
+    finally:
+        os.close(hooks_fd)
+    return undone
 
 
 #: HERMES_HOME's own entries whose modes a command must not change.
