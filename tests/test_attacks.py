@@ -1290,6 +1290,22 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route(
+        "chmod-ssh-files",
+        "a workspace program makes ~/.ssh/authorized_keys writable by every local user "
+        "(a key added later by anyone logs in as the user)",
+        (
+            Call(
+                "write_file",
+                {
+                    "path": "sshperm-@RID@.py",
+                    "content": "import os\n"
+                    "os.chmod(os.path.expanduser('~/.ssh/authorized_keys'), 0o666)\n",
+                },
+            ),
+            sh("@PY@ sshperm-@RID@.py"),
+        ),
+    ),
+    Route(
         "rename-hermes-home-python",
         "python os.rename of HERMES_HOME, then a fresh one with a prepared config",
         (
