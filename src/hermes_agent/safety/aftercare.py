@@ -13,9 +13,10 @@ Landlock decides by path who may write what, and two things escape that shape:
   its previous text. Other changes (``git remote add``, ``git config
   user.email``, ``git push -u``) stay.
 - **Mode bits.** Landlock does not mediate ``chmod``: a command could open
-  ``HERMES_HOME`` or ``.env`` to other users of the machine (not to itself:
-  their content stays out of its reach). After each command hermes puts the
-  modes of its home, its secret files and its state directories back.
+  ``HERMES_HOME``, ``.env`` or hermes' own code to other users of the machine
+  (not to itself: their content stays out of its reach). After each command
+  hermes puts the modes of its home, its secret files, its state directories
+  and its code (package, venv scripts, site-packages) back.
 
 Both run in hermes, unconfined, between commands: cheap (a few ``stat``
 calls), and they see what background processes did by the next command.
@@ -25,9 +26,11 @@ They cover the workspace's own repository and those one level below it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass, field
 
 from hermes_agent import home
@@ -37,13 +40,17 @@ EXECUTING_KEY = re.compile(
     r"""^\s*(
         fsmonitor | hookspath | \w*command | pager | editor | askpass | gitproxy
       | textconv | clean | smudge | process | driver | helper | program | cmd
-      | uploadpack | receivepack | path | externaldiff | tool | templatedir | difffilter
+      | uploadpack | receivepack | path | external | externaldiff | tool | templatedir
+      | difffilter | worktree | allow
     )\s*=""",
     re.IGNORECASE | re.VERBOSE,
 )
+#: A value naming a transport that runs a program (``url = ext::sh -c ...``).
+EXECUTING_VALUE = re.compile(r"=\s*\"?\s*(ext|fd)::", re.IGNORECASE)
 #: Section headers that carry programs whatever the key (``[alias] x = !rm -rf ~``).
-EXECUTING_SECTION = re.compile(r"^\s*\[\s*(alias|include|includeif|pager)\b", re.IGNORECASE)
-
+EXECUTING_SECTION = re.compile(
+    r"^\s*\[\s*(alias|include|includeif|pager|protocol)\b", re.IGNORECASE
+)
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
@@ -146,8 +153,6 @@ def _state(git_fd: int) -> RepoState:
     try:
         with os.scandir(hooks_fd) as entries:
             for entry in entries:
-                if entry.name.endswith(".sample"):
-                    continue
                 with contextlib.suppress(OSError):
                     info = entry.stat(follow_symlinks=False)
                     if stat.S_ISLNK(info.st_mode):
@@ -185,7 +190,7 @@ def _executing_lines(text: bytes) -> set[str]:
             if section:
                 lines.add(line.lower())
             continue
-        if section or EXECUTING_KEY.match(line):
+        if section or EXECUTING_KEY.match(line) or EXECUTING_VALUE.search(line):
             lines.add(" ".join(line.split()).lower())
     return lines
 
@@ -295,8 +300,8 @@ def _repair_hooks(git_fd: int, shown: str, was: RepoState, now: RepoState) -> li
     try:
         for name, entry in now.hooks.items():
             previous = was.hooks.get(name)
-            if previous == entry:
-                continue
+            if previous == entry or (name.endswith(".sample") and not entry[2]):
+                continue  # Unchanged, or a sample: git never runs those.
             if previous is None:
                 if _remove(hooks_fd, name):
                     undone.append(f"{shown}/hooks/{name}: removed ({note})")
@@ -326,26 +331,53 @@ _WATCHED = (
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _code_paths() -> tuple[str, ...]:
+    """hermes' code whose modes a command must not open: the places, the package's
+    files, and the venv's scripts (a few hundred ``lstat`` calls, well under 1 ms)."""
+    import hermes_agent
+    from hermes_agent.safety import places as places_module
+
+    paths = list(places_module.places().code)
+    package = os.path.dirname(hermes_agent.__file__)
+    for folder, dirs, files in os.walk(package):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        paths += [os.path.join(folder, n) for n in (*dirs, *files)]
+    scripts = os.path.dirname(sys.executable)
+    with contextlib.suppress(OSError):
+        paths += [os.path.join(scripts, n) for n in os.listdir(scripts)]
+    # Listed once per process: nothing the agent runs can add files to hermes' code.
+    return tuple(paths)
+
+
 def modes() -> dict[str, int]:
-    """The modes of HERMES_HOME's own entries, as they are now."""
+    """The modes of HERMES_HOME's own entries and of hermes' code, as they are now."""
     found = {}
     root = home.hermes_home()
-    for name in _WATCHED:
-        path = root / name if name else root
-        with contextlib.suppress(OSError):
-            info = path.lstat()
-            if not stat.S_ISLNK(info.st_mode):
-                found[str(path)] = stat.S_IMODE(info.st_mode)
+    paths = [str(root / name) if name else str(root) for name in _WATCHED]
+    lstat, is_link = os.lstat, stat.S_ISLNK
+    for path in (*paths, *_code_paths()):
+        try:
+            mode = lstat(path).st_mode
+        except OSError:
+            continue
+        if not is_link(mode):
+            found[path] = mode & 0o7777
     return found
 
 
-def restore_modes(before: dict[str, int]) -> list[str]:
-    """Put back the modes a command changed (opened to others, or closed to hermes)."""
+def restore_modes(before: dict[str, int]) -> tuple[list[str], dict[str, int]]:
+    """Put back the modes a command changed (opened to others, or closed to hermes).
+
+    Returns what was fixed and the modes as they are now (for the next look).
+    """
     fixed = []
-    for path, now in modes().items():
+    now = modes()
+    for path, mode in now.items():
         was = before.get(path)
-        if was is not None and was != now:
+        if was is not None and was != mode:
             with contextlib.suppress(OSError):
-                os.chmod(path, was)
-                fixed.append(f"{path}: mode {now:o} -> {was:o}")
-    return fixed
+                os.chmod(path, was, follow_symlinks=False)
+                fixed.append(f"{path}: mode {mode:o} -> {was:o}")
+                now[path] = was
+    return fixed, now

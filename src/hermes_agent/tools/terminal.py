@@ -753,10 +753,13 @@ def aftercare(ctx: ToolContext) -> list[str]:
     undone: list[str] = []
     known = ctx.state.get(AFTERCARE_KEY)
     if known is not None:
-        undone += care.restore_modes(known[2])
+        fixed, now = care.restore_modes(known[2])
+        undone += fixed
         if known[0] == ctx.cwd:
             undone += care.repair(known[1], ctx.cwd)
-    ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd), care.modes())
+    else:
+        now = care.modes()
+    ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd), now)
     # Kept past the session's end: a daemon it left can act until hermes exits.
     _AFTERCARE[ctx.cwd] = ctx.state[AFTERCARE_KEY]
     _install_exit_hook()
