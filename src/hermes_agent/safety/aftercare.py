@@ -351,10 +351,18 @@ def _code_paths() -> tuple[str, ...]:
 
 
 def modes() -> dict[str, int]:
-    """The modes of HERMES_HOME's own entries and of hermes' code, as they are now."""
+    """The modes of HERMES_HOME's entries, the user's credentials and hermes' code, now."""
     found = {}
+    from hermes_agent.safety import places as places_module
+
     root = home.hermes_home()
     paths = [str(root / name) if name else str(root) for name in _WATCHED]
+    # The user's credentials: opened to others by a chmod, they would be theirs to read.
+    where = places_module.places()
+    ssh = os.path.join(where.home, ".ssh")
+    paths += [*where.secrets, ssh]
+    with contextlib.suppress(OSError):
+        paths += [os.path.join(ssh, n) for n in os.listdir(ssh)]
     lstat, is_link = os.lstat, stat.S_ISLNK
     for path in (*paths, *_code_paths()):
         try:
