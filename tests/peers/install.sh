@@ -59,6 +59,20 @@ if ! command -v bwrap >/dev/null 2>&1; then
     fi
 fi
 
+# ---- at (Debian package): attack routes that queue a command for later -----------------
+# tests/test_attacks.py tries `at` and `batch` as ways out of the sandbox; without the
+# package those routes are reported as skipped, never passed.
+if ! command -v at >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing at (apt-get)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends at >&2
+    else
+        echo "tests/peers/install.sh: at is not installed; its attack routes will be skipped" >&2
+    fi
+fi
+
 # ---- OpenSSH server and client (Debian packages): the terminal tool's ssh backend ----
 # tests/test_terminal_tool.py starts its own `sshd -D -f CONFIG` on 127.0.0.1 (a free
 # port, a generated host key, a test key in authorized_keys). Idempotent: nothing
