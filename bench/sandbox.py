@@ -14,8 +14,10 @@ with secrets to hide, this script runs the same command (``true`` through
 
 Each pair is measured back to back, and the figure is the median of the
 per-pair differences, so the machine's drift cancels out. Also reported: the
-cold build of the ruleset (the first command of a process) and the number of
-rules it holds.
+cold build of the ruleset (the first command of a process), the number of
+rules it holds, and ``aftercare_ms``: the look hermes takes after each command
+for what the kernel cannot hold (safety/aftercare.py), which the terminal tool
+adds once per command.
 
 Usage: ``.venv/bin/python bench/sandbox.py [--runs N] [--json PATH] [--check]``
 """
@@ -97,6 +99,24 @@ async def _paired(base: _Ctx, other: _Ctx, runs: int) -> dict[str, float]:
     }
 
 
+def _aftercare_ms(workspace: str, runs: int = 100) -> float:
+    """The look hermes takes after each command (git hooks of the workspace's repository,
+    the modes of HERMES_HOME, credentials and its code): median ms."""
+    import subprocess
+
+    from hermes_agent.tools import terminal
+
+    subprocess.run(["git", "init", "-q", workspace], check=False)
+    ctx = _Ctx({}, workspace)
+    terminal.aftercare(ctx)  # type: ignore[arg-type]
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        terminal.aftercare(ctx)  # type: ignore[arg-type]
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -131,6 +151,7 @@ def main() -> int:
             results["bubblewrap"] = asyncio.run(_paired(off, bwrap, max(20, args.runs // 4)))
         else:
             results["bubblewrap"] = "bwrap is not installed or cannot make namespaces here"
+        results["aftercare_ms"] = _aftercare_ms(workspace)
         for ctx in (off, landlock):
             sandbox.cleanup(ctx.state)
     print(json.dumps(results, indent=2))

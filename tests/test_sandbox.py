@@ -817,3 +817,24 @@ def test_aftercare_never_follows_links_out_of_the_workspace(
     assert not (ws / ".git" / "config").is_symlink()
     assert "[core]" in (ws / ".git" / "config").read_text()
     assert not (ws / "sub" / ".git" / "hooks").is_symlink()
+
+
+def test_a_hook_the_user_approved_through_the_file_tools_stays(make_ctx: Any, home: Path) -> None:
+    from hermes_agent.tools import files
+
+    ws = _git_workspace(home)
+    ctx = make_ctx()
+
+    async def yes(question: str, choices: Any) -> str | None:
+        return "yes"
+
+    ctx.ask = yes
+    tool(ctx, "true")
+    asyncio.run(
+        files.write_file(
+            {"path": ".git/hooks/pre-commit", "content": "#!/bin/sh\nmake lint\n"}, ctx
+        )
+    )
+    out = tool(ctx, "git status --short | wc -l")
+    assert "hermes undid" not in out
+    assert (ws / ".git" / "hooks" / "pre-commit").exists()

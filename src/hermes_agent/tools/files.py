@@ -351,12 +351,26 @@ def _write_preview(decision: Decision, content: str) -> tuple[str, str]:
     return f"Change:\n{_diff(before, content, shown, limit=3000)}", _added(before, content)
 
 
-def _approved_persona(decision: Decision, path: Path, data: bytes) -> None:
-    """The user approved this content of a persona document: later prompts may read it."""
-    from hermes_agent.agent import trust
+def _approved_persona(
+    decision: Decision, path: Path, data: bytes, ctx: ToolContext | None = None
+) -> None:
+    """The user approved this write: remember what it makes legitimate.
 
-    if decision.key == PathKind.PERSONA.value and decision.need is Need.ASK:
+    A persona document's content may now enter prompts; a file in a ``.git``
+    directory (a hook the user asked for) is the new state the terminal's
+    aftercare compares with, instead of something to put back.
+    """
+    from hermes_agent.agent import trust
+    from hermes_agent.safety.places import in_git_dir
+
+    if decision.need is not Need.ASK:
+        return
+    if decision.key == PathKind.PERSONA.value:
         trust.trust(path, data)
+    if ctx is not None and in_git_dir(str(path)):
+        from hermes_agent.tools import terminal
+
+        terminal.rebaseline(ctx)
 
 
 async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
@@ -381,7 +395,7 @@ async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
         await confirm(ctx, decision, "write_file", preview=shown, added=added)
         guard.recheck(decision)
     await asyncio.to_thread(_write, path, data)
-    _approved_persona(decision, path, data)
+    _approved_persona(decision, path, data, ctx)
     lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
     what = "created" if info is None else f"replaced (was {_human(info.st_size)})"
     return f"wrote {len(data)} bytes ({lines} lines) to {_display(path, ctx.cwd)}: {what}"
@@ -607,7 +621,7 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
                 "Read it again and redo the patch."
             )
     await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
-    _approved_persona(writing, path, done.after.encode("utf-8"))
+    _approved_persona(writing, path, done.after.encode("utf-8"), ctx)
     times = "1 occurrence" if done.count == 1 else f"{done.count} occurrences"
     return f"patched {shown}: replaced {times}\n{diff}"
 

@@ -766,6 +766,18 @@ def aftercare(ctx: ToolContext) -> list[str]:
     return undone
 
 
+def rebaseline(ctx: ToolContext) -> None:
+    """Take the workspace as it is now as the state to compare with (a write the user
+    approved, such as a git hook through the file tools, is not undone)."""
+    if AFTERCARE_KEY not in ctx.state:
+        return
+    from hermes_agent.safety import aftercare as care
+
+    known = ctx.state[AFTERCARE_KEY]
+    ctx.state[AFTERCARE_KEY] = (ctx.cwd, care.snapshot(ctx.cwd), known[2])
+    _AFTERCARE[ctx.cwd] = ctx.state[AFTERCARE_KEY]
+
+
 def _undone_note(undone: list[str]) -> str:
     if not undone:
         return ""
@@ -789,7 +801,10 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
 
     await approve_command(command, ctx, purpose="background" if background else "terminal")
     launch = plan(command, ctx)
-    undone = aftercare(ctx)  # What background commands did since the last look.
+    # The last look (after the previous command) still holds unless a background
+    # process ran since: look again only then, or for the first time.
+    running = any(p.popen.poll() is None for p in _processes(ctx.state).values())
+    undone = aftercare(ctx) if running or AFTERCARE_KEY not in ctx.state else []
     if background:
         proc = start_background(command, launch, ctx)
         return (
