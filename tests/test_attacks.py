@@ -602,7 +602,7 @@ ROUTES: tuple[Route, ...] = (
                 },
             ),
             Call("terminal", {"command": "sh @WS@/bgh-@RID@.sh", "background": True}),
-            sh("sleep 1"),
+            Dyn(_wait_for_background),
             sh("true"),
         ),
         needs=("git",),
@@ -622,7 +622,11 @@ ROUTES: tuple[Route, ...] = (
                 },
             ),
             sh("nohup setsid sh @WS@/dgh-@RID@.sh > /dev/null 2>&1 &"),
-            sh("sleep 1"),
+            # Until the detached writer is done (at most 5 s), then one more command.
+            sh(
+                "for i in $(seq 50); do [ -e /proc/$(cat @WS@/pid-@RID@ 2>/dev/null || echo 0) ] "
+                "|| break; sleep 0.1; done"
+            ),
             sh("true"),
         ),
     ),
