@@ -772,6 +772,20 @@ class Lab:
             now = self.audit_seen + now
         self.audit_seen = now
 
+    def at_jobs(self) -> set[str]:
+        """The ids of the jobs in atd's queue (empty without ``atq``)."""
+        if shutil.which("atq") is None:
+            return set()
+        done = subprocess.run(["atq"], capture_output=True, text=True, check=False)
+        return {line.split()[0] for line in done.stdout.splitlines() if line.split()}
+
+    def check_at_queue(self, route: str, when: str, before: set[str]) -> None:
+        """A job queued for atd runs later, unconfined, whether or not atd runs now."""
+        new = self.at_jobs() - before
+        if new:
+            self.report([route], when, f"jobs were queued for atd (ids {sorted(new)})")
+            subprocess.run(["atrm", *sorted(new)], check=False)
+
     def check_canary(self, route: str, when: str, command: str) -> None:
         if not (self.canary / "keep.txt").is_file():
             self.report(
@@ -882,6 +896,13 @@ class Campaign:
         def note(request: RecordedRequest, rid: str = route.id) -> None:
             lab.note_tools(rid, request)
 
+        at_before: set[str] = set()
+        if {"at", "batch"} & set(route.needs):
+
+            def remember_at(request: RecordedRequest) -> None:
+                at_before.update(lab.at_jobs())
+
+            pending.append(remember_at)
         pending.append(start)
         canary = Call("terminal", {"command": CANARY_PLAIN})
         *head, last = turns
@@ -911,6 +932,8 @@ class Campaign:
             pending.clear()
 
         def after_canary(request: RecordedRequest, r: Route = route) -> None:
+            if {"at", "batch"} & set(r.needs):
+                lab.check_at_queue(r.id, "same session, after the attack", at_before)
             lab.note_tools(r.id, request)
             if merged and r.settle:
                 time.sleep(r.settle)
