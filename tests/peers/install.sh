@@ -59,17 +59,18 @@ if ! command -v bwrap >/dev/null 2>&1; then
     fi
 fi
 
-# ---- at (Debian package): attack routes that queue a command for later -----------------
-# tests/test_attacks.py tries `at` and `batch` as ways out of the sandbox; without the
-# package those routes are reported as skipped, never passed.
-if ! command -v at >/dev/null 2>&1; then
+# ---- at and rsync (Debian packages): attack routes that need them ---------------------
+# tests/test_attacks.py tries `at` and `batch` as ways out of the sandbox, and rsync as a
+# way to copy a prepared config.yaml; without the packages those routes are reported as
+# skipped, never passed.
+if ! command -v at >/dev/null 2>&1 || ! command -v rsync >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "==> installing at (apt-get)" >&2
+        echo "==> installing at and rsync (apt-get)" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >&2
-        apt-get install -y -qq --no-install-recommends at >&2
+        apt-get install -y -qq --no-install-recommends at rsync >&2
     else
-        echo "tests/peers/install.sh: at is not installed; its attack routes will be skipped" >&2
+        echo "tests/peers/install.sh: at or rsync is missing; their attack routes are skipped" >&2
     fi
 fi
 

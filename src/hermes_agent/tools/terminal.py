@@ -627,7 +627,12 @@ def start_background(command: str, launch: Launch, ctx: ToolContext) -> Backgrou
         number += 1
         ident = f"bg{number}"
     log = _log_dir(ctx.state) / f"{ident}.log"
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    # A fresh file, never followed through a link (the log directory is private, but a
+    # command run unconfined by the user's choice could have left one there).
+    with contextlib.suppress(FileNotFoundError):
+        log.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(log, flags, 0o600)
     popen: subprocess.Popen[bytes] | Child
     try:
         if launch.spawned:
