@@ -34,9 +34,7 @@ import functools
 import os
 import posixpath
 import re
-import site
 import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,6 +231,9 @@ def code_places() -> list[str]:
     for prefix in (sys.prefix, sys.base_prefix):
         if norm(prefix) not in SYSTEM_PREFIXES:
             found.append(prefix)
+    import site  # Here, not at the top: a start-up header need not pay for them.
+    import sysconfig
+
     paths = sysconfig.get_paths()
     for key in ("purelib", "platlib", "scripts", "stdlib", "platstdlib"):
         if paths.get(key) and norm(paths[key]) not in SYSTEM_PREFIXES:

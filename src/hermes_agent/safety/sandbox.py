@@ -157,14 +157,14 @@ def landlock_abi() -> int:
     """
     if sys.platform != "linux":
         return 0
-    try:
-        import landlockpy
-    except ImportError:  # pragma: no cover - a dependency on Linux
-        return 0
-    try:
-        return int(landlockpy.abi_version())
-    except OSError:
-        return 0
+    # The probe itself, without importing landlockpy (a chat's start-up header asks
+    # this): landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION).
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+    return abi if abi > 0 else 0
 
 
 @functools.lru_cache(maxsize=1)
