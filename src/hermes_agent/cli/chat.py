@@ -249,18 +249,8 @@ def one_shot(args: argparse.Namespace) -> int:
 
 # --- interactive ----------------------------------------------------------------------
 
-HELP = """\
-/help              this list
-/new               start a new session
-/model [NAME]      show or switch the model
-/tools             the tools the agent can use
-/usage             tokens and cost of this session
-/compress          summarise older messages now to free context
-/title TEXT        name this session
-/sessions          recent sessions (resume one with /resume ID)
-/resume ID         switch to another session
-/exit              leave (Ctrl-D works too)
-Enter sends; Alt-Enter (or Esc then Enter) adds a new line. Ctrl-C stops an answer."""
+#: Said after the command list in /help.
+KEYS_HELP = "Enter sends; Alt-Enter (or Esc then Enter) adds a new line. Ctrl-C stops an answer."
 
 
 def _prewarm_sdk(wire: str) -> None:
@@ -428,24 +418,17 @@ class Repl:
     # --- slash commands -------------------------------------------------------------------
 
     async def command(self, line: str) -> str | None:
-        name, _, rest = line[1:].partition(" ")
-        rest = rest.strip()
-        handlers: dict[str, Callable[[str], Coroutine[Any, Any, str | None]]] = {
-            "help": self.cmd_help,
-            "new": self.cmd_new,
-            "model": self.cmd_model,
-            "tools": self.cmd_tools,
-            "usage": self.cmd_usage,
-            "compress": self.cmd_compress,
-            "title": self.cmd_title,
-            "sessions": self.cmd_sessions,
-            "resume": self.cmd_resume,
-            "exit": self.cmd_exit,
-            "quit": self.cmd_exit,
-        }
-        handler = handlers.get(name.lower())
+        """Run a slash command from the table (agent/commands.py): ``cmd_<name>``."""
+        from hermes_agent.agent import commands
+
+        parsed = commands.parse(line)
+        name, rest = parsed if parsed is not None else (line[1:].split(" ", 1)[0], "")
+        command = commands.lookup(name, commands.CHAT)
+        handler: Callable[[str], Coroutine[Any, Any, str | None]] | None = (
+            getattr(self, f"cmd_{command.name}", None) if command is not None else None
+        )
         if handler is None:
-            self.console.print(f"[red]unknown command /{name}[/]; /help lists them")
+            self.console.print(f"unknown command /{name}; /help lists them", markup=False)
             return None
         try:
             return await handler(rest)
@@ -454,7 +437,9 @@ class Repl:
             return None
 
     async def cmd_help(self, _: str) -> None:
-        self.console.print(HELP, markup=False)
+        from hermes_agent.agent import commands
+
+        self.console.print(commands.help_text(commands.CHAT) + "\n" + KEYS_HELP, markup=False)
 
     async def cmd_exit(self, _: str) -> str:
         return "exit"
