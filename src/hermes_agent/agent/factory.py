@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hermes_agent.agent.loop import Events as AgentEvents
     from hermes_agent.config.loader import Config
     from hermes_agent.providers.base import Provider
+    from hermes_agent.providers.fallback import FallbackChain
     from hermes_agent.providers.settings import ProviderSettings
     from hermes_agent.state.db import StateDB
     from hermes_agent.tools.registry import Tool
@@ -47,6 +48,9 @@ def agent_parts(
 
     redact.set_enabled(bool(config.get("redaction.enabled")))
     settings = provider_settings.resolve(config, provider=provider, model=model, base_url=base_url)
+    from hermes_agent.providers import fallback
+
+    fallback.entries(config)  # A malformed fallback_providers list is reported at start.
     chosen = (
         [t.strip() for t in toolsets.split(",") if t.strip()]
         if toolsets
@@ -71,14 +75,18 @@ def build_agent(
     cwd: Path,
     events: AgentEvents,
     provider: Provider | None = None,
+    fallbacks: FallbackChain | None = None,
 ) -> Agent:
     """An :class:`Agent` on ``session_id`` (shared by the chat and the gateway).
 
     ``provider``: a client to share (the gateway keeps one for all its
     conversations: a new SDK client per message costs milliseconds and
-    megabytes); without it one is built from ``settings``.
+    megabytes); without it one is built from ``settings``. ``fallbacks``: the
+    same for the ``fallback_providers`` chain (built from ``config`` when not
+    given; its clients are only built when one is needed).
     """
     from hermes_agent.agent.loop import Agent
+    from hermes_agent.providers import fallback
     from hermes_agent.providers import settings as provider_settings
 
     summary_model = config.get("compression.summary_model")
@@ -97,4 +105,5 @@ def build_agent(
         cwd=cwd,
         events=events,
         summary_provider=summary_provider if summary_model else None,
+        fallbacks=fallbacks if fallbacks is not None else fallback.chain(config, settings),
     )

@@ -35,6 +35,7 @@ from hermes_agent.tools.registry import Tool, ToolContext, ToolResult, dispatch
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
+    from hermes_agent.providers.fallback import FallbackChain
     from hermes_agent.state.db import StateDB
 
 
@@ -55,6 +56,11 @@ class Events:
 
     def notice(self, message: str) -> None:
         """Something the user should know that is not part of the answer."""
+
+    def fallback(self, error: ProviderError, message: str) -> None:
+        """The model failed with ``error``; another provider goes on (``message`` says
+        which, in one line). Streamed text so far is void, as after :meth:`retrying`."""
+        self.notice(message)
 
     async def ask(self, question: str, choices: Sequence[str]) -> str | None:
         """Ask the user; None means nobody can answer (tools must then play safe)."""
@@ -120,8 +126,14 @@ class Agent:
         summary_provider: Callable[[], Provider] | None = None,
         system_prompt: str | None = None,
         depth: int = 0,
+        fallbacks: FallbackChain | None = None,
     ) -> None:
         self.provider = provider
+        #: Providers that go on when ``provider`` fails (``fallback_providers``).
+        self.fallbacks = fallbacks
+        #: Who answers in this turn: ``provider`` until it fails, then a fallback.
+        self._answering: Provider = provider
+        self._fallback_next = 0
         self.tools = {t.name: t for t in tools}
         self.config = config
         self.db = db
@@ -141,6 +153,10 @@ class Agent:
             depth=depth,
             delegate=self.delegate,
         )
+        from hermes_agent.images import vision_supported
+
+        # read_file returns a picture as an image only to a model that takes images.
+        self.context.state["vision"] = vision_supported(config, provider.model)
         totals = db.session_usage(session_id) or (0, 0, 0, 0, 0.0)
         self.usage = Usage(*totals[:4])
         self.cost_usd: float | None = totals[4]
@@ -159,7 +175,7 @@ class Agent:
         what the user chose for it changed (SOUL.md, USER.md, personality, model,
         tools): see :func:`prompt_key`.
         """
-        personality = self.config.get("display.personality") or ""
+        personality = self.personality_text()
         tools = list(self.tools)
         key = prompt_key(
             cwd=self.cwd, personality=personality, model=self.provider.model, tools=tools
@@ -176,6 +192,18 @@ class Agent:
         )
         return self.db.keep_system_prompt(self.session_id, prompt, key)
 
+    def personality_text(self) -> str:
+        """The style the session's prompt gets: /personality's choice, else the config's.
+
+        A name from ``personalities:`` in config.yaml or the bundled ones is
+        replaced by its text; any other text is used as it is (the user wrote it).
+        """
+        from hermes_agent.agent.prompt import personality_style
+
+        chosen = self.db.session_personality(self.session_id)
+        name = chosen if chosen is not None else self.config.get("display.personality") or ""
+        return personality_style(self.config, name)
+
     async def aclose(self, *, close_provider: bool = True) -> None:
         """End the session's resources: tool processes, and the provider's connections."""
         from hermes_agent.tools.registry import cleanup_state
@@ -183,10 +211,17 @@ class Agent:
         cleanup_state(self.context.state)
         if close_provider:
             await self.provider.aclose()
+            if self.fallbacks is not None:
+                await self.fallbacks.aclose()
 
     # --- history -----------------------------------------------------------------
 
-    def _append(self, message: Message, usage: dict[str, float] | None = None) -> None:
+    def _append(
+        self,
+        message: Message,
+        usage: dict[str, float] | None = None,
+        answered_by: tuple[str, str] | None = None,
+    ) -> None:
         """Store ``message`` and add it to the history the model is sent, both redacted.
 
         The model gets what state.db keeps, in this turn as in later ones: a
@@ -198,7 +233,7 @@ class Agent:
             from hermes_agent.redact import redact_message
 
             message = redact_message(message)
-        self.db.add_message(self.session_id, message, usage=usage)
+        self.db.add_message(self.session_id, message, usage=usage, answered_by=answered_by)
         self.history.append(message)
         self._chars_since_last_call += len(str(message.get("content") or "")) + sum(
             len(c["function"]["arguments"]) for c in message.get("tool_calls") or ()
@@ -263,8 +298,13 @@ class Agent:
         *,
         resume: bool = False,
         on_answer: Callable[[str], None] | None = None,
+        images: Sequence[Any] = (),
     ) -> TurnResult:
         """Answer one user message, using tools as needed.
+
+        ``images``: stored images (:class:`hermes_agent.images.ImageRef`) that come
+        with the message; a model that does not take images is never sent them
+        (:class:`hermes_agent.images.ImageError` says so before anything is stored).
 
         ``resume``: the message may already be the last user turn of the
         history, from a process that was stopped while answering it (the
@@ -285,7 +325,8 @@ class Agent:
         if not self.inherited_untrusted:
             self.context.state.pop("untrusted_sources", None)
         if not resumed:
-            self._append({"role": "user", "content": text})
+            self._append(self._user_message(text, images))
+        self._answering, self._fallback_next = self.provider, 0  # Each turn: the primary.
         turn_usage = Usage()
         turn_cost: float | None = 0.0
         partial: list[str] = []
@@ -299,7 +340,11 @@ class Agent:
                 turn_cost = None if cost is None or turn_cost is None else turn_cost + cost
                 if not completion.tool_calls and on_answer is not None:
                     on_answer(completion.text)
-                self._append(completion.as_message(), usage=self._usage_row(completion, cost))
+                self._append(
+                    completion.as_message(),
+                    usage=self._usage_row(completion, cost),
+                    answered_by=(self._answering.name, self._answering.model),
+                )
                 partial.clear()
                 if not completion.tool_calls:
                     return TurnResult(completion.text, "done", call_number, turn_usage, turn_cost)
@@ -322,6 +367,30 @@ class Agent:
             self._repair_unanswered_calls()
             raise
 
+    def _user_message(self, text: str, refs: Sequence[Any]) -> Message:
+        message: Message = {"role": "user", "content": text}
+        if not refs:
+            return message
+        from hermes_agent import images
+
+        if not images.vision_supported(self.config, self.provider.model):
+            raise images.ImageError(images.no_vision_message(self.provider.model))
+        return images.attach(message, list(refs))
+
+    def _for_model(self, provider: Provider) -> list[Message]:
+        """The history as ``provider`` gets it: without images for a model that has no eyes.
+
+        The history may hold images from an earlier model (or a fallback may be
+        another model); each becomes a note instead of a provider's 400.
+        """
+        if not any("images" in m for m in self.history):
+            return self.history
+        from hermes_agent import images
+
+        if images.vision_supported(self.config, provider.model):
+            return self.history
+        return [images.without_images(m) if "images" in m else m for m in self.history]
+
     async def _call_model(self, partial: list[str]) -> Completion:
         def on_text(delta: str) -> None:
             partial.append(delta)
@@ -331,25 +400,55 @@ class Agent:
             partial.clear()
             self.events.retrying(error, delay, attempt)
 
-        completion = await complete_with_retries(
-            lambda: self.provider.complete(
-                system=self.system,
-                messages=self.history,
-                tools=self.tool_specs(),
-                on_text=on_text,
-            ),
-            on_retry=on_retry,
-        )
+        while True:
+            provider = self._answering
+            try:
+                completion = await complete_with_retries(
+                    lambda provider=provider: provider.complete(  # type: ignore[misc]
+                        system=self.system,
+                        messages=self._for_model(provider),
+                        tools=self.tool_specs(),
+                        on_text=on_text,
+                    ),
+                    on_retry=on_retry,
+                )
+                break
+            except ProviderError as exc:
+                await self._fall_back(exc)
+                partial.clear()
         self._last_prompt_tokens = completion.usage.prompt_tokens
         self._chars_since_last_call = 0
         return completion
+
+    async def _fall_back(self, error: ProviderError) -> None:
+        """Go on with the next fallback provider after ``error``, or raise it.
+
+        An error another provider would not cure (authentication, a bad request)
+        is raised as it is; so is the last provider's error when none is left.
+        """
+        from hermes_agent.providers import fallback
+
+        if (
+            self.fallbacks is None
+            or self._fallback_next >= len(self.fallbacks)
+            or not fallback.worth_falling_back(error)
+        ):
+            raise error
+        failed = self._answering
+        self._answering = await self.fallbacks.client(self._fallback_next)
+        self._fallback_next += 1
+        self.events.fallback(
+            error,
+            f"{fallback.label(failed)} failed ({error}); "
+            f"going on with {fallback.label(self._answering)}",
+        )
 
     def _cost(self, completion: Completion) -> float | None:
         """This call's cost (the provider's figure, else list price), added to the session's."""
         self.usage.add(completion.usage)
         cost = completion.cost_usd
         if cost is None:
-            cost = models.estimate_cost(self.provider.model, completion.usage)
+            cost = models.estimate_cost(self._answering.model, completion.usage)
         if cost is None:
             self.cost_usd = None  # Unknown once, unknown for the session: never a guess.
         elif self.cost_usd is not None:
@@ -423,6 +522,7 @@ class Agent:
             cwd=self.cwd,
             events=_ChildEvents(self.events),
             depth=depth,
+            fallbacks=self.fallbacks,
         )
         child.inherited_untrusted = bool(self.context.state.get("untrusted_read"))
         if "untrusted_sources" in self.context.state:

@@ -87,6 +87,22 @@ def _read(path: Path) -> str:
     return text
 
 
+def personalities(config: Config | None) -> dict[str, str]:
+    """Every personality by name: the bundled ones, then ``personalities:`` from config.yaml."""
+    found = dict(PERSONALITIES)
+    own = config.get("personalities") if config is not None else None
+    if isinstance(own, dict):
+        found.update({str(k).lower(): str(v) for k, v in own.items() if isinstance(v, str)})
+    return found
+
+
+def personality_style(config: Config | None, name: str) -> str:
+    """The style text for ``name`` (a personality's name, or the text itself); "" for none."""
+    if not name or name.lower() == "none":
+        return ""
+    return personalities(config).get(name.lower(), name)
+
+
 def prompt_key(*, cwd: Path, personality: str, model: str, tools: Collection[str]) -> str:
     """What a session's prompt was built from, as far as the user chooses it.
 
@@ -133,8 +149,7 @@ def build_system_prompt(
     if user is not None and (text := _read(user)):
         sections.append(f"## About the user (USER.md)\n{text}")
     if personality:
-        style = PERSONALITIES.get(personality.lower(), personality)
-        sections.append(f"## Style\n{style}")
+        sections.append(f"## Style\n{personality_style(config, personality)}")
     if config is not None:
         import importlib
 

@@ -391,7 +391,16 @@ SETTINGS: tuple[Setting, ...] = (
         "display.personality",
         "",
         "str",
-        "Name of a personality added to the system prompt. Empty: none.",
+        "Name of a personality added to the system prompt. Empty: none. Bundled: `concise`, "
+        "`teacher`, `friendly`, `technical`; more in `personalities`. `/personality NAME` "
+        "switches one session.",
+    ),
+    Setting(
+        "personalities",
+        {},
+        "dict",
+        "Your own personalities: name to the style text added to the system prompt (a name "
+        "here replaces a bundled one of the same name).",
     ),
     Setting(
         "skills.disabled",
@@ -450,6 +459,15 @@ SETTINGS: tuple[Setting, ...] = (
         "and well-known key shapes) with [REDACTED] in tool results and errors, state.db, logs, "
         "exports, gateway replies and the terminal. Off is for debugging a provider; requests "
         "that would send a secret to a host are refused either way.",
+    ),
+    Setting(
+        "fallback_providers",
+        [],
+        "list[dict]",
+        "Providers tried in order when the model fails after its retries, or answers with an "
+        "error another one may not have (5xx, 429, overloaded, model gone). Each entry: "
+        "`provider`, `model`, optional `base_url` and `api_key_env`. Auth errors stop the "
+        "turn instead.",
     ),
     Setting(
         "mcp_servers",
@@ -905,6 +923,7 @@ _EXPECTED = {
     "list[str]": "a list of strings",
     "list[id]": "a list of ids (strings or integers)",
     "dict": "a mapping",
+    "list[dict]": "a list of mappings",
 }
 
 
@@ -932,6 +951,8 @@ def check_value(setting: Setting, value: Any) -> str | None:
         )
     elif kind == "dict":
         ok = isinstance(value, dict)
+    elif kind == "list[dict]":
+        ok = isinstance(value, list) and all(isinstance(item, dict) for item in value)
     else:  # pragma: no cover - a programming error in SETTINGS
         raise AssertionError(f"unknown kind {kind!r} for {setting.key}")
     if not ok:

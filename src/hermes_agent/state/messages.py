@@ -58,6 +58,7 @@ class MessageStore(StoreCore):
         message: Mapping[str, Any],
         *,
         usage: Mapping[str, float] | None = None,
+        answered_by: tuple[str, str] | None = None,
     ) -> int:
         """Append one message to the session's active history; return its row id.
 
@@ -66,6 +67,8 @@ class MessageStore(StoreCore):
         separate titling step. ``usage`` (the keyword arguments of
         :meth:`add_usage`) is added in the same transaction: a model's reply
         and what it cost are stored together, in one write instead of two.
+        ``answered_by`` (provider, model) records who wrote a reply, with
+        ``usage["cost_usd"]`` as its cost (fallback providers: it can change).
         """
         row = self._encode(message)
         title = title_from(row["content"]) if row["role"] == "user" and row["content"] else None
@@ -79,6 +82,11 @@ class MessageStore(StoreCore):
             )
             if usage:
                 conn.execute(_ADD_USAGE, (*_usage_values(usage), session_id))
+            if answered_by is not None:
+                conn.execute(
+                    "UPDATE messages SET provider = ?, model = ?, cost_usd = ? WHERE id = ?",
+                    (*answered_by, (usage or {}).get("cost_usd"), message_id),
+                )
             cached = self._histories.get(session_id)
             if cached is not None:  # Committed below; a failed commit drops the cache.
                 decoded = self._decode(row)
@@ -110,6 +118,40 @@ class MessageStore(StoreCore):
             for offset, row in enumerate(rows):
                 self._insert(conn, session_id, seq + offset, row, now)
             conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+
+    def undo_last_exchange(self, session_id: str) -> str | None:
+        """Take the last user message and everything after it out of the active history.
+
+        The rows stay (marked ``compacted`` and ``undone``): searchable, exported,
+        never sent to the model again. Returns that user message's text (what
+        /retry sends again), or None when the active history has no user message.
+        """
+        with self._write() as conn:
+            self._require(conn, session_id)
+            row = conn.execute(
+                "SELECT seq, content FROM messages WHERE session_id = ? AND compacted = 0 "
+                "AND role = 'user' ORDER BY seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            self._forget_history(session_id)
+            conn.execute(
+                "UPDATE messages SET compacted = 1, undone = 1 "
+                "WHERE session_id = ? AND compacted = 0 AND seq >= ?",
+                (session_id, row[0]),
+            )
+        return str(row[1] or "")
+
+    def answered_by(self, session_id: str) -> list[tuple[str, str, float | None]]:
+        """(provider, model, cost) of each recorded reply of the session, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT provider, model, cost_usd FROM messages WHERE session_id = ? "
+                "AND provider IS NOT NULL ORDER BY seq",
+                (session_id,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
     def messages(self, session_id: str, include_compacted: bool = False) -> list[Message]:
         """The session's messages in order, as the dicts that were stored.
@@ -156,6 +198,7 @@ class MessageStore(StoreCore):
                 created_at=row["created_at"],
                 compacted=bool(row["compacted"]),
                 message=self._decode(row),
+                undone=bool(row["undone"]),
             )
             for row in rows
         ]

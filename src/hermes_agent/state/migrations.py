@@ -289,3 +289,18 @@ def m008_inbound_fingerprint(conn: sqlite3.Connection) -> None:
     # An HTTP API client's Idempotency-Key reused with a different request must not be
     # answered with the first request's reply: the digest of the request is kept with it.
     conn.execute("ALTER TABLE gateway_inbound ADD COLUMN fingerprint TEXT")
+
+
+@migration
+def m011_undo_answered_by_personality(conn: sqlite3.Connection) -> None:
+    # /undo takes the last exchange out of the model's context without deleting it: its
+    # rows are marked compacted (so every reader of the active history leaves them out)
+    # and undone (so exports can say why).
+    conn.execute("ALTER TABLE messages ADD COLUMN undone INTEGER NOT NULL DEFAULT 0")
+    # Which provider and model wrote each reply, and what it cost: with fallback
+    # providers a session's replies may come from several.
+    conn.execute("ALTER TABLE messages ADD COLUMN provider TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN cost_usd REAL")
+    # /personality NAME for one session (NULL: display.personality applies).
+    conn.execute("ALTER TABLE sessions ADD COLUMN personality TEXT")

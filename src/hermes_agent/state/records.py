@@ -97,6 +97,8 @@ class StoredMessage:
     created_at: float
     compacted: bool
     message: Message
+    #: Taken out of the context by /undo (``compacted`` is set too).
+    undone: bool = False
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,20 @@ class SessionStore(StoreCore):
         )
         return stored
 
+    def session_personality(self, session_id: str) -> str | None:
+        """The personality chosen for this session with /personality (None: the config's)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT personality FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def set_personality(self, session_id: str, name: str | None) -> None:
+        """Choose the session's personality ("" none, None back to display.personality)."""
+        self._update_session(
+            session_id, "UPDATE sessions SET personality = ? WHERE id = ?", (name,)
+        )
+
     def set_model(self, session_id: str, model: str) -> None:
         """Record a model switch, so a resumed session continues with the same model."""
         self._update_session(session_id, "UPDATE sessions SET model = ? WHERE id = ?", (model,))
