@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hermes_agent.cli.gateway",
         "run the agent as a service for chat platforms and the HTTP API",
     ),
+    "acp": (
+        "hermes_agent.acp.server",
+        "serve the agent to an editor over the Agent Client Protocol (as hermes-acp)",
+    ),
     "setup": ("hermes_agent.cli.setup", "choose a provider, API key, model and workspace"),
     "config": ("hermes_agent.cli.config", "show, check and change the configuration"),
     "sessions": (
@@ -48,6 +52,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hermes_agent.cli.deploy",
         "apply a NixOS deployment spec (used by services.hermes-agent)",
     ),
+    "doctor": (
+        "hermes_agent.cli.doctor",
+        "check the installation and say what to fix (exit 1 when something is wrong)",
+    ),
+    "status": (
+        "hermes_agent.cli.status",
+        "is the gateway running, which platforms are connected, next jobs, today's use",
+    ),
+    "logs": ("hermes_agent.cli.logs", "show the gateway, ACP, approvals or an MCP server's log"),
     "version": ("hermes_agent.cli.version", "show version, Python, HERMES_HOME, install method"),
 }
 
