@@ -190,8 +190,32 @@ def gateway_service_log_path() -> Path:
     return logs_dir() / GATEWAY_SERVICE_LOG
 
 
-def mcp_tokens_dir() -> Path:
-    return path(MCP_TOKENS_DIR)
+def mcp_tokens_dir(root: Path | None = None) -> Path:
+    return path(MCP_TOKENS_DIR, root)
+
+
+def _mcp_server_file(name: str, suffix: str, root: Path | None) -> Path:
+    import re
+
+    # The name comes from config.yaml or the command line: never let it leave mcp-tokens/.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name) or ".." in name:
+        raise HermesError(f"not a valid MCP server name for a token file: {name[:80]!r}")
+    return mcp_tokens_dir(root) / f"{name}{suffix}"
+
+
+def mcp_token_path(name: str, root: Path | None = None) -> Path:
+    """OAuth tokens of MCP server ``name`` (``mcp-tokens/NAME.json``, 0600), keyed by issuer."""
+    return _mcp_server_file(name, ".json", root)
+
+
+def mcp_client_path(name: str, root: Path | None = None) -> Path:
+    """OAuth client registration of MCP server ``name`` (``mcp-tokens/NAME.client.json``)."""
+    return _mcp_server_file(name, ".client.json", root)
+
+
+def mcp_refresh_lock_path(name: str, root: Path | None = None) -> Path:
+    """Held (flock) while one process refreshes ``name``'s token, so others wait and reuse it."""
+    return _mcp_server_file(name, ".lock", root)
 
 
 def ensure_dir(directory: Path) -> Path:
