@@ -35,6 +35,9 @@ SKILLS_DIR = "skills"
 CRON_DIR = "cron"
 LOGS_DIR = "logs"
 MCP_TOKENS_DIR = "mcp-tokens"
+#: Images shown to the model, content-addressed (``<sha256>.<ext>``): state.db keeps
+#: only the reference, never the bytes.
+IMAGES_DIR = "images"
 CHAT_HISTORY_FILE = "chat_history"
 APPROVALS_LOG = "approvals.jsonl"  # inside LOGS_DIR: one JSON line per approval decision
 GATEWAY_LOG = "gateway.log"  # inside LOGS_DIR: what `hermes gateway run` did
@@ -257,3 +260,31 @@ def ensure_layout(root: Path | None = None) -> Path:
     for name in LAYOUT_DIRS:
         ensure_dir(home / name)
     return home
+def images_dir() -> Path:
+    return path(IMAGES_DIR)
+
+
+def image_path(name: str) -> Path:
+    """The stored image ``name`` (``<sha256 hex>.<png|jpeg|gif|webp>``), checked strictly.
+
+    The name comes from state.db or the gateway's inbox, which an attacker may have
+    shaped: only a digest and a known extension are accepted, so it never leaves
+    ``images/``.
+    """
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{64}\.(?:png|jpeg|gif|webp)", name):
+        raise HermesError(f"not a stored image name: {name[:80]!r}")
+    return images_dir() / name
+
+
+def checkpoints_dir() -> Path:
+    """Shadow git repositories of workspaces (``checkpoints/``), one per workspace."""
+    return path("checkpoints")
+
+
+def checkpoint_repo(key: str) -> Path:
+    """The shadow repository of one workspace; ``key`` is a hash of its path, never a path."""
+    return checkpoints_dir() / key
+
+

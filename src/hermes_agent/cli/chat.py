@@ -51,6 +51,13 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--toolsets", metavar="LIST", help="comma-separated toolsets, or all (default: toolsets)"
     )
+    parser.add_argument(
+        "--image",
+        metavar="FILE",
+        action="append",
+        dest="images",
+        help="show the model this image with the (first) message; repeatable",
+    )
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument(
         "-r", "--resume", metavar="ID", help="continue the session with this id (or unique prefix)"
@@ -190,6 +197,17 @@ def run(args: argparse.Namespace) -> int:
 # --- one shot -------------------------------------------------------------------------
 
 
+def _take_images(paths: list[str], setup: ChatSetup) -> list[Any]:
+    """The images named with ``--image``, stored; refused at once for a model without vision."""
+    if not paths:
+        return []
+    from hermes_agent import images
+
+    if not images.vision_supported(setup.config, setup.settings.model):
+        raise images.ImageError(images.no_vision_message(setup.settings.model))
+    return [images.ingest_file(images.pasted_path(p)) for p in paths]
+
+
 def _warn_untrusted(setup: ChatSetup) -> None:
     """Say on stderr which workspace documents are left out of the prompt, and why."""
     from hermes_agent.agent import trust
@@ -223,6 +241,7 @@ def one_shot(args: argparse.Namespace) -> int:
     if not query.strip():
         raise UsageError("the question is empty")
     setup = prepare(args)
+    refs = _take_images(args.images or [], setup)
     events = TerminalEvents(plain=True, compact=bool(setup.config.get("display.compact")))
     _warn_unconfined(setup)
     _warn_untrusted(setup)
@@ -230,7 +249,7 @@ def one_shot(args: argparse.Namespace) -> int:
     async def go() -> int:
         agent = make_agent(setup, events)
         try:
-            result = await run_cancellable(agent.run(query))
+            result = await run_cancellable(agent.run(query, images=refs))
         finally:
             events.finish()
             await agent.aclose()
@@ -283,6 +302,8 @@ class Repl:
         self.setup = prepare(args)
         self.agent: Agent | None = None
         self._events: TerminalEvents | None = None
+        #: Images (/image, --image) that go with the next message sent.
+        self.images: list[Any] = _take_images(args.images or [], self.setup)
 
     @property
     def events(self) -> TerminalEvents:
@@ -401,13 +422,14 @@ class Repl:
             return
         self.events.streamed = False
         self.events.waiting()
+        refs, self.images = self.images, []
         try:
-            result = await run_cancellable(agent.run(text))
+            result = await run_cancellable(agent.run(text, images=refs))
         except asyncio.CancelledError:
             self.events.finish()
             self.console.print("[yellow]⏹ stopped[/]")
             return
-        except ProviderError as exc:
+        except (ProviderError, HermesError) as exc:
             self.events.finish()
             self.console.print(f"[red]✗ {_shown(exc)}[/]")
             return
@@ -435,6 +457,26 @@ class Repl:
         except HermesError as exc:
             self.console.print(f"[red]{_shown(exc)}[/]")
             return None
+
+    async def cmd_image(self, arg: str) -> None:
+        """Attach an image (a path, or a file dropped on the terminal) to the next message."""
+        from hermes_agent import images
+
+        if not arg.strip():
+            attached = ", ".join(ref.describe() for ref in self.images) or "none"
+            self.console.print(f"usage: /image FILE; attached now: {attached}", markup=False)
+            return
+        model = self.agent.provider.model if self.agent is not None else self.setup.settings.model
+        if not images.vision_supported(self.setup.config, model):
+            raise images.ImageError(images.no_vision_message(model))
+        path = images.pasted_path(arg)
+        if not path.is_absolute():
+            path = self.setup.cwd / path
+        ref = await asyncio.to_thread(images.ingest_file, path, label=str(path))
+        self.images.append(ref)
+        self.console.print(
+            f"🖼 attached {ref.describe()}; it goes with your next message", markup=False
+        )
 
     async def cmd_help(self, _: str) -> None:
         from hermes_agent.agent import commands

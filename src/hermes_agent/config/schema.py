@@ -115,6 +115,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1024,
     ),
     Setting(
+        "model.vision",
+        "auto",
+        "str",
+        "Whether the model accepts images (`--image`, `/image`, photos from chat platforms, "
+        "`read_file` on an image): `auto` (known vision models: Claude 3 and later, GPT-4o, "
+        "GPT-4.1, Gemini...), `true` or `false`.",
+        choices=("auto", "true", "false"),
+    ),
+    Setting(
         "model.timeout",
         300,
         "number",

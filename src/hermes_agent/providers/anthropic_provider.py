@@ -133,24 +133,56 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _image_blocks(message: Message) -> list[dict[str, Any]]:
+    """The message's stored images as base64 ``image`` blocks within Anthropic's limits."""
+    import base64
+
+    from hermes_agent import images
+
+    blocks: list[dict[str, Any]] = []
+    for ref in images.refs_of(message):
+        try:
+            media_type, data = images.for_provider(ref, images.ANTHROPIC_LIMITS)
+        except images.ImageError as exc:
+            blocks.append({"type": "text", "text": f"[image not sent: {exc}]"})
+            continue
+        blocks.append(
+            {
+                "type": "image",
+                "source": {
+                    "type": "base64",
+                    "media_type": media_type,
+                    "data": base64.b64encode(data).decode("ascii"),
+                },
+            }
+        )
+    return blocks
+
+
 def to_anthropic(messages: list[Message]) -> list[dict[str, Any]]:
     """OpenAI-style history -> alternating Anthropic turns of content blocks."""
     turns: list[dict[str, Any]] = []
     for message in messages:
         role = message["role"]
         blocks: list[dict[str, Any]] = []
+        pictures = _image_blocks(message) if "images" in message else []
         if role == "tool":
+            result: Any = message.get("content") or "(no output)"
+            if pictures:  # A tool_result may hold image blocks beside its text.
+                result = [{"type": "text", "text": result}, *pictures]
             blocks.append(
                 {
                     "type": "tool_result",
                     "tool_use_id": message["tool_call_id"],
-                    "content": message.get("content") or "(no output)",
+                    "content": result,
                 }
             )
             role = "user"
         else:
             if role == "system":
                 role = "user"  # A mid-conversation note (e.g. a summary) is context from us.
+            if role == "user":
+                blocks.extend(pictures)  # Images first: Anthropic reads them best that way.
             content = message.get("content")
             if content:
                 blocks.append({"type": "text", "text": content})

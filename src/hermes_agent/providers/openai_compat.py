@@ -83,6 +83,8 @@ class OpenAICompatProvider(SDKProvider):
         tools: list[ToolSpec],
         max_tokens: int | None,
     ) -> bytes:
+        if any("images" in m for m in messages):
+            messages = with_image_parts(messages)
         wire = [{"role": "system", "content": system}, *messages] if system else messages
         try:
             # orjson: the history is encoded on every call, ~25x faster than json.dumps.
@@ -182,6 +184,55 @@ class OpenAICompatProvider(SDKProvider):
             choice.get("finish_reason") or "stop",
             cost,
         )
+
+
+def _image_parts(message: Message) -> list[dict[str, Any]]:
+    from hermes_agent import images
+
+    parts: list[dict[str, Any]] = []
+    for ref in images.refs_of(message):
+        try:
+            media_type, data = images.for_provider(ref, images.OPENAI_LIMITS)
+        except images.ImageError as exc:
+            parts.append({"type": "text", "text": f"[image not sent: {exc}]"})
+            continue
+        parts.append({"type": "image_url", "image_url": {"url": images.data_url(media_type, data)}})
+    return parts
+
+
+def with_image_parts(messages: list[Message]) -> list[Message]:
+    """The history with stored image references as chat-completions content parts.
+
+    A user message's images become ``image_url`` parts (``data:`` URLs) after its
+    text. A tool result cannot hold images on this wire (tool content is text only),
+    so the images of a run of tool results follow it in one user message that names
+    the call each came from: the model sees them right after the results.
+    """
+    wire: list[Message] = []
+    pending: list[dict[str, Any]] = []
+    for message in messages:
+        if pending and message["role"] != "tool":
+            wire.append({"role": "user", "content": pending})
+            pending = []
+        if "images" not in message:
+            wire.append(message)
+            continue
+        plain = {k: v for k, v in message.items() if k != "images"}
+        parts = _image_parts(message)
+        if message["role"] == "tool" and parts:
+            wire.append(plain)
+            call_id = message.get("tool_call_id") or ""
+            pending.append({"type": "text", "text": f"[image returned by tool call {call_id}]"})
+            pending.extend(parts)
+        elif message["role"] == "user" and parts:
+            text = plain.get("content")
+            plain["content"] = ([{"type": "text", "text": text}] if text else []) + parts
+            wire.append(plain)
+        else:
+            wire.append(plain)
+    if pending:
+        wire.append({"role": "user", "content": pending})
+    return wire
 
 
 def _usage(raw: dict[str, Any]) -> tuple[Usage, float | None]:

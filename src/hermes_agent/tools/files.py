@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 from hermes_agent.safety.places import PathKind
 from hermes_agent.tools import pinned, untrusted
 from hermes_agent.tools.guard import Decision, Guard, Need, check_read, confirm, enforce, guard_for
-from hermes_agent.tools.registry import Tool, ToolContext, ToolError
+from hermes_agent.tools.registry import Tool, ToolContext, ToolError, ToolOutput
 
 DEFAULT_LINES = 2000
 MAX_LINES = 10_000
@@ -253,12 +253,44 @@ def _count_lines(handle: BinaryIO) -> int:
     return count + (last != b"\n")
 
 
-def _read(path: Path, shown: str, cwd: str, offset: int, limit: int, guard: Guard) -> str:
+def _read_image(handle: BinaryIO, shown: str, size: int, vision: bool) -> ToolOutput:
+    """A picture, for a model that takes images: checked, cleaned and stored like any other
+    (:mod:`hermes_agent.images`), and returned as an image beside one line of text."""
+    from hermes_agent import images
+
+    if not vision:
+        raise ToolError(
+            f"{shown} is an image ({_human(size)}); the current model does not take images "
+            "(model.vision), so it cannot be shown. Describe what you need to the user instead."
+        )
+    if size > images.MAX_INPUT_BYTES:
+        raise ToolError(f"{shown} is an image of {_human(size)}; images over 25 MB are refused")
+    handle.seek(0)
+    try:
+        ref = images.ingest_bytes(handle.read(images.MAX_INPUT_BYTES + 1), name=shown, label=shown)
+    except images.ImageError as exc:
+        raise ToolError(str(exc)) from None
+    return ToolOutput(f"{shown}: image {ref.describe()}, attached below", [ref.to_dict()])
+
+
+def _read(
+    path: Path,
+    shown: str,
+    cwd: str,
+    offset: int,
+    limit: int,
+    guard: Guard,
+    vision: bool | None = None,
+) -> str | ToolOutput:
     _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
     with _open_checked(path, shown, guard) as (handle, size):
         head = handle.read(SNIFF_BYTES)
         what = _binary_kind(head)
         if what is not None:
+            from hermes_agent.images import sniff
+
+            if vision is not None and sniff(head):
+                return _read_image(handle, shown, size, vision)
             raise _refuse_binary(shown, what, size)
         if not head:
             return f"{shown} is empty (0 bytes)"
@@ -293,13 +325,14 @@ def _read(path: Path, shown: str, cwd: str, offset: int, limit: int, guard: Guar
     return out
 
 
-async def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
+async def read_file(args: dict[str, Any], ctx: ToolContext) -> str | ToolOutput:
     given = args["path"]
     guard = guard_for(ctx)
     path = check_read(ctx, guard, given)
     offset = int(args.get("offset", 1))
     limit = int(args.get("limit", DEFAULT_LINES))
-    return await asyncio.to_thread(_read, path, given, ctx.cwd, offset, limit, guard)
+    vision = bool(ctx.state.get("vision"))
+    return await asyncio.to_thread(_read, path, given, ctx.cwd, offset, limit, guard, vision)
 
 
 # --- write_file -------------------------------------------------------------------
@@ -945,8 +978,9 @@ TOOLS = [
         description=(
             "Read a text file with line numbers. Paths are relative to the workspace. By "
             f"default the first {DEFAULT_LINES} lines; use offset (1-based first line) and "
-            "limit (number of lines) for other parts of long files. Binary files are described, "
-            f"not shown. {_UNTRUSTED_NOTE}"
+            "limit (number of lines) for other parts of long files. Images (PNG, JPEG, GIF, "
+            "WebP) are shown to you as images when you can see them; other binary files are "
+            f"described, not shown. {_UNTRUSTED_NOTE}"
         ),
         parameters={
             "type": "object",

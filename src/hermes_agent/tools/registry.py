@@ -52,7 +52,19 @@ class ToolContext:
     delegate: Callable[[str, Sequence[str]], Awaitable[str]] | None = None
 
 
-Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
+@dataclass
+class ToolOutput:
+    """A result with images beside its text (``read_file`` on a picture).
+
+    ``images`` are stored references (:meth:`hermes_agent.images.ImageRef.to_dict`),
+    never bytes: the provider turns them into its own image blocks.
+    """
+
+    text: str
+    images: list[dict[str, Any]] = field(default_factory=list)
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str | ToolOutput]]
 
 
 @dataclass
@@ -99,9 +111,18 @@ class ToolResult:
     is_error: bool = False
     #: The content includes untrusted text (from a tool flagged ``untrusted``).
     untrusted: bool = False
+    #: Stored image references the model is shown with the text (see :class:`ToolOutput`).
+    images: list[dict[str, Any]] = field(default_factory=list)
 
     def as_message(self) -> dict[str, Any]:
-        return {"role": "tool", "tool_call_id": self.call.id, "content": self.content}
+        message: dict[str, Any] = {
+            "role": "tool",
+            "tool_call_id": self.call.id,
+            "content": self.content,
+        }
+        if self.images:
+            message["images"] = self.images
+        return message
 
 
 class Registry:
@@ -160,7 +181,7 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
     if problem:
         return _redacted(call, f"error: invalid arguments: {problem}", True)
     try:
-        content = await tool.handler(arguments, ctx)
+        output = await tool.handler(arguments, ctx)
     except ToolError as exc:
         return _redacted(call, f"error: {exc}", True)
     except Exception as exc:  # A bug in a tool must not end the session.
@@ -171,7 +192,11 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
 
         where = f"{call.name} {redact_json_text(call.arguments or '')}".strip()
         untrusted.record(ctx.state, where)
-    return _redacted(call, content, untrusted=tool.untrusted)
+    if isinstance(output, ToolOutput):
+        result = _redacted(call, output.text, untrusted=tool.untrusted)
+        result.images = list(output.images)
+        return result
+    return _redacted(call, output, untrusted=tool.untrusted)
 
 
 def _redacted(

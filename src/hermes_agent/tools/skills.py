@@ -32,7 +32,7 @@ from hermes_agent.skills.loader import (
     parse_skill,
 )
 from hermes_agent.tools import write_guard
-from hermes_agent.tools.registry import Handler, Tool, ToolContext, ToolError
+from hermes_agent.tools.registry import Handler, Tool, ToolContext, ToolError, ToolOutput
 
 MAX_VIEW_BYTES = 100_000
 MAX_WRITE_CHARS = 100_000
@@ -351,11 +351,11 @@ async def skill_manage(args: dict[str, Any], ctx: ToolContext) -> str:
 def _wrap_os_errors(handler: Handler) -> Handler:
     """Report a failing file system call as a tool error naming the file."""
 
-    async def run(args: dict[str, Any], ctx: ToolContext) -> str:
+    async def run(args: dict[str, Any], ctx: ToolContext) -> str | ToolOutput:
         from hermes_agent.errors import HermesError
 
         try:
-            result: str = await handler(args, ctx)
+            result = await handler(args, ctx)
         except HermesError as exc:
             raise ToolError(str(exc)) from None
         except OSError as exc:

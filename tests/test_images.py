@@ -1,0 +1,334 @@
+"""Images shown to the model: storage, both wire formats, read_file, the CLI, hostile files.
+
+The model is ``ScriptedLLM`` on 127.0.0.1 (the real openai and anthropic SDKs talk
+to it), which records each request's raw JSON body: the tests decode the image
+parts it received and check their type, media type and pixel size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from hermes_agent import home, images
+from hermes_agent.agent.loop import Agent
+from hermes_agent.config.loader import load_config
+from hermes_agent.providers import settings as provider_settings
+from hermes_agent.state.db import StateDB
+from hermes_agent.tools.registry import builtin_registry
+from peers.llm_server import Reply, ScriptedLLM
+
+pytestmark = pytest.mark.peer("scripted")
+
+
+def picture(width: int, height: int, fmt: str = "PNG", **save: Any) -> bytes:
+    """A real image with some structure (so JPEG and PNG sizes are realistic)."""
+    image = Image.new("RGB", (width, height), (200, 40, 40))
+    for x in range(0, width, 16):
+        for y in range(0, height, 16):
+            image.putpixel((x, y), (x % 256, y % 256, 90))
+    out = io.BytesIO()
+    image.save(out, fmt, **save)
+    return out.getvalue()
+
+
+def gps_jpeg(width: int = 64, height: int = 48) -> bytes:
+    """A JPEG carrying EXIF GPS coordinates and a camera serial number."""
+    image = Image.new("RGB", (width, height), (10, 120, 200))
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam"  # Make
+    exif[0xA431] = "SERIAL-1234"  # BodySerialNumber
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+def make_agent(
+    hermes_home: Path, llm: ScriptedLLM, *, wire: str, model: str = "", config_yaml: str = ""
+) -> Agent:
+    hermes_home.mkdir(exist_ok=True)
+    workspace = hermes_home.parent / "workspace"
+    workspace.mkdir(exist_ok=True)
+    (hermes_home / "config.yaml").write_text(config_yaml)
+    config = load_config()
+    if wire == "anthropic":
+        settings = provider_settings.resolve(
+            config,
+            provider="anthropic",
+            model=model or "claude-sonnet-4-6",
+            base_url=llm.anthropic_base_url,
+            environ={"ANTHROPIC_API_KEY": "test-key"},
+        )
+    else:
+        settings = provider_settings.resolve(
+            config, provider="custom", model=model or "gpt-4o", base_url=llm.openai_base_url
+        )
+    db = StateDB()
+    sid = db.create_session(source="cli", model=settings.model, cwd=str(workspace))
+    return Agent(
+        provider=provider_settings.build(settings),
+        tools=builtin_registry().select(["file"]),
+        config=config,
+        db=db,
+        session_id=sid,
+        cwd=workspace,
+    )
+
+
+def run(agent: Agent, text: str, refs: list[images.ImageRef] | None = None) -> Any:
+    async def go() -> Any:
+        try:
+            return await agent.run(text, images=refs or [])
+        finally:
+            await agent.provider.aclose()
+
+    return asyncio.run(go())
+
+
+def received(body: dict[str, Any], wire: str) -> list[tuple[str, str, tuple[int, int]]]:
+    """Every image in a recorded request: (where, media type, pixel size)."""
+    found: list[tuple[str, str, tuple[int, int]]] = []
+
+    def anthropic_block(block: dict[str, Any], where: str) -> None:
+        if block.get("type") == "image":
+            source = block["source"]
+            assert source["type"] == "base64"
+            data = base64.b64decode(source["data"])
+            found.append((where, source["media_type"], size_of(data)))
+        elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+            for inner in block["content"]:
+                anthropic_block(inner, "tool_result")
+
+    for message in body["messages"]:
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if wire == "anthropic":
+                anthropic_block(part, message["role"])
+            elif part.get("type") == "image_url":
+                url = part["image_url"]["url"]
+                head, _, b64 = url.partition(",")
+                assert head.startswith("data:") and head.endswith(";base64")
+                found.append((message["role"], head[5:-7], size_of(base64.b64decode(b64))))
+    return found
+
+
+# --- storage ---------------------------------------------------------------------------
+
+
+def test_stored_by_content_private_and_without_metadata(hermes_home: Path) -> None:
+    data = gps_jpeg()
+    assert b"SERIAL-1234" in data
+    ref = images.ingest_bytes(data, name="holiday.jpg")
+    again = images.ingest_bytes(data, name="copy.jpg")
+    assert again.sha256 == ref.sha256, "the same picture is stored once"
+    path = home.image_path(ref.file_name)
+    stored = path.read_bytes()
+    assert ref.media_type == "image/jpeg" and (ref.width, ref.height) == (64, 48)
+    assert b"SERIAL-1234" not in stored and b"SpyCam" not in stored
+    with Image.open(path) as image:
+        assert not image.getexif(), "EXIF (GPS) is stripped"
+        assert "icc_profile" not in image.info
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert images.load(ref) == stored
+
+
+def test_state_db_keeps_a_reference_not_base64(hermes_home: Path) -> None:
+    ref = images.ingest_bytes(picture(300, 200), name="chart.png")
+    with ScriptedLLM([Reply("A red chart.")]) as llm:
+        agent = make_agent(hermes_home, llm, wire="openai")
+        run(agent, "what is this?", [ref])
+    first = agent.db.messages(agent.session_id)[0]
+    assert first["images"] == [ref.to_dict()]
+    raw = (hermes_home / "state.db").read_bytes()
+    b64 = base64.b64encode(images.load(ref))[:40]
+    assert b64 not in raw
+
+
+# --- both wire formats -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "limit"), [("openai", images.OPENAI_LIMITS), ("anthropic", images.ANTHROPIC_LIMITS)]
+)
+def test_user_image_in_native_form_resized_to_the_limit(
+    hermes_home: Path, wire: str, limit: images.Limits
+) -> None:
+    big = images.ingest_bytes(picture(3000, 1500), name="wide.png")
+    small = images.ingest_bytes(picture(320, 240, "JPEG"), name="small.jpg")
+    assert (big.width, big.height) == (3000, 1500)
+    with ScriptedLLM([Reply("Two pictures."), Reply("Still two.")]) as llm:
+        agent = make_agent(hermes_home, llm, wire=wire)
+        run(agent, "compare these", [big, small])
+        agent2 = make_agent(hermes_home, llm, wire=wire)
+        agent2.session_id = agent.session_id
+        agent2.history = agent.db.messages(agent.session_id)
+        run(agent2, "and now?")
+    scaled = (limit.max_side, limit.max_side // 2)
+    for request in llm.requests:
+        got = received(request.body, wire)
+        assert got == [("user", "image/png", scaled), ("user", "image/jpeg", (320, 240))]
+    user = next(m for m in llm.requests[0].body["messages"] if m["role"] == "user")
+    if wire == "anthropic":
+        assert [b["type"] for b in user["content"]] == ["image", "image", "text"]
+    else:
+        assert user["content"][0] == {"type": "text", "text": "compare these"}
+    assert '"images":' not in json.dumps(llm.requests[0].body), "our reference key never leaks"
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+def test_read_file_returns_the_image_to_the_model(hermes_home: Path, wire: str) -> None:
+    (hermes_home.parent / "workspace").mkdir()
+    (hermes_home.parent / "workspace" / "shot.png").write_bytes(picture(200, 100))
+    llm_script = [
+        Reply(tool_calls=[("read_file", {"path": "shot.png"})]),
+        Reply("It is a red rectangle."),
+    ]
+    with ScriptedLLM(llm_script) as llm:
+        agent = make_agent(hermes_home, llm, wire=wire)
+        result = run(agent, "look at shot.png")
+    assert result.text == "It is a red rectangle."
+    follow_up = llm.requests[1].body
+    where = "tool_result" if wire == "anthropic" else "user"
+    assert received(follow_up, wire) == [(where, "image/png", (200, 100))]
+    if wire == "openai":
+        roles = [m["role"] for m in follow_up["messages"]]
+        assert roles[-2:] == ["tool", "user"], "the image follows the tool result"
+    tool = agent.db.messages(agent.session_id)[2]
+    assert tool["role"] == "tool" and "200x100 PNG" in tool["content"]
+    assert tool["images"][0]["width"] == 200
+
+
+def test_read_file_follows_the_path_policy(hermes_home: Path) -> None:
+    # The guard refuses hermes' own secrets (mcp-tokens/) whatever a file looks like.
+    tokens = hermes_home / "mcp-tokens"
+    tokens.mkdir(parents=True)
+    (tokens / "server.png").write_bytes(picture(10, 10))
+    target = str(tokens / "server.png")
+    with ScriptedLLM([Reply(tool_calls=[("read_file", {"path": target})]), Reply("ok")]) as llm:
+        agent = make_agent(hermes_home, llm, wire="openai")
+        run(agent, "read it")
+    assert received(llm.requests[1].body, "openai") == []
+    tool = agent.db.messages(agent.session_id)[2]
+    assert tool["content"].startswith("error:") and "images" not in tool
+
+
+# --- models without vision -------------------------------------------------------------
+
+
+def test_no_vision_model_gets_a_clear_message_not_a_request(hermes_home: Path) -> None:
+    ref = images.ingest_bytes(picture(50, 50))
+    with ScriptedLLM([Reply("unused")]) as llm:
+        agent = make_agent(hermes_home, llm, wire="openai", model="llama3-8b")
+        with pytest.raises(images.ImageError, match=r"does not take images.*model\.vision"):
+            run(agent, "see this", [ref])
+        assert llm.requests == []
+        assert agent.db.messages(agent.session_id) == []
+
+
+def test_config_key_turns_vision_on_and_off(hermes_home: Path) -> None:
+    ref = images.ingest_bytes(picture(50, 50))
+    with ScriptedLLM([Reply("I see red.")]) as llm:
+        agent = make_agent(hermes_home, llm, wire="openai", model="my-local-model")
+        assert agent.context.state["vision"] is False
+        off = "model:\n  vision: 'false'\n"
+        agent = make_agent(hermes_home, llm, wire="openai", model="gpt-4o", config_yaml=off)
+        assert agent.context.state["vision"] is False
+        agent = make_agent(
+            hermes_home, llm, wire="openai", model="local", config_yaml="model:\n  vision: 'true'\n"
+        )
+        run(agent, "see this", [ref])
+    assert len(received(llm.requests[0].body, "openai")) == 1
+
+
+def test_history_images_become_notes_for_a_model_without_vision(hermes_home: Path) -> None:
+    ref = images.ingest_bytes(picture(40, 30), name="cat.png")
+    with ScriptedLLM([Reply("A cat."), Reply("Text only.")]) as llm:
+        agent = make_agent(hermes_home, llm, wire="openai")
+        run(agent, "what is it?", [ref])
+        blind = make_agent(hermes_home, llm, wire="openai", model="text-only-model")
+        blind.session_id = agent.session_id
+        blind.history = agent.db.messages(agent.session_id)
+        run(blind, "and again?")
+    second = llm.requests[1].body
+    assert received(second, "openai") == []
+    first = next(m for m in second["messages"] if m["role"] == "user")
+    assert "cat.png (40x30 PNG" in first["content"]
+    assert "does not take images" in first["content"]
+
+
+def test_read_file_image_for_a_model_without_vision(hermes_home: Path) -> None:
+    (hermes_home.parent / "workspace").mkdir()
+    (hermes_home.parent / "workspace" / "shot.png").write_bytes(picture(20, 20))
+    with ScriptedLLM([Reply(tool_calls=[("read_file", {"path": "shot.png"})]), Reply("ok")]) as llm:
+        agent = make_agent(hermes_home, llm, wire="anthropic", model="claude-2.1")
+        run(agent, "look")
+    tool = agent.db.messages(agent.session_id)[2]
+    assert "does not take images" in tool["content"] and "images" not in tool
+
+
+# --- hostile input ---------------------------------------------------------------------
+
+
+def test_hostile_files_are_refused_with_a_reason(hermes_home: Path, tmp_path: Path) -> None:
+    cases: dict[str, tuple[bytes, str]] = {
+        "text.png": (b"hello, I am not an image\n" * 10, "not an image"),
+        "evil.svg": (
+            b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" onload="x()"/>',
+            "SVG",
+        ),
+        "cut.png": (picture(100, 100)[:200], "damaged"),
+        "empty.jpg": (b"", "empty"),
+    }
+    # A decompression bomb: a tiny PNG that declares 20000 x 20000 pixels.
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, "PNG", optimize=True)
+    assert len(bomb.getvalue()) < 100_000
+    cases["bomb.png"] = (bomb.getvalue(), "decompression bomb")
+    for name, (data, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(images.ImageError, match=reason):
+            images.ingest_file(path)
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as handle:
+        handle.truncate(images.MAX_INPUT_BYTES + 1)
+    with pytest.raises(images.ImageError, match="refused"):
+        images.ingest_file(huge)
+    with pytest.raises(images.ImageError, match="not a regular file"):
+        images.ingest_file(Path("/dev/zero"))
+    assert not home.images_dir().exists() or not os.listdir(home.images_dir())
+
+
+def test_tampered_references_never_leave_the_store(hermes_home: Path) -> None:
+    with pytest.raises(images.ImageError):
+        images.ImageRef.from_dict({"sha256": "../../etc/passwd", "media_type": "image/png"})
+    with pytest.raises(images.ImageError):
+        images.ImageRef.from_dict({"sha256": "a" * 64, "media_type": "text/html"})
+    ref = images.ingest_bytes(picture(8, 8))
+    home.image_path(ref.file_name).write_bytes(picture(9, 9))
+    with pytest.raises(images.ImageError, match="changed"):
+        images.load(ref)
+
+
+def test_pasted_paths() -> None:
+    assert images.pasted_path("'/tmp/my photo.png' ") == Path("/tmp/my photo.png")
+    assert images.pasted_path("/tmp/my\\ photo.png") == Path("/tmp/my photo.png")
+    assert images.pasted_path("file:///tmp/my%20photo.png") == Path("/tmp/my photo.png")
