@@ -42,6 +42,10 @@ CHAT_HISTORY_FILE = "chat_history"
 APPROVALS_LOG = "approvals.jsonl"  # inside LOGS_DIR: one JSON line per approval decision
 GATEWAY_LOG = "gateway.log"  # inside LOGS_DIR: what `hermes gateway run` did
 GATEWAY_SERVICE_LOG = "gateway.service.log"  # inside LOGS_DIR: the launchd agent's stdout/stderr
+#: What the running gateway reports about itself (pid, platforms connected), for `hermes status`.
+GATEWAY_STATUS_FILE = "gateway.status.json"
+ACP_LOG = "acp.log"  # inside LOGS_DIR: what `hermes-acp` did
+MCP_LOGS_DIR = "mcp"  # inside LOGS_DIR: one ``NAME.log`` per MCP server (its stderr)
 MEMORY_FILE = "MEMORY.md"  # inside MEMORIES_DIR: the agent's own notes
 USER_PROFILE_FILE = "USER.md"  # inside MEMORIES_DIR: what the agent knows about the user
 SKILL_FILE = "SKILL.md"  # inside each skill's directory
@@ -193,6 +197,43 @@ def gateway_service_log_path() -> Path:
     return logs_dir() / GATEWAY_SERVICE_LOG
 
 
+def mcp_pins_path() -> Path:
+    """Digests of the MCP tool definitions in use (``mcp-pins.json``, 0600).
+
+    A tool whose definition changes after its first use is held until the
+    user approves the change (see :mod:`hermes_agent.mcp.pins`).
+    """
+    return path("mcp-pins.json")
+
+
+def gateway_status_path() -> Path:
+    """Written (atomically) by the running gateway: its pid and each platform's connection."""
+    return path(GATEWAY_STATUS_FILE)
+
+
+def acp_log_path() -> Path:
+    """The log of `hermes-acp` (``logs/acp.log``); every line passes redaction."""
+    return logs_dir() / ACP_LOG
+
+
+def mcp_logs_dir() -> Path:
+    """``logs/mcp``: the stderr of each MCP server, one file per server."""
+    return logs_dir() / MCP_LOGS_DIR
+
+
+def mcp_log_path(name: str) -> Path:
+    """The log of MCP server ``name`` (``logs/mcp/NAME.log``), the name checked strictly.
+
+    ``name`` comes from config.yaml or a command line (`hermes logs mcp NAME`): the
+    same rule as for its token files, so it never leaves ``logs/mcp/``.
+    """
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name) or ".." in name:
+        raise HermesError(f"not a valid MCP server name: {name[:80]!r}")
+    return mcp_logs_dir() / f"{name}.log"
+
+
 def mcp_tokens_dir(root: Path | None = None) -> Path:
     return path(MCP_TOKENS_DIR, root)
 
@@ -219,6 +260,34 @@ def mcp_client_path(name: str, root: Path | None = None) -> Path:
 def mcp_refresh_lock_path(name: str, root: Path | None = None) -> Path:
     """Held (flock) while one process refreshes ``name``'s token, so others wait and reuse it."""
     return _mcp_server_file(name, ".lock", root)
+
+
+def images_dir() -> Path:
+    return path(IMAGES_DIR)
+
+
+def image_path(name: str) -> Path:
+    """The stored image ``name`` (``<sha256 hex>.<png|jpeg|gif|webp>``), checked strictly.
+
+    The name comes from state.db or the gateway's inbox, which an attacker may have
+    shaped: only a digest and a known extension are accepted, so it never leaves
+    ``images/``.
+    """
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{64}\.(?:png|jpeg|gif|webp)", name):
+        raise HermesError(f"not a stored image name: {name[:80]!r}")
+    return images_dir() / name
+
+
+def checkpoints_dir() -> Path:
+    """Shadow git repositories of workspaces (``checkpoints/``), one per workspace."""
+    return path("checkpoints")
+
+
+def checkpoint_repo(key: str) -> Path:
+    """The shadow repository of one workspace; ``key`` is a hash of its path, never a path."""
+    return checkpoints_dir() / key
 
 
 def ensure_dir(directory: Path) -> Path:
@@ -260,31 +329,3 @@ def ensure_layout(root: Path | None = None) -> Path:
     for name in LAYOUT_DIRS:
         ensure_dir(home / name)
     return home
-def images_dir() -> Path:
-    return path(IMAGES_DIR)
-
-
-def image_path(name: str) -> Path:
-    """The stored image ``name`` (``<sha256 hex>.<png|jpeg|gif|webp>``), checked strictly.
-
-    The name comes from state.db or the gateway's inbox, which an attacker may have
-    shaped: only a digest and a known extension are accepted, so it never leaves
-    ``images/``.
-    """
-    import re
-
-    if not re.fullmatch(r"[0-9a-f]{64}\.(?:png|jpeg|gif|webp)", name):
-        raise HermesError(f"not a stored image name: {name[:80]!r}")
-    return images_dir() / name
-
-
-def checkpoints_dir() -> Path:
-    """Shadow git repositories of workspaces (``checkpoints/``), one per workspace."""
-    return path("checkpoints")
-
-
-def checkpoint_repo(key: str) -> Path:
-    """The shadow repository of one workspace; ``key`` is a hash of its path, never a path."""
-    return checkpoints_dir() / key
-
-
