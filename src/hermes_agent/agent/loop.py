@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hermes_agent import checkpoints
 from hermes_agent.agent import compress, models
 from hermes_agent.agent.prompt import build_system_prompt, prompt_key
 from hermes_agent.providers.base import (
@@ -351,6 +352,9 @@ class Agent:
                 await self._run_tools(completion.tool_calls)
             stop = STOPPED_TEMPLATE.format(n=self.max_turns)
             if on_answer is not None:
+        # A denial binds the turn it was given in (safety/denials.py); a new message is free.
+        self.context.state.pop("approvals.denied", None)
+        checkpoints.new_turn(self.context.state, text)  # The turn's first change takes one.
                 on_answer(stop)
             self._append({"role": "assistant", "content": stop})
             self.events.notice(stop)

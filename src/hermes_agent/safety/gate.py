@@ -52,6 +52,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hermes_agent.safety.commands import READ_ONLY
 from hermes_agent.safety.parse import Analysis
 from hermes_agent.safety.verdict import Finding, Level, Verdict
 from hermes_agent.safety.words import canonical_name
@@ -83,7 +84,21 @@ def classify(command: str, *, cwd: str | None = None) -> Verdict:
     analysis.run()
     findings = tuple(f for f in analysis.findings.values() if f.level > Level.SAFE)
     level = max((f.level for f in findings), default=Level.SAFE)
-    return Verdict(command, level, findings, tuple(analysis.commands), analysis.parsed)
+    commands = tuple(analysis.commands)
+    read_only = (
+        level is Level.SAFE
+        and analysis.parsed
+        and not analysis.wrote
+        and bool(commands)
+        and all(c and canonical_name(c[0]) in NO_WRITES for c in commands)
+    )
+    return Verdict(command, level, findings, commands, analysis.parsed, read_only)
+
+
+#: Programs that never change a file (given no redirection): the classifier's read-only
+#: list without those that can write one through an option (``tree -o``, ``file -C``,
+#: ``uniq IN OUT``) or change the machine (``date -s``, ``hostname NAME``).
+NO_WRITES = frozenset(READ_ONLY - {"tree", "file", "uniq", "date", "hostname"})
 
 
 # --- the gate ---------------------------------------------------------------------------

@@ -171,6 +171,8 @@ class Analysis:
         self.aliases: dict[str, str] = {}
         #: Files this command writes, with their content when it is known.
         self.files: dict[str, bytes | None] = {}
+        #: Some word was judged as a file written (:func:`check_write`); /dev/null aside.
+        self.wrote = False
         self.depth = 0
         self.parsed = True
         self._substitutions: dict[tuple[int, int], Output] = {}

@@ -437,6 +437,8 @@ def check_write(
 ) -> None:
     """A file the command writes (or a directory it writes into, or deletes whole)."""
     text = f.text
+    if text not in ("/dev/null", "/dev/stdout", "/dev/stderr"):
+        an.wrote = True
     if f.dynamic and text.startswith(UNKNOWN):
         an.add(
             Level.APPROVAL,

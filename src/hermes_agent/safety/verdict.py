@@ -51,6 +51,10 @@ class Verdict:
     #: False when the parser reported a syntax error (the verdict is then at least
     #: "needs approval").
     parsed: bool = True
+    #: True only when the command is known to change no file: safe, parsed, every
+    #: program one that only reads, nothing redirected into a file. False when unsure
+    #: (checkpoints are taken before commands that are not read-only).
+    read_only: bool = False
 
     @property
     def safe(self) -> bool:

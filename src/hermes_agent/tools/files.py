@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hermes_agent import checkpoints
 from hermes_agent.safety.places import PathKind
 from hermes_agent.tools import pinned, untrusted
 from hermes_agent.tools.guard import Decision, Guard, Need, check_read, confirm, enforce, guard_for
@@ -427,11 +428,13 @@ async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
         shown, added = await asyncio.to_thread(_write_preview, decision, args["content"])
         await confirm(ctx, decision, "write_file", preview=shown, added=added)
         guard.recheck(decision)
+    note = await checkpoints.before_change(ctx, f"write_file {given}")
     await asyncio.to_thread(_write, path, data)
     _approved_persona(decision, path, data, ctx)
     lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
     what = "created" if info is None else f"replaced (was {_human(info.st_size)})"
-    return f"wrote {len(data)} bytes ({lines} lines) to {_display(path, ctx.cwd)}: {what}"
+    shown = _display(path, ctx.cwd)
+    return f"wrote {len(data)} bytes ({lines} lines) to {shown}: {what}{note}"
 
 
 # --- patch ------------------------------------------------------------------------
@@ -653,10 +656,11 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
                 f"{shown} changed while the user was being asked; nothing was written. "
                 "Read it again and redo the patch."
             )
+    note = await checkpoints.before_change(ctx, f"patch {given}")
     await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
     _approved_persona(writing, path, done.after.encode("utf-8"), ctx)
     times = "1 occurrence" if done.count == 1 else f"{done.count} occurrences"
-    return f"patched {shown}: replaced {times}\n{diff}"
+    return f"patched {shown}: replaced {times}\n{diff}{note}"
 
 
 # --- search_files -----------------------------------------------------------------

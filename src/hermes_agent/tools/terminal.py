@@ -815,11 +815,14 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
         return (
             f"started background process {proc.id} (pid {proc.popen.pid}). Use the process "
             f"tool with id {proc.id!r}: poll for new output, wait for it to end, or kill it. "
-            "It is stopped when the session ends." + _undone_note(undone)
+            "It is stopped when the session ends." + _undone_note(undone) + note
         )
     result = await run(launch, timeout, max_chars)
     undone += aftercare(ctx)
     if result.timed_out:
+    from hermes_agent import checkpoints
+
+    note = await checkpoints.before_command(ctx, command)
         raise ToolError(
             f"timed out after {timeout} s: the command was stopped (its process group was "
             f"killed). Output until then:\n{result.output}\n[For commands that run long, use "
@@ -831,7 +834,7 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
             "\n[processes the command left running in the background were stopped; "
             "use background=true to keep a process running]"
         )
-    footer += _undone_note(undone)
+    footer += _undone_note(undone) + note
     output = result.output
     if output and not output.endswith("\n"):
         output += "\n"
