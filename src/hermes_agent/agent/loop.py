@@ -323,6 +323,7 @@ class Agent:
         self._repair_unanswered_calls()
         # Set by tools that read web pages or files; a sub-agent inherits its parent's.
         self.context.state["untrusted_read"] = self.inherited_untrusted
+        checkpoints.new_turn(self.context.state, text)  # The turn's first change takes one.
         if not self.inherited_untrusted:
             self.context.state.pop("untrusted_sources", None)
         if not resumed:
@@ -352,9 +353,6 @@ class Agent:
                 await self._run_tools(completion.tool_calls)
             stop = STOPPED_TEMPLATE.format(n=self.max_turns)
             if on_answer is not None:
-        # A denial binds the turn it was given in (safety/denials.py); a new message is free.
-        self.context.state.pop("approvals.denied", None)
-        checkpoints.new_turn(self.context.state, text)  # The turn's first change takes one.
                 on_answer(stop)
             self._append({"role": "assistant", "content": stop})
             self.events.notice(stop)

@@ -806,6 +806,9 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
 
     await approve_command(command, ctx, purpose="background" if background else "terminal")
     launch = plan(command, ctx)
+    from hermes_agent import checkpoints
+
+    note = await checkpoints.before_command(ctx, command)
     # The last look (after the previous command) still holds unless a background
     # process ran since: look again only then, or for the first time.
     running = any(p.popen.poll() is None for p in _processes(ctx.state).values())
@@ -820,9 +823,6 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
     result = await run(launch, timeout, max_chars)
     undone += aftercare(ctx)
     if result.timed_out:
-    from hermes_agent import checkpoints
-
-    note = await checkpoints.before_command(ctx, command)
         raise ToolError(
             f"timed out after {timeout} s: the command was stopped (its process group was "
             f"killed). Output until then:\n{result.output}\n[For commands that run long, use "
