@@ -1,0 +1,815 @@
+"""One MCP connection manager per process, shared by chat, gateway, cron and ACP.
+
+:func:`get_manager` returns it. The manager runs its own event loop in a
+daemon thread: every server connection lives there, whichever front end (and
+whichever event loop: the chat's, the gateway's, a cron job's, ACP's) uses
+it. Callers await :meth:`Manager.submit`, which hands a coroutine to that loop;
+cancelling the caller cancels the call there, and the SDK then sends
+``notifications/cancelled`` to the server.
+
+**Connecting.** Servers connect in parallel in the background as soon as a
+scope names them. :meth:`Scope.prepare` (called by the agent before a turn)
+waits at most ``mcp.connect_wait`` seconds for the first turn, then goes on:
+a slow server never holds the first answer up, and its tools appear in a
+later model call when it is ready. A ``required`` server is waited for up
+to its ``connect_timeout``; if it cannot connect, the turn fails with
+:class:`RequiredServerError` (non-zero exit for `hermes chat -q` and cron).
+
+**State.** Each server is ``connecting``, ``ready``, ``failed`` (with the
+reason), ``needs-login`` (``auth: oauth`` without tokens) or ``disabled``.
+The state is shown by `hermes mcp list` and ``/mcp``, and told to the model
+in the description of the ``mcp_servers`` tool, so it never claims a tool it
+does not have.
+
+**Reconnecting.** A server that drops (its process exits, its HTTP endpoint
+fails) is reconnected with exponential backoff (1 s doubling to 60 s);
+``/reload-mcp`` or :meth:`Manager.reload` reconnects at once.
+
+**Scopes.** :meth:`Manager.global_scope` is the configured ``mcp_servers``;
+:meth:`Manager.open_scope` adds servers visible to one scope only (an ACP
+session's own servers), stopped when the scope closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from hermes_agent.errors import ConfigError, HermesError
+from hermes_agent.mcp.config import ServerConfig
+
+if TYPE_CHECKING:
+    import mcp_types as types
+    from mcp import Client
+
+    from hermes_agent.config.loader import Config
+    from hermes_agent.tools.registry import Tool
+
+T = TypeVar("T")
+
+CONNECTING = "connecting"
+READY = "ready"
+FAILED = "failed"
+NEEDS_LOGIN = "needs-login"
+DISABLED = "disabled"
+STOPPED = "stopped"
+
+#: Default of ``mcp.connect_wait``: how long the first turn waits for servers.
+DEFAULT_CONNECT_WAIT = 3.0
+BACKOFF_START = 1.0
+BACKOFF_MAX = 60.0
+
+
+class RequiredServerError(HermesError):
+    """A server marked ``required`` could not connect: the run must not go on without it."""
+
+
+class NeedsLogin(Exception):
+    """An ``auth: oauth`` server has no usable tokens: `hermes mcp login NAME` first."""
+
+
+class ServerGone(Exception):
+    """The server is not connected (it dropped, failed or is still connecting)."""
+
+
+@dataclass
+class Status:
+    """What the user and the model are told about one server."""
+
+    name: str
+    state: str
+    reason: str = ""
+    tools: int = 0
+    where: str = ""
+    required: bool = False
+
+    def line(self) -> str:
+        text = f"{self.name}: {self.state}"
+        if self.state == READY:
+            text += f" ({self.tools} tool{'s' if self.tools != 1 else ''})"
+        if self.reason:
+            text += f": {self.reason}"
+        return text
+
+
+def _oauth_auth(server: ServerConfig) -> Any:
+    """The httpx ``Auth`` for an ``auth: oauth`` server, from :mod:`hermes_agent.mcp.oauth`.
+
+    The OAuth module is written separately; until it exists (or when it has no
+    tokens for this server) the server's state is ``needs-login``.
+    """
+    from hermes_agent import home
+
+    try:
+        from hermes_agent.mcp import oauth  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise NeedsLogin("OAuth support is not available in this build") from None
+    auth_for = getattr(oauth, "auth_for", None)
+    if auth_for is None:
+        raise NeedsLogin("OAuth support is not available in this build")
+    try:
+        auth = auth_for(server.name, server.url, home.hermes_home())
+    except (LookupError, FileNotFoundError) as exc:
+        raise NeedsLogin(str(exc) or "no tokens yet") from None
+    if auth is None:
+        raise NeedsLogin("no tokens yet")
+    return auth
+
+
+class Connection:
+    """One server: its supervisor task, its SDK client, its tools and its state."""
+
+    def __init__(self, manager: Manager, server: ServerConfig, config: Any, cwd: str) -> None:
+        self.manager = manager
+        self.server = server
+        self.config = config
+        self.cwd = cwd
+        self.state = CONNECTING if server.enabled else DISABLED
+        self.reason = ""
+        self.client: Client | None = None
+        #: The server's tools as it listed them (include/exclude applied).
+        self.tools: list[types.Tool] = []
+        #: Bumped whenever ``tools`` changes, so tool wrappers are rebuilt only then.
+        self.generation = 0
+        self.has_resources = False
+        self.has_prompts = False
+        self.prompts: list[types.Prompt] = []
+        self.settled = threading.Event()
+        self.attempts = 0
+        self.pid = 0
+        self._stop = False
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._dropped: asyncio.Event | None = None
+        self._sandbox_state: dict[str, Any] = {}
+        self._refreshing = False
+
+    # --- status ---------------------------------------------------------------------
+
+    def status(self) -> Status:
+        return Status(
+            self.server.name,
+            self.state,
+            self.reason,
+            len(self.tools) if self.state == READY else 0,
+            self.server.describe(),
+            self.server.required,
+        )
+
+    def _set(self, state: str, reason: str = "") -> None:
+        self.state = state
+        self.reason = reason
+        if state != CONNECTING:
+            self.settled.set()
+
+    # --- lifecycle (on the manager's loop) --------------------------------------------
+
+    def start(self) -> None:
+        if self.server.enabled and self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        delay = BACKOFF_START
+        assert self._wake is not None
+        while not self._stop:
+            self.attempts += 1
+            started = time.monotonic()
+            self._set_connecting()
+            try:
+                await self._connect_and_serve()
+            except asyncio.CancelledError:
+                if self._stop:
+                    break
+                raise
+            except NeedsLogin as exc:
+                self._set(NEEDS_LOGIN, f"{exc}; run `hermes mcp login {self.server.name}`")
+            except ConfigError as exc:
+                self._set(FAILED, "; ".join(exc.problems))
+            except BaseException as exc:  # Every failure is a state, never a crash.
+                self._set(FAILED, _describe_error(exc, self))
+            if self._stop:
+                break
+            if self.state == NEEDS_LOGIN:
+                delay = BACKOFF_MAX
+            elif time.monotonic() - started > 30:
+                delay = BACKOFF_START  # It ran a while: a fresh drop, not a crash loop.
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+        self._set(STOPPED if self.server.enabled else DISABLED, "")
+
+    def _set_connecting(self) -> None:
+        # A reconnect after a drop keeps the reason visible ("reconnecting: ...").
+        if self.state in (FAILED, READY) and self.reason:
+            self.state, self.reason = CONNECTING, f"reconnecting after: {self.reason}"
+        else:
+            self.state, self.reason = CONNECTING, ""
+
+    async def _connect_and_serve(self) -> None:
+        import anyio
+        from mcp import Client
+        from mcp_types import Implementation
+
+        from hermes_agent import __version__
+        from hermes_agent.mcp import sampling
+
+        self._dropped = asyncio.Event()
+        self._timed_out = False
+        loop = asyncio.get_running_loop()
+        reason = ""
+        with anyio.CancelScope() as scope:
+            self._connect_scope = scope
+            timer = loop.call_later(self.server.connect_timeout, self._connect_timed_out)
+            try:
+                async with AsyncExitStack() as stack:
+                    transport, ended = await self._transport(stack)
+                    client = Client(
+                        transport,
+                        mode=self.server.mode,
+                        client_info=Implementation(name="hermes-agent", version=__version__),
+                        message_handler=self._on_message,
+                        sampling_callback=sampling.callback_for(self)
+                        if self.server.sampling.enabled
+                        else None,
+                    )
+                    await stack.enter_async_context(client)
+                    self.client = client
+                    await self._list()
+                    timer.cancel()
+                    self._connect_scope = None
+                    self._set(READY)
+                    waits = [asyncio.ensure_future(self._dropped.wait())]
+                    if ended is not None:
+                        waits.append(asyncio.ensure_future(ended.wait()))
+                    try:
+                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for waiter in waits:
+                            waiter.cancel()
+                    reason = getattr(transport, "reason", "") or self._drop_reason
+                    self.client = None
+            finally:
+                timer.cancel()
+                self._connect_scope = None
+                self.client = None
+        if scope.cancelled_caught:
+            if self._timed_out:
+                raise TimeoutError(
+                    f"did not answer within connect_timeout ({self.server.connect_timeout:g} s)"
+                )
+            raise asyncio.CancelledError
+        raise ServerGone(reason or "connection lost")
+
+    _connect_scope: Any = None
+    _timed_out = False
+    _drop_reason = ""
+
+    def _connect_timed_out(self) -> None:
+        if self._connect_scope is not None:
+            self._timed_out = True
+            self._connect_scope.cancel()
+
+    def dropped(self, reason: str) -> None:
+        """A call found the connection broken: reconnect (on the manager's loop)."""
+        self._drop_reason = reason
+        if self._dropped is not None:
+            self._dropped.set()
+
+    async def _transport(self, stack: AsyncExitStack) -> tuple[Any, Any]:
+        """The SDK transport for this server (entered by the client), and its end event."""
+        from hermes_agent.mcp import config as mcp_config
+
+        environ = mcp_config.variables()
+        if self.server.stdio:
+            from hermes_agent.mcp.stdio import StdioTransport
+
+            env = mcp_config.resolve_map(self.server.env, self.server.name, "env", environ)
+            launch = self._launch(env)
+            transport = StdioTransport(
+                launch.argv, launch.cwd or self.cwd, launch.env, launch.spawn_args(), _log(self)
+            )
+            return transport, transport.ended
+        url = mcp_config.resolve_vars(self.server.url, self.server.name, "url", environ)
+        headers = mcp_config.resolve_map(self.server.headers, self.server.name, "headers", environ)
+        auth = _oauth_auth(self.server) if self.server.auth == "oauth" else None
+        if self.server.transport == "sse":
+            from mcp.client.sse import sse_client
+
+            return sse_client(
+                url, headers=headers, auth=auth, timeout=self.server.connect_timeout
+            ), None
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        http = httpx2.AsyncClient(
+            headers=headers,
+            auth=auth,
+            timeout=httpx2.Timeout(self.server.connect_timeout, read=self.server.max_call_time),
+        )
+        await stack.enter_async_context(http)
+        return streamable_http_client(url, http_client=http), None
+
+    def _launch(self, env: dict[str, str]) -> Any:
+        """How the stdio server starts: confined like every command, plus its own additions."""
+        import os
+        import shutil
+
+        from hermes_agent.safety import sandbox
+        from hermes_agent.tools.terminal import Launch, child_env
+
+        if not os.path.isdir(self.cwd):
+            raise ConfigError(f"the workspace {self.cwd} does not exist (terminal.cwd)")
+        argv = [self.server.command, *self.server.args]
+        if os.sep not in argv[0]:
+            found = shutil.which(argv[0], path={**os.environ, **env}.get("PATH"))
+            if found is None:
+                raise ConfigError(f"{argv[0]}: command not found (mcp_servers.{self.server.name})")
+            argv[0] = found
+        base = child_env(str(n) for n in (self.config.get("sandbox.pass_env") or ()))
+        settings = _ServerSandbox(self.config, self.server)
+        try:
+            confinement = sandbox.confine(cast(Any, settings), self.cwd, self._sandbox_state)
+        except sandbox.SandboxError as exc:
+            raise ConfigError(f"the server was not started: {exc}") from None
+        base.update(env)
+        if confinement is None:
+            return Launch(argv, self.cwd, base)
+        base.update(confinement.env)
+        os.makedirs(confinement.env.get("XDG_CACHE_HOME", ""), mode=0o700, exist_ok=True)
+        return Launch(
+            [*confinement.prefix, *argv],
+            self.cwd,
+            base,
+            ruleset=confinement.ruleset,
+            deny_unix_sockets=confinement.deny_unix_sockets,
+            drop_capabilities=confinement.drop_capabilities,
+            sandbox=confinement.backend,
+        )
+
+    async def _list(self) -> None:
+        """Fetch the tool list (and whether there are resources and prompts)."""
+        client = self.client
+        assert client is not None
+        caps = client.server_capabilities
+        tools: list[types.Tool] = []
+        if caps.tools is not None:
+            cursor: str | None = None
+            for _ in range(100):  # A paginator that never ends cannot hang the connect.
+                page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        self.tools = [t for t in tools if self.server.wants(t.name)]
+        self.has_resources = caps.resources is not None
+        self.has_prompts = caps.prompts is not None
+        self.prompts = []
+        if self.has_prompts:
+            with contextlib.suppress(Exception):
+                self.prompts = list((await client.list_prompts()).prompts)
+        self.generation += 1
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            if _broken(message):
+                self.dropped(_describe_error(message, self))
+            return
+        method = getattr(message, "method", "")
+        changed = ("notifications/tools/list_changed", "notifications/prompts/list_changed")
+        if method in changed and self.client is not None and not self._refreshing:
+            self._refreshing = True
+            asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            await self._list()
+        except Exception as exc:
+            _log(self).note(f"refreshing the tool list failed: {exc}")
+        finally:
+            self._refreshing = False
+
+    def wake(self) -> None:
+        """Reconnect now (``/reload-mcp``), whatever the backoff says."""
+        if self._dropped is not None and self.state == READY:
+            self.dropped("reloaded")
+        if self._wake is not None:
+            self._wake.set()
+
+    async def stop(self) -> None:
+        self._stop = True
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self.client = None
+        self._set(STOPPED if self.server.enabled else DISABLED)
+        from hermes_agent.safety import sandbox
+
+        sandbox.cleanup(self._sandbox_state)
+
+    # --- calls (on the manager's loop) -------------------------------------------------
+
+    def _client(self) -> Client:
+        if self.client is None or self.state != READY:
+            raise ServerGone(self.status().line())
+        return self.client
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        on_progress: Callable[[float, float | None, str | None], None] | None = None,
+    ) -> types.CallToolResult:
+        """Call ``name``; ``timeout`` is an idle time that progress extends, under a cap."""
+        client = self._client()
+        last = [time.monotonic()]
+        started = last[0]
+
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            last[0] = time.monotonic()
+            if on_progress is not None:
+                on_progress(progress, total, message)
+
+        task = asyncio.ensure_future(client.call_tool(name, arguments, progress_callback=progress))
+        try:
+            while True:
+                now = time.monotonic()
+                idle_left = self.server.timeout - (now - last[0])
+                cap_left = self.server.max_call_time - (now - started)
+                if idle_left <= 0 or cap_left <= 0:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                    if cap_left <= 0:
+                        raise TimeoutError(
+                            f"the call ran longer than max_call_time "
+                            f"({self.server.max_call_time:g} s) and was cancelled"
+                        )
+                    raise TimeoutError(
+                        f"no answer and no progress for {self.server.timeout:g} s (timeout); "
+                        "the call was cancelled"
+                    )
+                done, _ = await asyncio.wait({task}, timeout=min(idle_left, cap_left))
+                if done:
+                    return task.result()
+        except asyncio.CancelledError:
+            task.cancel()  # The SDK sends notifications/cancelled for it.
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+        except Exception as exc:
+            if _broken(exc):
+                self.dropped(_describe_error(exc, self))
+            raise
+
+    async def read_resource(self, uri: str) -> Any:
+        from pydantic import AnyUrl
+
+        return await self._client().read_resource(AnyUrl(uri))  # type: ignore[arg-type,unused-ignore]
+
+    async def list_resources(self) -> Any:
+        return await self._client().list_resources()
+
+    async def get_prompt(self, name: str, arguments: dict[str, str]) -> Any:
+        return await self._client().get_prompt(name, arguments)
+
+
+class _ServerSandbox:
+    """The configuration as :func:`sandbox.confine` reads it, with one server's additions."""
+
+    def __init__(self, config: Any, server: ServerConfig) -> None:
+        self.config = config
+        self.server = server
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "sandbox.writable":
+            return [*(self.config.get(key) or ()), *self.server.writable]
+        if key == "sandbox.network" and self.server.network is not None:
+            return self.server.network
+        return self.config.get(key, default)
+
+
+def _log(connection: Connection) -> Any:
+    from hermes_agent import home
+    from hermes_agent.mcp.stdio import BoundedLog
+
+    return BoundedLog(home.mcp_log_path(connection.server.name))
+
+
+def _broken(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection is gone (rather than one call failing)."""
+    import anyio
+
+    if isinstance(exc, anyio.ClosedResourceError | anyio.BrokenResourceError | ConnectionError):
+        return True
+    name = type(exc).__name__
+    return name in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError")
+
+
+def _describe_error(exc: BaseException, connection: Connection) -> str:
+    """One line on why a server failed: no traceback, no secret, a hint where one helps."""
+    from hermes_agent.redact import redact
+
+    if isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        if inner:
+            return _describe_error(inner[0], connection)
+    text = str(exc) or type(exc).__name__
+    name = type(exc).__name__
+    if name == "HTTPStatusError" or "401" in text:
+        response = getattr(exc, "response", None)
+        code = getattr(response, "status_code", None)
+        if code == 401 or " 401" in text:
+            text = "the server answered 401 Unauthorized (check headers, or auth: oauth)"
+    elif name in ("ConnectError", "ConnectTimeout"):
+        text = f"cannot connect: {text}"
+    if connection.server.stdio and not isinstance(exc, ConfigError | TimeoutError):
+        tail = _log(connection).tail(3)
+        if tail:
+            text += f" (last lines of {_shown_log(connection)}: {tail!r})"
+    elif connection.server.stdio and isinstance(exc, TimeoutError):
+        text += f" (see {_shown_log(connection)})"
+    return redact(" ".join(text.split()))[:600]
+
+
+def _shown_log(connection: Connection) -> str:
+    from hermes_agent import home
+
+    return str(home.mcp_log_path(connection.server.name))
+
+
+class Scope:
+    """The servers one agent sees: the configured ones, plus a scope's own (ACP)."""
+
+    def __init__(self, manager: Manager, connections: list[Connection], own: bool) -> None:
+        self.manager = manager
+        self.connections = connections
+        self._own = own
+        self._prepared = False
+        self._tool_cache: dict[str, tuple[int, list[Tool]]] = {}
+        self.closed = False
+
+    def statuses(self) -> list[Status]:
+        return [c.status() for c in self.connections]
+
+    async def prepare(self) -> None:
+        """Before a turn: the first time, wait (a little) for servers to be ready.
+
+        Waits at most ``mcp.connect_wait`` seconds for servers still connecting,
+        and up to its ``connect_timeout`` for a ``required`` one, which must then
+        be ready: :class:`RequiredServerError` otherwise.
+        """
+        if self._prepared:
+            self._check_required()
+            return
+        budget = _connect_wait(self.connections)
+        deadline = time.monotonic() + budget
+        required_deadline = {
+            id(c): time.monotonic() + c.server.connect_timeout + 1
+            for c in self.connections
+            if c.server.required
+        }
+        while True:
+            now = time.monotonic()
+            waiting = [
+                c
+                for c in self.connections
+                if c.state == CONNECTING
+                and (now < deadline or now < required_deadline.get(id(c), 0.0))
+            ]
+            if not waiting:
+                break
+            await asyncio.sleep(0.01)
+        self._prepared = True
+        self._check_required()
+
+    def _check_required(self) -> None:
+        for c in self.connections:
+            if c.server.required and c.state not in (READY, CONNECTING):
+                raise RequiredServerError(
+                    f"MCP server {c.server.name!r} is required but not available: "
+                    f"{c.status().line()}"
+                )
+            if c.server.required and c.state == CONNECTING and c.attempts > 1:
+                raise RequiredServerError(
+                    f"MCP server {c.server.name!r} is required but not available: "
+                    f"{c.status().line()}"
+                )
+
+    def tools(self) -> list[Tool]:
+        """The hermes tools of every ready server, plus the ``mcp_servers`` status tool."""
+        from hermes_agent.mcp import tools as mcp_tools
+
+        out: list[Tool] = []
+        taken: set[str] = set()
+        for connection in self.connections:
+            if connection.state != READY:
+                continue
+            key = connection.server.name
+            cached = self._tool_cache.get(key)
+            pins_stamp = mcp_tools.pins_stamp()
+            stamp = hash((connection.generation, pins_stamp, id(connection)))
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, mcp_tools.server_tools(self, connection, taken))
+                self._tool_cache[key] = cached
+            for tool in cached[1]:
+                if tool.name in taken:  # Two servers whose names collide after sanitising.
+                    continue
+                taken.add(tool.name)
+                out.append(tool)
+        out.extend(mcp_tools.generic_tools(self))
+        return out
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await self.manager.submit(coro)
+
+    def close(self) -> None:
+        """Stop the servers this scope brought (an ACP session's own); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._own:
+            self.manager.stop_connections(self.connections)
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._own:
+            await self.manager.submit(self.manager._stop_all(self.connections))
+
+    def find(self, name: str) -> Connection | None:
+        for connection in self.connections:
+            if connection.server.name == name:
+                return connection
+        return None
+
+
+def _connect_wait(connections: Iterable[Connection]) -> float:
+    for c in connections:
+        value = c.config.get("mcp.connect_wait") if hasattr(c.config, "get") else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        break
+    return DEFAULT_CONNECT_WAIT
+
+
+class Manager:
+    """The process's MCP connections, on an event loop in a thread of their own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="hermes-mcp", daemon=True)
+        self._thread.start()
+        self.connections: dict[str, Connection] = {}
+        self._global: Scope | None = None
+        self._key: Any = None
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def submit(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the manager's loop and await it from the caller's loop."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.wrap_future(future)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the manager's loop from synchronous code."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _start(self, servers: Sequence[ServerConfig], config: Any, cwd: str) -> list[Connection]:
+        connections = [Connection(self, s, config, cwd) for s in servers]
+
+        def start() -> None:
+            for connection in connections:
+                connection.start()
+                if not connection.server.enabled:
+                    connection.settled.set()
+
+        self.loop.call_soon_threadsafe(start)
+        return connections
+
+    def global_scope(self, config: Config, cwd: str | Path) -> Scope:
+        """The configured servers, started on first use and shared by every session.
+
+        When the configuration changed (``/reload-mcp`` after an edit, a gateway
+        that reloads), servers whose definition changed are restarted.
+        """
+        from hermes_agent.mcp import config as mcp_config
+
+        servers = mcp_config.parse_servers(config.get("mcp_servers"), include_disabled=True)
+        key = (tuple(servers), str(cwd))
+        with self._lock:
+            if self._global is not None and self._key == key:
+                return self._global
+            old = self.connections
+            keep: dict[str, Connection] = {}
+            fresh: list[ServerConfig] = []
+            for server in servers:
+                current = old.get(server.name)
+                if current is not None and current.server == server and current.cwd == str(cwd):
+                    keep[server.name] = current
+                else:
+                    fresh.append(server)
+            gone = [c for name, c in old.items() if keep.get(name) is not c]
+            if gone:
+                self.stop_connections(gone)
+            started = {c.server.name: c for c in self._start(fresh, config, str(cwd))}
+            self.connections = {s.name: keep.get(s.name) or started[s.name] for s in servers}
+            self._global = Scope(self, list(self.connections.values()), own=False)
+            self._key = key
+            return self._global
+
+    def open_scope(
+        self,
+        servers: Sequence[ServerConfig],
+        *,
+        config: Config,
+        cwd: str | Path,
+        include_global: bool = True,
+    ) -> Scope:
+        """A scope with its own ``servers`` (visible to it alone), plus the configured ones.
+
+        For ACP sessions, which bring MCP servers per session: call
+        :meth:`Scope.close` (or ``await scope.aclose()``) when the session ends, and
+        its own servers are stopped.
+        """
+        own = self._start(list(servers), config, str(cwd))
+        shared = self.global_scope(config, cwd).connections if include_global else []
+        names = {c.server.name for c in own}
+        return Scope(self, [*[c for c in shared if c.server.name not in names], *own], own=True)
+
+    def stop_connections(self, connections: Iterable[Connection]) -> None:
+        items = list(connections)
+        if items and not self.closed:
+            asyncio.run_coroutine_threadsafe(self._stop_all(items), self.loop)
+
+    async def _stop_all(self, connections: Iterable[Connection]) -> None:
+        await asyncio.gather(*(c.stop() for c in connections), return_exceptions=True)
+
+    def reload(self) -> None:
+        """Reconnect every configured server now (``/reload-mcp``)."""
+        for connection in list(self.connections.values()):
+            self.loop.call_soon_threadsafe(connection.wake)
+
+    def statuses(self) -> list[Status]:
+        return [c.status() for c in self.connections.values()]
+
+    def shutdown(self, timeout: float = 8.0) -> None:
+        """Stop every server (their process groups killed) and the manager's loop."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.run_sync(self._stop_all(list(self.connections.values())), timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(2)
+
+
+_manager: Manager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> Manager:
+    """The process's one manager, created on first use (stopped at exit)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None or _manager.closed:
+            _manager = Manager()
+            atexit.register(_manager.shutdown)
+        return _manager
+
+
+def running_manager() -> Manager | None:
+    """The manager if one was started (``/mcp`` without starting anything)."""
+    return _manager
+
+
+def scope_for(config: Config, cwd: str | Path) -> Scope | None:
+    """The configured servers' scope for a new agent, or None when none is configured."""
+    from hermes_agent.mcp import config as mcp_config
+
+    if not mcp_config.any_enabled(config):
+        return None
+    return get_manager().global_scope(config, cwd)
+
+
+async def call_from(scope: Scope, make: Callable[[], Awaitable[T]]) -> T:
+    async def run() -> T:
+        return await make()
+
+    return await scope.call(run())
