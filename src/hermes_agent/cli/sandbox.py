@@ -17,32 +17,6 @@ from typing import Any
 
 from hermes_agent.cli.common import load_config
 
-# Run inside the sandbox: each check prints "name ok|denied|missing".
-_PROBE = r"""
-import json, os, sys
-checks = json.loads(sys.argv[1])
-out = {}
-for name, how, path in checks:
-    try:
-        if how == "read":
-            with open(path, "rb") as handle:
-                handle.read(1)
-        elif how == "append":
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
-            os.unlink(path)
-        out[name] = "allowed"
-    except FileNotFoundError:
-        out[name] = "missing"
-    except PermissionError:
-        out[name] = "denied"
-    except OSError as exc:
-        out[name] = f"error: {exc.strerror}"
-print(json.dumps(out))
-"""
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=cmd_status)
@@ -55,44 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _probe(config: Any, workspace: str) -> dict[str, str]:
-    """Run the probe as the terminal tool would run a command; what it could do."""
-    import asyncio
-    import os
+    """Run the probe as the terminal tool would run a command (shared with `hermes doctor`)."""
+    from hermes_agent.diagnose import sandbox_probe
 
-    import hermes_agent
-    from hermes_agent import home
-    from hermes_agent.safety import sandbox
-    from hermes_agent.tools import terminal
-
-    state: dict[str, Any] = {}
-    tmp = sandbox.session_tmp(state)
-    package = os.path.dirname(hermes_agent.__file__)
-    checks = [
-        ("read .env", "read", str(home.env_path())),
-        ("read auth.json", "read", str(home.auth_path())),
-        ("write HERMES_HOME", "write", str(home.hermes_home() / ".sandbox-probe")),
-        ("open config.yaml to write", "append", str(home.config_path())),
-        ("write hermes' code", "write", os.path.join(package, ".sandbox-probe")),
-        ("write temp dir", "write", os.path.join(tmp, "probe")),
-    ]
-
-    class _Ctx:
-        pass
-
-    ctx: Any = _Ctx()
-    ctx.config = config
-    ctx.state = state
-    try:
-        launch = terminal.confined(
-            [sys.executable, "-I", "-c", _PROBE, json.dumps(checks)], workspace, ctx
-        )
-        result = asyncio.run(terminal.run(launch, 30, 100_000))
-        found: dict[str, str] = json.loads(result.output.strip().splitlines()[-1])
-    except Exception as exc:  # The probe itself failing is a finding, not a crash.
-        found = {"probe": f"could not run: {exc}"}
-    finally:
-        sandbox.cleanup(state)
-    return found
+    return sandbox_probe(config, workspace)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

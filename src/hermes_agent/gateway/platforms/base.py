@@ -128,6 +128,12 @@ class Platform:
     #: nothing can be resent after a crash, so the gateway records answer and delivery
     #: in one write, after the hand-over.
     answers_in_request = False
+    #: Told of each change of the connection's state (``connected``, ``reconnecting``
+    #: with the reason); the gateway sets it to write ``gateway.status.json``.
+    report_state: Callable[[str, str], None] | None = None
+    #: The connection's last reported state ("" before the gateway started the platform).
+    connection_state = ""
+    _attempt = 0
 
     def __init__(self, gateway: Gateway, config: Config) -> None:
         """Read settings and secrets; raise UsageError naming what is missing. No I/O."""
@@ -221,6 +227,21 @@ class Platform:
     def alive(self) -> None:
         """Note that the connection just showed signs of life (an event, a heartbeat)."""
         self._last_alive = time.monotonic()
+        if self.connection_state == "reconnecting":
+            self.set_connection_state("connected")
+
+    def set_connection_state(self, state: str, detail: str = "") -> None:
+        """Record the connection's state, and tell :attr:`report_state` when it changed."""
+        if state == self.connection_state and not detail:
+            return
+        self.connection_state = state
+        if self.report_state is not None:
+            self.report_state(state, detail)
+
+    def _settled(self, attempt: int) -> None:
+        """An attempt that has not failed for a while counts as connected (no alive() needed)."""
+        if attempt == self._attempt and self.connection_state == "reconnecting":
+            self.set_connection_state("connected")
 
     def supervise(self, label: str, connect_once: Callable[[], Awaitable[None]]) -> None:
         """Run ``connect_once`` for ever: again after each end or error, with backoff.
@@ -237,7 +258,11 @@ class Platform:
         backoff = Backoff(maximum=self._reconnect_max)
         while True:
             started = time.monotonic()
-            self.alive()
+            self._last_alive = started  # The watchdog's clock; not yet a sign of a connection.
+            self._attempt += 1
+            settled = asyncio.get_running_loop().call_later(
+                _SETTLED_SECONDS, self._settled, self._attempt
+            )
             reason = "the connection ended"
             try:
                 await self._with_watchdog(connect_once())
@@ -247,6 +272,9 @@ class Platform:
                 reason = f"nothing heard for {self.watchdog_seconds:.0f} s"
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                settled.cancel()
+            self.set_connection_state("reconnecting", f"{label}: {reason}")
             if time.monotonic() - started > min(self._reconnect_max, 30.0):
                 backoff.reset()
             delay = backoff.next_delay()
@@ -290,6 +318,10 @@ class Platform:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+#: An attempt that has run this long without failing counts as a connection made again.
+_SETTLED_SECONDS = 10.0
 
 
 class _SilentError(Exception):
