@@ -205,6 +205,16 @@ class Agent:
         name = chosen if chosen is not None else self.config.get("display.personality") or ""
         return personality_style(self.config, name)
 
+    def reload_history(self) -> None:
+        """Read the active history again: /undo changed it in state.db."""
+        self.history = self.db.messages(self.session_id)
+        self._last_prompt_tokens = 0
+        self._chars_since_last_call = sum(len(str(m.get("content") or "")) for m in self.history)
+
+    def refresh_prompt(self) -> None:
+        """Take up a new personality (/personality): the prompt is built again if it changed."""
+        self.system = self._session_prompt()
+
     async def aclose(self, *, close_provider: bool = True) -> None:
         """End the session's resources: tool processes, and the provider's connections."""
         from hermes_agent.tools.registry import cleanup_state

@@ -302,6 +302,8 @@ class Repl:
         self.setup = prepare(args)
         self.agent: Agent | None = None
         self._events: TerminalEvents | None = None
+        #: /background runs still going (cancelled when the chat ends).
+        self.background: set[asyncio.Task[None]] = set()
         #: Images (/image, --image) that go with the next message sent.
         self.images: list[Any] = _take_images(args.images or [], self.setup)
 
@@ -403,6 +405,11 @@ class Repl:
                     break
                 continue
             await self.turn(text)
+        if self.background:
+            print(f"cancelling {len(self.background)} background task(s)")
+            for task in list(self.background):
+                task.cancel()
+            await asyncio.gather(*self.background, return_exceptions=True)
         if self.agent is not None:
             await self.agent.aclose()
         return 0
@@ -567,3 +574,101 @@ class Repl:
             mark = "*" if session.id == self.setup.session_id else " "
             title = _shown(session.title or "")
             self.console.print(f"{mark} [cyan]{session.id}[/] {title}", markup=True)
+
+    # --- /undo, /retry, /queue, /background, /personality ----------------------------------
+
+    def _undo(self) -> str | None:
+        """Take the last exchange out of the context (kept in state.db); its user text."""
+        s = self.setup
+        text = s.db.undo_last_exchange(s.session_id)
+        if text is not None and self.agent is not None:
+            self.agent.reload_history()
+        return text
+
+    async def cmd_undo(self, _: str) -> None:
+        text = self._undo()
+        if text is None:
+            self.console.print("nothing to undo")
+            return
+        self.console.print(
+            f"dropped your last message ({_shown(text.splitlines()[0][:60] if text else '')}) "
+            "and its answer from the context; they stay in the session's history"
+        )
+
+    async def cmd_retry(self, _: str) -> None:
+        text = self._undo()
+        if not text:
+            self.console.print("nothing to retry")
+            return
+        self.console.print(f"[dim]retrying: {_shown(text.splitlines()[0][:60])}[/]")
+        await self.turn(text)
+
+    async def cmd_queue(self, arg: str) -> None:
+        """Run ``arg`` after the current answer: in the REPL nothing runs while the prompt is
+        shown (lines typed during an answer wait for it anyway), so it runs now."""
+        if not arg:
+            raise UsageError("usage: /queue PROMPT")
+        await self.turn(arg)
+
+    async def cmd_personality(self, arg: str) -> None:
+        from hermes_agent.agent.prompt import personalities
+
+        s = self.setup
+        known = personalities(s.config)
+        chosen = s.db.session_personality(s.session_id)
+        current = (chosen if chosen is not None else s.config.get("display.personality")) or ""
+        if not arg:
+            for name, text in known.items():
+                mark = "*" if name == current.lower() else " "
+                self.console.print(f"{mark} {name}: {text}", markup=False)
+            self.console.print("/personality NAME switches this session; none turns it off")
+            return
+        wanted = arg.strip().lower()
+        if wanted != "none" and wanted not in known:
+            raise UsageError(f"no personality {arg!r}; choose one of: {', '.join(known)}, none")
+        s.db.set_personality(s.session_id, "" if wanted == "none" else wanted)
+        if self.agent is not None:
+            self.agent.refresh_prompt()
+        self.console.print(f"personality: {wanted} (for this session)", markup=False)
+
+    async def cmd_background(self, arg: str) -> None:
+        from hermes_agent.agent.loop import Events
+
+        if not arg:
+            raise UsageError("usage: /background PROMPT")
+        s = self.setup
+        session_id = s.db.create_session(
+            source="cli", model=s.settings.model, cwd=str(s.cwd), title=f"background: {arg[:50]}"
+        )
+        # Nobody answers its questions: the prompt is the user's, so dangerous commands wait
+        # for an approval that cannot come and are refused, as in the gateway.
+        agent = build_agent(
+            config=s.config,
+            settings=s.settings,
+            tools=s.tools,
+            db=s.db,
+            session_id=session_id,
+            cwd=s.cwd,
+            events=Events(),
+        )
+        task = asyncio.ensure_future(self._background(agent, session_id, arg))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        self.console.print(
+            f"running in the background as session [cyan]{session_id}[/]; "
+            "its answer appears here when it is done"
+        )
+
+    async def _background(self, agent: Agent, session_id: str, prompt: str) -> None:
+        from prompt_toolkit.application import run_in_terminal
+
+        from hermes_agent.providers.base import ProviderError
+
+        try:
+            result = await agent.run(prompt)
+            text = f"[green]✓ background session {session_id} done:[/]\n{_shown(result.text)}"
+        except (ProviderError, HermesError) as exc:
+            text = f"[red]✗ background session {session_id} failed: {_shown(exc)}[/]"
+        finally:
+            await agent.aclose()
+        await run_in_terminal(lambda: self.console.print(text))

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import functools
 import logging
 import os
 import signal
@@ -147,6 +146,13 @@ class Gateway:
         self._semaphore: asyncio.Semaphore | None = None
         self._queues: dict[RouteKey, deque[InboundMessage]] = {}
         self._workers: dict[RouteKey, asyncio.Task[None]] = {}
+        #: The answer each conversation is writing (its inbound id and task), for /stop.
+        self._running: dict[RouteKey, tuple[int, asyncio.Task[None]]] = {}
+        #: Inbound ids whose answer /stop cancelled, and those in the agent's hands.
+        self._stopped: set[int] = set()
+        self._thinking: set[int] = set()
+        #: The fallback_providers clients, shared like the model client.
+        self._fallbacks: Any = None
         self._background: set[asyncio.Task[object]] = set()
         self._stopping: asyncio.Event | None = None
         #: One model client for every conversation, built on the first message.
@@ -202,7 +208,7 @@ class Gateway:
         if new:
             # At debug: state.db records every arrival; the info line is the answer's.
             log.debug("inbound %d from %s chat %s", row.id, platform, chat_id)
-            if self._phase == "running":
+            if self._phase == "running" and not self._stop_command(row):
                 self._enqueue(row)
             # While the platforms start it stays pending: the resume at the end of
             # the start picks it up, in order with what an earlier run left.
@@ -301,11 +307,105 @@ class Gateway:
             while queue:
                 row = queue[0]
                 async with self._semaphore:
-                    await self._answer(row)
+                    await self._answer_stoppable(key, row)
                 queue.popleft()
         finally:
             del self._queues[key]
             del self._workers[key]
+
+    async def _answer_stoppable(self, key: RouteKey, row: InboundMessage) -> None:
+        """Answer ``row`` in a task of its own that /stop in the same chat can cancel."""
+        task = asyncio.ensure_future(self._answer(row))
+        self._running[key] = (row.id, task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if row.id not in self._stopped or (current is not None and current.cancelling()):
+                raise  # Shutdown: the next start finishes the answer.
+            from hermes_agent.gateway.chat_commands import STOPPED
+
+            log.info("inbound %d: answer stopped by /stop", row.id)
+            platform = self.platforms.get(row.platform)
+            delivery = "sent" if platform is not None and platform.answers_in_request else None
+            self.db.set_inbound_status(row.id, "done", reply=STOPPED, delivery=delivery)
+            await self._reply(row, platform, STOPPED)
+        finally:
+            self._running.pop(key, None)
+            self._stopped.discard(row.id)
+
+    def _stop_command(self, row: InboundMessage) -> bool:
+        """If ``row`` is /stop: cancel the answer its chat is writing and reply; else False.
+
+        Handled as it arrives, not in the chat's queue, where it would wait for
+        the very answer it is meant to stop.
+        """
+        from hermes_agent.gateway import chat_commands
+
+        if not chat_commands.is_stop(row.text):
+            return False
+        key = (row.platform, row.chat_id, row.thread_id)
+        running = self._running.get(key)
+        if running is not None and running[0] in self._thinking:
+            self._stopped.add(running[0])
+            running[1].cancel()
+            text = "Stopping the answer."
+        else:
+            text = chat_commands.NOTHING_TO_STOP
+        platform = self.platforms.get(row.platform)
+        delivery = "sent" if platform is not None and platform.answers_in_request else None
+        self.db.set_inbound_status(row.id, "done", reply=text, delivery=delivery)
+        self._spawn(self._reply(row, platform, text))
+        return True
+
+    def new_session(self, row: InboundMessage) -> str:
+        """A new conversation for ``row``'s chat (/new), routed there from now on."""
+        return self._new_session(row)
+
+    def start_background(self, row: InboundMessage, prompt: str) -> str:
+        """Run ``prompt`` in a session of its own; post the answer to the chat when done."""
+        session_id = self.db.create_session(
+            source=f"gateway:{row.platform}",
+            model=self.settings.model,
+            cwd=str(self.cwd),
+            title=f"background: {prompt[:50]}",
+        )
+        self._spawn(self._background_turn(row, session_id, prompt))
+        return session_id
+
+    async def _background_turn(self, row: InboundMessage, session_id: str, prompt: str) -> None:
+        from hermes_agent.agent.factory import build_agent
+
+        assert self._semaphore is not None
+        platform = self.platforms.get(row.platform)
+        try:
+            async with self._semaphore:
+                agent = build_agent(
+                    config=self.config,
+                    settings=self.settings,
+                    tools=self.tools,
+                    db=self.db,
+                    session_id=session_id,
+                    cwd=self.cwd,
+                    events=GatewayEvents(None, row),
+                    provider=await self.model_client(),
+                    fallbacks=await self.fallback_chain(),
+                )
+                if platform is not None and platform.untrusted_input:
+                    agent.inherited_untrusted = True
+                try:
+                    result = await agent.run(prompt)
+                finally:
+                    await agent.aclose(close_provider=False)
+            text = f"Background task done (session {session_id}):\n{result.text}"
+        except HermesError as exc:
+            text = f"Background task failed (session {session_id}): {exc}"
+        except Exception as exc:  # A bug must not take the gateway down.
+            log.exception("background session %s failed", session_id)
+            text = f"Background task failed (session {session_id}): internal error: {exc}"
+        from hermes_agent.redact import redact
+
+        await self.deliver_text(row.platform, row.chat_id, row.thread_id, redact(text))
 
     def _session_for(self, row: InboundMessage) -> str:
         """The session of this conversation: created on its first message, and anew when
@@ -346,14 +446,16 @@ class Gateway:
         # The reply to a request waiting in this process (the HTTP API) is recorded as sent
         # with "done": after a crash its client is gone. A chat's is tracked chunk by chunk.
         delivery = "sent" if platform is not None and platform.answers_in_request else None
-        if is_new_session_command(row.text):
-            session_id = self._new_session(row)
-            log.info("inbound %d: new conversation, session %s", row.id, session_id)
-            self.db.set_inbound_status(
-                row.id, "done", reply=NEW_SESSION_REPLY, session_id=session_id, delivery=delivery
-            )
-            await self._reply(row, platform, NEW_SESSION_REPLY)
+        from hermes_agent.gateway import chat_commands
+
+        prompt = row.text
+        outcome = await chat_commands.handle(self, row)
+        if outcome is not None and outcome.reply is not None:
+            self.db.set_inbound_status(row.id, "done", reply=outcome.reply, delivery=delivery)
+            await self._reply(row, platform, outcome.reply)
             return
+        if outcome is not None and outcome.prompt is not None:
+            prompt = outcome.prompt  # /retry, /queue: the model gets this text.
         session_id = self._session_for(row)
         # Stored with the turn's first write, its user message: never one without the other.
         self.db.set_inbound_status(
@@ -371,6 +473,7 @@ class Gateway:
                 cwd=self.cwd,
                 events=events,
                 provider=await self.model_client(),
+                fallbacks=await self.fallback_chain(),
             )
         except HermesError as exc:
             await self._fail(row, platform, str(exc))
@@ -396,10 +499,9 @@ class Gateway:
                 with_next_write=True,
             )
 
+        self._thinking.add(row.id)
         try:
-            result = await agent.run(
-                row.text, resume=row.status == "processing", on_answer=on_answer
-            )
+            result = await agent.run(prompt, resume=row.status == "processing", on_answer=on_answer)
             events.flush()
         except asyncio.CancelledError:
             # Stopped before the answer: the next start finishes the turn (it stays
@@ -414,6 +516,7 @@ class Gateway:
             await self._fail(row, platform, f"internal error: {exc}")
             return
         finally:
+            self._thinking.discard(row.id)
             if typing is not None:
                 typing.cancel()
             with contextlib.suppress(Exception):
@@ -562,6 +665,18 @@ class Gateway:
                 )
         return self._provider
 
+    async def fallback_chain(self) -> Any:
+        """The ``fallback_providers`` chain every conversation shares (None: none set).
+
+        Its clients are built once, when a conversation first needs one.
+        """
+        async with self._provider_lock:
+            if self._fallbacks is None:
+                from hermes_agent.providers import fallback
+
+                self._fallbacks = fallback.chain(self.config, self.settings, long_lived=True) or ()
+        return self._fallbacks or None
+
     @property
     def accepting(self) -> bool:
         """Whether messages are being answered (started and not stopping)."""
@@ -595,20 +710,11 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         started: list[Platform] = []
-        # What `hermes status` reads: this gateway's phase and each platform's connection.
-        from hermes_agent.gateway_status import StatusFile
-
-        status = StatusFile()
         try:
             self._phase = "starting"
-            status.phase("starting")
             for platform in self.platforms.values():
-                platform.report_state = functools.partial(status.platform, platform.name)
-                status.platform(platform.name, "starting")
                 await platform.start()
                 started.append(platform)
-                if platform.connection_state != "reconnecting":
-                    platform.set_connection_state("connected")
                 log.info("platform %s started", platform.name)
             self._log_safety()
             # Replies owed from before (answered, not delivered), then unanswered messages
@@ -623,7 +729,6 @@ class Gateway:
             if owed:
                 log.info("delivering %d replies left undelivered", len(owed))
             self._phase = "running"
-            status.phase("running")
             if resumed:
                 log.info("resuming %d unanswered messages", len(resumed))
             await self.scheduler.start()
@@ -634,7 +739,6 @@ class Gateway:
             await asyncio.gather(self._drain(), self.scheduler.stop(self.shutdown_timeout))
         finally:
             self._phase = "stopping"
-            status.phase("stopping")
             await self.scheduler.stop(0)
             for task in list(self._background):
                 task.cancel()
@@ -649,7 +753,9 @@ class Gateway:
             if self._provider is not None:
                 with contextlib.suppress(Exception):
                     await self._provider.aclose()
-            status.remove()
+            if self._fallbacks:
+                with contextlib.suppress(Exception):
+                    await self._fallbacks.aclose()
         log.info("gateway stopped")
 
     async def _drain(self) -> None:

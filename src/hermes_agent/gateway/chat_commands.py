@@ -1,0 +1,135 @@
+"""Slash commands in gateway chats (the rows of agent/commands.py marked ``gateway``).
+
+A message that is one of these commands is answered here instead of by the
+model, except /retry and /queue, which name the text the model gets. /stop is
+not here: it must act while an answer runs, so :meth:`Gateway.submit` handles
+it before the chat's queue (see ``Gateway.stop_chat``). A slash word that is
+not in the table for the gateway (``/start`` from Telegram, a path) goes to
+the model as ordinary text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hermes_agent.agent import commands
+
+if TYPE_CHECKING:
+    from hermes_agent.gateway.runner import Gateway
+    from hermes_agent.state.db import InboundMessage
+
+log = logging.getLogger("hermes_agent.gateway")
+
+NOTHING_TO_STOP = "Nothing is being answered in this chat right now."
+STOPPED = "Stopped."
+
+
+@dataclass
+class Outcome:
+    """What a command message becomes: a ``reply`` sent as it is, or a ``prompt`` to run."""
+
+    reply: str | None = None
+    prompt: str | None = None
+
+
+def command_of(text: str) -> tuple[commands.Command, str] | None:
+    """The gateway command ``text`` is, with its argument; None for anything else."""
+    parsed = commands.parse(text)
+    if parsed is None:
+        return None
+    command = commands.lookup(parsed[0], commands.GATEWAY)
+    return None if command is None else (command, parsed[1])
+
+
+def is_stop(text: str) -> bool:
+    found = command_of(text)
+    return found is not None and found[0].name == "stop"
+
+
+def _route(gateway: Gateway, row: InboundMessage) -> str | None:
+    found = gateway.db.route_and_activity(row.platform, row.chat_id, row.thread_id)
+    return None if found is None else found[0]
+
+
+async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
+    """Answer a command message, or None when ``row`` is not a gateway command."""
+    from hermes_agent.gateway.runner import NEW_SESSION_REPLY
+
+    found = command_of(row.text)
+    if found is None:
+        return None
+    command, arg = found
+    name = command.name
+    if name == "new":
+        if arg:  # "/new plan for today" is a message, not the command.
+            return None
+        fresh = gateway.new_session(row)
+        log.info("inbound %d: new conversation, session %s", row.id, fresh)
+        return Outcome(reply=NEW_SESSION_REPLY)
+    if name == "help":
+        return Outcome(reply="Commands:\n" + commands.help_text(commands.GATEWAY))
+    if name == "stop":  # Only reaches here when nothing ran (after a restart, say).
+        return Outcome(reply=NOTHING_TO_STOP)
+    if name == "queue":
+        if not arg:
+            return Outcome(reply=f"usage: {command.usage}")
+        return Outcome(prompt=arg)  # It waited in this chat's queue for the current answer.
+    if name == "background":
+        if not arg:
+            return Outcome(reply=f"usage: {command.usage}")
+        background = gateway.start_background(row, arg)
+        return Outcome(
+            reply=f"Working on it in the background (session {background}); "
+            "I will post the result here when it is done."
+        )
+    session_id = _route(gateway, row)
+    if name == "undo":
+        undone = None if session_id is None else gateway.db.undo_last_exchange(session_id)
+        if undone is None:
+            return Outcome(reply="Nothing to undo.")
+        return Outcome(
+            reply="Dropped your last message and its answer from my context "
+            "(they stay in the history)."
+        )
+    if name == "retry":
+        text = None if session_id is None else gateway.db.undo_last_exchange(session_id)
+        if not text:
+            return Outcome(reply="Nothing to retry.")
+        return Outcome(prompt=text)
+    if name == "personality":
+        return Outcome(reply=personality(gateway, row, session_id, arg))
+    if name == "usage":
+        return Outcome(reply=usage(gateway, session_id))
+    return None  # In the table for the gateway but not handled: the model gets it.
+
+
+def personality(gateway: Gateway, row: InboundMessage, session_id: str | None, arg: str) -> str:
+    """List the personalities, or choose one for this chat's conversation."""
+    from hermes_agent.agent.prompt import personalities
+
+    known = personalities(gateway.config)
+    if session_id is None:
+        session_id = gateway.new_session(row)
+    current = gateway.db.session_personality(session_id)
+    if current is None:
+        current = str(gateway.config.get("display.personality") or "")
+    if not arg:
+        lines = [f"{'* ' if n == current.lower() else '  '}{n}: {t}" for n, t in known.items()]
+        return "Personalities (/personality NAME, or none):\n" + "\n".join(lines)
+    wanted = arg.strip().lower()
+    if wanted != "none" and wanted not in known:
+        return f"No personality {arg!r}; choose one of: {', '.join(known)}, none"
+    gateway.db.set_personality(session_id, "" if wanted == "none" else wanted)
+    return f"Personality for this conversation: {wanted}."
+
+
+def usage(gateway: Gateway, session_id: str | None) -> str:
+    session = None if session_id is None else gateway.db.get_session(session_id)
+    if session is None:
+        return "No conversation yet."
+    return (
+        f"This conversation: {session.input_tokens:,} tokens in, "
+        f"{session.output_tokens:,} out, ${session.cost_usd:.4f}."
+    )
