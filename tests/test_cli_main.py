@@ -30,6 +30,9 @@ def test_help_lists_only_commands_that_exist(hermes: Runner) -> None:
         "tools",
         "sandbox",
         "deploy",
+        "doctor",
+        "status",
+        "logs",
         "version",
     ]
 

@@ -52,14 +52,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hermes_agent.cli.deploy",
         "apply a NixOS deployment spec (used by services.hermes-agent)",
     ),
-    "doctor": (
-        "hermes_agent.cli.doctor",
-        "check the installation and say what to fix (exit 1 when something is wrong)",
-    ),
-    "status": (
-        "hermes_agent.cli.status",
-        "is the gateway running, which platforms are connected, next jobs, today's use",
-    ),
+    "doctor": ("hermes_agent.cli.doctor", "check the installation and say what to fix"),
+    "status": ("hermes_agent.cli.status", "the gateway, its platforms, next jobs, today's use"),
     "logs": ("hermes_agent.cli.logs", "show the gateway, ACP, approvals or an MCP server's log"),
     "version": ("hermes_agent.cli.version", "show version, Python, HERMES_HOME, install method"),
 }
