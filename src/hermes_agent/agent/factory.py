@@ -57,6 +57,7 @@ def agent_parts(
         else config.get("toolsets")
     )
     # A tool that cannot work with this configuration (no search backend...) is not offered.
+    chosen = [t for t in chosen if t != "mcp"]  # MCP tools come from build_agent.
     tools = [
         t
         for t in builtin_registry().select(chosen)
@@ -96,7 +97,7 @@ def build_agent(
 
         return provider_settings.build(replace(settings, model=summary_model, stream=False))
 
-    return Agent(
+    agent = Agent(
         provider=provider or provider_settings.build(settings),
         tools=tools,
         config=config,
@@ -107,3 +108,33 @@ def build_agent(
         summary_provider=summary_provider if summary_model else None,
         fallbacks=fallbacks if fallbacks is not None else fallback.chain(config, settings),
     )
+    attach_mcp(agent, config, cwd, events)
+    return agent
+
+
+def wants_mcp(config: Config, toolsets: str | None = None) -> bool:
+    """Whether MCP servers' tools are offered: ``all`` or ``mcp`` among the toolsets."""
+    chosen = (
+        [t.strip() for t in toolsets.split(",") if t.strip()]
+        if toolsets
+        else list(config.get("toolsets") or ())
+    )
+    return "all" in chosen or "mcp" in chosen
+
+
+def attach_mcp(agent: Agent, config: Config, cwd: Path, events: AgentEvents) -> None:
+    """Give ``agent`` the configured MCP servers' tools (the process's one manager).
+
+    Nothing MCP is imported when no server is configured: `hermes chat` without
+    MCP starts as fast as before. The servers connect in the background; the
+    agent's first turn waits at most ``mcp.connect_wait`` for them.
+    """
+    from hermes_agent.mcp.config import any_enabled
+
+    if not any_enabled(config) or not wants_mcp(config):
+        return
+    from hermes_agent.mcp.manager import scope_for
+    from hermes_agent.mcp.tools import NOTIFY_KEY
+
+    agent.tool_source = scope_for(config, cwd)
+    agent.context.state[NOTIFY_KEY] = events.notice

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hermes_agent import checkpoints
 from hermes_agent.agent import compress, models
@@ -66,6 +66,16 @@ class Events:
     async def ask(self, question: str, choices: Sequence[str]) -> str | None:
         """Ask the user; None means nobody can answer (tools must then play safe)."""
         return None
+
+
+class ToolSource(Protocol):
+    """Tools that change during a session (the MCP servers' tools)."""
+
+    async def prepare(self) -> None:
+        """Called before each turn (the first one may wait a little for servers)."""
+
+    def tools(self) -> list[Tool]:
+        """The tools to offer now."""
 
 
 class _ChildEvents(Events):
@@ -136,6 +146,10 @@ class Agent:
         self._answering: Provider = provider
         self._fallback_next = 0
         self.tools = {t.name: t for t in tools}
+        self._base_tools = dict(self.tools)
+        #: Tools that come and go while the session runs (MCP servers connecting, their
+        #: lists changing): read before every model call. Set by ``build_agent``.
+        self.tool_source: ToolSource | None = None
         self.config = config
         self.db = db
         self.session_id = session_id
@@ -275,6 +289,11 @@ class Agent:
     # --- the loop ----------------------------------------------------------------
 
     def tool_specs(self) -> list[Any]:
+        if self.tool_source is not None:
+            dynamic = {
+                t.name: t for t in self.tool_source.tools() if t.name not in self._base_tools
+            }
+            self.tools = {**self._base_tools, **dynamic}
         return [t.spec() for t in self.tools.values()]
 
     def estimated_prompt_tokens(self) -> int:
@@ -338,6 +357,8 @@ class Agent:
             self.context.state.pop("untrusted_sources", None)
         if not resumed:
             self._append(self._user_message(text, images))
+        if self.tool_source is not None:
+            await self.tool_source.prepare()  # The first turn waits (briefly) for MCP servers.
         self._answering, self._fallback_next = self.provider, 0  # Each turn: the primary.
         turn_usage = Usage()
         turn_cost: float | None = 0.0

@@ -285,3 +285,99 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
         "denied by the user: the command was not run. Do not retry it; ask the user how "
         "they want to proceed."
     )
+
+
+async def approve_action(
+    action: str,
+    ctx: ToolContext,
+    *,
+    purpose: str,
+    policy: str,
+    key: str,
+    payload: str = "",
+) -> None:
+    """The gate for an action that is not a shell command: an MCP tool call.
+
+    ``policy`` (``auto``, ``ask`` or ``deny``, from the server's configuration)
+    decides instead of the command classifier; ``key`` names what an "always"
+    answer covers for the rest of the session (one tool of one server).
+    ``payload`` (the arguments as sent) is checked like a command: a value of
+    one of hermes' secrets never leaves for a server. Every decision is written
+    to the audit log; when nobody can answer an ``ask``, the action is denied.
+    """
+    from hermes_agent.redact import outbound_secret
+
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "session": ctx.session_id,
+        "purpose": purpose,
+        "action": action,
+        "arguments": payload[:2000],
+        "depth": ctx.depth,
+        "policy": policy,
+    }
+
+    def decide(decision: str, by: str) -> None:
+        record["decision"] = decision
+        record["by"] = by
+        record["check_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        from hermes_agent.errors import HermesError
+
+        try:
+            audit(record)
+        except (OSError, ValueError, HermesError) as exc:
+            raise ToolError(
+                f"not done: the approval could not be recorded in the audit log ({exc}); "
+                "fix HERMES_HOME/logs"
+            ) from None
+
+    carried = outbound_secret(payload) if payload else None
+    if carried is not None:
+        decide("refused", "secret in the arguments")
+        raise ToolError(
+            f"refused: the arguments carry the value of {carried}, one of hermes' secrets. "
+            "Tools never get hermes' secrets; if a server needs a credential, ask the user to "
+            "configure it for that server."
+        )
+    if policy == "deny":
+        decide("refused", "policy deny")
+        raise ToolError(
+            f"refused: {action} is denied by the configuration (approval: deny). Do not retry; "
+            "tell the user if you need it."
+        )
+    if policy == "auto":
+        decide("allowed", "policy auto")
+        return
+    always: set[str] = ctx.state.setdefault(ALWAYS_KEY, set())
+    if key in always:
+        decide("allowed", "always")
+        return
+    shown = payload if len(payload) <= 600 else payload[:600] + "..."
+    question = (
+        f"The agent wants to {action}"
+        + (f" with:\n  {shown}" if shown else "")
+        + "\nAllow it? yes = this once, always = this tool for the rest of the session, "
+        "no = do not do it."
+    )
+    answer = await ctx.ask(question, list(CHOICES))
+    record["answer"] = answer
+    normalized = (answer or "").strip().lower()
+    if answer is None:
+        decide("denied", "nobody to ask")
+        raise ToolError(
+            f"denied: {action} needs the user's approval and nobody is there to give it (a "
+            "run without a terminal, or a scheduled job; set approval: auto for this server "
+            "in mcp_servers to allow it unattended). Tell the user what you wanted to do."
+        )
+    if normalized in ("always", "a"):
+        always.add(key)
+        decide("allowed", "user (always)")
+        return
+    if normalized in ("yes", "y"):
+        decide("allowed", "user")
+        return
+    decide("denied", "user")
+    raise ToolError(
+        "denied by the user: it was not done. Do not retry; ask the user how to proceed."
+    )
