@@ -50,7 +50,7 @@ def test_version_command(hermes: Runner, hermes_home: Path) -> None:
     assert lines[0] == f"hermes-agent {__version__}"
     assert lines[1].startswith(f"python       {sys.version.split()[0]} (")
     assert lines[2] == f"HERMES_HOME  {hermes_home}"
-    assert lines[3] == "install      pip"
+    assert lines[3] == "install      uv"  # The test venv is uv's (scripts/test runs uv sync).
     assert not hermes_home.exists(), "reading the version creates nothing"
     assert hermes("--version").stdout == f"hermes-agent {__version__}\n"
 

@@ -127,6 +127,8 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list and sys.stdin.isatty() and sys.stdout.isatty():
+        args_list = ["chat"]  # Bare `hermes` in a terminal: talk, as the original does.
     parser = build_parser(_command_in(args_list))
     args = parser.parse_args(args_list)
     handler = getattr(args, "handler", None)

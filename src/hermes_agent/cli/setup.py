@@ -61,6 +61,8 @@ class Choices:
     #: The key to store in .env; None keeps whatever is there.
     api_key: str | None
     workspace: Path
+    #: Where the workspace came from when --workspace was not given ("" when it was).
+    workspace_origin: str = ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,8 +125,39 @@ def from_flags(args: argparse.Namespace) -> Choices:
         raise UsageError(f"--provider {provider.name} has no default model; pass --model")
     key_env = _check_env_name(args.api_key_env) if args.api_key_env else provider.key_env
     api_key = os.environ.get(key_env) or None
-    workspace = _workspace(args.workspace or _current("terminal.cwd") or str(Path.cwd()))
-    return Choices(provider, model, base_url, key_env, api_key, workspace)
+    workspace, origin = _default_workspace(args)
+    return Choices(provider, model, base_url, key_env, api_key, workspace, origin)
+
+
+def _default_workspace(args: argparse.Namespace) -> tuple[Path, str]:
+    """The workspace, and where it came from when --workspace was not given."""
+    if args.workspace:
+        return _workspace(args.workspace), ""
+    kept = _current("terminal.cwd")
+    if kept:
+        return _workspace(kept), "kept from config.yaml"
+    return _workspace(str(Path.cwd())), "the current directory"
+
+
+def hermes_checkout(path: Path) -> bool:
+    """Whether ``path`` is in hermes' own source tree: a poor workspace to hand the agent.
+
+    After `install.sh` or a clone, the current directory is often the checkout
+    itself. A checkout is a folder with ``src/hermes_agent``; the one this hermes
+    runs from (an editable install) counts for any folder inside it.
+    """
+    import hermes_agent
+
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return False
+    if (resolved / "src" / "hermes_agent" / "__init__.py").is_file():
+        return True
+    package = Path(hermes_agent.__file__).resolve().parent
+    root = package.parent.parent
+    running_from_checkout = package.parent.name == "src" and (root / "pyproject.toml").is_file()
+    return running_from_checkout and resolved.is_relative_to(root)
 
 
 class Wizard:
@@ -147,7 +180,8 @@ class Wizard:
         api_key = self.ask_key(provider, key_env)
         model = self.ask_model(provider)
         workspace = self.ask_workspace()
-        return Choices(provider, model, base_url, key_env, api_key, workspace)
+        origin = "" if self.args.workspace else "as you answered"
+        return Choices(provider, model, base_url, key_env, api_key, workspace, origin)
 
     def ask_provider(self) -> ProviderInfo:
         if self.args.provider:
@@ -269,5 +303,15 @@ def _report(choices: Choices) -> None:
             if provider.key_required
             else f"key        none (if the server needs one: {fix})"
         )
-    print(f"workspace  {choices.workspace}")
+    origin = choices.workspace_origin
+    if origin and origin != "as you answered":
+        print(f"workspace  {choices.workspace} ({origin}; choose another with --workspace DIR)")
+    else:
+        print(f"workspace  {choices.workspace}")
+    if hermes_checkout(choices.workspace):
+        print(
+            "warning: the workspace is hermes' own source checkout: the agent would work in "
+            "(and could change) hermes itself. Choose another with `hermes setup --workspace DIR`.",
+            file=sys.stderr,
+        )
     print(f"\nSaved to {home.config_path()}. Start talking to the agent with: hermes chat")

@@ -7,6 +7,7 @@ people (and the Nix package check) run to see whether hermes works at all.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from hermes_agent import __version__, home
@@ -17,9 +18,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
-def install_method() -> str:
-    """``pip`` for an ordinary install; the manager's name when managed."""
-    return manager() or "pip"
+def install_method(paths: list[str] | None = None, prefix: str | None = None) -> str:
+    """How hermes was installed: the manager's name when managed, else the installer.
+
+    The installer is what the distribution's ``.dist-info/INSTALLER`` file
+    names (``uv``, ``pip``: both write it), found on ``paths`` (default
+    ``sys.path``); without one, a virtual environment that uv created
+    (``uv = ...`` in its ``pyvenv.cfg``) says ``uv``. Plain file reads: no
+    importlib.metadata, which would cost this command a noticeable part of
+    its start.
+    """
+    managed = manager()
+    if managed:
+        return managed
+    name = f"hermes_agent-{__version__}.dist-info"
+    for entry in sys.path if paths is None else paths:
+        try:
+            with open(os.path.join(entry or ".", name, "INSTALLER"), encoding="utf-8") as f:
+                installer = f.read(40).strip().lower()
+        except OSError:
+            continue
+        if installer.replace("-", "").isalnum():
+            return installer
+    try:
+        with open(os.path.join(prefix or sys.prefix, "pyvenv.cfg"), encoding="utf-8") as f:
+            if any(line.split("=")[0].strip() == "uv" for line in f):
+                return "uv"
+    except OSError:
+        pass
+    return "pip"
 
 
 def run(args: argparse.Namespace) -> int:
