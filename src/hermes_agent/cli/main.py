@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "skills": ("hermes_agent.cli.skills", "list, show, install and remove skills"),
     "cron": ("hermes_agent.cli.cron", "schedule prompts for the agent to run (jobs in cron/)"),
     "tools": ("hermes_agent.cli.tools", "list the agent's tools and why each is on or off"),
+    "mcp": ("hermes_agent.cli.mcp", "add, list, test and remove MCP servers (and log in)"),
     "sandbox": (
         "hermes_agent.cli.sandbox",
         "show what confines the agent's commands, and check that it holds",

@@ -100,28 +100,33 @@ class Status:
         return text
 
 
-def _oauth_auth(server: ServerConfig) -> Any:
+def _oauth_auth(server: ServerConfig, url: str, cache: dict[str, Any]) -> Any:
     """The httpx ``Auth`` for an ``auth: oauth`` server, from :mod:`hermes_agent.mcp.oauth`.
 
-    The OAuth module is written separately; until it exists (or when it has no
-    tokens for this server) the server's state is ``needs-login``.
+    Kept per connection (``cache``) across reconnects: it holds the token in
+    memory and refreshes it. Without tokens the state is ``needs-login``.
     """
-    from hermes_agent import home
-
     try:
-        from hermes_agent.mcp import oauth  # type: ignore[attr-defined,unused-ignore]
+        from hermes_agent.mcp import oauth
     except ImportError:
         raise NeedsLogin("OAuth support is not available in this build") from None
-    auth_for = getattr(oauth, "auth_for", None)
-    if auth_for is None:
-        raise NeedsLogin("OAuth support is not available in this build")
-    try:
-        auth = auth_for(server.name, server.url, home.hermes_home())
-    except (LookupError, FileNotFoundError) as exc:
-        raise NeedsLogin(str(exc) or "no tokens yet") from None
-    if auth is None:
-        raise NeedsLogin("no tokens yet")
-    return auth
+    status = getattr(oauth, "status", None)
+    if status is not None and not status(server.name).logged_in:
+        raise NeedsLogin("not logged in")
+    if cache.get("url") != url or "auth" not in cache:
+        cache["auth"] = oauth.auth_for(server.name, url)
+        cache["url"] = url
+    return cache["auth"]
+
+
+def _login_required(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one inside a group) says a person must log in again."""
+    if type(exc).__name__ == "OAuthLoginRequired" or isinstance(exc, NeedsLogin):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_login_required(e) for e in exc.exceptions)
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and _login_required(cause)
 
 
 class Connection:
@@ -151,6 +156,8 @@ class Connection:
         self._dropped: asyncio.Event | None = None
         self._sandbox_state: dict[str, Any] = {}
         self._refreshing = False
+        self._auth: dict[str, Any] = {}
+        self._stdio: Any = None
 
     # --- status ---------------------------------------------------------------------
 
@@ -195,7 +202,14 @@ class Connection:
             except ConfigError as exc:
                 self._set(FAILED, "; ".join(exc.problems))
             except BaseException as exc:  # Every failure is a state, never a crash.
-                self._set(FAILED, _describe_error(exc, self))
+                if _login_required(exc):
+                    self._set(
+                        NEEDS_LOGIN,
+                        f"the login expired or was refused; run `hermes mcp login "
+                        f"{self.server.name}`",
+                    )
+                else:
+                    self._set(FAILED, _describe_error(exc, self))
             if self._stop:
                 break
             if self.state == NEEDS_LOGIN:
@@ -298,10 +312,11 @@ class Connection:
             transport = StdioTransport(
                 launch.argv, launch.cwd or self.cwd, launch.env, launch.spawn_args(), _log(self)
             )
+            self._stdio = transport
             return transport, transport.ended
         url = mcp_config.resolve_vars(self.server.url, self.server.name, "url", environ)
         headers = mcp_config.resolve_map(self.server.headers, self.server.name, "headers", environ)
-        auth = _oauth_auth(self.server) if self.server.auth == "oauth" else None
+        auth = _oauth_auth(self.server, url, self._auth) if self.server.auth == "oauth" else None
         if self.server.transport == "sse":
             from mcp.client.sse import sse_client
 
@@ -527,6 +542,9 @@ def _describe_error(exc: BaseException, connection: Connection) -> str:
             return _describe_error(inner[0], connection)
     text = str(exc) or type(exc).__name__
     name = type(exc).__name__
+    stdio = connection._stdio
+    if stdio is not None and stdio.ended.is_set() and stdio.reason not in text:
+        text = f"the server {stdio.reason} ({text})"
     if name == "HTTPStatusError" or "401" in text:
         response = getattr(exc, "response", None)
         code = getattr(response, "status_code", None)
@@ -676,6 +694,8 @@ class Manager:
         self._global: Scope | None = None
         self._key: Any = None
         self._lock = threading.Lock()
+        #: Every connection ever started (scopes' own too), for the stop at exit.
+        self._every: list[Connection] = []
         self.closed = False
 
     def _run(self) -> None:
@@ -693,6 +713,7 @@ class Manager:
 
     def _start(self, servers: Sequence[ServerConfig], config: Any, cwd: str) -> list[Connection]:
         connections = [Connection(self, s, config, cwd) for s in servers]
+        self._every.extend(connections)
 
         def start() -> None:
             for connection in connections:
@@ -775,7 +796,7 @@ class Manager:
             return
         self.closed = True
         with contextlib.suppress(Exception):
-            self.run_sync(self._stop_all(list(self.connections.values())), timeout)
+            self.run_sync(self._stop_all(self._every), timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(2)
 

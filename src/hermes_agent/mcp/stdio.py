@@ -100,7 +100,9 @@ class BoundedLog:
                 text = handle.read().decode("utf-8", "replace")
         except OSError:
             return ""
-        kept = [line for line in text.splitlines() if line.strip()][-lines:]
+        kept = [
+            line for line in text.splitlines() if line.strip() and not line.startswith("[hermes ")
+        ][-lines:]
         return "\n".join(kept)
 
 
@@ -276,10 +278,11 @@ class StdioTransport:
     ) -> bool | None:
         with anyio.CancelScope(shield=True):
             await self.stop()
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-                with contextlib.suppress(Exception):
-                    await self._tg.__aexit__(None, None, None)
+        if self._tg is not None:
+            # Outside the shield: a task group is exited where it was entered (anyio's rule).
+            self._tg.cancel_scope.cancel()
+            with contextlib.suppress(Exception):
+                await self._tg.__aexit__(None, None, None)
         return None
 
     async def stop(self) -> None:
