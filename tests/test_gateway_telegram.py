@@ -17,6 +17,7 @@ import os
 import random
 import re
 import signal
+import stat
 import threading
 import time
 from collections import Counter
@@ -295,7 +296,7 @@ def test_group_chats_topics_and_media(
     tg.user_message(ALICE, None, photo=photo, caption="what is this?")
     tg.user_message(ALICE, None, sticker={"file_id": "CAAD", "emoji": "😀", "type": "regular"})
     tg.wait_for(lambda: len(tg.sent(ALICE)) == 2)
-    assert "a photo" in user_text(llm.requests[3])
+    assert "an image that cannot be shown to you" in user_text(llm.requests[3])
     assert user_text(llm.requests[3]).endswith("what is this?")
     assert "a sticker (😀)" in user_text(llm.requests[4])
     # Edits and service messages are not answered; bots are not answered.
@@ -787,3 +788,76 @@ def test_every_message_is_answered_once_through_sigkills(
     assert not wrong, (report, wrong[:5])
     assert not missing, (report, missing[:5])
     assert not twice, report
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def _image_parts(request: RecordedRequest) -> list[tuple[str, tuple[int, int]]]:
+    """(media type, pixel size) of every image part the model received."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    found = []
+    for message in request.messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            if part.get("type") == "image_url":
+                head, _, data = part["image_url"]["url"].partition(",")
+                with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+                    found.append((head[5:].split(";")[0], image.size))
+    return found
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 160, 90)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_a_photo_reaches_the_model_as_an_image_even_through_a_sigkill(
+    hermes_home: Path,
+    workdir: Path,
+    start: Callable[..., GatewayProcess],
+    tg: TelegramAPI,
+    llm: ScriptedLLM,
+) -> None:
+    configure(hermes_home, llm, tg)
+    config = yaml.safe_load((hermes_home / "config.yaml").read_text())
+    config["model"]["vision"] = "true"
+    (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+    killed: list[int] = []
+
+    def kill_first(request: RecordedRequest) -> Reply:
+        if not killed:  # The photo was stored and confirmed; the gateway dies answering.
+            killed.append(1)
+            os.kill(gateway.proc.pid, signal.SIGKILL)
+        return Reply("A green square.")
+
+    llm.add(kill_first, Reply("A green square."), Reply("No picture there."))
+    gateway = start()
+    tg.user_photo(ALICE, _jpeg(640, 480), caption="what is this?")
+    gateway.proc.wait(timeout=30)
+    assert not tg.pending_updates(), "the update was confirmed before the answer"
+    restarted = start()
+    (reply,) = tg.wait_for(lambda: tg.sent(ALICE))
+    assert reply["text"] == "A green square."
+    final = llm.requests[-1]
+    assert _image_parts(final) == [("image/jpeg", (640, 480))]
+    assert user_text(final).find("what is this?") >= 0
+    stored = list((hermes_home / "images").iterdir())
+    assert len(stored) == 1 and stat.S_IMODE(stored[0].stat().st_mode) == 0o600
+    # An SVG sent as a file is refused with a reason the model passes on.
+    svg = tg.add_file(b'<svg xmlns="http://www.w3.org/2000/svg"/>', "x.svg")
+    tg.user_message(ALICE, None, document={**svg, "mime_type": "image/svg+xml"})
+    tg.wait_for(lambda: len(tg.sent(ALICE)) == 2)
+    assert "SVG" in user_text(llm.requests[-1]) and _image_parts(llm.requests[-1]) == [
+        ("image/jpeg", (640, 480))
+    ], "only the earlier photo, from the history"
+    assert restarted.terminate() == 0

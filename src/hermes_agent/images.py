@@ -473,3 +473,34 @@ def sniff(head: bytes) -> bool:
     return head.startswith(
         (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
     ) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def for_turn(
+    config: Config | None, model: str, text: str, stored: str | None
+) -> tuple[str, list[ImageRef]]:
+    """A gateway message's text and images for the model, from its inbox row's JSON.
+
+    A model without vision gets, instead of the images, a note to tell the user it
+    cannot see them: the message is still answered, and nothing is sent that the
+    provider would refuse.
+    """
+    if not stored:
+        return text, []
+    import json
+
+    try:
+        raw = json.loads(stored)
+    except ValueError:
+        return text, []
+    refs = refs_of({"images": raw if isinstance(raw, list) else []})
+    if not refs:
+        return text, []
+    if vision_supported(config, model):
+        return text, refs
+    names = ", ".join(ref.describe() for ref in refs)
+    note = (
+        f"[The user sent {len(refs)} image(s) ({names}). The model in use ({model}) cannot "
+        "see images: tell the user so, and that a vision model (or `model.vision: true`, "
+        "if this model can) would let you see them.]"
+    )
+    return (f"{note}\n\n{text}" if text else note), []

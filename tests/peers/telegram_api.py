@@ -569,6 +569,8 @@ class TelegramAPI(Daemon):
         # Message ids: private chats and basic groups take them from the bot's one
         # "message box", shared by all of them; supergroups and channels count their own.
         self._box_ids = itertools.count(1)
+        #: Files users sent (photos, documents): file_id -> (file_path, bytes).
+        self._files: dict[str, tuple[str, bytes]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -615,6 +617,7 @@ class TelegramAPI(Daemon):
         self._stopped = asyncio.Event()
         app = web.Application(client_max_size=50 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_route("GET", "/file/bot{token}/{path:.*}", self._download)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # A client that goes away (a killed gateway) ends its waiting getUpdates.
         self._runner = web.AppRunner(
@@ -759,6 +762,58 @@ class TelegramAPI(Daemon):
             chat.messages[message_id] = {**message, "_seq": self._seq()}
         update_id = self.inject({"message": message})
         return Injected(update_id=update_id, message_id=message_id, chat_id=chat_id)
+
+    def add_file(self, data: bytes, name: str) -> dict[str, Any]:
+        """Keep a file a user sent; returns the fields every file object has."""
+        with self._lock:
+            number = len(self._files) + 1
+            file_id = f"AgACAgQAAxk{number:04d}{secrets.token_hex(8)}"
+            self._files[file_id] = (f"photos/file_{number}_{name}", data)
+        return {"file_id": file_id, "file_unique_id": f"AQAD{number}", "file_size": len(data)}
+
+    def user_photo(
+        self, chat_id: int, data: bytes, *, caption: str | None = None, **kwargs: Any
+    ) -> Injected:
+        """A user sends a photo: Telegram offers it in sizes; here one, the file as given."""
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(data)) as image:
+            width, height = image.size
+        size = {**self.add_file(data, "photo.jpg"), "width": width, "height": height}
+        thumb = {**self.add_file(data, "thumb.jpg"), "width": 1, "height": 1}
+        fields: dict[str, Any] = {"photo": [thumb, size]}
+        if caption is not None:
+            fields["caption"] = caption
+        return self.user_message(chat_id, None, **fields, **kwargs)
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error_response(ApiError(401, "Unauthorized"))
+        with self._lock:
+            found = [
+                data for path, data in self._files.values() if path == request.match_info["path"]
+            ]
+        if not found:
+            return _error_response(ApiError(404, "Not Found"))
+        return web.Response(body=found[0], content_type="application/octet-stream")
+
+    async def _get_file(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = params.get("file_id")
+        with self._lock:
+            found = self._files.get(file_id) if isinstance(file_id, str) else None
+        if found is None:
+            raise _bad("invalid file_id")
+        path, data = found
+        if len(data) > 20 * 1024 * 1024:
+            raise _bad("file is too big")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"AQAD{path}",
+            "file_size": len(data),
+            "file_path": path,
+        }
 
     def inject(self, body: dict[str, Any]) -> int:
         """Queue an update of any shape (``update_id`` is added); returns its id.
@@ -1015,6 +1070,7 @@ class TelegramAPI(Daemon):
             "getupdates": self._get_updates,
             "sendmessage": self._send_message,
             "sendchataction": self._send_chat_action,
+            "getfile": self._get_file,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "setwebhook": self._set_webhook,
             "deletewebhook": self._delete_webhook,

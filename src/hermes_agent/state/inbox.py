@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from typing import Any
 
 from hermes_agent.state.core import StoreCore
 from hermes_agent.state.records import (
@@ -29,6 +32,7 @@ class InboxStore(StoreCore):
         user_id: str = "",
         durable: bool = True,
         fingerprint: str | None = None,
+        images: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[InboundMessage, bool]:
         """Store a platform message as pending; return it and whether it is new.
 
@@ -37,14 +41,15 @@ class InboxStore(StoreCore):
         ``fingerprint`` it was first stored with, for the caller to compare). ``durable``
         (the default): on disk before this returns, so the platform can be told
         it arrived even if the power fails next; the HTTP API, whose caller
-        waits for the answer in the same request, does without.
+        waits for the answer in the same request, does without. ``images``: references
+        to files already stored in HERMES_HOME/images (see :mod:`hermes_agent.images`).
         """
         now = time.time()
         with self._write(durable=durable) as conn:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO gateway_inbound (platform, chat_id, thread_id, user_id, "
-                "message_id, text, fingerprint, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "message_id, text, fingerprint, images, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     platform,
                     chat_id,
@@ -53,6 +58,7 @@ class InboxStore(StoreCore):
                     message_id,
                     self._redact(text),
                     fingerprint,
+                    json.dumps([dict(i) for i in images]) if images else None,
                     now,
                     now,
                 ),

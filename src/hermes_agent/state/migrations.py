@@ -304,3 +304,11 @@ def m011_undo_answered_by_personality(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN cost_usd REAL")
     # /personality NAME for one session (NULL: display.personality applies).
     conn.execute("ALTER TABLE sessions ADD COLUMN personality TEXT")
+
+
+@migration
+def m010_inbound_images(conn: sqlite3.Connection) -> None:
+    # Photos that came with a platform message: a JSON list of references to files in
+    # HERMES_HOME/images (stored before the row, so before the platform is told), never
+    # the bytes. A restart answers the message with its images.
+    conn.execute("ALTER TABLE gateway_inbound ADD COLUMN images TEXT")

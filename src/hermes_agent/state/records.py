@@ -146,6 +146,8 @@ class InboundMessage:
     #: A digest of what was asked (the HTTP API): a message id repeated with another
     #: request is refused rather than answered with this message's reply.
     fingerprint: str | None = None
+    #: Images that came with the message: JSON list of stored references (m010).
+    images: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,12 @@ What is answered:
 - Edited messages: not answered again (the original was answered; an edit
   that triggered a second answer would be confusing), and not even asked for
   (``allowed_updates`` is ``["message"]``).
-- Photos, stickers, voice, files...: the agent cannot see them, so it gets a
+- Photos, and files sent as documents whose type is an image: downloaded
+  (``getFile``), checked and stored in HERMES_HOME/images
+  (:mod:`hermes_agent.images`) *before* the update is submitted and confirmed,
+  and shown to the model with the caption. One that cannot be fetched or is
+  not a usable image becomes a note saying why.
+- Stickers, voice, other files...: the agent cannot see them, so it gets a
   note saying what was sent, with the caption if there is one, and answers
   accordingly (going through ``submit`` keeps access control, deduplication
   and the conversation's order for these too).
@@ -148,6 +153,12 @@ class Incoming:
     user_id: str
     user_name: str
     text: str
+    #: The Telegram file id of the picture that came with it ("" for none).
+    image_file: str = ""
+
+
+#: What the model is told when a photo comes without a caption.
+PHOTO_WITHOUT_TEXT = "[The user sent this image without any text.]"
 
 
 class _Moved(Exception):
@@ -232,7 +243,12 @@ class Telegram(Platform):
         # One HTTP client for the long poll and the sends (the pool has room for both):
         # by default PTB builds a second one for getUpdates, with its own TLS context.
         bot = Bot(
-            self._token, base_url=self._base_url, request=request, get_updates_request=request
+            self._token,
+            base_url=self._base_url,
+            # Files come from <server>/file/bot<token>/<path>, beside <server>/bot<token>/.
+            base_file_url=self._base_url.removesuffix("bot") + "file/bot",
+            request=request,
+            get_updates_request=request,
         )
         try:
             await bot.initialize()  # getMe: checks the token.
@@ -481,15 +497,19 @@ class Telegram(Platform):
             self.alive()
             if not isinstance(updates, list):
                 raise MalformedUpdate(f"getUpdates answered {type(updates).__name__}, not a list")
-            self._take(updates)
+            await self._take(updates)
         # The gateway is shutting down: stop fetching what it would refuse; stay "alive"
         # so the watchdog leaves this alone until stop() cancels it.
         while True:
             self.alive()
             await asyncio.sleep(1.0)
 
-    def _take(self, updates: list[Any]) -> None:
-        """Submit a batch in order; the offset moves past each update once it is safe."""
+    async def _take(self, updates: list[Any]) -> None:
+        """Submit a batch in order; the offset moves past each update once it is safe.
+
+        A photo is downloaded and stored before its message is submitted, so the
+        offset that confirms it to Telegram moves only once both are on disk.
+        """
         from hermes_agent.gateway.platforms.base import GatewayClosedError
 
         for update in updates:
@@ -504,21 +524,49 @@ class Telegram(Platform):
                 log.warning("telegram: skipped malformed update %d: %s", update_id, exc)
                 incoming = None
             if incoming is not None:
+                text, pictures = incoming.text, list[Any]()
+                if incoming.image_file:
+                    text, pictures = await self._fetch_image(incoming)
                 try:
                     self.gateway.submit(
                         platform=self.name,
                         chat_id=incoming.chat_id,
                         message_id=incoming.message_id,
-                        text=incoming.text,
+                        text=text,
                         thread_id=incoming.thread_id,
                         user_id=incoming.user_id,
                         user_name=incoming.user_name,
+                        images=pictures,
                     )
                 except GatewayClosedError:
                     # Not confirmed: Telegram keeps it for the next start.
                     self._closed = True
                     return
             self._offset = max(self._offset or 0, update_id + 1)
+
+    async def _fetch_image(self, incoming: Incoming) -> tuple[str, list[Any]]:
+        """Download and store the message's picture: ``(text, [ref])``, or a note and []."""
+        from telegram.error import TelegramError
+
+        from hermes_agent import images
+
+        bot = self._bot
+        assert bot is not None
+        try:
+            file = await bot.get_file(incoming.image_file)
+            if (file.file_size or 0) > images.MAX_INPUT_BYTES:
+                raise images.ImageError("the image is too large")
+            data = bytes(await file.download_as_bytearray())
+            ref = await asyncio.to_thread(
+                images.ingest_bytes, data, name=os.path.basename(file.file_path or "")
+            )
+        except (images.ImageError, TelegramError, OSError) as exc:
+            log.info("telegram: an image in %s was not taken: %s", incoming.message_id, exc)
+            reason = str(exc) if isinstance(exc, images.ImageError) else "it could not be fetched"
+            note = f"[The user sent an image that cannot be shown to you: {reason}.]"
+            caption = "" if incoming.text == PHOTO_WITHOUT_TEXT else incoming.text
+            return (f"{note}\n\n{caption}" if caption else note), []
+        return incoming.text, [ref]
 
     def incoming(self, update: dict[str, Any]) -> Incoming | None:
         """The message in ``update`` for the agent; None when it is not for us.
@@ -557,7 +605,13 @@ class Telegram(Platform):
         sender = sender or {}
         if chat_type == "channel" or sender.get("is_bot"):
             return None
-        text = _text_for_agent(message)
+        image_file = _image_file(message)
+        caption = message.get("caption")
+        text: str | None
+        if image_file:
+            text = caption if isinstance(caption, str) and caption.strip() else PHOTO_WITHOUT_TEXT
+        else:
+            text = _text_for_agent(message)
         if text is None:  # A service message (member joined, pinned...).
             return None
         if chat_type in ("group", "supergroup"):
@@ -577,6 +631,7 @@ class Telegram(Platform):
             user_id=str(sender["id"]) if "id" in sender else "",
             user_name=user_name,
             text=text,
+            image_file=image_file,
         )
 
     def _addressed(self, text: str, message: dict[str, Any]) -> tuple[str, bool]:
@@ -604,6 +659,37 @@ class Telegram(Platform):
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _image_file(message: dict[str, Any]) -> str:
+    """The file id of the picture in ``message``: its largest photo size that may be
+    fetched, or a document whose type is an image; "" when there is none."""
+    from hermes_agent.images import MAX_INPUT_BYTES
+
+    photo = message.get("photo")
+    if isinstance(photo, list):
+        sizes = [
+            p
+            for p in photo
+            if isinstance(p, dict)
+            and isinstance(p.get("file_id"), str)
+            and _is_int(p.get("width"))
+            and _is_int(p.get("height"))
+        ]
+        fits = [
+            p for p in sizes if not _is_int(p.get("file_size")) or p["file_size"] <= MAX_INPUT_BYTES
+        ]
+        if fits:
+            return str(max(fits, key=lambda p: int(p["width"]) * int(p["height"]))["file_id"])
+    document = message.get("document")
+    if (
+        isinstance(document, dict)
+        and isinstance(document.get("file_id"), str)
+        and str(document.get("mime_type") or "").startswith("image/")
+        and "animation" not in message
+    ):
+        return str(document["file_id"])
+    return ""
 
 
 def _text_for_agent(message: dict[str, Any]) -> str | None:
