@@ -108,6 +108,11 @@ def refused(path: str | Path, ctx: ToolContext, *, write: bool) -> str:
 
 
 def call(ctx: ToolContext, name: str, **arguments: Any) -> ToolResult:
+    """One tool call, as the first of a turn: a denial binds only the turn it was given in
+    (safety/denials.py, tested in test_denials.py), and these tests look at one call each."""
+    from hermes_agent.safety import denials
+
+    denials.new_turn(ctx.state)
     return asyncio.run(dispatch(ToolCall("call_1", name, json.dumps(arguments)), TOOLS, ctx))
 
 

@@ -352,6 +352,8 @@ class Agent:
         self._repair_unanswered_calls()
         # Set by tools that read web pages or files; a sub-agent inherits its parent's.
         self.context.state["untrusted_read"] = self.inherited_untrusted
+        # A denial binds the turn it was given in (safety/denials.py); a new message is free.
+        self.context.state.pop("approvals.denied", None)
         checkpoints.new_turn(self.context.state, text)  # The turn's first change takes one.
         if not self.inherited_untrusted:
             self.context.state.pop("untrusted_sources", None)

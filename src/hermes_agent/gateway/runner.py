@@ -177,12 +177,12 @@ class Gateway:
         user_id: str = "",
         user_name: str = "",
         fingerprint: str | None = None,
-        images: Sequence[Any] = (),
     ) -> tuple[InboundMessage | None, bool]:
         """Store a message (before the platform is acknowledged) and queue it.
 
         Returns the stored row and whether it is new; a message id seen before
         is neither stored nor answered again (the row keeps the ``fingerprint``
+        images: Sequence[Any] = (),
         of its first arrival: the platform compares it with the repeat's). A sender the platform's
         allow-lists do not let in gets ``(None, False)``: nothing is stored,
         and they are sent a pairing code instead (once per code).
@@ -205,13 +205,13 @@ class Gateway:
             # A platform told the message arrived will not send it again: on disk first.
             durable=adapter is None or not adapter.answers_in_request,
             fingerprint=fingerprint,
-            # Already on disk (hermes_agent.images stores before it returns).
-            images=[ref.to_dict() for ref in images],
         )
         if new:
             # At debug: state.db records every arrival; the info line is the answer's.
             log.debug("inbound %d from %s chat %s", row.id, platform, chat_id)
             if self._phase == "running" and not self._stop_command(row):
+            # Already on disk (hermes_agent.images stores before it returns).
+            images=[ref.to_dict() for ref in images],
                 self._enqueue(row)
             # While the platforms start it stays pending: the resume at the end of
             # the start picks it up, in order with what an earlier run left.
@@ -502,9 +502,6 @@ class Gateway:
                 with_next_write=True,
             )
 
-        from hermes_agent.images import for_turn
-
-        prompt, pictures = for_turn(self.config, agent.provider.model, prompt, row.images)
         self._thinking.add(row.id)
         try:
             result = await agent.run(
@@ -512,6 +509,9 @@ class Gateway:
             )
             events.flush()
         except asyncio.CancelledError:
+        from hermes_agent.images import for_turn
+
+        prompt, pictures = for_turn(self.config, agent.provider.model, prompt, row.images)
             # Stopped before the answer: the next start finishes the turn (it stays
             # "processing", which tells the agent the message is in the history already).
             log.info("inbound %d interrupted by shutdown; answered after the next start", row.id)

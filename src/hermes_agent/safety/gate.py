@@ -228,6 +228,13 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
             "by the agent, whatever the approval mode; if it is really needed, ask the user "
             "to run it themselves."
         )
+    from hermes_agent.safety import denials
+
+    held = denials.command_refusal(ctx.state, verdict, ctx.cwd)
+    if held is not None:
+        # The user said no to this effect earlier in the turn, by another route.
+        decide("denied", "earlier denial in this turn")
+        raise ToolError(held)
     if verdict.safe:
         decide("allowed", "safe")
         return
@@ -236,12 +243,15 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
         return
     always: set[str] = ctx.state.setdefault(ALWAYS_KEY, set())
     allow = [str(e) for e in (ctx.config.get("approvals.allow") or ()) if str(e).strip()]
+    # After a denial in this turn, nothing is waved through: the user is asked again.
+    after_denial = denials.active(ctx.state)
     pending = []
     for finding in verdict.findings:
-        if finding.key in always:
+        if finding.key in always and not after_denial:
             continue
         if (
-            mode == "smart"
+            not after_denial
+            and mode == "smart"
             and not finding.gate
             and finding.argv
             and any(allow_matches(entry, finding.argv) for entry in allow)
@@ -260,12 +270,13 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
         f"  {command}\n"
         f"It needs your approval because:\n{reasons}\n"
         "Run it? yes = this once, always = allow this kind of command for the rest of the "
-        "session, no = do not run it."
+        "session, no = do not run it." + denials.question_note(ctx.state)
     )
     answer = await ctx.ask(question, list(CHOICES))
     normalized = (answer or "").strip().lower()
     record["answer"] = answer
     if answer is None:
+        denials.record_command(ctx.state, verdict, ctx.cwd)
         decide("denied", "nobody to ask")
         raise ToolError(
             "denied: this command needs the user's approval ("
@@ -280,6 +291,7 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
     if normalized in ("yes", "y"):
         decide("allowed", "user")
         return
+    denials.record_command(ctx.state, verdict, ctx.cwd)
     decide("denied", "user")
     raise ToolError(
         "denied by the user: the command was not run. Do not retry it; ask the user how "

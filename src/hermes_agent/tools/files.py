@@ -193,9 +193,30 @@ def _write(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def _open_checked(path: Path, shown: str, guard: Guard) -> Iterator[tuple[BinaryIO, int]]:
+def _open_checked(
+    path: Path, shown: str, guard: Guard, buffer: bytes | None = None
+) -> Iterator[tuple[BinaryIO, int]]:
     """The file the guard checked, opened without following anything that changed since,
-    and checked again on what was opened; yields the handle and the file's size."""
+    and checked again on what was opened; yields the handle and the file's size.
+
+    ``buffer``: the editor's text of the file (an unsaved buffer, see
+    :data:`EDITOR_KEY`), read instead of the disk; the file on disk (when there
+    is one) and the buffer both pass the same checks first.
+    """
+    if buffer is not None:
+        import io
+
+        info: os.stat_result | None = None
+        if os.path.lexists(path):
+            with _open_checked(path, shown, guard) as (disk, _):
+                info = os.fstat(disk.fileno())
+        if info is None:  # Only in the editor: no links to follow, a fresh inode.
+            info = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, len(buffer), 0, 0, 0))
+        reason = guard.opened(path, info, buffer[:SNIFF_BYTES])
+        if reason is not None:
+            raise ToolError(reason)
+        yield io.BytesIO(buffer), len(buffer)
+        return
     try:
         fd, info = pinned.open_read(path)
     except pinned.PathChanged:
@@ -209,6 +230,28 @@ def _open_checked(path: Path, shown: str, guard: Guard) -> Iterator[tuple[Binary
             raise ToolError(reason)
         handle.seek(0)
         yield handle, info.st_size
+
+
+#: ``ToolContext.state`` key: the editor's files (ACP ``fs/*``), an object with
+#: ``async read_text(path) -> str | None`` and ``async write_text(path, text) -> bool``.
+#: When set, the file tools read the editor's buffers and write through the editor,
+#: after the same guard decisions as for the disk.
+EDITOR_KEY = "files.editor"
+
+
+async def _editor_text(ctx: ToolContext, path: Path) -> bytes | None:
+    editor = ctx.state.get(EDITOR_KEY)
+    if editor is None:
+        return None
+    text = await editor.read_text(str(path))
+    return None if text is None else str(text).encode("utf-8")
+
+
+async def _editor_write(ctx: ToolContext, path: Path, data: bytes) -> bool:
+    editor = ctx.state.get(EDITOR_KEY)
+    if editor is None:
+        return False
+    return bool(await editor.write_text(str(path), data.decode("utf-8")))
 
 
 # --- read_file --------------------------------------------------------------------
@@ -282,9 +325,11 @@ def _read(
     limit: int,
     guard: Guard,
     vision: bool | None = None,
+    buffer: bytes | None = None,
 ) -> str | ToolOutput:
-    _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
-    with _open_checked(path, shown, guard) as (handle, size):
+    if buffer is None:
+        _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
+    with _open_checked(path, shown, guard, buffer) as (handle, size):
         head = handle.read(SNIFF_BYTES)
         what = _binary_kind(head)
         if what is not None:
@@ -333,7 +378,10 @@ async def read_file(args: dict[str, Any], ctx: ToolContext) -> str | ToolOutput:
     offset = int(args.get("offset", 1))
     limit = int(args.get("limit", DEFAULT_LINES))
     vision = bool(ctx.state.get("vision"))
-    return await asyncio.to_thread(_read, path, given, ctx.cwd, offset, limit, guard, vision)
+    buffer = await _editor_text(ctx, path)
+    return await asyncio.to_thread(
+        _read, path, given, ctx.cwd, offset, limit, guard, vision, buffer
+    )
 
 
 # --- write_file -------------------------------------------------------------------
@@ -429,7 +477,8 @@ async def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
         await confirm(ctx, decision, "write_file", preview=shown, added=added)
         guard.recheck(decision)
     note = await checkpoints.before_change(ctx, f"write_file {given}")
-    await asyncio.to_thread(_write, path, data)
+    if not await _editor_write(ctx, path, data):
+        await asyncio.to_thread(_write, path, data)
     _approved_persona(decision, path, data, ctx)
     lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
     what = "created" if info is None else f"replaced (was {_human(info.st_size)})"
@@ -592,9 +641,11 @@ def _patched(
     replace_all: bool,
     reveal: bool,
     guard: Guard,
+    buffer: bytes | None = None,
 ) -> _Patched:
-    _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
-    with _open_checked(path, shown, guard) as (handle, size):
+    if buffer is None:
+        _stat_file(path, shown, cwd)  # Clear errors for a missing file, a directory...
+    with _open_checked(path, shown, guard, buffer) as (handle, size):
         raw = handle.read()
     what = _binary_kind(raw[:SNIFF_BYTES])
     if what is None:
@@ -643,21 +694,26 @@ async def patch(args: dict[str, Any], ctx: ToolContext) -> str:
         and not (reading.secret or writing.secret)
         and not _SECRET_NAME.search(path.name)
     )
+    buffer = await _editor_text(ctx, path)
     done = await asyncio.to_thread(
-        _patched, path, shown, ctx.cwd, old, new, replace_all, reveal, guard
+        _patched, path, shown, ctx.cwd, old, new, replace_all, reveal, guard, buffer
     )
     diff = _diff(done.before, done.after, shown)
     if writing.need is Need.ASK:
         added = _added(done.before, done.after)
         await confirm(ctx, writing, "patch", preview=f"Change:\n{diff}", added=added)
         guard.recheck(writing)
-        if await asyncio.to_thread(_read_or_none, path) != done.before.encode("utf-8"):
+        now = await _editor_text(ctx, path) if buffer is not None else None
+        if now is None:
+            now = await asyncio.to_thread(_read_or_none, path)
+        if now != done.before.encode("utf-8"):
             raise ToolError(
                 f"{shown} changed while the user was being asked; nothing was written. "
                 "Read it again and redo the patch."
             )
     note = await checkpoints.before_change(ctx, f"patch {given}")
-    await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
+    if not await _editor_write(ctx, path, done.after.encode("utf-8")):
+        await asyncio.to_thread(_write, path, done.after.encode("utf-8"))
     _approved_persona(writing, path, done.after.encode("utf-8"), ctx)
     times = "1 occurrence" if done.count == 1 else f"{done.count} occurrences"
     return f"patched {shown}: replaced {times}\n{diff}{note}"

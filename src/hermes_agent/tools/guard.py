@@ -108,6 +108,8 @@ ALLOW_KEY = "files.allow_secret_paths"
 WRITABLE_KEY = "sandbox.writable"
 #: ``ToolContext.state`` key: resolved paths the user answered "always" for.
 ALWAYS_KEY = "files.always"
+#: ``ToolContext.state`` key: ask before every write, even in the workspace (ACP's Ask mode).
+REVIEW_KEY = "files.review_writes"
 
 
 class Need(enum.Enum):
@@ -139,7 +141,7 @@ class Decision:
     @property
     def always_offered(self) -> bool:
         """Whether "always" (this file, the rest of the session) is offered."""
-        return self.key in ("system", "outside")
+        return self.key in ("system", "outside", "review")
 
 
 # --- what the refusals call things ------------------------------------------------
@@ -304,6 +306,8 @@ class Guard:
         self._secret_inodes: dict[tuple[int, int], tuple[str, bool]] | None = None
         self._place_inodes: dict[tuple[int, int], str] | None = None
         self._workspace_persona = {path.casefold() for path in places_module.workspace_persona(cwd)}
+        #: The session's tool state (denials of this turn, review mode); set by guard_for.
+        self.state: dict[str, Any] = {}
 
     def _allow_entry(self, entry: str) -> tuple[str, Path | None]:
         lexical = _lexical(entry, self.cwd)
@@ -510,7 +514,27 @@ class Guard:
         return shown
 
     def decide(self, path: str | os.PathLike[str], *, write: bool) -> Decision:
-        """What reading or writing ``path`` needs (see the module docstring)."""
+        """What reading or writing ``path`` needs (see the module docstring), then what
+        the session adds: a write the user denied earlier in the turn stays refused
+        (:mod:`hermes_agent.safety.denials`), and a session that reviews every edit
+        (``files.review_writes`` in its state: an editor in its "Ask" mode) asks for
+        writes that would otherwise be free."""
+        decision = self._decide(path, write=write)
+        if not write or decision.need is Need.REFUSE:
+            return decision
+        from dataclasses import replace
+
+        from hermes_agent.safety import denials
+
+        held = denials.path_refusal(self.state, decision.real)
+        if held is not None:
+            return replace(decision, need=Need.REFUSE, reason=held, key="denied")
+        if decision.need is Need.FREE and self.state.get(REVIEW_KEY):
+            why = "the session asks before every edit (the editor's Ask mode)"
+            return replace(decision, need=Need.ASK, reason=why, key="review")
+        return decision
+
+    def _decide(self, path: str | os.PathLike[str], *, write: bool) -> Decision:
         given = os.fspath(path)
         lexical, real = self.resolve(given)
         shown = self._shown(given, real)
@@ -646,7 +670,9 @@ def guard_for(ctx: ToolContext) -> Guard:
     """The guard for a tool call's workspace and configuration."""
     allow = [str(entry) for entry in ctx.config.get(ALLOW_KEY) or ()]
     writable = [str(entry) for entry in ctx.config.get(WRITABLE_KEY) or ()]
-    return Guard(ctx.cwd, allow, writable=writable)
+    guard = Guard(ctx.cwd, allow, writable=writable)
+    guard.state = ctx.state
+    return guard
 
 
 def check_path(path: str | os.PathLike[str], ctx: ToolContext, *, write: bool) -> Path:
@@ -720,6 +746,7 @@ async def confirm(
         return
     from hermes_agent.errors import HermesError
     from hermes_agent.redact import redact
+    from hermes_agent.safety import denials
     from hermes_agent.tools import untrusted, write_guard
 
     def decide(outcome: str, by: str) -> None:
@@ -758,6 +785,7 @@ async def confirm(
     answer = await ctx.ask(question, choices)
     normalized = (answer or "").strip().lower()
     if answer is None:
+        denials.record_path(ctx.state, decision.real, f"writing {decision.real}")
         decide("denied", "nobody to ask")
         raise ToolError(
             f"denied: writing {decision.shown} needs the user's approval ({decision.reason}) and "
@@ -771,6 +799,7 @@ async def confirm(
     if normalized in ("yes", "y"):
         decide("allowed", "user")
         return
+    denials.record_path(ctx.state, decision.real, f"writing {decision.real}")
     decide("denied", "user")
     raise ToolError(
         f"denied by the user: {decision.shown} was not written. Do not retry it; ask the user "

@@ -183,9 +183,12 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
     try:
         output = await tool.handler(arguments, ctx)
     except ToolError as exc:
-        return _redacted(call, f"error: {exc}", True)
+        return _redacted(call, f"error: {exc}{_undo_denied(tool, ctx)}", True)
     except Exception as exc:  # A bug in a tool must not end the session.
         return _redacted(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
+    undone = _undo_denied(tool, ctx)
+    if undone and isinstance(output, str):
+        output += undone
     if tool.untrusted:
         from hermes_agent.redact import redact_json_text
         from hermes_agent.tools import untrusted
@@ -197,6 +200,16 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
         result.images = list(output.images)
         return result
     return _redacted(call, output, untrusted=tool.untrusted)
+
+
+def _undo_denied(tool: Tool, ctx: ToolContext) -> str:
+    """After a tool that can change things: undo what the user denied earlier in this turn
+    (whatever route made it; see :mod:`hermes_agent.safety.denials`), and say so."""
+    if tool.read_only or "approvals.denied" not in ctx.state:
+        return ""
+    from hermes_agent.safety import denials
+
+    return denials.undo_note(ctx.state)
 
 
 def _redacted(

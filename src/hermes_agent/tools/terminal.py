@@ -46,7 +46,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,8 @@ KILL_GRACE = 2.0
 DRAIN_GRACE = 0.5
 STATE_KEY = "terminal.processes"
 DIR_KEY = "terminal.dir"
+#: ``ToolContext.state`` key: a callable that hears a foreground command's output live.
+OUTPUT_KEY = "terminal.on_output"
 DOCKER_WORKDIR = "/workspace"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Za-z0-9]")
@@ -378,8 +380,17 @@ class RunResult:
     strays_stopped: bool = False
 
 
-async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
-    """Run a launch to the end or the timeout; stop its whole process group either way."""
+async def run(
+    launch: Launch,
+    timeout: float,
+    max_chars: int,
+    on_output: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run a launch to the end or the timeout; stop its whole process group either way.
+
+    ``on_output`` hears the output as it comes (an editor shows it live); a
+    failing listener never disturbs the command.
+    """
     started = time.monotonic()
     proc: asyncio.subprocess.Process | _ConfinedProcess
     try:
@@ -404,6 +415,9 @@ async def run(launch: Launch, timeout: float, max_chars: int) -> RunResult:
     async def pump() -> None:
         while chunk := await stdout.read(65536):
             capture.add(chunk)
+            if on_output is not None:
+                with contextlib.suppress(Exception):
+                    on_output(clean(chunk))
 
     reader = asyncio.ensure_future(pump())
     timed_out = False
@@ -820,7 +834,7 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
             f"tool with id {proc.id!r}: poll for new output, wait for it to end, or kill it. "
             "It is stopped when the session ends." + _undone_note(undone) + note
         )
-    result = await run(launch, timeout, max_chars)
+    result = await run(launch, timeout, max_chars, on_output=ctx.state.get(OUTPUT_KEY))
     undone += aftercare(ctx)
     if result.timed_out:
         raise ToolError(
