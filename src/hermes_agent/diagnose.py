@@ -864,7 +864,12 @@ def run(*, network: bool = True, timeout: float = NETWORK_TIMEOUT, probe: bool =
     began = time.monotonic()
     env, origin = environment()
     config_finding, config = check_config(env)
-    findings = [check_home(), config_finding, check_env_file(), check_keys(config, env, origin)]
+    findings = [
+        _safe("HERMES_HOME", check_home),
+        config_finding,
+        _safe(".env", check_env_file),
+        _safe("keys", check_keys, config, env, origin),
+    ]
     targets, target_findings = provider_targets(config, env)
     findings += target_findings
     servers, mcp_finding = mcp_servers(config)
@@ -902,8 +907,8 @@ def run(*, network: bool = True, timeout: float = NETWORK_TIMEOUT, probe: bool =
     if not network:
         what = "provider and MCP servers" if servers else "providers"
         findings.append(Finding("network", SKIP, f"{what} not contacted (--offline)"))
-    findings.append(check_tools(config))
-    sandbox_finding = check_sandbox(config, sandbox_result.get("probe"))
+    findings.append(_safe("tools", check_tools, config))
+    sandbox_finding = _safe("sandbox", check_sandbox, config, sandbox_result.get("probe"))
     if probe_finding is not None and probe_finding.status == FAIL:
         sandbox_finding = Finding("sandbox", FAIL, probe_finding.summary, "hermes sandbox status")
     findings.append(sandbox_finding)
@@ -924,13 +929,32 @@ def run(*, network: bool = True, timeout: float = NETWORK_TIMEOUT, probe: bool =
                         f"stdio servers not started (no MCP client here): {', '.join(stdio)}",
                     )
                 )
-    findings += [check_platforms(config, env), check_state_db(), check_disk(), check_managed()]
+    findings += [
+        _safe("gateway platforms", check_platforms, config, env),
+        _safe("state.db", check_state_db),
+        _safe("disk", check_disk),
+        _safe("managed mode", check_managed),
+    ]
     return Report(
         home=str(home.hermes_home()),
         findings=[f.redacted() for f in findings],
         network=network,
         seconds=time.monotonic() - began,
     )
+
+
+def _safe(name: str, check: Callable[..., Finding], *args: Any) -> Finding:
+    """Run one check; its own failure (a bug, a module that does not load) is its finding.
+
+    The doctor is what people run when something is broken: it must report
+    every other check even when one of them cannot run.
+    """
+    try:
+        return check(*args)
+    except Exception as exc:
+        return Finding(
+            name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}", "report it"
+        )
 
 
 def _has_module(name: str) -> bool:

@@ -26,9 +26,10 @@ from typing import Any
 
 from hermes_agent import home
 
-#: A platform's connection: ``starting`` (start() running), ``connected``,
-#: ``reconnecting`` (the last attempt failed; ``detail`` says why), ``stopped``.
-STATES = ("starting", "connected", "reconnecting", "stopped")
+#: A platform's connection: ``starting`` (its start() runs), ``connecting`` (started;
+#: its connection has not shown life yet), ``connected``, ``reconnecting`` (the last
+#: attempt failed; ``detail`` says why), ``stopped``.
+STATES = ("starting", "connecting", "connected", "reconnecting", "stopped")
 FORMAT_VERSION = 1
 
 

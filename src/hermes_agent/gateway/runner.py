@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import signal
@@ -718,11 +719,19 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         started: list[Platform] = []
+        # What `hermes status` reads: this gateway's phase and each platform's connection.
+        from hermes_agent.gateway_status import StatusFile
+
+        status = StatusFile()
         try:
             self._phase = "starting"
+            status.phase("starting")
             for platform in self.platforms.values():
+                platform.report_state = functools.partial(status.platform, platform.name)
+                status.platform(platform.name, "starting")
                 await platform.start()
                 started.append(platform)
+                platform.mark_started()
                 log.info("platform %s started", platform.name)
             self._log_safety()
             # Replies owed from before (answered, not delivered), then unanswered messages
@@ -737,6 +746,7 @@ class Gateway:
             if owed:
                 log.info("delivering %d replies left undelivered", len(owed))
             self._phase = "running"
+            status.phase("running")
             if resumed:
                 log.info("resuming %d unanswered messages", len(resumed))
             await self.scheduler.start()
@@ -747,6 +757,7 @@ class Gateway:
             await asyncio.gather(self._drain(), self.scheduler.stop(self.shutdown_timeout))
         finally:
             self._phase = "stopping"
+            status.phase("stopping")
             await self.scheduler.stop(0)
             for task in list(self._background):
                 task.cancel()
@@ -764,6 +775,7 @@ class Gateway:
             if self._fallbacks:
                 with contextlib.suppress(Exception):
                     await self._fallbacks.aclose()
+            status.remove()
         log.info("gateway stopped")
 
     async def _drain(self) -> None:

@@ -227,8 +227,15 @@ class Platform:
     def alive(self) -> None:
         """Note that the connection just showed signs of life (an event, a heartbeat)."""
         self._last_alive = time.monotonic()
-        if self.connection_state == "reconnecting":
+        if self.connection_state in ("connecting", "reconnecting"):
             self.set_connection_state("connected")
+
+    def mark_started(self) -> None:
+        """After :meth:`start`: a supervised connection is ``connecting`` until it shows
+        life (or runs :data:`_SETTLED_SECONDS` without failing); a platform that only
+        listens (the HTTP API, webhooks) is ``connected`` once started."""
+        if self.connection_state != "reconnecting":
+            self.set_connection_state("connecting" if self._tasks else "connected")
 
     def set_connection_state(self, state: str, detail: str = "") -> None:
         """Record the connection's state, and tell :attr:`report_state` when it changed."""
@@ -240,7 +247,7 @@ class Platform:
 
     def _settled(self, attempt: int) -> None:
         """An attempt that has not failed for a while counts as connected (no alive() needed)."""
-        if attempt == self._attempt and self.connection_state == "reconnecting":
+        if attempt == self._attempt and self.connection_state in ("connecting", "reconnecting"):
             self.set_connection_state("connected")
 
     def supervise(self, label: str, connect_once: Callable[[], Awaitable[None]]) -> None:
