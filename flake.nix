@@ -1,8 +1,16 @@
 {
   description = "hermes-agent: a personal AI agent for the terminal, chat platforms, editors and NixOS";
 
+  # Pinned in flake.lock:
+  # - nixpkgs: nixos-25.11 at 3ceaaa8bc963ced4d830e06ea2d0863b6490ff03 (2026-01-20), narHash
+  #   taken from the public flake.lock of sglre6355/nixos-config (commit 6718494a, file flake.lock).
+  # - pyproject-nix, uv2nix, build-system-pkgs: the revisions CI evaluates with (the source
+  #   trees of ../shared/nix-inputs; docs/nixos.md, "Pinned inputs", says how each hash was found).
+  # A system flake on another release keeps one nixpkgs with
+  #   inputs.hermes-agent.inputs.nixpkgs.follows = "nixpkgs";
+  # (the other inputs follow this flake's nixpkgs, so they follow yours too).
   inputs = {
-    nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
     pyproject-nix = {
       url = "github:pyproject-nix/pyproject.nix";
       inputs.nixpkgs.follows = "nixpkgs";
@@ -23,7 +31,10 @@
   outputs = { self, nixpkgs, pyproject-nix, uv2nix, pyproject-build-systems, ... }:
     let
       inherit (nixpkgs) lib;
-      systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+      # No x86_64-darwin: uv.lock's cryptography (50.x, a dependency of the
+      # extras) publishes no Intel macOS wheel, so the wheel-only package set
+      # cannot be built there (tests/test_nix_uv_lock.py checks each system).
+      systems = [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
       # The Python environment, built from uv.lock (wheels where uv.lock has
@@ -40,10 +51,11 @@
       venvFor = pkgs: (pythonSet pkgs).mkVirtualEnv "hermes-agent-env" deps;
       packageFor = pkgs: pkgs.callPackage ./nix/package.nix { venv = venvFor pkgs; src = ./.; };
 
-      nixosModule = { pkgs, ... }: {
-        imports = [ ./nix/module.nix ];
-        services.hermes-agent.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
-      };
+      # The modules carry this flake's packages in their closure: `package`
+      # defaults to the one built for the host's system, with no overlay and
+      # no `pkgs.hermes-agent` needed.
+      nixosModule = import ./nix/module.nix { packages = self.packages; };
+      homeManagerModule = import ./nix/hm-module.nix { packages = self.packages; };
     in
     {
       packages = forAllSystems (pkgs: {
@@ -82,12 +94,18 @@
         hermes-agent = nixosModule;
       };
 
+      homeManagerModules = {
+        default = homeManagerModule;
+        hermes-agent = homeManagerModule;
+      };
+
       checks = forAllSystems (pkgs: import ./nix/checks.nix {
         inherit pkgs lib nixosModule;
         package = packageFor pkgs;
         venv = venvFor pkgs;
         src = ./.;
         nixpkgsLib = "${nixpkgs}/lib";
+        inputs = { inherit pyproject-nix uv2nix; };
       });
     };
 }

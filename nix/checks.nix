@@ -1,7 +1,13 @@
-# The flake's checks (`nix flake check`). Each is a small derivation that runs
-# the built package; `module-eval` evaluates nix/module.nix with lib.evalModules
-# at evaluation time; `vm` boots the service in a NixOS VM (Linux with KVM).
-{ pkgs, lib, package, venv, src, nixosModule, nixpkgsLib }:
+# The flake's checks (`nix flake check`). The guide's seven (package-contents,
+# entry-points-sync, cli-commands, managed-guard, bundled-skills,
+# config-drift, config-roundtrip) are small derivations that run the built
+# package; the logic of the non-trivial ones is a Python script under
+# nix/checks/ that tests/test_nix_checks.py also runs (and shows failing)
+# without Nix. Two more: `module-eval` evaluates the NixOS and home-manager
+# modules and the uv2nix workspace at evaluation time (the harnesses of
+# tests/nix/, which CI also runs), and `vm` boots the service in a NixOS VM
+# (Linux with KVM).
+{ pkgs, lib, package, venv, src, nixosModule, nixpkgsLib, inputs }:
 
 let
   hermes = "${package}/bin/hermes";
@@ -17,6 +23,17 @@ let
   evalModule = configuration: import ../tests/nix/eval-module.nix {
     libPath = nixpkgsLib;
     inherit configuration;
+  };
+  evalHome = system: import ../tests/nix/eval-hm-module.nix {
+    libPath = nixpkgsLib;
+    inherit system;
+    configuration.services.hermes-agent.enable = true;
+  };
+  uvLock = import ../tests/nix/eval-uv-lock.nix {
+    libPath = nixpkgsLib;
+    pyprojectNix = inputs.pyproject-nix;
+    uv2nix = inputs.uv2nix;
+    workspaceRoot = src;
   };
   native = evalModule {
     services.hermes-agent = {
@@ -38,23 +55,15 @@ in
     ${hermes} version
   '';
 
+  # pyproject.toml's [project.scripts], read by the script, against the built bin/
+  # (whose wrappers package.nix makes from the built wheel's entry points).
   entry-points-sync = check "entry-points-sync" ''
-    ${lib.concatMapStringsSep "\n" (name: ''
-      test -x ${package}/bin/${name} || { echo "[project.scripts] entry ${name} has no wrapped binary" >&2; exit 1; }
-    '') package.passthru.scripts}
-    # and no wrapped binary without an entry
-    for bin in ${package}/bin/*; do
-      case " ${toString package.passthru.scripts} " in
-        *" $(basename $bin) "*) ;;
-        *) echo "$(basename $bin) is not a [project.scripts] entry" >&2; exit 1 ;;
-      esac
-    done
+    ${python} ${src}/nix/checks/entry_points_sync.py ${src}/pyproject.toml ${package}/bin
   '';
 
+  # Command names, through argparse's exit status: not the layout of --help.
   cli-commands = check "cli-commands" ''
-    ${hermes} --help > help.txt
-    grep -q '^    gateway ' help.txt || { echo "hermes --help lacks gateway" >&2; exit 1; }
-    grep -q '^    config ' help.txt || { echo "hermes --help lacks config" >&2; exit 1; }
+    ${python} ${src}/nix/checks/cli_commands.py ${hermes}
   '';
 
   managed-guard = check "managed-guard" ''
@@ -84,11 +93,16 @@ in
 
   module-eval =
     assert native.failedAssertions == [ ];
+    assert native.activationProblems == [ ];
     assert native.service.serviceConfig.User == "hermes";
     assert native.service.environment.HERMES_MANAGED == "true";
     assert native.spec.settings.model.default == "a/b";
     assert container.docker;
     assert container.failedAssertions == [ ];
+    assert container.service.environment.HERMES_MANAGED == "true";
+    assert (evalHome "x86_64-linux").systemd.Service.ExecStart != "";
+    assert (evalHome "aarch64-darwin").launchd.enable;
+    assert uvLock.problems == [ ];
     pkgs.writeText "hermes-check-module-eval" (builtins.toJSON {
       inherit (native.service.serviceConfig) ExecStart ExecStartPre;
       container = container.service.serviceConfig.ExecStart;

@@ -1,10 +1,19 @@
 # services.hermes-agent: the NixOS module of hermes-agent.
 #
-# The module holds no deployment logic. It declares options, renders them
+# The module holds no deployment logic. It declares options (the ones it
+# shares with the home-manager module come from ./common.nix), renders them
 # into the deployment spec of docs/deployment-spec.md (one JSON file in the
 # store) and runs `hermes deploy apply SPEC --home ${stateDir}/.hermes` as
-# the service user, at activation and again in ExecStartPre, so secrets that
-# sops-nix or agenix rotate reach the agent on `systemctl restart`.
+# the service user in ExecStartPre, so secrets that sops-nix or agenix rotate
+# reach the agent on `systemctl restart`. No activation script: directories
+# come from systemd.tmpfiles.settings, which run after the users exist
+# (also with systemd.sysusers or services.userborn).
+#
+# This file is a function of the flake's own packages, so that `package`
+# defaults to the hermes-agent the flake builds for the host's system:
+#
+#   nixosModules.default = import ./nix/module.nix { packages = self.packages; };
+{ packages ? { } }:
 { config, lib, pkgs, ... }:
 
 let
@@ -14,98 +23,11 @@ let
   hermesHome = "${cfg.stateDir}/.hermes";
   hermes = "${cfg.package}/bin/hermes";
 
-  # `settings`: definitions are deep-merged like lib.recursiveUpdate: mappings
-  # merge key by key, any other value (list, scalar) from a later definition
-  # replaces an earlier one. Built on attrsOf, so mkIf / mkDefault / mkForce
-  # work at any depth inside the value (priorities compared per key).
-  settingsValue = types.mkOptionType {
-    name = "hermes-settings-value";
-    description = "YAML value (deep-merged)";
-    check = _: true;
-    merge = loc: defs:
-      if lib.all (d: builtins.isAttrs d.value && !lib.isDerivation d.value) defs
-      then (types.attrsOf settingsValue).merge loc defs
-      else (lib.last defs).value;
-  };
-  settingsType = types.attrsOf settingsValue // {
-    description = "attribute set deep-merged across definitions (lib.recursiveUpdate semantics)";
-  };
-
-  nullOr = t: mkOption { type = types.nullOr t; default = null; };
-
-  mcpServerModule = { name, ... }: {
-    options = {
-      command = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = "Command that starts a stdio MCP server.";
-      };
-      args = mkOption {
-        type = types.listOf types.str;
-        default = [ ];
-        description = "Arguments of `command`.";
-      };
-      env = mkOption {
-        type = types.attrsOf types.str;
-        default = { };
-        description = "Environment of the stdio server (non-secret: it is written to config.yaml).";
-      };
-      url = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = "URL of an HTTP MCP server (instead of `command`).";
-      };
-      headers = mkOption {
-        type = types.attrsOf types.str;
-        default = { };
-        description = "HTTP headers sent to `url`.";
-      };
-      auth = mkOption {
-        type = types.nullOr (types.enum [ "oauth" ]);
-        default = null;
-        description = "`\"oauth\"` to authenticate to `url` with OAuth (tokens in HERMES_HOME/mcp-tokens).";
-      };
-      enabled = mkOption {
-        type = types.bool;
-        default = true;
-        description = "Whether the agent connects to this server.";
-      };
-      timeout = nullOr types.number // { description = "Seconds a tool call may take."; };
-      connect_timeout = nullOr types.number // { description = "Seconds to connect to the server."; };
-      tools = {
-        include = nullOr (types.listOf types.str) // { description = "Only these tools of the server."; };
-        exclude = nullOr (types.listOf types.str) // { description = "All tools of the server but these."; };
-      };
-      sampling = {
-        enabled = nullOr types.bool // { description = "Whether the server may ask the agent's model for completions."; };
-        model = nullOr types.str // { description = "Model used for sampling requests."; };
-        max_tokens_cap = nullOr types.int // { description = "Upper bound on max_tokens of a sampling request."; };
-        timeout = nullOr types.number // { description = "Seconds a sampling request may take."; };
-        max_rpm = nullOr types.int // { description = "Sampling requests allowed per minute."; };
-      };
-    };
-  };
-
-  # A path value of `documents` becomes {source = "/nix/store/..."}; a string
-  # is the file's content.
-  renderDocument = _: v:
-    if builtins.isPath v || (builtins.isString v && lib.isStorePath v)
-    then { source = "${v}"; }
-    else v;
+  common = import ./common.nix { inherit lib; };
 
   # A path given as a Nix path literal is copied into the store; a string is
   # kept as it is (use a string for secrets such as authFile).
   renderPath = p: if p == null then null else if builtins.isPath p then "${p}" else toString p;
-
-  # An MCP server as config.yaml holds it: options left unset (null) and
-  # empty sections (env, headers, tools, sampling) are omitted.
-  renderServer = server:
-    let
-      dropNulls = lib.filterAttrs (_: v: v != null);
-      nested = lib.mapAttrs (_: v: if builtins.isAttrs v then dropNulls v else v)
-        (builtins.removeAttrs server [ "_module" ]);
-    in
-    lib.filterAttrs (_: v: v != null && v != { }) nested;
 
   # Entrypoint of the container (container mode). Its text is part of the
   # container identity: changing it recreates the container.
@@ -130,13 +52,12 @@ let
     then "/data/${lib.removePrefix "${cfg.stateDir}/" cfg.workingDirectory}"
     else cfg.workingDirectory;
 
-  spec = {
+  spec = common.renderSpec cfg // {
     version = 1;
-    inherit (cfg) stateDir workingDirectory settings environment environmentFiles authFileForceOverwrite;
+    manager = "nixos";
+    inherit (cfg) stateDir workingDirectory authFileForceOverwrite;
     configFile = renderPath cfg.configFile;
     authFile = renderPath cfg.authFile;
-    documents = lib.mapAttrs renderDocument cfg.documents;
-    mcpServers = lib.mapAttrs (_: renderServer) cfg.mcpServers;
     container = {
       inherit (cfg.container) enable backend image extraVolumes extraOptions;
       entrypoint = if cfg.container.enable then entrypointText else "";
@@ -147,6 +68,11 @@ let
   entrypointScript = pkgs.writeScript "hermes-container-entrypoint" entrypointText;
 
   applyArgs = "deploy apply ${specFile} --home ${hermesHome}";
+
+  # Units that install the secrets environmentFiles point at, when the system has them.
+  secretsUnits = map (name: "${name}.service")
+    (builtins.filter (name: config.systemd.services ? ${name})
+      [ "sops-install-secrets" "agenix-install-secrets" ]);
 
   runtimePath = [ cfg.package pkgs.nodejs pkgs.git pkgs.ripgrep pkgs.openssh pkgs.ffmpeg pkgs.coreutils pkgs.bash ]
     ++ cfg.extraPackages;
@@ -248,14 +174,15 @@ let
   };
 in
 {
-  options.services.hermes-agent = {
+  options.services.hermes-agent = common.options // {
     enable = mkEnableOption "the hermes-agent gateway service";
 
     package = mkOption {
       type = types.package;
-      default = pkgs.hermes-agent;
-      defaultText = lib.literalExpression "hermes-agent.packages.\${system}.default";
-      description = "The hermes-agent package (the flake's nixosModules set it to its own package).";
+      default = packages.${pkgs.stdenv.hostPlatform.system}.default or (throw
+        "services.hermes-agent.package: the hermes-agent flake has no package for ${pkgs.stdenv.hostPlatform.system}; set the option");
+      defaultText = lib.literalExpression "hermes-agent.packages.\${pkgs.stdenv.hostPlatform.system}.default";
+      description = "The hermes-agent package: by default the one the hermes-agent flake builds for the host (its nixosModules carry it), not a `pkgs.hermes-agent`.";
     };
 
     user = mkOption {
@@ -267,7 +194,7 @@ in
     group = mkOption {
       type = types.str;
       default = "hermes";
-      description = "Group of the agent's user; members can read stateDir (0750).";
+      description = "Group of the agent's user; members can list stateDir and read workingDirectory (0750), not HERMES_HOME (0700).";
     };
 
     createUser = mkOption {
@@ -293,22 +220,14 @@ in
       type = types.bool;
       default = false;
       description = ''
-        Put the `hermes` CLI on the system PATH and set HERMES_HOME system-wide,
-        so the interactive CLI shares sessions, skills and cron with the service
-        (users must be in `group` to read it).
+        Put the `hermes` CLI on the system PATH. The service's HERMES_HOME is not
+        shared: it stays the service user's (0700; transcripts, memories and
+        secrets), and HERMES_HOME is not set system-wide, so each person's
+        `hermes` uses their own ~/.hermes. To look at or drive the service's
+        state, run the CLI as the service user: `sudo -u hermes -H hermes sessions list`.
       '';
     };
 
-    settings = mkOption {
-      type = settingsType;
-      default = { };
-      example = lib.literalExpression ''{ model.default = "anthropic/claude-sonnet-4"; max_turns = 60; }'';
-      description = ''
-        Configuration merged into config.yaml (Nix keys win; keys a user or the
-        agent added are kept; keys Nix stops setting are removed). Definitions
-        are deep-merged with lib.recursiveUpdate semantics.
-      '';
-    };
 
     configFile = mkOption {
       type = types.nullOr types.path;
@@ -316,22 +235,7 @@ in
       description = "A config.yaml copied as-is, bypassing `settings` and `mcpServers`.";
     };
 
-    environment = mkOption {
-      type = types.attrsOf types.str;
-      default = { };
-      description = "Non-secret environment variables, the first bindings of HERMES_HOME/.env (they end up in the store).";
-    };
 
-    environmentFiles = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      example = [ "/run/secrets/hermes.env" ];
-      description = ''
-        Files in .env syntax (KEY=value) read at every apply and appended to .env
-        (0600) in order; a later binding wins. Strings, never copied into the
-        store: point them at sops-nix or agenix secrets. A missing file is an error.
-      '';
-    };
 
     authFile = mkOption {
       type = types.nullOr types.path;
@@ -345,18 +249,7 @@ in
       description = "Overwrite auth.json from `authFile` whenever they differ.";
     };
 
-    documents = mkOption {
-      type = types.attrsOf (types.either types.str types.path);
-      default = { };
-      example = lib.literalExpression ''{ "SOUL.md" = "You are terse."; "USER.md" = ./USER.md; }'';
-      description = "Files installed into `workingDirectory` on every switch (a string is the content, a path is copied); SOUL.md and USER.md are read by the agent.";
-    };
 
-    mcpServers = mkOption {
-      type = types.attrsOf (types.submodule mcpServerModule);
-      default = { };
-      description = "MCP servers merged into `settings.mcp_servers`, additive with servers a user added.";
-    };
 
     extraArgs = mkOption {
       type = types.listOf types.str;
@@ -433,10 +326,12 @@ in
           assertion = cfg.container.enable || !(lib.any (p: lib.hasPrefix "/home/" p || lib.hasPrefix "/root/" p) writablePaths);
           message = "services.hermes-agent: stateDir and workingDirectory must not be under /home or /root (the service runs with ProtectHome=true).";
         }
-      ];
+
+      ] ++ common.assertions "services.hermes-agent" cfg;
 
       warnings = lib.optional (cfg.configFile != null && (cfg.settings != { } || cfg.mcpServers != { }))
-        "services.hermes-agent: configFile is set, so settings and mcpServers are ignored.";
+        "services.hermes-agent: configFile is set, so settings and mcpServers are ignored."
+        ++ common.warnings "services.hermes-agent" cfg;
 
       users.users = mkIf cfg.createUser {
         ${cfg.user} = {
@@ -448,43 +343,48 @@ in
       };
       users.groups = mkIf cfg.createUser { ${cfg.group} = { }; };
 
-      systemd.tmpfiles.rules = [
-        "d ${cfg.stateDir} 0750 ${cfg.user} ${cfg.group} - -"
-        "d ${hermesHome} 0700 ${cfg.user} ${cfg.group} - -"
-        "d ${cfg.workingDirectory} 0750 ${cfg.user} ${cfg.group} - -"
-      ] ++ lib.optional cfg.container.enable "d ${cfg.stateDir}/home 0750 ${cfg.user} ${cfg.group} - -";
+      # Directories, owned by the service user. systemd-tmpfiles runs after
+      # the users exist (users-groups activation, systemd-sysusers or userborn
+      # alike), at boot and on every switch; nothing runs in an activation
+      # script (they run before sysusers/userborn created `hermes`).
+      systemd.tmpfiles.settings."10-hermes-agent" =
+        let dir = mode: { d = { inherit mode; inherit (cfg) user group; }; };
+        in {
+          ${cfg.stateDir} = dir "0750";
+          ${hermesHome} = dir "0700";
+          ${cfg.workingDirectory} = dir "0750";
+        } // lib.optionalAttrs cfg.container.enable {
+          "${cfg.stateDir}/home" = dir "0750";
+        };
 
-      # Activation runs before systemd-tmpfiles, so it creates stateDir itself,
-      # after users exist and after sops-nix / agenix decrypted their secrets.
-      system.activationScripts.hermes-agent = {
-        deps = [ "users" "groups" ]
-          ++ lib.optional (config.system.activationScripts ? setupSecrets) "setupSecrets"
-          ++ lib.optional (config.system.activationScripts ? agenix) "agenix";
-        text = ''
-          install -d -m 0750 -o ${cfg.user} -g ${cfg.group} ${cfg.stateDir}
-          install -d -m 0700 -o ${cfg.user} -g ${cfg.group} ${hermesHome}
-          if ! ${pkgs.util-linux}/bin/runuser -u ${cfg.user} -- ${hermes} ${applyArgs}; then
-            echo "services.hermes-agent: hermes deploy apply failed; the service retries it when it starts" >&2
-          fi
-        '';
-      };
-
+      # The CLI only: HERMES_HOME is not set system-wide (see addToSystemPackages).
       environment.systemPackages = mkIf cfg.addToSystemPackages [ cfg.package ];
-      environment.variables = mkIf cfg.addToSystemPackages { HERMES_HOME = hermesHome; };
+    }
+
+    # Shared by both modes: what the unit needs from the system, whichever way it runs.
+    {
+      systemd.services.hermes-agent = {
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        # `hermes deploy apply` (ExecStartPre) reads environmentFiles: start after
+        # the secrets managers that install them as units (sops-nix does with
+        # systemd.sysusers / userborn). Legacy sops-nix and agenix install them
+        # in activation, which is over before switch-to-configuration starts units.
+        after = [ "network-online.target" ] ++ secretsUnits;
+        requires = secretsUnits;
+        # Both modes: the unit's own processes see managed mode too.
+        environment = {
+          HERMES_HOME = hermesHome;
+          HERMES_MANAGED = "true";
+        };
+      };
     }
 
     (mkIf (!cfg.container.enable) {
       systemd.services.hermes-agent = {
         description = "hermes-agent gateway";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" ];
-        after = [ "network-online.target" ];
         path = runtimePath;
-        environment = {
-          HERMES_HOME = hermesHome;
-          HERMES_MANAGED = "true";
-          HOME = cfg.stateDir;
-        };
+        environment.HOME = cfg.stateDir;
         serviceConfig = hardening // {
           Type = "simple";
           User = cfg.user;
@@ -504,13 +404,9 @@ in
 
       systemd.services.hermes-agent = {
         description = "hermes-agent gateway (${cfg.container.backend} container)";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" ];
-        after = [ "network-online.target" ]
-          ++ lib.optional (cfg.container.backend == "docker") "docker.service";
+        after = lib.optional (cfg.container.backend == "docker") "docker.service";
         requires = lib.optional (cfg.container.backend == "docker") "docker.service";
         path = [ pkgs.coreutils pkgs.util-linux ];
-        environment.HERMES_HOME = hermesHome;
         serviceConfig = {
           Type = "simple";
           ExecStartPre = "${containerStart}";

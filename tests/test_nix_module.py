@@ -33,6 +33,9 @@ MAX_EXPOSURE = 2.0
 
 def nixpkgs_lib() -> Path:
     raw = os.environ.get("HERMES_NIXPKGS_LIB")
+    inputs = os.environ.get("HERMES_NIX_INPUTS")
+    if not raw and inputs:
+        raw = str(Path(inputs) / "nixpkgs.lib")
     if not raw:
         pytest.skip(
             "HERMES_NIXPKGS_LIB is not set: point it at a checkout of "
@@ -135,11 +138,8 @@ def test_native_unit_runs_the_gateway_and_applies_the_spec_first(tmp_path: Path)
     # the terminal tool's programs are on PATH
     names = {p.split("-", 1)[1] for p in out["service"]["path"]}
     assert {"hermes-agent", "nodejs", "git", "ripgrep", "openssh", "ffmpeg"} <= names
-    # activation applies the same spec as the service user, after users and groups
-    act = out["activation"]
-    assert {"users", "groups"} <= set(act["deps"])
-    assert f"runuser -u hermes -- {PKG}/bin/hermes deploy apply {pre.group(1)}" in act["text"]
-    assert "install -d -m 0750 -o hermes -g hermes /var/lib/hermes" in act["text"]
+    # no activation script: the spec is applied by ExecStartPre only
+    assert out["activation"] is None and out["activationProblems"] == []
 
 
 def test_users_groups_and_tmpfiles(tmp_path: Path) -> None:
@@ -148,9 +148,11 @@ def test_users_groups_and_tmpfiles(tmp_path: Path) -> None:
     assert out["users"]["hermes"]["group"] == "hermes"
     assert out["users"]["hermes"]["home"] == "/var/lib/hermes"
     assert out["groups"] == ["hermes"]
-    assert "d /var/lib/hermes 0750 hermes hermes - -" in out["tmpfiles"]
-    assert "d /var/lib/hermes/.hermes 0700 hermes hermes - -" in out["tmpfiles"]
-    assert "d /var/lib/hermes/workspace 0750 hermes hermes - -" in out["tmpfiles"]
+    dirs = out["tmpfilesSettings"]["10-hermes-agent"]
+    assert dirs["/var/lib/hermes"]["d"] == {"mode": "0750", "user": "hermes", "group": "hermes"}
+    assert dirs["/var/lib/hermes/.hermes"]["d"]["mode"] == "0700"
+    assert dirs["/var/lib/hermes/workspace"]["d"]["mode"] == "0750"
+    assert out["tmpfiles"] == []  # the settings form, not the old rules strings
     assert out["systemPackages"] == [] and out["variables"] == {}
 
     custom = evaluate(
@@ -160,14 +162,14 @@ def test_users_groups_and_tmpfiles(tmp_path: Path) -> None:
     )
     assert custom["users"] == {} and custom["groups"] == []
     assert custom["service"]["serviceConfig"]["User"] == "ai"
-    assert "d /srv/ai 0750 ai ai - -" in custom["tmpfiles"]
+    assert custom["tmpfilesSettings"]["10-hermes-agent"]["/srv/ai"]["d"]["user"] == "ai"
     assert custom["service"]["environment"]["HERMES_HOME"] == "/srv/ai/.hermes"
 
 
 def test_disabled_module_defines_nothing(tmp_path: Path) -> None:
     out = evaluate(tmp_path, "{ }")
     assert out["service"] is None and out["activation"] is None
-    assert out["users"] == {} and out["tmpfiles"] == []
+    assert out["users"] == {} and out["tmpfilesSettings"] == {}
 
 
 def test_settings_are_deep_merged_across_definitions(tmp_path: Path) -> None:
@@ -261,12 +263,35 @@ def test_document_paths_become_store_sources(tmp_path: Path) -> None:
     assert re.fullmatch(r"/nix/store/[0-9a-z]{32}-USER\.md", docs["USER.md"]["source"])
 
 
-def test_add_to_system_packages(tmp_path: Path) -> None:
+def test_add_to_system_packages_puts_the_cli_on_path_and_keeps_state_private(
+    tmp_path: Path,
+) -> None:
+    """The option's promise: the CLI on PATH, the service's state the service user's.
+
+    It used to set HERMES_HOME system-wide and promise that group members share
+    sessions with the service, which 0700/0600 modes and UMask=0077 never
+    allowed (and SQLite's WAL needs write access even to read). Now nobody's
+    CLI is pointed at a home it cannot read, and the applied state keeps its
+    private modes: checked through `hermes deploy apply` on the evaluated spec.
+    """
+    state = tmp_path / "state"
     out = evaluate(
-        tmp_path, "{ services.hermes-agent = { enable = true; addToSystemPackages = true; }; }"
+        tmp_path,
+        f'{{ services.hermes-agent = {{ enable = true; addToSystemPackages = true; '
+        f'stateDir = "{state}"; settings.model.default = "a/b"; }}; }}',
     )
     assert out["systemPackages"] == [PKG]
-    assert out["variables"] == {"HERMES_HOME": "/var/lib/hermes/.hermes"}
+    assert out["variables"] == {}  # no system-wide HERMES_HOME
+    assert out["service"]["serviceConfig"]["UMask"] == "0077"
+    (tmp_path / "spec.json").write_text(json.dumps(out["spec"]))
+    apply_spec(tmp_path / "spec.json", state / ".hermes")
+    home = state / ".hermes"
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert (home / ".env").stat().st_mode & 0o777 == 0o600
+    assert (home / "config.yaml").stat().st_mode & 0o777 == 0o600
+    docs = (ROOT / "docs" / "nixos.md").read_text()
+    assert "sudo -u hermes -H hermes" in docs
+    assert 'extraGroups = [ "hermes" ]' not in docs  # the old advice that did not work
 
 
 def test_state_dir_under_home_is_refused(tmp_path: Path) -> None:
@@ -274,6 +299,22 @@ def test_state_dir_under_home_is_refused(tmp_path: Path) -> None:
         tmp_path, '{ services.hermes-agent = { enable = true; stateDir = "/home/hermes"; }; }'
     )
     assert any("ProtectHome" in m for m in out["failedAssertions"])
+
+
+def apply_spec(spec_file: Path, home: Path) -> dict[str, Any]:
+    """Run the real `hermes deploy apply` on SPEC_FILE; return its JSON report."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
+    result = subprocess.run(
+        [str(HERMES), "deploy", "apply", str(spec_file), "--home", str(home), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert isinstance(report, dict)
+    return report
 
 
 def identity(tmp_path: Path, spec: dict[str, Any]) -> str:
@@ -296,7 +337,10 @@ def test_container_mode(tmp_path: Path) -> None:
     assert sc["ExecStart"].endswith("/bin/docker start --attach hermes-agent")
     assert re.fullmatch(r"/nix/store/[0-9a-f]{32}-hermes-agent-container-start", sc["ExecStartPre"])
     assert "docker.service" in out["service"]["after"]
-    assert "d /var/lib/hermes/home 0750 hermes hermes - -" in out["tmpfiles"]
+    assert out["tmpfilesSettings"]["10-hermes-agent"]["/var/lib/hermes/home"]["d"]["mode"] == "0750"
+    # managed mode in the unit itself too, not only inside the container
+    assert out["service"]["environment"]["HERMES_MANAGED"] == "true"
+    assert out["service"]["environment"]["HERMES_HOME"] == "/var/lib/hermes/.hermes"
     container = out["spec"]["container"]
     assert container["enable"] is True and container["image"] == "ubuntu:24.04"
     assert "exec /data/current-package/bin/hermes gateway run --replace" in container["entrypoint"]
@@ -403,3 +447,162 @@ def test_native_unit_lets_the_sandbox_use_landlock(tmp_path: Path) -> None:
     assert {"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"} <= allowed
     assert "prctl" in allowed  # PR_SET_NO_NEW_PRIVS before landlock_restrict_self
     assert "reboot" not in allowed  # ~@privileged still holds
+
+
+# --- fixes of issue 17: each test fails on the module as it was -----------------------
+
+
+def test_container_unit_sets_managed_mode(tmp_path: Path) -> None:
+    out = evaluate(
+        tmp_path, "{ services.hermes-agent = { enable = true; container.enable = true; }; }"
+    )
+    env = out["service"]["environment"]
+    assert env["HERMES_MANAGED"] == "true" and env["HERMES_HOME"] == "/var/lib/hermes/.hermes"
+
+
+def test_package_defaults_to_the_flakes_own_package_without_pkgs_hermes_agent(
+    tmp_path: Path,
+) -> None:
+    """The stub's `pkgs` has no `hermes-agent` (nixpkgs has none either): the default
+    comes from the packages flake.nix hands to nix/module.nix."""
+    out = evaluate(tmp_path, ENABLE)
+    assert out["service"]["serviceConfig"]["ExecStart"].startswith(f"{PKG}/bin/hermes ")
+    other = evaluate(
+        tmp_path,
+        ENABLE,
+        '{ services.hermes-agent.package = { type = "derivation"; name = "mine"; '
+        'outPath = "/nix/store/22222222222222222222222222222222-mine"; }; }',
+    )
+    assert other["service"]["serviceConfig"]["ExecStart"].startswith(
+        "/nix/store/22222222222222222222222222222222-mine/bin/hermes "
+    )
+    flake = (ROOT / "flake.nix").read_text()
+    assert "import ./nix/module.nix { packages = self.packages; }" in flake
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        ('{ command = "npx"; url = "https://mcp.example/"; }', "not both"),
+        ("{ args = [ ]; }", "not neither"),
+    ],
+)
+def test_mcp_server_needs_exactly_one_of_command_and_url(
+    tmp_path: Path, server: str, problem: str
+) -> None:
+    out = evaluate(tmp_path, ENABLE, f"{{ services.hermes-agent.mcpServers.bad = {server}; }}")
+    assert any("mcpServers.bad" in m and problem in m for m in out["failedAssertions"]), out[
+        "failedAssertions"
+    ]
+    good = evaluate(tmp_path, ENABLE, '{ services.hermes-agent.mcpServers.ok.url = "https://x/"; }')
+    assert good["failedAssertions"] == []
+
+
+def test_literal_credential_in_an_mcp_header_is_warned_about(tmp_path: Path) -> None:
+    out = evaluate(
+        tmp_path,
+        ENABLE,
+        """{ services.hermes-agent.mcpServers = {
+             literal = { url = "https://a/"; headers.Authorization = "Bearer ghp_live"; };
+             apikey = { url = "https://b/"; headers.X-Api-Key = "k"; };
+             fromenv = { url = "https://c/"; headers.Authorization = "Bearer \\${GITHUB_TOKEN}"; };
+             plain = { url = "https://d/"; headers.Accept = "application/json"; };
+           }; }""",
+    )
+    warned = " ".join(out["warnings"])
+    assert "mcpServers.literal.headers.Authorization" in warned
+    assert "mcpServers.apikey.headers.X-Api-Key" in warned
+    assert "fromenv" not in warned and "plain" not in warned
+    # the ${VAR} reference is rendered as it is, for the service to fill in at start
+    assert out["spec"]["mcpServers"]["fromenv"]["headers"] == {
+        "Authorization": "Bearer ${GITHUB_TOKEN}"
+    }
+
+
+def test_mcp_header_reference_survives_deploy_apply_into_config_yaml(tmp_path: Path) -> None:
+    """The `${VAR}` goes into config.yaml untouched; its value stays in .env (0600),
+    where the same resolver as for the rest of config.yaml finds it at start."""
+    import yaml
+
+    state = tmp_path / "state"
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("GITHUB_TOKEN=ghp_secret_value\n")
+    out = evaluate(
+        tmp_path,
+        f"""{{ services.hermes-agent = {{ enable = true; stateDir = "{state}";
+             environmentFiles = [ "{secrets}" ];
+             mcpServers.gh = {{ url = "https://mcp.example/";
+               headers.Authorization = "Bearer \\${{GITHUB_TOKEN}}"; }}; }}; }}""",
+    )
+    assert out["warnings"] == []
+    (tmp_path / "spec.json").write_text(json.dumps(out["spec"]))
+    apply_spec(tmp_path / "spec.json", state / ".hermes")
+    config_text = (state / ".hermes" / "config.yaml").read_text()
+    assert "ghp_secret_value" not in config_text
+    config = yaml.safe_load(config_text)
+    assert config["mcp_servers"]["gh"]["headers"] == {"Authorization": "Bearer ${GITHUB_TOKEN}"}
+    assert "GITHUB_TOKEN=" in (state / ".hermes" / ".env").read_text()
+
+
+@pytest.mark.parametrize(
+    "users", ["{ }", "{ systemd.sysusers.enable = true; }", "{ services.userborn.enable = true; }"]
+)
+def test_works_with_sysusers_and_userborn_without_activation_scripts(
+    tmp_path: Path, users: str
+) -> None:
+    """With systemd.sysusers or userborn, `hermes` does not exist when activation
+    scripts run and the `users` script is gone: the module must use neither."""
+    out = evaluate(tmp_path, ENABLE, users)
+    assert out["failedAssertions"] == []
+    assert out["activationProblems"] == []
+    assert "hermes-agent" not in out["activationScripts"]
+    assert set(out["tmpfilesSettings"]["10-hermes-agent"]) == {
+        "/var/lib/hermes",
+        "/var/lib/hermes/.hermes",
+        "/var/lib/hermes/workspace",
+    }
+    assert out["users"]["hermes"]["isSystemUser"] is True
+    assert "deploy apply" in out["service"]["serviceConfig"]["ExecStartPre"]
+
+
+def test_start_is_ordered_after_a_secrets_unit(tmp_path: Path) -> None:
+    plain = evaluate(tmp_path, ENABLE)
+    assert plain["service"]["after"] == ["network-online.target"]
+    with_sops = evaluate(
+        tmp_path,
+        ENABLE,
+        '{ systemd.services.sops-install-secrets.description = "sops-nix (systemd activation)"; }',
+    )
+    assert "sops-install-secrets.service" in with_sops["service"]["after"]
+    assert "sops-install-secrets.service" in with_sops["service"]["requires"]
+    container = evaluate(
+        tmp_path,
+        "{ services.hermes-agent = { enable = true; container.enable = true; }; }",
+        '{ systemd.services.agenix-install-secrets.description = "agenix"; }',
+    )
+    assert {"docker.service", "agenix-install-secrets.service"} <= set(
+        container["service"]["after"]
+    )
+
+
+def test_managed_marker_agrees_with_the_cli(tmp_path: Path) -> None:
+    """What the module's spec makes `hermes deploy apply` write, the CLI reads as NixOS."""
+    state = tmp_path / "state"
+    out = evaluate(
+        tmp_path, f'{{ services.hermes-agent = {{ enable = true; stateDir = "{state}"; }}; }}'
+    )
+    assert out["spec"]["manager"] == "nixos"
+    (tmp_path / "spec.json").write_text(json.dumps(out["spec"]))
+    apply_spec(tmp_path / "spec.json", state / ".hermes")
+    assert (state / ".hermes" / ".managed").read_text() == "nixos\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
+    env["HERMES_HOME"] = str(state / ".hermes")
+    refused = subprocess.run(
+        [str(HERMES), "config", "set", "model.default", "x/y"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert refused.returncode == 3
+    assert "managed by NixOS" in refused.stderr and "nixos-rebuild switch" in refused.stderr

@@ -6,7 +6,9 @@ not false names the manager, e.g. ``homebrew``) or when
 ``$HERMES_HOME/.managed`` exists. The marker's first line names the manager;
 an empty marker (or one saying ``nixos``) means NixOS, because that is what
 the NixOS activation writes and what its documentation promises. Only a
-marker that names another manager changes the message.
+marker that names another manager changes the message; ``home-manager`` (what
+the home-manager module's `hermes deploy apply` writes, and its unit's
+``HERMES_MANAGED``) gets its own pointer to ``home-manager switch``.
 Commands that would change what the manager owns refuse with one message
 naming the manager and what to do instead, and exit with status 3 so that
 scripts notice. Read-only commands keep working.
@@ -50,6 +52,12 @@ def refusal(command: str, name: str) -> str:
             f"`{command}` is disabled: this installation is managed by NixOS.\n"
             "Change services.hermes-agent.settings (secrets: services.hermes-agent."
             "environmentFiles) in configuration.nix, then run: sudo nixos-rebuild switch"
+        )
+    if name == "home-manager":
+        return (
+            f"`{command}` is disabled: this installation is managed by home-manager.\n"
+            "Change services.hermes-agent.settings (secrets: services.hermes-agent."
+            "environmentFiles) in your home-manager configuration, then run: home-manager switch"
         )
     return (
         f"`{command}` is disabled: this installation is managed by {name}.\n"

@@ -27,7 +27,8 @@ Steps (the order in which files are written):
    ``environmentFiles`` in order (a later binding wins); 0600, atomic.
 5. **auth.json** seeded from ``authFile`` when absent (or, with
    ``authFileForceOverwrite``, whenever it differs); 0600.
-6. **.managed** with the content ``nixos``: the CLI's managed mode.
+6. **.managed** naming the manager (``nixos``, or ``home-manager`` for the
+   home-manager module): the CLI's managed mode, whose refusal names it.
 7. **.nix-managed-keys.json**, then **stateDir/.container-identity** (container
    mode; removed otherwise). The report says whether the identity changed,
    i.e. whether the container must be recreated.
@@ -63,7 +64,6 @@ from hermes_agent.errors import EXIT_USAGE, ConfigError, HermesError
 from hermes_agent.fsutil import atomic_write, write_secret
 from hermes_agent.home_lock import home_lock
 
-MANAGED_CONTENT = "nixos\n"
 STATE_VERSION = 1
 ENV_HEADER = (
     "Written by `hermes deploy apply` from services.hermes-agent.environment and\n"
@@ -203,7 +203,7 @@ def _make_plan(checked: Spec, report: Report, home: Path, fresh: bool) -> _Plan:
     _plan_documents(plan, checked, previous, current)
     _plan_env(plan, checked, home)
     _plan_auth(plan, checked, home)
-    _plan_marker(plan, home)
+    _plan_marker(plan, home, checked.manager)
     _plan_file(plan, state_path, current.render().encode("utf-8"), secret=True)
     _plan_identity(plan, checked)
     return plan
@@ -526,9 +526,10 @@ def _plan_auth(plan: _Plan, spec: Spec, home: Path) -> None:
         plan.tighten(path)
 
 
-def _plan_marker(plan: _Plan, home: Path) -> None:
+def _plan_marker(plan: _Plan, home: Path, manager: str) -> None:
+    """``.managed`` holds the manager's name, as config/managed.py reads it."""
     path = layout.path(layout.MANAGED_MARKER, home)
-    _plan_file(plan, path, MANAGED_CONTENT.encode(), secret=False, detail="managed by NixOS")
+    _plan_file(plan, path, f"{manager}\n".encode(), secret=False, detail=f"managed by {manager}")
 
 
 # --- container identity ---------------------------------------------------------------

@@ -9,6 +9,8 @@ Format, version 1 (a JSON object; keys mirror the module's options)::
 
     {
       "version": 1,                          // required; this hermes understands 1
+      "manager": "nixos",                    // "nixos" or "home-manager"; default "nixos":
+                                             //   written to .managed, named by the CLI's refusals
       "stateDir": "/var/lib/hermes",         // required, absolute
       "workingDirectory": "/var/lib/hermes/workspace",
                                              // absolute; default "<stateDir>/workspace"
@@ -61,11 +63,14 @@ from hermes_agent.errors import UsageError
 
 SPEC_VERSION = 1
 BACKENDS = ("docker", "podman")
+#: Who renders specs: the NixOS module or the home-manager module (``.managed`` names it).
+MANAGERS = ("nixos", "home-manager")
 DEFAULT_IMAGE = "ubuntu:24.04"
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = (
     "version",
+    "manager",
     "stateDir",
     "workingDirectory",
     "settings",
@@ -126,6 +131,8 @@ class Spec:
     documents: tuple[Document, ...] = ()
     mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     container: Container = field(default_factory=Container)
+    #: ``nixos`` or ``home-manager``: the content of ``.managed``.
+    manager: str = "nixos"
 
 
 def _type_name(value: Any) -> str:
@@ -272,6 +279,9 @@ def parse_spec(data: Any, source: str = "deployment spec") -> Spec:
                 servers[name] = _drop_nulls(value)
 
     container = _parse_container(check, data.get("container", {}))
+    manager = data.get("manager", "nixos")
+    if check.expect("manager", manager, str, "a string") and manager not in MANAGERS:
+        check.fail("manager", f"must be one of {', '.join(MANAGERS)}; got {manager!r}")
 
     if check.problems or state_dir is None or working is None:
         raise SpecError(check.problems)
@@ -287,6 +297,7 @@ def parse_spec(data: Any, source: str = "deployment spec") -> Spec:
         documents=tuple(documents),
         mcp_servers=servers,
         container=container,
+        manager=manager,
     )
 
 

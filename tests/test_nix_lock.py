@@ -1,0 +1,102 @@
+"""flake.lock pins every input, at the revisions CI evaluates with.
+
+`nix flake metadata` reads the committed lock offline (Nix 2.8 can: it
+fetches nothing to print the inputs) and must show each input locked to a
+revision, with no lock update needed (`--no-write-lock-file` fails on a lock
+that does not match flake.nix's inputs). The structure is checked in Python
+too: nixpkgs on a release branch with its narHash, the three pyproject inputs
+at the revisions of ../shared/nix-inputs/README.md, and every input's nixpkgs
+following the root one (so a system flake's single
+`inputs.hermes-agent.inputs.nixpkgs.follows = "nixpkgs"` moves them all).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCK = json.loads((ROOT / "flake.lock").read_text())
+EXPECTED = {  # input name -> (owner/repo, folder in nix-inputs)
+    "pyproject-nix": ("pyproject-nix/pyproject.nix", "pyproject.nix"),
+    "uv2nix": ("pyproject-nix/uv2nix", "uv2nix"),
+    "pyproject-build-systems": ("pyproject-nix/build-system-pkgs", "build-system-pkgs"),
+}
+
+
+def node(name: str) -> dict[str, Any]:
+    root = LOCK["nodes"][LOCK["root"]]
+    found = LOCK["nodes"][root["inputs"][name]]
+    assert isinstance(found, dict)
+    return found
+
+
+def test_lock_structure() -> None:
+    assert LOCK["version"] == 7
+    root = LOCK["nodes"][LOCK["root"]]
+    assert set(root["inputs"]) == {"nixpkgs", *EXPECTED}
+    nixpkgs = node("nixpkgs")
+    assert re.fullmatch(r"nixos-\d\d\.\d\d", nixpkgs["original"]["ref"])
+    assert re.fullmatch(r"[0-9a-f]{40}", nixpkgs["locked"]["rev"])
+    assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", nixpkgs["locked"]["narHash"])
+    for name in EXPECTED:
+        entry = node(name)
+        assert re.fullmatch(r"[0-9a-f]{40}", entry["locked"]["rev"]), name
+        # every input's nixpkgs (and pyproject-nix/uv2nix) follow the root's
+        for dep, target in entry.get("inputs", {}).items():
+            assert target == [dep], f"{name}.{dep} must follow the root input {dep}"
+    flake = (ROOT / "flake.nix").read_text()
+    assert f'nixpkgs.url = "github:NixOS/nixpkgs/{nixpkgs["original"]["ref"]}"' in flake
+
+
+def test_pyproject_inputs_are_pinned_to_the_revisions_ci_evaluates() -> None:
+    raw = os.environ.get("HERMES_NIX_INPUTS")
+    if not raw:
+        pytest.skip("HERMES_NIX_INPUTS is not set (../shared/nix-inputs): no revisions to compare")
+    readme = (Path(raw) / "README.md").read_text()
+    for name, (repo, folder) in EXPECTED.items():
+        found = re.search(
+            rf"\| `{re.escape(folder)}/` \| {re.escape(repo)} \| ([0-9a-f]{{40}}) \|", readme
+        )
+        assert found, f"{folder} is not in {raw}/README.md"
+        locked = node(name)["locked"]
+        assert f"{locked['owner']}/{locked['repo']}" == repo
+        assert locked["rev"] == found.group(1), name
+
+
+def test_nix_flake_metadata_shows_every_input_pinned(tmp_path: Path) -> None:
+    nix = shutil.which("nix")
+    if nix is None:
+        pytest.fail("nix is not installed: run tests/peers/install.sh as root (nix-bin)")
+    for name in ("flake.nix", "flake.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    result = subprocess.run(
+        [
+            nix,
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "flake",
+            "metadata",
+            "--json",
+            "--offline",
+            "--no-write-lock-file",
+            f"path:{tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(result.stdout)
+    nodes = meta["locks"]["nodes"]
+    for name in ("nixpkgs", *EXPECTED):
+        locked = nodes[name]["locked"]
+        assert locked["type"] == "github" and re.fullmatch(r"[0-9a-f]{40}", locked["rev"]), name
