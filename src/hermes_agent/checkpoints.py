@@ -82,7 +82,12 @@ _ATTRIBUTES = "* -text -eol -ident -filter -working-tree-encoding -merge -export
 #: A file changed this recently may change again within the clock's resolution: its
 #: stat data is not trusted next time (git's "racy" rule).
 _RACY_NS = 2_000_000_000
+#: Escaped in text shown from the workspace (diffs): control and bidi characters.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f\u202a-\u202e\u2066-\u2069]")
+#: Escaped in file names: those, line breaks and tabs, and undecodable bytes.
+_NAME_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 class CheckpointError(HermesError):
@@ -189,7 +194,14 @@ def shown(name: str) -> str:
     File names come from the workspace (the model chooses them): a newline or
     an escape sequence in one must not forge lines of a prompt the user answers.
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    return _NAME_UNSAFE.sub(_escape, name)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # A byte that was not UTF-8 (surrogateescape).
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def workspace_key(workspace: Path) -> str:
@@ -380,8 +392,24 @@ class Store:
         empty_index = str(self.git_dir / "hermes-empty-index")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(empty_index)
-        out = self._git("ls-files", "-z", "--others", "--exclude-standard", index=empty_index)
-        return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+        skip = self._inner_home()
+        extra = ["--exclude=/" + re.sub(r"([*?[\\])", r"\\\1", skip) + "/"] if skip else []
+        out = self._git(
+            "ls-files", "-z", "--others", "--exclude-standard", *extra, index=empty_index
+        )
+        paths = [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+        if skip:
+            paths = [p for p in paths if p != skip and not p.startswith(skip + "/")]
+        return paths
+
+    def _inner_home(self) -> str:
+        """HERMES_HOME's path inside the workspace ("" when it is elsewhere): never
+        snapshotted (state.db, secrets, and the checkpoints themselves live there)."""
+        real_home = os.path.realpath(home.hermes_home())
+        rel = os.path.relpath(real_home, self.workspace)
+        if rel == ".":
+            raise CheckpointError("the workspace is HERMES_HOME itself: no checkpoints of it")
+        return "" if rel == ".." or rel.startswith("../") else rel
 
     def _load_cache(self) -> dict[str, list[Any]]:
         try:
@@ -709,7 +737,7 @@ class Store:
                 checkpoint.tree, tree,
             )  # fmt: skip
         text = out.decode("utf-8", "replace")
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\t", "    "))
+        return _CONTROL.sub(_escape, text.replace("\t", "    "))
 
     def plan(self, checkpoint: Checkpoint) -> RestorePlan:
         """What restoring ``checkpoint`` would change, without changing anything."""
@@ -1011,3 +1039,65 @@ async def before_command(ctx: ToolContext, command: str) -> str:
     if classify(command, cwd=ctx.cwd).read_only:
         return ""
     return await before_change(ctx, f"terminal: {command}")
+
+
+# --- words for the front ends -----------------------------------------------------------------
+
+
+def ago(created: float, now: float | None = None) -> str:
+    seconds = max(0, int((now or time.time()) - created))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def describe(number: int, checkpoint: Checkpoint) -> str:
+    """One line of a listing: number, id, age, what it preceded, the turn's message."""
+    line = f"{number:>3}  {checkpoint.short}  {ago(checkpoint.created):>10}  "
+    line += shown(checkpoint.reason)
+    if checkpoint.turn:
+        line += f'  ("{shown(checkpoint.turn[:60])}")'
+    if checkpoint.skipped:
+        line += "  [some files left out]"
+    return line
+
+
+def _listed(title: str, paths: Sequence[str], limit: int = 30) -> list[str]:
+    if not paths:
+        return []
+    lines = [f"{title} ({len(paths)}):"]
+    lines += [f"  {shown(p)}" for p in paths[:limit]]
+    if len(paths) > limit:
+        lines.append(f"  ... and {len(paths) - limit} more")
+    return lines
+
+
+def describe_plan(plan: RestorePlan) -> str:
+    """What a restore would do, for the user to read before saying yes."""
+    target = plan.target
+    lines = [f"Restore the workspace to checkpoint {target.short} ({ago(target.created)}):"]
+    lines += _listed("put back as they were", plan.changed)
+    lines += _listed("written again (removed since)", plan.recreated)
+    lines += _listed(
+        "created since the checkpoint: KEPT unless you ask to delete them", plan.new_files
+    )
+    lines += [f"note: {shown(n)}" for n in plan.notes]
+    if plan.empty:
+        lines.append("The workspace already matches this checkpoint: nothing to change.")
+    return "\n".join(lines)
+
+
+def describe_result(plan: RestorePlan, result: RestoreResult) -> str:
+    lines = [f"restored {len(result.written)} file(s) from checkpoint {plan.target.short}"]
+    if result.deleted:
+        lines += _listed("deleted (created since the checkpoint)", result.deleted)
+    if result.kept:
+        lines += _listed("kept (created since the checkpoint)", result.kept)
+    lines += [f"problem: {p}" for p in result.problems]
+    if plan.safety is not None:
+        lines.append(
+            f"the state before this restore is checkpoint {plan.safety.short}: restore it "
+            "to undo this"
+        )
+    return "\n".join(lines)

@@ -66,6 +66,7 @@ COMMANDS: tuple[Command, ...] = (
     _c("personality", "[NAME]", "list personalities, or switch to one", CHAT, GATEWAY, ACP),
     _c("model", "[NAME]", "show or switch the model", CHAT),
     _c("tools", "", "the tools the agent can use", CHAT),
+    _c("rollback", "[N]", "undo the workspace changes since checkpoint N (1 = this turn)", CHAT),
     _c("image", "FILE", "attach an image (a path, or a dropped file) to your next message", CHAT),
     _c("usage", "", "tokens and cost of this session", CHAT, GATEWAY, ACP),
     _c("compress", "", "summarise older messages now to free context", CHAT, ACP),

@@ -569,6 +569,37 @@ class Repl:
         self.setup.db.set_title(self.setup.session_id, arg)
         self.console.print(f"title: {arg}")
 
+    async def cmd_rollback(self, arg: str) -> None:
+        """Put the workspace back as it was before a turn's changes: show, ask, restore."""
+        from hermes_agent import checkpoints
+
+        s = self.setup
+        store = checkpoints.Store(s.cwd, checkpoints.Limits.from_config(s.config))
+        which = arg.strip() or "1"
+        if not which.isdigit() or int(which) < 1:
+            raise UsageError("usage: /rollback [N] (1 = the newest checkpoint, 2 = the one before)")
+        checkpoint = await asyncio.to_thread(store.resolve, which)
+        plan = await asyncio.to_thread(store.plan, checkpoint)
+        self.console.print(checkpoints.describe_plan(plan), markup=False, highlight=False)
+        if plan.empty:
+            return
+        answer = await self.events.ask("Restore the workspace to this checkpoint?", ["yes", "no"])
+        self.events.finish()
+        if (answer or "").strip().lower() not in ("y", "yes"):
+            self.console.print("nothing was changed", markup=False)
+            return
+        delete_new = False
+        if plan.new_files:
+            reply = await self.events.ask(
+                f"Also delete the {len(plan.new_files)} file(s) created since the checkpoint?",
+                ["no", "yes"],
+            )
+            self.events.finish()
+            delete_new = (reply or "").strip().lower() in ("y", "yes")
+        plan, result = await asyncio.to_thread(store.restore, checkpoint, delete_new=delete_new)
+        text = checkpoints.describe_result(plan, result)
+        self.console.print(text, markup=False, highlight=False)
+
     async def cmd_sessions(self, _: str) -> None:
         for session in self.setup.db.list_sessions(limit=10):
             mark = "*" if session.id == self.setup.session_id else " "

@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cron": ("hermes_agent.cli.cron", "schedule prompts for the agent to run (jobs in cron/)"),
     "tools": ("hermes_agent.cli.tools", "list the agent's tools and why each is on or off"),
     "mcp": ("hermes_agent.cli.mcp", "add, list, test and remove MCP servers (and log in)"),
+    "checkpoints": (
+        "hermes_agent.cli.checkpoints",
+        "list, compare and restore the workspace's checkpoints (undo the agent's changes)",
+    ),
     "sandbox": (
         "hermes_agent.cli.sandbox",
         "show what confines the agent's commands, and check that it holds",

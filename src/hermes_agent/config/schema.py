@@ -359,6 +359,50 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=10_000,
     ),
     Setting(
+        "checkpoints.enabled",
+        True,
+        "bool",
+        "Snapshot the workspace (in a shadow git repository under HERMES_HOME/checkpoints) "
+        "before the agent's first change in each turn, so `/rollback` and `hermes "
+        "checkpoints restore` can undo it.",
+    ),
+    Setting(
+        "checkpoints.max_file_mb",
+        10,
+        "number",
+        "Files larger than this many megabytes are left out of checkpoints (with a note).",
+        minimum=0,
+    ),
+    Setting(
+        "checkpoints.max_total_mb",
+        500,
+        "number",
+        "A checkpoint whose new content exceeds this many megabytes is skipped (with a note).",
+        minimum=0,
+    ),
+    Setting(
+        "checkpoints.max_files",
+        50000,
+        "int",
+        "Workspaces with more files than this (not counting ignored ones) get no checkpoints.",
+        minimum=1,
+    ),
+    Setting(
+        "checkpoints.keep",
+        50,
+        "int",
+        "How many checkpoints to keep per workspace; older ones are pruned.",
+        minimum=1,
+    ),
+    Setting(
+        "checkpoints.max_age_days",
+        30,
+        "number",
+        "Checkpoints older than this many days are pruned (0: no age limit; the newest "
+        "always stays).",
+        minimum=0,
+    ),
+    Setting(
         "compression.enabled",
         True,
         "bool",
