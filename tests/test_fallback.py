@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from conftest import Runner
 from hermes_agent.agent.factory import build_agent
 from hermes_agent.agent.loop import Agent, Events
 from hermes_agent.config.loader import load_config
@@ -21,6 +23,7 @@ from hermes_agent.providers import settings as provider_settings
 from hermes_agent.providers.base import AuthError, ProviderError
 from hermes_agent.state.db import StateDB
 from hermes_agent.tools.registry import builtin_registry
+from peers.daemons import free_port
 from peers.llm_server import Error, Reply, ScriptedLLM
 
 pytestmark = pytest.mark.peer("scripted")
@@ -212,3 +215,74 @@ def test_malformed_entries_are_clear_errors(hermes_home: Path, entry: str, messa
     with pytest.raises(UsageError) as info:
         fallback.entries(load_config())
     assert message in str(info.value)
+
+
+def test_one_shot_chat_says_it_fell_back(hermes: Runner, hermes_home: Path) -> None:
+    with (
+        ScriptedLLM([Error(503, headers=FAST)] * 4) as primary,
+        ScriptedLLM([Reply("Answer from the fallback.")]) as second,
+    ):
+        hermes_home.mkdir()
+        (hermes_home / "config.yaml").write_text(
+            "model:\n  provider: custom\n  default: test-model\n"
+            f"  base_url: {primary.openai_base_url}\n"
+            "fallback_providers:\n  - provider: anthropic\n    model: claude-sonnet-4-6\n"
+            f"    base_url: {second.anthropic_base_url}\n"
+        )
+        result = hermes("chat", "-q", "hello", env={"ANTHROPIC_API_KEY": "test-key"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Answer from the fallback."
+    said = [line for line in result.stderr.splitlines() if "going on with" in line]
+    assert len(said) == 1 and "claude-sonnet-4-6 via anthropic" in said[0]
+    assert "HTTP 503" in said[0]
+
+
+def test_gateway_falls_back_in_every_conversation(hermes_home: Path, tmp_path: Path) -> None:
+    from test_gateway import KEY, Gateway
+
+    port = free_port()
+    with (
+        ScriptedLLM([Error(404), Error(404)]) as primary,
+        ScriptedLLM([Reply("For alice."), Reply("For bob.")]) as second,
+    ):
+        hermes_home.mkdir()
+        config = {
+            "model": {
+                "provider": "custom",
+                "base_url": primary.openai_base_url,
+                "default": "test-model",
+            },
+            "fallback_providers": [
+                {
+                    "provider": "anthropic",
+                    "model": "claude-sonnet-4-6",
+                    "base_url": second.anthropic_base_url,
+                }
+            ],
+            "gateway": {
+                "platforms": {"api_server": {"enabled": True, "host": "127.0.0.1", "port": port}}
+            },
+        }
+        (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+        (hermes_home / ".env").write_text(f"API_SERVER_KEY={KEY}\nANTHROPIC_API_KEY=test-key\n")
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+        gateway = Gateway(hermes_home, port, workdir).wait_ready()
+        try:
+            client = gateway.client()
+            answers = [
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}], user=user
+                )
+                .choices[0]
+                .message.content
+                for user in ("alice", "bob")
+            ]
+        finally:
+            gateway.kill()
+        log = gateway.output()
+    assert answers == ["For alice.", "For bob."]
+    assert log.count("going on with claude-sonnet-4-6 via anthropic") == 2
+    with StateDB(hermes_home / "state.db") as db:
+        for session in db.list_sessions():
+            assert [p for p, _, _ in db.answered_by(session.id)] == ["anthropic"]

@@ -144,6 +144,13 @@ class TerminalEvents(Events):
         )
         self.waiting()
 
+    def fallback(self, error: ProviderError, message: str) -> None:
+        shown = self._streaming
+        self.finish()
+        note = " (the partial answer above is void)" if shown else ""
+        self.err.print(f"[yellow]↪ {escape(redact(message))}{note}[/]")
+        self.waiting()
+
     def tool_started(self, call: ToolCall) -> None:
         self.finish()
         name = redact(call.name)

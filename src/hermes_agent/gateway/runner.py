@@ -114,6 +114,10 @@ class GatewayEvents(Events):
     def notice(self, message: str) -> None:
         log.info("inbound %d: %s", self.inbound.id, message)
 
+    def fallback(self, error: ProviderError, message: str) -> None:
+        self._stream.reset()  # The failed provider's partial answer is void.
+        log.warning("inbound %d: %s", self.inbound.id, message)
+
     async def ask(self, question: str, choices: Sequence[str]) -> str | None:
         log.info("inbound %d: nobody can answer %r; refused", self.inbound.id, question)
         return None
