@@ -529,6 +529,24 @@ SETTINGS: tuple[Setting, ...] = (
         "MCP servers by name: `command`/`args`/`env` for stdio, or `url`/`headers` for HTTP. "
         "`${VAR}` is replaced in `env`, `url` and `headers`.",
     ),
+    # --- editors over the Agent Client Protocol (`hermes-acp`, acp/) ---
+    Setting(
+        "acp.client_terminal",
+        False,
+        "bool",
+        "Run the agent's commands in the editor's own terminal (ACP `terminal/*`) when the "
+        "editor offers one. Off: they run in hermes' confined terminal and their output is "
+        "shown in the editor. The editor's terminal is outside hermes' kernel sandbox; the "
+        "approval gate still decides every command.",
+    ),
+    Setting(
+        "acp.permission_timeout",
+        300,
+        "number",
+        "Seconds an approval asked in the editor (`session/request_permission`) may wait for "
+        "an answer; no answer in time is a no.",
+        minimum=1,
+    ),
     # --- scheduled jobs (`hermes cron`, run by the gateway) ---
     Setting(
         "cron.enabled",
