@@ -327,14 +327,14 @@ class HermesAcp:
             raise RequestError.invalid_params({"details": str(exc)}) from None
         if stored is not None and stored.model and stored.model != settings.model:
             settings = replace(settings, model=stored.model)  # The session keeps its model.
-        close_scope, extra_tools = await self._mcp_scope(mcp_servers, config)
+        scope = self._mcp_scope(mcp_servers, config, cwd)
         client = self._client()
 
         def build(events: SessionEvents) -> Agent:
             return build_agent(
                 config=config,
                 settings=settings,
-                tools=[*tools, *extra_tools],
+                tools=tools,
                 db=self.db,
                 session_id=session_id,
                 cwd=Path(cwd),
@@ -347,8 +347,13 @@ class HermesAcp:
             client=client,
             build=build,
             permission_seconds=float(config.get("acp.permission_timeout") or 300),
-            close_scope=close_scope,
+            close_scope=scope.aclose if scope is not None else None,
         )
+        if scope is not None:
+            from hermes_agent.mcp.tools import NOTIFY_KEY
+
+            session.agent.tool_source = scope
+            session.agent_state()[NOTIFY_KEY] = session.events.notice
         session.settings = settings  # type: ignore[attr-defined]
         session.mode = mode  # type: ignore[attr-defined]
         self._wire_tools(session)
@@ -366,22 +371,52 @@ class HermesAcp:
         state["terminal.on_output"] = session.events.terminal_output
         state["files.review_writes"] = getattr(session, "mode", "") == "manual"
 
-    async def _mcp_scope(self, servers: Any, config: Config) -> tuple[Any, list[Any]]:
-        """The editor's MCP servers for this session only (the MCP manager's scope)."""
-        if not servers:
-            return None, []
-        import importlib
+    def _mcp_scope(self, servers: Any, config: Config, cwd: str) -> Any:
+        """The editor's MCP servers for this session only: a scope of the process's MCP
+        manager holding them (and the configured ones), stopped when the session ends.
 
-        try:
-            manager: Any = importlib.import_module("hermes_agent.mcp.manager")
-        except ImportError:
-            manager = None
-        open_scope = getattr(manager, "open_scope", None)
-        if open_scope is None:
-            log.warning("MCP servers from the editor are ignored: no MCP manager in this build")
-            return None, []
-        scope = await open_scope(servers, config)
-        return scope.aclose, list(scope.tools)
+        Values from the editor are taken literally: ``$`` is escaped, so a
+        ``${VAR}`` in them never pulls one of hermes' own secrets into a server.
+        """
+        if not servers:
+            return None
+        import re
+
+        from hermes_agent.mcp.config import parse_server
+        from hermes_agent.mcp.manager import get_manager
+
+        def literal(value: Any) -> str:
+            return str(value).replace("$", "$$")
+
+        parsed = []
+        for index, server in enumerate(servers):
+            raw_name = str(getattr(server, "name", "") or f"server{index}")
+            name = re.sub(r"[^A-Za-z0-9_-]", "-", raw_name).replace("__", "_").strip("-_")
+            name = (name or f"server{index}")[:40]
+            entry: dict[str, Any]
+            if getattr(server, "command", None):
+                entry = {
+                    "command": literal(server.command),
+                    "args": [literal(a) for a in server.args or ()],
+                    "env": {e.name: literal(e.value) for e in server.env or ()},
+                }
+            elif getattr(server, "url", None):
+                entry = {
+                    "url": literal(server.url),
+                    "headers": {h.name: literal(h.value) for h in server.headers or ()},
+                }
+                if getattr(server, "type", "") == "sse":
+                    entry["transport"] = "sse"
+            else:
+                continue
+            found, problems = parse_server(name, entry)
+            if found is None:
+                log.warning("MCP server %r from the editor is ignored: %s", raw_name, problems)
+                continue
+            parsed.append(found)
+        if not parsed:
+            return None
+        return get_manager().open_scope(parsed, config=config, cwd=cwd)
 
     def _modes(self, session: AcpSession) -> SessionModeState:
         return SessionModeState(
