@@ -22,11 +22,21 @@ from peers.llm_server import ScriptedLLM
 
 
 def write_home(
-    home: Path, llm: ScriptedLLM, gateway: dict[str, Any], env: dict[str, str] | None = None
+    home: Path,
+    llm: ScriptedLLM,
+    gateway: dict[str, Any],
+    env: dict[str, str] | None = None,
+    model: dict[str, Any] | None = None,
 ) -> None:
+    """config.yaml and .env for a gateway answering with ``llm``; ``model`` adds model keys."""
     home.mkdir(parents=True, exist_ok=True)
     config = {
-        "model": {"provider": "custom", "base_url": llm.openai_base_url, "default": "test-model"},
+        "model": {
+            "provider": "custom",
+            "base_url": llm.openai_base_url,
+            "default": "test-model",
+            **(model or {}),
+        },
         "gateway": gateway,
     }
     (home / "config.yaml").write_text(yaml.safe_dump(config))

@@ -54,13 +54,20 @@ def start(
     """start(token=..., ready=True) -> a gateway connected to the loopback Discord."""
     started: list[GatewayProcess] = []
 
-    def go(*, token: str = BOT_TOKEN, ready: bool = True, **gateway: Any) -> GatewayProcess:
+    def go(
+        *,
+        token: str = BOT_TOKEN,
+        ready: bool = True,
+        model: dict[str, Any] | None = None,
+        **gateway: Any,
+    ) -> GatewayProcess:
         discord = {"enabled": True, "api_base": api.api_base, "allowed_users": [alice["id"]]}
         write_home(
             hermes_home,
             llm,
             {"platforms": {"discord": discord}, **gateway},
             {"DISCORD_BOT_TOKEN": token} if token else {},
+            model,
         )
         process = GatewayProcess(hermes_home, workdir)
         started.append(process)
@@ -293,3 +300,35 @@ def test_login_then_the_gateway_url_from_the_api(start: Any, api: DiscordAPI) ->
         ("GET", "/api/v10/oauth2/applications/@me", 200),
         ("GET", "/api/v10/gateway/bot", 200),
     ]
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def test_an_attached_image_reaches_the_model_as_an_image(
+    start: Any, api: DiscordAPI, llm: ScriptedLLM, alice: dict[str, Any]
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGBA", (300, 200), (0, 0, 255, 128)).save(picture, "PNG")
+    llm.add(Reply("A blue rectangle."), Reply("Not an image."))
+    gateway = start(model={"vision": "true"})
+    api.dm_file(alice, "what is it?", picture.getvalue(), "shot.png", "image/png", (300, 200))
+    (sent,) = api.wait_sent(1)
+    assert sent.content == "A blue rectangle."
+    (user,) = [m for m in llm.requests[0].messages if m["role"] == "user"]
+    text, image = user["content"]
+    assert text == {"type": "text", "text": "what is it?"}
+    head, _, data = image["image_url"]["url"].partition(",")
+    assert head == "data:image/png;base64"
+    with Image.open(io.BytesIO(base64.b64decode(data))) as received:
+        assert (received.size, received.mode) == ((300, 200), "RGBA")
+    # A file claiming to be an image but holding something else: a line saying so.
+    api.dm_file(alice, "", b"MZ\x90\x00 not a picture", "setup.png", "image/png")
+    api.wait_sent(2)
+    assert "setup.png not shown" in user_texts(llm)[-1]
+    assert gateway.terminate() == 0

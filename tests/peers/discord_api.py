@@ -263,6 +263,9 @@ class DiscordAPI:
         app.router.add_get("/", self._gateway)
         app.router.add_get("/resume", self._gateway)
         app.router.add_route("*", r"/api/v{version:\d+}/{path:.*}", self._rest)
+        #: Files attached to users' messages, served as Discord's CDN serves them.
+        self.files: dict[str, bytes] = {}
+        app.router.add_get("/attachments/{channel}/{id}/{filename}", self._cdn)
         self._server = LoopThread(app)
         self._open = asyncio.Event()  # Cleared while the test holds new connections.
         self._open.set()
@@ -426,6 +429,26 @@ class DiscordAPI:
         """``user`` writes ``text`` to the bot in a direct message; returns the message id."""
         return self._server.call(self._user_message, None, user, text)
 
+    def dm_file(
+        self,
+        user: dict[str, Any],
+        text: str,
+        data: bytes,
+        filename: str,
+        content_type: str,
+        size: tuple[int, int] | None = None,
+    ) -> str:
+        """``user`` sends the bot a direct message with one attached file."""
+        return self._server.call(
+            self._user_message, None, user, text, [(data, filename, content_type, size)]
+        )
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.match_info["id"])
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
     def say(self, channel_id: str, user: dict[str, Any], text: str) -> str:
         """``user`` writes ``text`` in a server channel or thread; returns the message id.
 
@@ -464,7 +487,13 @@ class DiscordAPI:
         await self._dispatch("THREAD_CREATE", {**thread, "newly_created": True}, GUILDS)
         return thread_id
 
-    async def _user_message(self, channel_id: str | None, user: dict[str, Any], text: str) -> str:
+    async def _user_message(
+        self,
+        channel_id: str | None,
+        user: dict[str, Any],
+        text: str,
+        files: list[tuple[bytes, str, str, tuple[int, int] | None]] | None = None,
+    ) -> str:
         if channel_id is None:
             channel_id = self._dm_of.get(user["id"])
             if channel_id is None:
@@ -478,6 +507,21 @@ class DiscordAPI:
                     "flags": 0,
                 }
         message = self._message(self.channels[channel_id], user, text)
+        for data, filename, content_type, size in files or ():
+            file_id = self._snowflake()
+            self.files[file_id] = data
+            url = f"{self.url}/attachments/{channel_id}/{file_id}/{filename}"
+            attachment = {
+                "id": file_id,
+                "filename": filename,
+                "size": len(data),
+                "url": url,
+                "proxy_url": url,
+                "content_type": content_type,
+            }
+            if size is not None:
+                attachment["width"], attachment["height"] = size
+            message["attachments"].append(attachment)
         await self._dispatch_message(message)
         return str(message["id"])
 

@@ -12,6 +12,11 @@ them, which is all it answers. So the only set-up in the developer portal is
 creating the bot and inviting it (scopes ``bot``; permissions View Channels,
 Send Messages, Send Messages in Threads, Read Message History).
 
+Attached images (PNG, JPEG, GIF, WebP) are downloaded from Discord's CDN and
+stored (:mod:`hermes_agent.images`) before the message is submitted, then shown
+to the model; other files stay a line naming them. Messages are submitted in
+arrival order, one at a time, so a download never lets a later message overtake.
+
 Connection: discord.py keeps the Gateway websocket up itself (heartbeats,
 RESUME with the last sequence number after a drop, a new IDENTIFY after
 INVALID_SESSION). Around it, :meth:`Platform.supervise` starts a fresh
@@ -85,6 +90,9 @@ class Discord(Platform):
         self._token = token
         self._api_base = str(config.get("gateway.platforms.discord.api_base") or "").rstrip("/")
         self._client: discord.Client | None = None
+        #: Messages are submitted one at a time, in the order they arrived, even when
+        #: one waits for its images to download (asyncio locks are first come, first served).
+        self._inbound = asyncio.Lock()
         self._replied: OrderedDict[str, None] = OrderedDict()
 
     # --- lifetime -------------------------------------------------------------------
@@ -181,7 +189,8 @@ class Discord(Platform):
             log.info("discord: session resumed")
 
         async def on_message(message: discord.Message) -> None:
-            self._on_message(client, message)
+            async with self._inbound:
+                await self._on_message(client, message)
 
         for handler in (on_socket_raw_receive, on_ready, on_resumed, on_message):
             client.event(handler)
@@ -198,7 +207,39 @@ class Discord(Platform):
 
     # --- inbound --------------------------------------------------------------------
 
-    def _on_message(self, client: discord.Client, message: discord.Message) -> None:
+    async def _fetch_images(
+        self, attachments: list[discord.Attachment]
+    ) -> tuple[list[str], list[Any]]:
+        """Store the attached images (before the message is submitted): notes, refs.
+
+        Other files stay a line naming them, as before; an image that cannot be
+        fetched or used becomes a line saying why.
+        """
+        from hermes_agent import images
+
+        lines: list[str] = []
+        refs: list[Any] = []
+        for attachment in attachments:
+            kind = (attachment.content_type or "").split(";")[0].strip().lower()
+            suffix = os.path.splitext(attachment.filename)[1].lower()
+            if not kind.startswith("image/") and suffix not in images.IMAGE_SUFFIXES:
+                lines.append(f"[attachment: {attachment.filename} {attachment.url}]")
+                continue
+            try:
+                if attachment.size > images.MAX_INPUT_BYTES:
+                    raise images.ImageError(f"{attachment.filename} is too large")
+                data = await attachment.read()
+                refs.append(
+                    await asyncio.to_thread(images.ingest_bytes, data, name=attachment.filename)
+                )
+            except images.ImageError as exc:
+                lines.append(f"[attachment {attachment.filename} not shown: {exc}]")
+            except Exception as exc:  # discord.HTTPException, aiohttp errors: not fetched.
+                log.info("discord: attachment %s not fetched: %s", attachment.id, exc)
+                lines.append(f"[attachment {attachment.filename} could not be fetched]")
+        return lines, refs
+
+    async def _on_message(self, client: discord.Client, message: discord.Message) -> None:
         import discord
 
         from hermes_agent.gateway.platforms.base import GatewayClosedError
@@ -213,7 +254,10 @@ class Discord(Platform):
             return  # In servers only mentions are answered (and only they carry content).
         text = _strip_mention(message.content, me.id)
         lines = [text] if text else []
-        lines += [f"[attachment: {a.filename} {a.url}]" for a in message.attachments]
+        notes, pictures = await self._fetch_images(list(message.attachments))
+        lines += notes
+        if pictures and not lines:
+            lines.append("[The user sent this image without any text.]")
         if not lines:
             return  # A bare mention: nothing to answer.
         channel = message.channel
@@ -230,6 +274,7 @@ class Discord(Platform):
                 text="\n".join(lines),
                 user_id=str(message.author.id),
                 user_name=str(message.author),
+                images=pictures,
             )
         except GatewayClosedError:
             # Discord cannot be asked to deliver it again: say so rather than lose it quietly.
