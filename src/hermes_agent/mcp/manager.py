@@ -456,15 +456,26 @@ class Connection:
             if on_progress is not None:
                 on_progress(progress, total, message)
 
-        task = asyncio.ensure_future(client.call_tool(name, arguments, progress_callback=progress))
+        import anyio
+
+        # Stopped through an anyio cancel scope, not Task.cancel(): the SDK then sends
+        # notifications/cancelled and its dispatcher stays usable for later calls.
+        scope = anyio.CancelScope()
+
+        async def run() -> types.CallToolResult | None:
+            with scope:
+                return await client.call_tool(name, arguments, progress_callback=progress)
+            return None
+
+        task = asyncio.ensure_future(run())
         try:
             while True:
                 now = time.monotonic()
                 idle_left = self.server.timeout - (now - last[0])
                 cap_left = self.server.max_call_time - (now - started)
                 if idle_left <= 0 or cap_left <= 0:
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
+                    scope.cancel()
+                    with contextlib.suppress(Exception):
                         await task
                     if cap_left <= 0:
                         raise TimeoutError(
@@ -477,11 +488,14 @@ class Connection:
                     )
                 done, _ = await asyncio.wait({task}, timeout=min(idle_left, cap_left))
                 if done:
-                    return task.result()
+                    result = task.result()
+                    if result is None:
+                        raise ServerGone("the call was cancelled")
+                    return result
         except asyncio.CancelledError:
-            task.cancel()  # The SDK sends notifications/cancelled for it.
+            scope.cancel()  # Ctrl-C, /stop, an ACP cancel: the server is told.
             with contextlib.suppress(BaseException):
-                await task
+                await asyncio.shield(task)
             raise
         except Exception as exc:
             if _broken(exc):
