@@ -47,3 +47,77 @@ def test_config_roundtrip_check_fails_against_a_broken_binary(tmp_path: Path) ->
     )
     assert result.returncode == 1
     assert "fresh_install FAILED" in result.stderr and "not applied" in result.stderr
+
+
+def _bin(tmp_path: Path, names: list[str]) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in names:
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def _scripts(tmp_path: Path, names: list[str]) -> Path:
+    pyproject = tmp_path / f"pyproject-{len(names)}.toml"
+    lines = [f'{n} = "m:f"' for n in names]
+    pyproject.write_text('[project]\nname = "x"\n\n[project.scripts]\n' + "\n".join(lines) + "\n")
+    return pyproject
+
+
+def entry_points_sync(pyproject: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "nix" / "checks" / "entry_points_sync.py"),
+            str(pyproject),
+            str(bin_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_entry_points_sync_follows_pyproject_not_a_list(tmp_path: Path) -> None:
+    """The check reads [project.scripts] itself: an entry added there (hermes-acp) and
+    missing from bin/ fails it; so does a binary no entry declares."""
+    import tomllib
+
+    declared = sorted(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+    ok = entry_points_sync(ROOT / "pyproject.toml", _bin(tmp_path / "a", declared))
+    assert ok.returncode == 0, ok.stderr
+    added = entry_points_sync(
+        _scripts(tmp_path, ["hermes", "hermes-agent", "hermes-acp"]),
+        _bin(tmp_path / "b", ["hermes", "hermes-agent"]),
+    )
+    assert added.returncode == 1
+    assert "'hermes-acp' has no executable" in added.stderr
+    extra = entry_points_sync(
+        _scripts(tmp_path, ["hermes"]), _bin(tmp_path / "c", ["hermes", "hermes-agent"])
+    )
+    assert extra.returncode == 1 and "hermes-agent is not a [project.scripts] entry" in extra.stderr
+
+
+def test_cli_commands_checks_names(tmp_path: Path) -> None:
+    script = ROOT / "nix" / "checks" / "cli_commands.py"
+    ok = subprocess.run(
+        [sys.executable, str(script), str(HERMES)], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    # a hermes whose argparse knows every command but `deploy`: only that is reported
+    fake = tmp_path / "hermes"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "if sys.argv[1] == 'deploy':\n"
+        "    print(\"hermes: error: invalid choice: 'deploy'\", file=sys.stderr)\n"
+        "    sys.exit(2)\n"
+    )
+    fake.chmod(0o755)
+    broken = subprocess.run(
+        [sys.executable, str(script), str(fake)], capture_output=True, text=True, check=False
+    )
+    assert broken.returncode == 1
+    missing = [line for line in broken.stderr.splitlines() if "missing command" in line]
+    assert len(missing) == 2 and all("`hermes deploy " in line for line in missing), missing
