@@ -100,3 +100,53 @@ def test_nix_flake_metadata_shows_every_input_pinned(tmp_path: Path) -> None:
     for name in ("nixpkgs", *EXPECTED):
         locked = nodes[name]["locked"]
         assert locked["type"] == "github" and re.fullmatch(r"[0-9a-f]{40}", locked["rev"]), name
+
+
+def test_flake_outputs_evaluate_with_the_pinned_trees(tmp_path: Path) -> None:
+    """flake.nix itself evaluates: its inputs overridden with the pinned source trees
+    (nixpkgs by nixpkgs.lib, whose flake has the `lib` the outputs use)."""
+    raw = os.environ.get("HERMES_NIX_INPUTS")
+    if not raw:
+        pytest.skip(
+            "HERMES_NIX_INPUTS is not set (../shared/nix-inputs): no inputs to evaluate with"
+        )
+    nix = shutil.which("nix")
+    if nix is None:
+        pytest.fail("nix is not installed: run tests/peers/install.sh as root (nix-bin)")
+    flake = tmp_path / "flake"
+    flake.mkdir()
+    for name in ("flake.nix", "flake.lock", "pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, flake / name)
+    shutil.copytree(ROOT / "nix", flake / "nix")
+    overrides = []
+    for name, folder in [("nixpkgs", "nixpkgs.lib")] + [(n, f) for n, (_, f) in EXPECTED.items()]:
+        overrides += ["--override-input", name, f"path:{Path(raw) / folder}"]
+
+    def attr_names(output: str) -> list[str]:
+        result = subprocess.run(
+            [
+                nix,
+                "--extra-experimental-features",
+                "nix-command flakes",
+                "eval",
+                "--offline",
+                "--no-write-lock-file",
+                "--json",
+                f"path:{flake}#{output}",
+                "--apply",
+                "builtins.attrNames",
+                *overrides,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        names = json.loads(result.stdout)
+        assert isinstance(names, list)
+        return names
+
+    assert attr_names("nixosModules") == ["default", "hermes-agent"]
+    assert attr_names("homeManagerModules") == ["default", "hermes-agent"]
+    assert attr_names("packages") == ["aarch64-darwin", "aarch64-linux", "x86_64-linux"]
