@@ -31,9 +31,6 @@ import sqlite3
 import stat
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -630,15 +627,10 @@ def check_managed() -> Finding:
 # --- network checks -------------------------------------------------------------------
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is reported, never followed: the key must not go to another host."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _shown_url(url: str) -> str:
     """``url`` without user info or query, for messages."""
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     if parts.port:
@@ -647,6 +639,16 @@ def _shown_url(url: str) -> str:
 
 
 def _get(url: str, headers: Mapping[str, str], timeout: float) -> tuple[int, bytes]:
+    """GET ``url``; (status, body). A redirect is reported, never followed: the key in
+    ``headers`` must not go to another host. urllib is imported here, not at the top:
+    `hermes doctor --offline` never pays for it."""
+    import urllib.error
+    import urllib.request
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     opener = urllib.request.build_opener(_NoRedirect)
     request = urllib.request.Request(url, headers=dict(headers), method="GET")
     try:
@@ -659,7 +661,7 @@ def _get(url: str, headers: Mapping[str, str], timeout: float) -> tuple[int, byt
 
 
 def _network_reason(exc: BaseException, timeout: float) -> str:
-    reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    reason: Any = getattr(exc, "reason", None) or exc
     if isinstance(reason, TimeoutError) or "timed out" in str(reason):
         return f"no answer within {timeout:g} s"
     if isinstance(reason, OSError) and reason.strerror:
@@ -686,7 +688,7 @@ def check_provider(label: str, settings: Any, timeout: float) -> Finding:
     began = time.monotonic()
     try:
         status, body = _get(url, headers, timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except Exception as exc:  # Refused, timed out, not HTTP at all (http.client's errors).
         return Finding(
             name,
             FAIL,
@@ -751,7 +753,7 @@ def check_mcp_http(server: Any, env: Mapping[str, str], timeout: float) -> Findi
     shown = _shown_url(url)
     try:
         status, _ = _get(url, {"Accept": "application/json, text/event-stream"}, timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # urllib.error.URLError is an OSError.
         return Finding(
             f"mcp: {server.name}",
             FAIL,
