@@ -1,0 +1,319 @@
+"""`hermes acp` driven by the official Python SDK's client side, against a scripted model.
+
+Each test starts the real agent process over stdio (as an editor does) with a
+HERMES_HOME of its own and a loopback model server whose replies are scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import acp
+import pytest
+
+from acp_client import Editor, hermes_acp, write_config
+from conftest import HERMES, clean_env
+from hermes_agent.state.db import StateDB
+from peers.llm_server import Hang, Reply, ScriptedLLM
+
+pytestmark = pytest.mark.peer("scripted")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "project"
+    ws.mkdir()
+    (ws / "notes.txt").write_text("keep me\n")
+    return ws
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def tool_results(llm: ScriptedLLM, index: int) -> list[str]:
+    return [str(m.get("content")) for m in llm.requests[index].messages if m["role"] == "tool"]
+
+
+def test_initialize_prompt_streams_edit_approved_then_denied_by_every_route(
+    hermes_home: Path, workspace: Path
+) -> None:
+    notes = workspace / "notes.txt"
+    steps = [
+        Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "approved\n"})]),
+        Reply("Written the notes."),
+        Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "denied\n"})]),
+        Reply(tool_calls=[("terminal", {"command": "echo sneaky > notes.txt"})]),
+        Reply("I could not change it."),
+    ]
+    editor = Editor("yes", "no")
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            init = conn.init
+            assert init.protocol_version == 1
+            caps = init.agent_capabilities
+            assert caps.load_session and caps.prompt_capabilities.embedded_context
+            assert caps.prompt_capabilities.image and caps.mcp_capabilities.http
+            assert caps.session_capabilities.close is not None
+            assert caps.session_capabilities.delete is not None
+            assert {m.id for m in init.auth_methods} == {"provider-key", "hermes-setup"}
+            assert init.agent_info.name == "hermes-agent"
+            session = await conn.new_session(cwd=str(workspace))
+            sid = session.session_id
+            assert session.modes.current_mode_id == "manual"
+            assert {o.id for o in session.config_options} == {"mode", "model"}
+            first = await conn.prompt(session_id=sid, prompt=[acp.text_block("write notes")])
+            assert first.stop_reason == "end_turn"
+            # The edit went through the editor (its buffer), after an approval showing the diff.
+            assert editor.buffers[str(notes)] == "approved\n"
+            call, options = editor.permissions[0]
+            assert [o.kind for o in options] == ["allow_once", "allow_always", "reject_once"]
+            diffs = [c for c in call.content if c.type == "diff"]
+            assert diffs and diffs[0].new_text == "approved\n" and diffs[0].old_text == "keep me\n"
+            started = editor.of("tool_call", sid)[0]
+            assert started.kind == "edit" and started.locations[0].path == str(notes)
+            chunks = editor.of("agent_message_chunk", sid)
+            assert "".join(c.content.text for c in chunks) == "Written the notes."
+            assert all(c.message_id for c in chunks)
+            await editor.wait_for(lambda: editor.of("available_commands_update", sid))
+            names = {c.name for c in editor.of("available_commands_update", sid)[0].available_commands}
+            assert {"usage", "compress"} <= names and "exit" not in names
+            assert editor.of("usage_update", sid) and editor.of("session_info_update", sid)
+
+            second = await conn.prompt(session_id=sid, prompt=[acp.text_block("change it")])
+            assert second.stop_reason == "end_turn"
+            assert len(editor.permissions) == 2, "the terminal route was not asked again"
+            finished = editor.of("tool_call_update", sid)
+            terminal = [u for u in finished if u.status == "failed"]
+            assert terminal and "denial" in terminal[-1].content[0].content.text
+            assert editor.buffers[str(notes)] == "approved\n"
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
+    assert notes.read_text() == "keep me\n", "nothing reached the disk by another route"
+    log = (hermes_home / "logs" / "acp.log").read_text()
+    assert "hermes-acp started" in log
+
+
+def test_file_reads_see_the_editors_unsaved_buffer(hermes_home: Path, workspace: Path) -> None:
+    draft = workspace / "draft.md"
+    draft.write_text("saved text\n")
+    steps = [Reply(tool_calls=[("read_file", {"path": "draft.md"})]), Reply("Read it.")]
+    editor = Editor()
+    editor.buffers[str(draft)] = "UNSAVED TEXT in the editor\n"
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("read the draft")])
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
+        seen = tool_results(llm, 1)
+    assert str(draft) in editor.reads
+    assert "UNSAVED TEXT in the editor" in seen[0] and "saved text" not in seen[0]
+
+
+def test_cancel_mid_tool_call_and_mid_model_call_then_prompts_work(
+    hermes_home: Path, workspace: Path
+) -> None:
+    steps = [
+        Reply(tool_calls=[("terminal", {"command": "echo started; sleep 30"})]),
+        Hang(30),
+        Reply("Still here."),
+        Reply("And queued."),
+    ]
+    editor = Editor()
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.cancel(session_id=sid)  # Idle: nothing happens, nothing poisoned.
+            turn = asyncio.ensure_future(
+                conn.prompt(session_id=sid, prompt=[acp.text_block("run the long thing")])
+            )
+            await editor.wait_for(
+                lambda: any("started" in str(u.content) for u in editor.of("tool_call_update"))
+            )
+            began = time.monotonic()
+            await conn.cancel(session_id=sid)
+            assert (await turn).stop_reason == "cancelled"
+            assert time.monotonic() - began < 5
+            hanging = asyncio.ensure_future(
+                conn.prompt(session_id=sid, prompt=[acp.text_block("think")])
+            )
+            await asyncio.sleep(0.5)
+            await conn.cancel(session_id=sid)
+            assert (await hanging).stop_reason == "cancelled"
+            # Two prompts at once: the second waits for the first, none is dropped.
+            one = conn.prompt(session_id=sid, prompt=[acp.text_block("still there?")])
+            two = conn.prompt(session_id=sid, prompt=[acp.text_block("and queued?")])
+            answers = await asyncio.gather(one, two)
+            assert [a.stop_reason for a in answers] == ["end_turn", "end_turn"]
+            assert editor.text(sid).endswith("Still here.And queued.")
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
+        history = llm.requests[-1].messages
+    cancelled = [m for m in history if m["role"] == "tool"]
+    assert cancelled and "cancelled" in cancelled[0]["content"]
+    assert not subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True).stdout
+
+
+def test_load_replays_list_resume_close_delete_and_the_chat_continues(
+    hermes_home: Path, workspace: Path, tmp_path: Path
+) -> None:
+    steps = [
+        Reply(tool_calls=[("todo", {"items": [{"task": "pack"}, {"task": "go"}]})]),
+        Reply("Planned."),
+        Reply("Resumed answer."),
+        Reply("From the terminal."),
+        Reply("Back in the editor."),
+    ]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+
+    async def first_editor() -> str:
+        editor = Editor()
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("plan my trip")])
+            plan = editor.of("plan", sid)
+            assert plan and [e.content for e in plan[-1].entries] == ["pack", "go"]
+            await conn.new_session(cwd=str(other))
+            return sid
+
+    async def second_editor(sid: str) -> None:
+        editor = Editor()
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            listed = await conn.list_sessions(cwd=str(workspace))
+            assert [s.session_id for s in listed.sessions] == [sid]
+            assert listed.sessions[0].title == "plan my trip" and listed.sessions[0].updated_at
+            everything = await conn.list_sessions()
+            assert len(everything.sessions) == 2
+            await conn.load_session(cwd=str(workspace), session_id=sid)
+            replayed = editor.kinds(sid)
+            assert replayed[:4] == [
+                "user_message_chunk",
+                "tool_call",
+                "tool_call_update",
+                "agent_message_chunk",
+            ]
+            assert editor.of("user_message_chunk")[0].content.text == "plan my trip"
+            assert editor.text(sid) == "Planned."
+            await conn.close_session(session_id=sid)
+            editor.updates.clear()
+            await conn.resume_session(cwd=str(workspace), session_id=sid)
+            assert "user_message_chunk" not in editor.kinds(sid), "resume does not replay"
+            answer = await conn.prompt(session_id=sid, prompt=[acp.text_block("again")])
+            assert answer.stop_reason == "end_turn" and "Resumed answer." in editor.text(sid)
+
+    async def third_editor(sid: str) -> None:
+        editor = Editor()
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            await conn.load_session(cwd=str(workspace), session_id=sid)
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("after the chat")])
+            raw = conn._conn  # session/delete: the Python SDK has no method for it yet.
+            await raw.send_request("session/delete", {"sessionId": sid})
+            with pytest.raises(acp.RequestError):
+                await raw.send_request("session/delete", {"sessionId": sid})
+            left = await conn.list_sessions()
+            assert sid not in [s.session_id for s in left.sessions]
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        sid = asyncio.run(first_editor())
+        asyncio.run(second_editor(sid))
+        chat = subprocess.run(
+            [str(HERMES), "chat", "-r", sid, "-q", "what did we plan?"],
+            env=clean_env(hermes_home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=workspace,
+        )
+        assert chat.returncode == 0, chat.stderr
+        assert chat.stdout.strip() == "From the terminal."
+        sent = [m.get("content") for m in llm.requests[3].messages if m["role"] == "user"]
+        assert sent == ["plan my trip", "again", "what did we plan?"]
+        asyncio.run(third_editor(sid))
+        last = [m.get("content") for m in llm.requests[4].messages if m["role"] == "user"]
+        assert last[-2:] == ["what did we plan?", "after the chat"]
+    assert StateDB().get_session(sid) is None
+
+
+def test_modes_and_model_options_and_a_permission_nobody_answers(
+    hermes_home: Path, workspace: Path
+) -> None:
+    steps = [
+        Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "x\n"})]),
+        Reply("Gave up."),
+        Reply(tool_calls=[("write_file", {"path": "new.txt", "content": "free\n"})]),
+        Reply("Done."),
+    ]
+    editor = Editor(hold=3.0)  # Never answers within acp.permission_timeout.
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("edit")])
+            failed = [u for u in editor.of("tool_call_update", sid) if u.status == "failed"]
+            assert failed and "nobody is there" in failed[0].content[0].content.text
+            changed = await conn.set_config_option(config_id="mode", session_id=sid, value="smart")
+            current = {o.id: o.current_value for o in changed.config_options}
+            assert current["mode"] == "smart"
+            await editor.wait_for(lambda: editor.of("current_mode_update", sid))
+            assert editor.of("current_mode_update", sid)[-1].current_mode_id == "smart"
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("write a new file")])
+            assert len(editor.permissions) == 1, "Smart mode does not ask for workspace edits"
+            model = await conn.set_config_option(
+                config_id="model", session_id=sid, value="other-model"
+            )
+            assert {o.id: o.current_value for o in model.config_options}["model"] == "other-model"
+            with pytest.raises(acp.RequestError):
+                await conn.set_session_mode(session_id=sid, mode_id="yolo")
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url, "acp:\n  permission_timeout: 1\n")
+        run(scenario())
+    assert StateDB().list_sessions()[0].model == "other-model"
+
+
+def test_stdout_carries_only_the_protocol_and_bad_starts_fail_clearly(
+    hermes_home: Path, workspace: Path
+) -> None:
+    broken = hermes_home
+    broken.mkdir()
+    (broken / "config.yaml").write_text("model: [unclosed\n")
+    result = subprocess.run(
+        [str(HERMES), "acp"],
+        input="",
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=workspace,
+    )
+    assert result.returncode != 0 and result.stdout == ""
+    assert "config.yaml" in result.stderr and "Traceback" not in result.stderr
+    (broken / "config.yaml").write_text("")
+    garbage = subprocess.run(
+        [str(HERMES), "acp"],
+        input="not json\n" + json.dumps({"jsonrpc": "2.0", "id": 1, "method": "nope"}) + "\n",
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=workspace,
+    )
+    lines = [json.loads(line) for line in garbage.stdout.splitlines() if line.strip()]
+    assert lines and all(line.get("jsonrpc") == "2.0" for line in lines)
+    assert any(line.get("error", {}).get("code") == -32601 for line in lines)
