@@ -87,9 +87,7 @@ class Editor:
     # --- what the tests look at ---------------------------------------------------------
 
     def kinds(self, session_id: str | None = None) -> list[str]:
-        return [
-            u.session_update for s, u in self.updates if session_id is None or s == session_id
-        ]
+        return [u.session_update for s, u in self.updates if session_id is None or s == session_id]
 
     def of(self, kind: str, session_id: str | None = None) -> list[Any]:
         return [

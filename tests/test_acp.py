@@ -81,7 +81,8 @@ def test_initialize_prompt_streams_edit_approved_then_denied_by_every_route(
             assert "".join(c.content.text for c in chunks) == "Written the notes."
             assert all(c.message_id for c in chunks)
             await editor.wait_for(lambda: editor.of("available_commands_update", sid))
-            names = {c.name for c in editor.of("available_commands_update", sid)[0].available_commands}
+            announced = editor.of("available_commands_update", sid)[0]
+            names = {c.name for c in announced.available_commands}
             assert {"usage", "compress"} <= names and "exit" not in names
             assert editor.of("usage_update", sid) and editor.of("session_info_update", sid)
 
