@@ -57,7 +57,7 @@ let
           HTTP headers sent to `url`. They are written to config.yaml and the Nix store:
           put a token in an `environmentFiles` file and refer to it as `''${NAME}`
           (write `"Bearer \''${NAME}"` or `'''Bearer '''''${NAME}'''` in Nix), which hermes
-          replaces when the service starts. A literal value of an Authorization-like
+          replaces from HERMES_HOME/.env when it connects to the server. A literal value of an Authorization-like
           header gets a warning.
         '';
       };
@@ -182,7 +182,7 @@ in
           ("${prefix}.mcpServers.${name}.headers.${header} holds a literal credential, which ends up in the "
             + "world-readable Nix store and config.yaml. Put it in an environmentFiles file (e.g. "
             + "GITHUB_TOKEN=...) and write the header as \"Bearer \\\${GITHUB_TOKEN}\"; hermes fills it in "
-            + "when the service starts."))
+            + "from .env when it connects to the server."))
       (builtins.attrNames server.headers))
     cfg.mcpServers);
 }

@@ -277,7 +277,7 @@ def test_add_to_system_packages_puts_the_cli_on_path_and_keeps_state_private(
     state = tmp_path / "state"
     out = evaluate(
         tmp_path,
-        f'{{ services.hermes-agent = {{ enable = true; addToSystemPackages = true; '
+        f"{{ services.hermes-agent = {{ enable = true; addToSystemPackages = true; "
         f'stateDir = "{state}"; settings.model.default = "a/b"; }}; }}',
     )
     assert out["systemPackages"] == [PKG]
@@ -519,9 +519,11 @@ def test_literal_credential_in_an_mcp_header_is_warned_about(tmp_path: Path) -> 
     }
 
 
-def test_mcp_header_reference_survives_deploy_apply_into_config_yaml(tmp_path: Path) -> None:
+def test_mcp_header_reference_survives_deploy_apply_into_config_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The `${VAR}` goes into config.yaml untouched; its value stays in .env (0600),
-    where the same resolver as for the rest of config.yaml finds it at start."""
+    where the MCP client's resolver (hermes_agent.mcp.config) finds it when it connects."""
     import yaml
 
     state = tmp_path / "state"
@@ -542,6 +544,14 @@ def test_mcp_header_reference_survives_deploy_apply_into_config_yaml(tmp_path: P
     config = yaml.safe_load(config_text)
     assert config["mcp_servers"]["gh"]["headers"] == {"Authorization": "Bearer ${GITHUB_TOKEN}"}
     assert "GITHUB_TOKEN=" in (state / ".hermes" / ".env").read_text()
+    # what the MCP client does when it connects: the same resolver as config.yaml's ${VAR}
+    from hermes_agent.mcp import config as mcp_config
+
+    monkeypatch.setenv("HERMES_HOME", str(state / ".hermes"))
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    [server] = mcp_config.parse_servers(config["mcp_servers"])
+    resolved = mcp_config.resolve_map(server.headers, "gh", "headers", mcp_config.variables())
+    assert resolved == {"Authorization": "Bearer ghp_secret_value"}
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 # NixOS VM test: boots services.hermes-agent against a loopback OpenAI-compatible
 # provider and checks that the deployment was applied and the agent answers.
+# A second machine creates its users with userborn (current NixOS): the first
+# start must work there too, with no activation script.
 # Needs Linux with KVM: `nix build .#checks.x86_64-linux.vm`.
 { nixosModule, package }:
 
@@ -35,6 +37,17 @@ in
 {
   name = "hermes-agent";
 
+  nodes.userborn = { ... }: {
+    imports = [ nixosModule ];
+    services.userborn.enable = true;
+    services.hermes-agent = {
+      enable = true;
+      inherit package;
+      settings.model.default = "loopback";
+      documents."SOUL.md" = "userborn\n";
+    };
+  };
+
   nodes.machine = { ... }: {
     imports = [ nixosModule ];
     services.hermes-agent = {
@@ -67,6 +80,13 @@ in
   };
 
   testScript = ''
+    start_all()
+    # userborn: the user exists before tmpfiles and the unit need it
+    userborn.wait_for_unit("hermes-agent.service")
+    userborn.succeed("test \"$(stat -c '%a %U' /var/lib/hermes/.hermes)\" = '700 hermes'")
+    userborn.succeed("grep -qx nixos /var/lib/hermes/.hermes/.managed")
+    userborn.succeed("test -f /var/lib/hermes/workspace/SOUL.md")
+
     machine.wait_for_unit("loopback-provider.service")
     machine.wait_for_unit("hermes-agent.service")
     # the deployment was applied, as the service user, with tight modes
@@ -76,8 +96,14 @@ in
     machine.succeed("grep -qx nixos /var/lib/hermes/.hermes/.managed")
     machine.succeed("grep -q 'base_url: http://127.0.0.1:8089/v1' /var/lib/hermes/.hermes/config.yaml")
     machine.succeed("test -f /var/lib/hermes/workspace/SOUL.md")
-    # managed mode refuses local changes
-    machine.fail("runuser -u hermes -- hermes config set model.default x")
+    # managed mode: in the unit's environment, and the CLI refuses local changes
+    machine.succeed("systemctl show hermes-agent -p Environment | grep -q HERMES_MANAGED=true")
+    machine.fail("sudo -u hermes -H hermes config set model.default x")
+    # addToSystemPackages: the CLI is on PATH, HERMES_HOME is not set system-wide,
+    # and `sudo -u hermes -H` reaches the service's home (docs/nixos.md)
+    machine.succeed("command -v hermes")
+    machine.fail("bash -lc 'test -n \"$HERMES_HOME\"'")
+    machine.succeed("sudo -u hermes -H hermes config show | grep -q loopback")
     # a rotated secret is picked up by a restart (ExecStartPre re-applies)
     machine.succeed("install -m 0400 -o hermes /dev/null /tmp/s && echo LOOPBACK_API_KEY=rotated-key >> /tmp/s")
     machine.succeed("mv -f /tmp/s /etc/hermes-secrets.env")
