@@ -58,12 +58,20 @@ def start(
     started: list[GatewayProcess] = []
 
     def go(
-        *, bot_token: str = BOT_TOKEN, app_token: str = APP_TOKEN, ready: bool = True
+        *,
+        bot_token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
+        ready: bool = True,
+        model: dict[str, Any] | None = None,
     ) -> GatewayProcess:
         env = {"SLACK_BOT_TOKEN": bot_token, "SLACK_APP_TOKEN": app_token}
         slack = {"enabled": True, "api_base": api.api_base, "allowed_users": [alice["id"]]}
         write_home(
-            hermes_home, llm, {"platforms": {"slack": slack}}, {k: v for k, v in env.items() if v}
+            hermes_home,
+            llm,
+            {"platforms": {"slack": slack}},
+            {k: v for k, v in env.items() if v},
+            model,
         )
         process = GatewayProcess(hermes_home, workdir)
         started.append(process)
@@ -328,3 +336,29 @@ def test_a_missing_or_misplaced_token_names_the_variable(
 )
 def test_markdown_becomes_mrkdwn(markdown: str, mrkdwn: str) -> None:
     assert markdown_to_mrkdwn(markdown) == mrkdwn
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def test_a_shared_image_reaches_the_model_as_an_image(
+    start: Any, api: SlackAPI, llm: ScriptedLLM, alice: dict[str, Any]
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (2600, 1300), (250, 200, 0)).save(picture, "JPEG")
+    llm.add(Reply("A yellow banner."))
+    start(model={"vision": "true"})
+    api.dm_file(alice, "and this?", picture.getvalue(), "banner.jpg", "image/jpeg")
+    api.wait_for(lambda: len(api.posted()) == 1, what="the answer")
+    (user,) = [m for m in llm.requests[0].messages if m["role"] == "user"]
+    text, image = user["content"]
+    assert text == {"type": "text", "text": "and this?"}
+    head, _, data = image["image_url"]["url"].partition(",")
+    assert head == "data:image/jpeg;base64"
+    with Image.open(io.BytesIO(base64.b64decode(data))) as received:
+        assert received.size == (2048, 1024), "scaled to the OpenAI-compatible limit"

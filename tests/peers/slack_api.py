@@ -171,6 +171,9 @@ class SlackAPI:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._web_api)
         app.router.add_get("/link/", self._socket)
+        #: Files users shared, served as files.slack.com does (the bot token required).
+        self.files: dict[str, bytes] = {}
+        app.router.add_get("/files-pri/{team_file}/{name}", self._file)
         self._server = LoopThread(app)
 
     # --- lifetime ---------------------------------------------------------------------
@@ -236,6 +239,36 @@ class SlackAPI:
         """``user`` writes to the bot in their DM; returns the message's ``ts``."""
         return self._server.call(self._user_message, self.dm_channel(user), user, text, thread_ts)
 
+    def dm_file(
+        self, user: dict[str, Any], text: str, data: bytes, name: str, mimetype: str
+    ) -> str:
+        """``user`` shares a file in their DM with the bot (a ``file_share`` message)."""
+        file_id = "F" + secrets.token_hex(4).upper()
+        self.files[file_id] = data
+        url = f"{self.url}/files-pri/{TEAM_ID}-{file_id}/{name}"
+        shared = {
+            "id": file_id,
+            "name": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "size": len(data),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+        return self._server.call(
+            self._user_message, self.dm_channel(user), user, text, None, [shared]
+        )
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+            # files.slack.com answers an unauthenticated request with its login page.
+            return web.Response(status=302, headers={"Location": f"{self.url}/signin"})
+        file_id = request.match_info["team_file"].rsplit("-", 1)[-1]
+        data = self.files.get(file_id)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
     def say(
         self, channel: str, user: dict[str, Any], text: str, *, thread_ts: str | None = None
     ) -> str:
@@ -243,7 +276,12 @@ class SlackAPI:
         return self._server.call(self._user_message, channel, user, text, thread_ts)
 
     async def _user_message(
-        self, channel: str, user: dict[str, Any], text: str, thread_ts: str | None
+        self,
+        channel: str,
+        user: dict[str, Any],
+        text: str,
+        thread_ts: str | None,
+        files: list[dict[str, Any]] | None = None,
     ) -> str:
         ts = self._ts()
         message: dict[str, Any] = {
@@ -258,6 +296,8 @@ class SlackAPI:
         if thread_ts is not None:
             message["thread_ts"] = thread_ts
             message["parent_user_id"] = user["id"]
+        if files:
+            message.update(subtype="file_share", files=files, upload=False)
         self.history.setdefault(channel, []).append(message)
         await self._message_events(channel, message, mentionable=True)
         return ts

@@ -253,18 +253,23 @@ class Discord(Platform):
         if message.guild is not None and not any(u.id == me.id for u in message.mentions):
             return  # In servers only mentions are answered (and only they carry content).
         text = _strip_mention(message.content, me.id)
-        lines = [text] if text else []
-        notes, pictures = await self._fetch_images(list(message.attachments))
-        lines += notes
-        if pictures and not lines:
-            lines.append("[The user sent this image without any text.]")
-        if not lines:
-            return  # A bare mention: nothing to answer.
         channel = message.channel
         if isinstance(channel, discord.Thread):
             chat_id, thread_id = str(channel.parent_id), str(channel.id)
         else:
             chat_id, thread_id = str(channel.id), ""
+        lines = [text] if text else []
+        pictures: list[Any] = []
+        if self.gateway.access.allowed(self.name, str(message.author.id), chat_id):
+            # Never downloaded for a stranger (who gets a pairing code, no answer).
+            notes, pictures = await self._fetch_images(list(message.attachments))
+            lines += notes
+            if pictures and not lines:
+                lines.append("[The user sent this image without any text.]")
+        else:
+            lines += [f"[attachment: {a.filename}]" for a in message.attachments]
+        if not lines:
+            return  # A bare mention: nothing to answer.
         try:
             self.gateway.submit(
                 platform=self.name,

@@ -135,6 +135,8 @@ class Slack(Platform):
         self._first_url: str | None = None
         #: Display names by user id (users.info), for pairing requests; the newest NAMES_KEPT.
         self._names: dict[str, str] = {}
+        #: Held while a message's files download, so the next message cannot overtake it.
+        self._inbound = asyncio.Lock()
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -277,8 +279,67 @@ class Slack(Platform):
         self._names[user] = name
         return name
 
+    async def _fetch_image(self, shared: dict[str, Any]) -> Any:
+        """Download a shared image with the bot token and store it; its reference.
+
+        The token goes only to Slack's file host (``files.slack.com``) or the host
+        of ``api_base``: an event naming another host gets nothing.
+        """
+        from urllib.parse import urlsplit
+
+        import aiohttp
+
+        from hermes_agent import images
+
+        url = str(shared.get("url_private_download") or shared.get("url_private") or "")
+        host = urlsplit(url).hostname
+        if host not in ("files.slack.com", urlsplit(self._api_base).hostname):
+            raise images.ImageError("it is not on Slack's file host")
+        size = shared.get("size")
+        if isinstance(size, int) and size > images.MAX_INPUT_BYTES:
+            raise images.ImageError("it is too large")
+        headers = {"Authorization": f"Bearer {self._bot_token}"}
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers=headers, allow_redirects=False) as response,
+        ):
+            if response.status != 200:
+                raise images.ImageError(f"Slack answered HTTP {response.status}")
+            data = await response.content.read(images.MAX_INPUT_BYTES + 1)
+        name = str(shared.get("name") or "")
+        return await asyncio.to_thread(images.ingest_bytes, data, name=name)
+
+    async def _files(self, files: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
+        """Lines for the model about the shared files, and the images among them, stored."""
+        from hermes_agent import images
+
+        lines: list[str] = []
+        refs: list[Any] = []
+        for shared in files:
+            name = str(shared.get("name") or "?")
+            if not str(shared.get("mimetype") or "").startswith("image/"):
+                lines.append(f"[file: {name} {shared.get('url_private', '')}]".strip())
+                continue
+            try:
+                refs.append(await self._fetch_image(shared))
+            except images.ImageError as exc:
+                lines.append(f"[image {name} not shown: {exc}]")
+            except Exception as exc:  # The download failed (network, timeout).
+                log.info("slack: file %s not fetched: %s", shared.get("id"), _reason(exc))
+                lines.append(f"[image {name} could not be fetched]")
+        return lines, refs
+
     async def _submit(self, event: dict[str, Any], *, mention: bool) -> None:
-        """Hand one message to the gateway; raises (no acknowledgement) if it cannot take it."""
+        """Hand one message to the gateway; raises (no acknowledgement) if it cannot take it.
+
+        One at a time, in arrival order: a message whose images download holds the
+        next one back instead of letting it overtake.
+        """
+        async with self._inbound:
+            await self._submit_one(event, mention=mention)
+
+    async def _submit_one(self, event: dict[str, Any], *, mention: bool) -> None:
         self.alive()
         if event.get("subtype") not in (None, "thread_broadcast", "file_share"):
             return  # Edits, deletions, joins, bot messages...
@@ -292,7 +353,14 @@ class Slack(Platform):
         text = _inbound_text(str(event.get("text") or ""), self._bot_user_id if mention else "")
         files = [f for f in event.get("files") or () if isinstance(f, dict)]
         lines = [text] if text else []
-        lines += [f"[file: {f.get('name', '?')} {f.get('url_private', '')}]".strip() for f in files]
+        pictures: list[Any] = []
+        if files and self.gateway.access.allowed(self.name, user, channel):
+            notes, pictures = await self._files(files)  # Never for strangers: no downloads.
+            lines += notes
+            if pictures and not lines:
+                lines.append("[The user sent this image without any text.]")
+        else:
+            lines += [f"[file: {f.get('name', '?')}]" for f in files]
         if not lines:
             return
         thread = str(event.get("thread_ts") or "")
@@ -311,6 +379,7 @@ class Slack(Platform):
             text="\n".join(lines),
             user_id=user,
             user_name=name,
+            images=pictures,
         )
 
     # --- outbound -------------------------------------------------------------------

@@ -525,7 +525,9 @@ class Telegram(Platform):
                 incoming = None
             if incoming is not None:
                 text, pictures = incoming.text, list[Any]()
-                if incoming.image_file:
+                if incoming.image_file and self.gateway.access.allowed(
+                    self.name, incoming.user_id, incoming.chat_id
+                ):  # Never downloaded for a stranger (who gets a pairing code, no answer).
                     text, pictures = await self._fetch_image(incoming)
                 try:
                     self.gateway.submit(
