@@ -526,8 +526,23 @@ SETTINGS: tuple[Setting, ...] = (
         "mcp_servers",
         {},
         "dict",
-        "MCP servers by name: `command`/`args`/`env` for stdio, or `url`/`headers` for HTTP. "
-        "`${VAR}` is replaced in `env`, `url` and `headers`.",
+        "MCP servers by name: `command`/`args`/`env` for stdio, or `url`/`headers` for HTTP "
+        "(`transport: sse` for legacy SSE), `auth: oauth`, `enabled`, `required`, `timeout` "
+        "(idle seconds per call, progress extends it; default 120), `max_call_time`, "
+        "`connect_timeout` (60), `tools.include`/`tools.exclude`, `approval` and "
+        "`tool_approval` (`auto`, `ask`, `deny`), `sampling.enabled|model|max_tokens_cap|"
+        "timeout|max_rpm`, `sandbox.writable`/`sandbox.network`. `${VAR}` is replaced in "
+        "`env`, `url` and `headers` from `.env` and the environment when connecting. See "
+        '"MCP servers" above.',
+    ),
+    Setting(
+        "mcp.connect_wait",
+        3.0,
+        "number",
+        "Seconds the first turn of a session waits for MCP servers still connecting; then it "
+        "goes on, and their tools appear once they are ready (a `required` server is waited "
+        "for up to its `connect_timeout`).",
+        minimum=0,
     ),
     # --- editors over the Agent Client Protocol (`hermes-acp`, acp/) ---
     Setting(
@@ -1060,6 +1075,10 @@ def find_problems(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str
             reason = check_value(setting, value)
             if reason:
                 problems.append((key, reason))
+            elif key == "mcp_servers":  # An open mapping whose entries MCP checks itself.
+                from hermes_agent.mcp.config import find_problems as mcp_problems
+
+                problems.extend(mcp_problems(value))
         elif key in SECTIONS:
             if isinstance(value, dict):
                 problems.extend(find_problems(value, key + "."))

@@ -503,9 +503,7 @@ class Connection:
             raise
 
     async def read_resource(self, uri: str) -> Any:
-        from pydantic import AnyUrl
-
-        return await self._client().read_resource(AnyUrl(uri))  # type: ignore[arg-type,unused-ignore]
+        return await self._client().read_resource(uri)
 
     async def list_resources(self) -> Any:
         return await self._client().list_resources()

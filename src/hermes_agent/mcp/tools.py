@@ -139,7 +139,8 @@ def _inline(node: Any, defs: dict[str, Any], stack: tuple[str, ...]) -> Any:
         target = defs.get(ref)
         if target is None or ref in stack or len(stack) > 12:
             # Unknown or recursive: "any value" here, described so the model knows.
-            note = node.get("description") or f"(a value of the recursive type {ref})"
+            kind = ref.rsplit("/", 1)[-1]
+            note = node.get("description") or f"(a value of the recursive type {kind})"
             return {"description": str(note)[:300]}
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
         return _inline(merged, defs, (*stack, ref))

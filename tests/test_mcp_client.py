@@ -1,0 +1,506 @@
+"""The MCP client against real servers: the npm reference servers and misbehaving ones.
+
+Every test runs the manager (one per process, on its own loop) against servers
+started for real: ``mcp-server-everything`` over stdio and Streamable HTTP,
+``mcp-server-filesystem``, and ``tests/peers/mcp_misbehaving.py`` (Python SDK)
+that starts slowly, dies mid-call, never answers, changes a tool, floods its
+output or leaves a child running. Tool calls go through the same handler the
+agent uses (approval gate, pins, untrusted marking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hermes_agent.config.loader import Config, load_config
+from hermes_agent.mcp import config as mcp_config
+from hermes_agent.mcp.manager import READY, Scope, get_manager
+from hermes_agent.providers.base import ToolCall
+from hermes_agent.state.db import StateDB
+from hermes_agent.tools.registry import Tool, ToolContext, ToolError, dispatch
+
+PEERS = Path(__file__).parent / "peers"
+BIN = PEERS / "node_modules" / ".bin"
+EVERYTHING = BIN / "mcp-server-everything"
+FILESYSTEM = BIN / "mcp-server-filesystem"
+MISBEHAVING = PEERS / "mcp_misbehaving.py"
+
+pytestmark = [
+    pytest.mark.peer("mcp"),
+    pytest.mark.skipif(not EVERYTHING.exists(), reason="npm MCP peers not installed"),
+]
+
+
+def misbehaving(**extra: Any) -> dict[str, Any]:
+    return {"command": sys.executable, "args": [str(MISBEHAVING)], **extra}
+
+
+def setup(home: Path, workspace: Path, servers: dict[str, Any], **more: Any) -> Config:
+    home.mkdir(exist_ok=True)
+    workspace.mkdir(exist_ok=True)
+    data = {
+        "mcp_servers": servers,
+        "mcp": {"connect_wait": 60},
+        "terminal": {"cwd": str(workspace)},
+        **more,
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(data))
+    return load_config()
+
+
+def open_scope(config: Config, workspace: Path) -> Scope:
+    servers = mcp_config.parse_servers(config.get("mcp_servers"))
+    return get_manager().open_scope(servers, config=config, cwd=workspace, include_global=False)
+
+
+class Answers:
+    """The user at the approval prompt: scripted answers, and the questions seen."""
+
+    def __init__(self, *answers: str | None) -> None:
+        self.answers = list(answers)
+        self.questions: list[str] = []
+
+    async def __call__(self, question: str, choices: Sequence[str]) -> str | None:
+        self.questions.append(question)
+        return self.answers.pop(0) if self.answers else None
+
+
+def context(config: Config, workspace: Path, ask: Any = None) -> ToolContext:
+    ctx = ToolContext("test-session", str(workspace), config, StateDB())
+    if ask is not None:
+        ctx.ask = ask
+    return ctx
+
+
+def tools_of(scope: Scope) -> dict[str, Tool]:
+    return {t.name: t for t in scope.tools()}
+
+
+def call(scope: Scope, name: str, args: dict[str, Any], ctx: ToolContext) -> Any:
+    return asyncio.run(tools_of(scope)[name].handler(args, ctx))
+
+
+def ready(scope: Scope, timeout: float = 60) -> None:
+    asyncio.run(scope.prepare())
+    deadline = time.monotonic() + timeout
+    while any(c.state != READY for c in scope.connections):
+        assert time.monotonic() < deadline, scope.statuses()
+        time.sleep(0.05)
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def http_everything() -> Iterator[str]:
+    """``mcp-server-everything streamableHttp`` on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["node", str(EVERYTHING), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the HTTP MCP server did not start"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def test_stdio_reference_server_tools_resources_prompts(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(
+        hermes_home,
+        ws,
+        {
+            "ev": {
+                "command": str(EVERYTHING),
+                "args": ["stdio"],
+                "approval": "auto",
+                "env": {"GREETING": "${HERMES_TEST_GREETING}"},
+            }
+        },
+    )
+    os.environ["HERMES_TEST_GREETING"] = "hello-from-env"
+    try:
+        scope = open_scope(config, ws)
+        ready(scope)
+    finally:
+        del os.environ["HERMES_TEST_GREETING"]
+    try:
+        tools = tools_of(scope)
+        assert "mcp__ev__echo" in tools and "mcp__ev__get-sum" in tools
+        assert "mcp_servers" in tools and "mcp_resources" in tools and "mcp_prompts" in tools
+        assert "ev: ready" in tools["mcp_servers"].description
+        ctx = context(config, ws)
+        echoed = call(scope, "mcp__ev__echo", {"message": "hi there"}, ctx)
+        assert "Echo: hi there" in echoed
+        assert echoed.startswith("[untrusted content from MCP server ev (tool echo)")
+        # Through dispatch (the agent's path): the turn is marked as having read untrusted text.
+        result = asyncio.run(
+            dispatch(ToolCall("c1", "mcp__ev__echo", '{"message": "x"}'), tools, ctx)
+        )
+        assert not result.is_error and result.untrusted and ctx.state["untrusted_read"]
+        assert "7" in call(scope, "mcp__ev__get-sum", {"a": 3, "b": 4}, ctx)
+        structured = call(scope, "mcp__ev__get-structured-content", {"location": "New York"}, ctx)
+        assert "[structured content]" in structured or "temperature" in structured
+        links = call(scope, "mcp__ev__get-resource-links", {"count": 2}, ctx)
+        assert "[resource link" in links
+        env_dump = call(scope, "mcp__ev__get-env", {}, ctx)
+        assert "hello-from-env" in env_dump  # ${VAR} resolved at connect time.
+        listed = call(scope, "mcp_resources", {"server": "ev"}, ctx)
+        uri = next(w for w in listed.split() if "://" in w)
+        assert call(scope, "mcp_resources", {"server": "ev", "uri": uri}, ctx)
+        prompts = call(scope, "mcp_prompts", {"server": "ev"}, ctx)
+        assert "simple-prompt" in prompts or "args-prompt" in prompts
+        # Every call went through the gate and was audited.
+        audit = (hermes_home / "logs" / "approvals.jsonl").read_text().splitlines()
+        assert any('"policy": "auto"' in line and "echo" in line for line in audit)
+    finally:
+        scope.close()
+
+
+def test_streamable_http_server_and_headers(
+    hermes_home: Path, tmp_path: Path, http_everything: str
+) -> None:
+    ws = tmp_path / "ws"
+    hermes_home.mkdir()
+    (hermes_home / ".env").write_text("HTTP_MCP_TOKEN=tok-123\n")
+    config = setup(
+        hermes_home,
+        ws,
+        {
+            "web": {
+                "url": http_everything,
+                "headers": {"Authorization": "Bearer ${HTTP_MCP_TOKEN}"},
+                "approval": "auto",
+            }
+        },
+    )
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        assert "Echo: over http" in call(scope, "mcp__web__echo", {"message": "over http"}, ctx)
+        assert "42" in call(scope, "mcp__web__get-sum", {"a": 40, "b": 2}, ctx)
+    finally:
+        scope.close()
+
+
+def test_unset_variable_fails_naming_it_and_the_server(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(
+        hermes_home,
+        ws,
+        {"gh": {"url": "http://127.0.0.1:9/mcp", "headers": {"X": "${HERMES_NOT_SET_X}"}}},
+    )
+    scope = open_scope(config, ws)
+    try:
+        asyncio.run(scope.prepare())
+        (status,) = scope.statuses()
+        assert status.state == "failed"
+        assert "HERMES_NOT_SET_X" in status.reason and "'gh'" in status.reason
+        assert "mcp__gh" not in " ".join(tools_of(scope))
+        assert "gh: failed" in tools_of(scope)["mcp_servers"].description
+    finally:
+        scope.close()
+
+
+def test_include_exclude(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    config = setup(
+        hermes_home,
+        ws,
+        {
+            "fs": {
+                "command": str(FILESYSTEM),
+                "args": [str(ws)],
+                "tools": {"include": ["*file*", "list_*"], "exclude": ["write_file"]},
+            }
+        },
+    )
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        names = {n for n in tools_of(scope) if n.startswith("mcp__fs__")}
+        assert "mcp__fs__read_text_file" in names or "mcp__fs__read_file" in names
+        assert "mcp__fs__list_directory" in names
+        assert "mcp__fs__write_file" not in names
+        assert "mcp__fs__create_directory" not in names
+    finally:
+        scope.close()
+
+
+def test_approval_policies(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(
+        hermes_home,
+        ws,
+        {
+            "ev": {
+                "command": str(EVERYTHING),
+                "args": ["stdio"],
+                "tool_approval": {"get-sum": "deny"},
+            }
+        },
+        approvals={"mode": "smart"},
+    )
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        # Default: ask. Nobody to ask -> denied, never run.
+        with pytest.raises(ToolError, match="nobody is there"):
+            call(scope, "mcp__ev__echo", {"message": "x"}, context(config, ws))
+        with pytest.raises(ToolError, match="denied by the configuration"):
+            call(scope, "mcp__ev__get-sum", {"a": 1, "b": 2}, context(config, ws))
+        user = Answers("no", "always")
+        ctx = context(config, ws, user)
+        with pytest.raises(ToolError, match="denied by the user"):
+            call(scope, "mcp__ev__echo", {"message": "x"}, ctx)
+        assert "Echo: y" in call(scope, "mcp__ev__echo", {"message": "y"}, ctx)
+        assert "Echo: z" in call(scope, "mcp__ev__echo", {"message": "z"}, ctx)  # always
+        assert len(user.questions) == 2 and "'echo' of MCP server 'ev'" in user.questions[0]
+        # A secret of hermes' never leaves for a server, whatever the policy.
+        (hermes_home / ".env").write_text("SOME_API_KEY=sk-live-abcdef0123456789abcdef\n")
+        os.environ["SOME_API_KEY"] = "sk-live-abcdef0123456789abcdef"
+        try:
+            with pytest.raises(ToolError, match="refused"):
+                call(
+                    scope,
+                    "mcp__ev__echo",
+                    {"message": "sk-live-abcdef0123456789abcdef"},
+                    ctx,
+                )
+        finally:
+            del os.environ["SOME_API_KEY"]
+    finally:
+        scope.close()
+
+
+def test_slow_server_does_not_hold_the_first_turn(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(
+        hermes_home,
+        ws,
+        {
+            "slow": misbehaving(env={"SLOW_START": "6"}),
+            "ev": {"command": str(EVERYTHING), "args": ["stdio"]},
+        },
+        mcp={"connect_wait": 1.0},
+    )
+    scope = open_scope(config, ws)
+    try:
+        started = time.monotonic()
+        asyncio.run(scope.prepare())
+        waited = time.monotonic() - started
+        assert waited < 1.8, waited
+        states = {s.name: s.state for s in scope.statuses()}
+        assert states["slow"] == "connecting"
+        status = tools_of(scope)["mcp_servers"].description
+        assert "slow: connecting" in status and "never claim" in status
+        assert not any(n.startswith("mcp__slow__") for n in tools_of(scope))
+        wait_for(lambda: scope.find("slow").state == READY, 60, "the slow server")  # type: ignore[union-attr]
+        assert "mcp__slow__add" in tools_of(scope)  # Its tools appear once it is ready.
+    finally:
+        scope.close()
+
+
+def test_dies_mid_call_then_reconnects(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto")})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        started = time.monotonic()
+        with pytest.raises(ToolError) as caught:
+            call(scope, "mcp__mb__die", {}, ctx)
+        assert time.monotonic() - started < 10
+        assert "mb" in str(caught.value)
+        connection = scope.find("mb")
+        assert connection is not None
+        wait_for(lambda: connection.state != READY or connection.attempts > 1, 10, "the drop")
+        wait_for(lambda: connection.state == READY and connection.attempts >= 2, 60, "reconnect")
+        assert "3" in call(scope, "mcp__mb__add", {"a": 1, "b": 2}, ctx)
+    finally:
+        scope.close()
+
+
+def test_idle_timeout_progress_and_cancellation(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    config = setup(
+        hermes_home,
+        ws,
+        {
+            "mb": misbehaving(approval="auto", timeout=1.5, env={"MARK_DIR": str(ws)}),
+            "capped": misbehaving(approval="auto", timeout=1.5, max_call_time=2.5),
+        },
+    )
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"no answer and no progress for 1\.5 s"):
+            call(scope, "mcp__mb__hang", {}, ctx)
+        assert time.monotonic() - started < 6
+        # The server was told (notifications/cancelled): its handler was interrupted.
+        wait_for(lambda: (ws / "cancelled").exists(), 10, "the cancellation")
+        # Progress extends the idle timeout: 3 s of work with a 1.5 s timeout succeeds.
+        shown: list[str] = []
+        ctx.state["notify"] = shown.append
+        assert "slept 3" in call(scope, "mcp__mb__slow", {"seconds": 3, "progress": True}, ctx)
+        assert any("mb/slow" in line for line in shown)
+        # Without progress, the same call is stopped.
+        with pytest.raises(ToolError, match="no progress"):
+            call(scope, "mcp__mb__slow", {"seconds": 3, "progress": False}, ctx)
+        # And the absolute cap holds even with progress.
+        with pytest.raises(ToolError, match="max_call_time"):
+            call(scope, "mcp__capped__slow", {"seconds": 5, "progress": True}, ctx)
+        assert "3" in call(scope, "mcp__mb__add", {"a": 1, "b": 2}, ctx)  # Still usable.
+    finally:
+        scope.close()
+
+
+def test_caller_cancellation_reaches_the_server(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto", env={"MARK_DIR": str(ws)})})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        handler = tools_of(scope)["mcp__mb__hang"].handler
+
+        async def interrupt() -> None:
+            task = asyncio.ensure_future(handler({}, ctx))
+            await asyncio.sleep(1.0)
+            task.cancel()  # What Ctrl-C, a gateway /stop or an ACP cancel do.
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(interrupt())
+        wait_for(lambda: (ws / "cancelled").exists(), 10, "the cancellation")
+    finally:
+        scope.close()
+
+
+def test_changed_definition_is_held_and_list_changed_refreshes(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto")})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        assert "3" in call(scope, "mcp__mb__add", {"a": 1, "b": 2}, ctx)  # First use: pinned.
+        connection = scope.find("mb")
+        assert connection is not None
+        generation = connection.generation
+        call(scope, "mcp__mb__mutate", {}, ctx)
+        wait_for(lambda: connection.generation > generation, 20, "the refreshed list")
+        tools = tools_of(scope)
+        assert "mcp__mb__add" not in tools  # Held: not offered ...
+        assert "held until the user approves" in asyncio.run(tools["mcp_servers"].handler({}, ctx))
+        # ... and `hermes mcp trust` is what brings it back (the CLI test runs it).
+        from hermes_agent.mcp import pins
+
+        pins.pin("mb", [t for t in connection.tools if t.name == "add"])
+        assert "mcp__mb__add" in tools_of(scope)
+    finally:
+        scope.close()
+
+
+def test_flood_is_bounded_and_junk_ignored(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto", env={"FLOOD": "3000"})})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        assert "3" in call(scope, "mcp__mb__add", {"a": 1, "b": 2}, context(config, ws))
+        log = hermes_home / "logs" / "mcp" / "mb.log"
+        rotated = log.with_name("mb.log.1")
+        from hermes_agent.mcp.stdio import LOG_LIMIT
+
+        assert log.stat().st_size <= LOG_LIMIT + 70_000
+        assert rotated.exists() and rotated.stat().st_size <= LOG_LIMIT + 70_000
+        assert oct(log.stat().st_mode & 0o777) == "0o600"
+        assert "not JSON-RPC" in log.read_text()
+    finally:
+        scope.close()
+
+
+def test_collisions_and_long_names_end_to_end(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto")})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        tools = tools_of(scope)
+        names = [n for n in tools if n.startswith("mcp__mb__")]
+        assert len(names) == len(set(names)) == 9
+        assert all(len(n) <= 64 for n in names)
+        ctx = context(config, ws)
+        answers = {call(scope, n, {}, ctx).splitlines()[1] for n in names if "a_b" in n}
+        assert answers == {"dotted", "underscored"}  # Both reachable, neither shadowed.
+    finally:
+        scope.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_stopping_leaves_no_child(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto", env={"MARK_DIR": str(ws)})})
+    scope = open_scope(config, ws)
+    connection = scope.find("mb")
+    assert connection is not None
+    ready(scope)
+    server_pid = connection._stdio.pid
+    child = int(call(scope, "mcp__mb__spawn", {}, context(config, ws)).splitlines()[1])
+    assert _alive(child) and _alive(server_pid)
+    asyncio.run(scope.aclose())
+    wait_for(lambda: not _alive(child) and not _alive(server_pid), 10, "the processes to end")
+    assert json.loads(json.dumps(scope.statuses()[0].state)) == "stopped"
