@@ -162,3 +162,12 @@ def test_spec_applies_and_the_cli_names_home_manager(tmp_path: Path) -> None:
     )
     assert refused.returncode == 3
     assert "home-manager switch" in refused.stderr and "NixOS" not in refused.stderr
+
+
+def test_docs_describe_the_home_manager_options(tmp_path: Path) -> None:
+    docs = (ROOT / "docs" / "nixos.md").read_text()
+    section = docs.split("## home-manager", 1)[1].split("\n## ", 1)[0]
+    options = evaluate(tmp_path, "{ }")["options"]
+    top = {name.split(".")[2] for name in options}
+    missing = [o for o in sorted(top) if f"`{o}`" not in section]
+    assert missing == [], f"the home-manager section of docs/nixos.md does not name {missing}"

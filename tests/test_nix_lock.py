@@ -150,3 +150,64 @@ def test_flake_outputs_evaluate_with_the_pinned_trees(tmp_path: Path) -> None:
     assert attr_names("nixosModules") == ["default", "hermes-agent"]
     assert attr_names("homeManagerModules") == ["default", "hermes-agent"]
     assert attr_names("packages") == ["aarch64-darwin", "aarch64-linux", "x86_64-linux"]
+
+
+def test_a_system_flake_on_another_release_follows_with_one_line(tmp_path: Path) -> None:
+    """The guide's example: a system flake on its own nixpkgs (nixos-24.11 there; the
+    pinned nixpkgs.lib tree stands in for it here) writes
+    `inputs.hermes-agent.inputs.nixpkgs.follows = "nixpkgs"`, and every input of the
+    hermes-agent flake then uses that one nixpkgs; the flake's modules still evaluate."""
+    raw = os.environ.get("HERMES_NIX_INPUTS")
+    if not raw:
+        pytest.skip(
+            "HERMES_NIX_INPUTS is not set (../shared/nix-inputs): no inputs to evaluate with"
+        )
+    nix = shutil.which("nix")
+    if nix is None:
+        pytest.fail("nix is not installed: run tests/peers/install.sh as root (nix-bin)")
+    hermes = tmp_path / "hermes-agent"
+    hermes.mkdir()
+    for name in ("flake.nix", "flake.lock", "pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, hermes / name)
+    shutil.copytree(ROOT / "nix", hermes / "nix")
+    system = tmp_path / "system"
+    system.mkdir()
+    (system / "flake.nix").write_text(
+        "{\n"
+        f'  inputs.nixpkgs.url = "path:{Path(raw) / "nixpkgs.lib"}";  # stands in for nixos-24.11\n'
+        "  inputs.hermes-agent = {\n"
+        f'    url = "path:{hermes}";\n'
+        '    inputs.nixpkgs.follows = "nixpkgs";\n'
+        "  };\n"
+        "  outputs = { nixpkgs, hermes-agent, ... }: {\n"
+        "    modules = builtins.attrNames hermes-agent.nixosModules;\n"
+        "  };\n"
+        "}\n"
+    )
+    # The github inputs cannot be fetched here: the pinned trees stand in for them.
+    overrides = []
+    for name, (_, folder) in EXPECTED.items():
+        overrides += ["--override-input", f"hermes-agent/{name}", f"path:{Path(raw) / folder}"]
+    base = [nix, "--extra-experimental-features", "nix-command flakes"]
+    common = ["--offline", "--no-write-lock-file", *overrides]
+    meta = subprocess.run(
+        [*base, "flake", "metadata", "--json", f"path:{system}", *common],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert meta.returncode == 0, meta.stderr
+    nodes = json.loads(meta.stdout)["locks"]["nodes"]
+    assert nodes["hermes-agent"]["inputs"]["nixpkgs"] == ["nixpkgs"]
+    for name in EXPECTED:  # each resolves to hermes-agent's nixpkgs, i.e. the system's
+        assert nodes[name]["inputs"]["nixpkgs"] == ["hermes-agent", "nixpkgs"], name
+    evaluated = subprocess.run(
+        [*base, "eval", "--json", f"path:{system}#modules", *common],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout) == ["default", "hermes-agent"]
