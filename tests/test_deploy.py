@@ -156,7 +156,7 @@ def test_mcp_servers_merge_additively(tmp_path: Path, hermes_home: Path, config:
         settings={"mcp_servers": {"web": {"url": "http://127.0.0.1:9/mcp"}}},
         mcpServers={
             "fs": {"command": "npx", "args": ["-y", "server-filesystem"], "url": None},
-            "docs.example.com": {"url": "http://127.0.0.1:8/mcp", "auth": None, "enabled": True},
+            "docs-example": {"url": "http://127.0.0.1:8/mcp", "auth": None, "enabled": True},
         },
     )
     report = apply_spec(spec, home=hermes_home)
@@ -166,7 +166,7 @@ def test_mcp_servers_merge_additively(tmp_path: Path, hermes_home: Path, config:
         # A server Nix declares is Nix's entry as a whole; nulls mean "not set".
         "fs": {"command": "npx", "args": ["-y", "server-filesystem"]},
         "web": {"url": "http://127.0.0.1:9/mcp"},
-        "docs.example.com": {"url": "http://127.0.0.1:8/mcp", "enabled": True},
+        "docs-example": {"url": "http://127.0.0.1:8/mcp", "enabled": True},
     }
     assert not [w for w in report.warnings if "mcp_servers" in w]
     # Nix drops two servers: they go; the user's own server stays.
