@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hermes_agent.gateway")
 
+NEW_SESSION_REPLY = (
+    "Started a new conversation: I no longer see what was said here before. "
+    "(It is kept, and your saved memories still apply.)"
+)
 NOTHING_TO_STOP = "Nothing is being answered in this chat right now."
 STOPPED = "Stopped."
 
@@ -55,8 +59,6 @@ def _route(gateway: Gateway, row: InboundMessage) -> str | None:
 
 async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
     """Answer a command message, or None when ``row`` is not a gateway command."""
-    from hermes_agent.gateway.runner import NEW_SESSION_REPLY
-
     found = command_of(row.text)
     if found is None:
         return None

@@ -48,6 +48,7 @@ from hermes_agent import home
 from hermes_agent.agent.loop import Events
 from hermes_agent.errors import HermesError, UsageError
 from hermes_agent.gateway.access import PAIRING_MESSAGE, Access
+from hermes_agent.gateway.chat_commands import NEW_SESSION_REPLY  # noqa: F401  (read here too)
 from hermes_agent.gateway.platforms import PLATFORMS, Outbound, Platform
 from hermes_agent.gateway.platforms.base import GatewayClosedError
 
@@ -70,10 +71,6 @@ RouteKey = tuple[str, str, str]
 #: A message that is only one of these starts a new conversation (session) for its chat
 #: or thread; ``/new@SomeBot`` (Telegram's form in groups) counts too.
 NEW_SESSION_COMMANDS = frozenset({"/new", "/reset"})
-NEW_SESSION_REPLY = (
-    "Started a new conversation: I no longer see what was said here before. "
-    "(It is kept, and your saved memories still apply.)"
-)
 
 
 class GatewayEvents(Events):
@@ -182,12 +179,12 @@ class Gateway:
         user_id: str = "",
         user_name: str = "",
         fingerprint: str | None = None,
+        images: Sequence[Any] = (),
     ) -> tuple[InboundMessage | None, bool]:
         """Store a message (before the platform is acknowledged) and queue it.
 
         Returns the stored row and whether it is new; a message id seen before
         is neither stored nor answered again (the row keeps the ``fingerprint``
-        images: Sequence[Any] = (),
         of its first arrival: the platform compares it with the repeat's). A sender the platform's
         allow-lists do not let in gets ``(None, False)``: nothing is stored,
         and they are sent a pairing code instead (once per code).
@@ -210,13 +207,13 @@ class Gateway:
             # A platform told the message arrived will not send it again: on disk first.
             durable=adapter is None or not adapter.answers_in_request,
             fingerprint=fingerprint,
+            # Already on disk (hermes_agent.images stores before it returns).
+            images=[ref.to_dict() for ref in images],
         )
         if new:
             # At debug: state.db records every arrival; the info line is the answer's.
             log.debug("inbound %d from %s chat %s", row.id, platform, chat_id)
             if self._phase == "running" and not self._stop_command(row):
-            # Already on disk (hermes_agent.images stores before it returns).
-            images=[ref.to_dict() for ref in images],
                 self._enqueue(row)
             # While the platforms start it stays pending: the resume at the end of
             # the start picks it up, in order with what an earlier run left.
@@ -507,6 +504,9 @@ class Gateway:
                 with_next_write=True,
             )
 
+        from hermes_agent.images import for_turn
+
+        prompt, pictures = for_turn(self.config, agent.provider.model, prompt, row.images)
         self._thinking.add(row.id)
         try:
             result = await agent.run(
@@ -514,9 +514,6 @@ class Gateway:
             )
             events.flush()
         except asyncio.CancelledError:
-        from hermes_agent.images import for_turn
-
-        prompt, pictures = for_turn(self.config, agent.provider.model, prompt, row.images)
             # Stopped before the answer: the next start finishes the turn (it stays
             # "processing", which tells the agent the message is in the history already).
             log.info("inbound %d interrupted by shutdown; answered after the next start", row.id)
