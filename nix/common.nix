@@ -167,13 +167,20 @@ in
   };
 
   # `prefix` names the option path in messages (services.hermes-agent).
-  assertions = prefix: cfg: lib.mapAttrsToList
-    (name: server: {
-      assertion = (server.command == null) != (server.url == null);
-      message = "${prefix}.mcpServers.${name}: set exactly one of `command` (a stdio server) and `url` (an HTTP server)"
-        + (if server.command == null then ", not neither." else ", not both.");
-    })
-    cfg.mcpServers;
+  assertions = prefix: cfg: lib.concatLists (lib.mapAttrsToList
+    (name: server: [
+      {
+        assertion = (server.command == null) != (server.url == null);
+        message = "${prefix}.mcpServers.${name}: set exactly one of `command` (a stdio server) and `url` (an HTTP server)"
+          + (if server.command == null then ", not neither." else ", not both.");
+      }
+      {
+        # The rule of hermes_agent.mcp.config.NAME_RE: the name becomes part of tool names.
+        assertion = builtins.match "[A-Za-z0-9][A-Za-z0-9_-]{0,39}" name != null && !lib.hasInfix "__" name;
+        message = "${prefix}.mcpServers.${name}: a server name is 1-40 letters, digits, '-' or '_' (no '__'), starting with a letter or digit (it becomes part of tool names).";
+      }
+    ])
+    cfg.mcpServers);
 
   warnings = prefix: cfg: lib.concatLists (lib.mapAttrsToList
     (name: server: lib.concatMap

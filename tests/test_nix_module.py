@@ -498,6 +498,23 @@ def test_mcp_server_needs_exactly_one_of_command_and_url(
     assert good["failedAssertions"] == []
 
 
+def test_mcp_server_names_follow_the_clients_rule(tmp_path: Path) -> None:
+    """The names hermes_agent.mcp.config accepts, checked at evaluation, not at service start."""
+    from hermes_agent.mcp.config import parse_server
+
+    names = ["gh", "docs-example", "a_b", "docs.example.com", "a__b", "-x", "x" * 41]
+    servers = " ".join(f'"{n}".url = "https://x/";' for n in names)
+    out = evaluate(tmp_path, ENABLE, f"{{ services.hermes-agent.mcpServers = {{ {servers} }}; }}")
+    refused = {
+        n
+        for n in names
+        if any(f"mcpServers.{n}: a server name" in m for m in out["failedAssertions"])
+    }
+    accepted_by_client = {n for n in names if parse_server(n, {"url": "https://x/"})[0] is not None}
+    assert refused == set(names) - accepted_by_client
+    assert refused == {"docs.example.com", "a__b", "-x", "x" * 41}
+
+
 def test_literal_credential_in_an_mcp_header_is_warned_about(tmp_path: Path) -> None:
     out = evaluate(
         tmp_path,
