@@ -729,6 +729,7 @@ class HermesAcp:
         """``$/cancel_request``: a prompt's request cancelled by id stops its turn."""
         request_id = params.get("requestId") if isinstance(params, dict) else None
         session = self.prompt_requests.get(request_id)
+        log.info("$/cancel_request %r: %s", request_id, "a prompt" if session else "nothing running")
         if session is not None:
             session.cancel()
 
