@@ -69,9 +69,11 @@ let
 
   applyArgs = "deploy apply ${specFile} --home ${hermesHome}";
 
-  # Units that install the secrets environmentFiles point at, when the system has them.
+  # Units that install the secrets environmentFiles point at, when the system
+  # has them (and has not disabled them): sops-nix and agenix define these
+  # with systemd.sysusers / userborn (sops-nix also with useSystemdActivation).
   secretsUnits = map (name: "${name}.service")
-    (builtins.filter (name: config.systemd.services ? ${name})
+    (builtins.filter (name: config.systemd.services ? ${name} && (config.systemd.services.${name}.enable or true))
       [ "sops-install-secrets" "agenix-install-secrets" ]);
 
   runtimePath = [ cfg.package pkgs.nodejs pkgs.git pkgs.ripgrep pkgs.openssh pkgs.ffmpeg pkgs.coreutils pkgs.bash ]

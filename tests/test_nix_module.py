@@ -610,6 +610,10 @@ def test_start_is_ordered_after_a_secrets_unit(tmp_path: Path) -> None:
     assert {"docker.service", "agenix-install-secrets.service"} <= set(
         container["service"]["after"]
     )
+    disabled = evaluate(
+        tmp_path, ENABLE, "{ systemd.services.sops-install-secrets.enable = false; }"
+    )
+    assert disabled["service"]["requires"] == []  # never Requires= a unit that is not written
 
 
 def test_managed_marker_agrees_with_the_cli(tmp_path: Path) -> None:
