@@ -43,6 +43,11 @@ let
     exec ${hermes} ${lib.escapeShellArgs gatewayArgs}
   '';
   serviceLog = "${cfg.home}/logs/gateway.service.log";
+
+  # sops-nix's and agenix's home-manager modules install secrets with these
+  # user units (Linux): start after them, so environmentFiles exist.
+  secretsUnits = map (name: "${name}.service")
+    (builtins.filter (name: config.systemd.user.services ? ${name}) [ "sops-nix" "agenix" ]);
 in
 {
   options.services.hermes-agent = common.options // {
@@ -103,8 +108,8 @@ in
       systemd.user.services.hermes-agent = {
         Unit = {
           Description = "hermes-agent gateway";
-          After = [ "network-online.target" ];
-          Wants = [ "network-online.target" ];
+          After = [ "network-online.target" ] ++ secretsUnits;
+          Wants = [ "network-online.target" ] ++ secretsUnits;
         };
         Service = {
           Type = "simple";

@@ -171,3 +171,16 @@ def test_docs_describe_the_home_manager_options(tmp_path: Path) -> None:
     top = {name.split(".")[2] for name in options}
     missing = [o for o in sorted(top) if f"`{o}`" not in section]
     assert missing == [], f"the home-manager section of docs/nixos.md does not name {missing}"
+
+
+def test_user_service_starts_after_the_secrets_units(tmp_path: Path) -> None:
+    plain = evaluate(tmp_path, ENABLE)
+    assert plain["systemd"]["Unit"]["After"] == ["network-online.target"]
+    with_secrets = evaluate(
+        tmp_path,
+        ENABLE,
+        '{ systemd.user.services.sops-nix.Unit.Description = "sops-nix"; '
+        'systemd.user.services.agenix.Unit.Description = "agenix"; }',
+    )
+    unit = with_secrets["systemd"]["Unit"]
+    assert {"sops-nix.service", "agenix.service"} <= set(unit["After"]) & set(unit["Wants"])
