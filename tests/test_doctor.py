@@ -397,3 +397,44 @@ def test_the_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+EVERYTHING = Path(__file__).parent / "peers" / "node_modules" / ".bin" / "mcp-server-everything"
+
+
+def _processes_running(path: Path) -> int:
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if str(path).encode() in cmdline.read_bytes():
+                count += 1
+    return count
+
+
+@pytest.mark.peer("mcp-server-everything")
+def test_mcp_servers_are_connected_for_a_moment_and_stopped(
+    hermes: Runner, hermes_home: Path
+) -> None:
+    if not EVERYTHING.exists():
+        pytest.skip("the MCP reference servers are not installed (tests/peers/install.sh)")
+    pytest.importorskip("mcp")
+    config = custom("http://127.0.0.1:9/v1")
+    config["mcp_servers"] = {
+        "everything": {"command": str(EVERYTHING), "args": ["stdio"]},
+        "quits": {"command": "false"},
+        "away": {"url": f"http://127.0.0.1:{free_port()}/mcp"},
+    }
+    write_home(hermes_home, config)
+    before = _processes_running(EVERYTHING)
+    # Network on (MCP servers are contacted); the provider on port 9 fails, as expected.
+    report = doctor(hermes, "--no-probe", "--timeout", "20")  # Ends when all settled.
+    checks = report["by_name"]
+    assert checks["mcp: everything"]["status"] == "ok", checks["mcp: everything"]
+    assert "ready, 13 tools" in checks["mcp: everything"]["summary"]
+    assert checks["mcp: quits"]["status"] == "fail"
+    assert "hermes logs mcp quits" in checks["mcp: quits"]["fix"]
+    assert checks["mcp: away"]["status"] in ("fail", "warn")
+    time.sleep(0.5)
+    assert _processes_running(EVERYTHING) == before  # Stopped again with the doctor.
+    offline = doctor(hermes, "--offline", "--no-probe")
+    assert not any(name.startswith("mcp: ") for name in offline["by_name"])

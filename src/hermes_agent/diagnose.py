@@ -783,12 +783,19 @@ def check_mcp_live(config: Config, budget: float) -> list[Finding]:
     manager = manager_module.Manager()
     try:
         scope = manager.global_scope(config, cwd)
+        # A server that failed is retried with backoff, and is "connecting" again in
+        # between: each server's first settled state is the answer.
+        settled: dict[str, Any] = {}
         deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
-            if all(st.state != "connecting" for st in scope.statuses()):
+        while True:
+            current = list(scope.statuses())
+            for st in current:
+                if st.state != "connecting":
+                    settled.setdefault(st.name, st)
+            if len(settled) == len(current) or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        statuses = list(scope.statuses())
+        statuses = [settled.get(st.name, st) for st in current]
     finally:
         manager.shutdown(timeout=3.0)
     findings = []

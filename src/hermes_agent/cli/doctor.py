@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +58,29 @@ def _seconds(text: str) -> float:
 _LABEL = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
+class _Cleaned:
+    """Writes each line through ``clean`` (the newline itself is kept)."""
+
+    def __init__(self, stream: Any, clean: Callable[[str], str]) -> None:
+        self.stream = stream
+        self.clean = clean
+
+    def write(self, text: str) -> None:
+        body = text[:-1] if text.endswith("\n") else text
+        self.stream.write(self.clean(body) + text[len(body) :])
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from hermes_agent import diagnose
+    from hermes_agent.logfiles import clean
 
     report = diagnose.run(network=not args.offline, timeout=args.timeout, probe=not args.no_probe)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return 0 if report.ok else 1
-    out = sys.stdout
+    # Findings can quote what a server said (an MCP server's exit reason): redacted
+    # already, and control characters are shown as \xNN, never sent to the terminal.
+    out = _Cleaned(sys.stdout, clean)
     out.write(f"hermes doctor: {report.home}\n")
     width = max(len(f.name) for f in report.findings)
     for finding in report.findings:

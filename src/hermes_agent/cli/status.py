@@ -41,6 +41,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from hermes_agent import status_report
     from hermes_agent.cli.common import load_config
     from hermes_agent.cron.schedule import job_zone, zone_name
+    from hermes_agent.logfiles import clean
     from hermes_agent.redact import redact
 
     config = load_config()
@@ -97,5 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{t.messages} messages, ${t.cost_usd:.4f}{basis}"
             + (f"; by source: {sources}" if sources else "")
         )
-    sys.stdout.write(redact("\n".join(out)) + "\n")
+    # Redacted, and control characters shown as \xNN: a platform's error text comes
+    # from a server hermes does not control.
+    sys.stdout.write(clean("\n".join(out)) + "\n")
     return 0
