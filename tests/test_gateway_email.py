@@ -457,3 +457,50 @@ def test_reply_subjects_are_not_stacked() -> None:
     assert reply_subject("RE: Trip plans") == "RE: Trip plans"
     assert reply_subject("AW:  Reise") == "AW: Reise"
     assert reply_subject("") == "Re: your message"
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def test_an_attached_image_reaches_the_model_as_an_image(
+    hermes_home: Path,
+    workdir: Path,
+    imap: Dovecot,
+    smtp: SMTPSink,
+    llm: ScriptedLLM,
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0)}  # GPS: must not reach the model.
+    Image.new("RGB", (800, 600), (120, 0, 120)).save(picture, "JPEG", exif=exif.tobytes())
+    llm.add(Reply("A purple photo."))
+    write_home(
+        hermes_home,
+        llm,
+        {"platforms": {"email": email_settings(imap, smtp)}},
+        {"EMAIL_PASSWORD": PASSWORD},
+        {"vision": "true"},
+    )
+    gateway = GatewayProcess(hermes_home, workdir)
+    try:
+        gateway.wait_for_log(r"email: watching INBOX")
+        message = mail("Holiday", "Where was this taken?")
+        message.add_attachment(picture.getvalue(), "image", "jpeg", filename="trip.jpg")
+        message.add_attachment(b"%PDF-1.4 ...", "application", "pdf", filename="ticket.pdf")
+        imap.append(AGENT, message)
+        smtp.wait_for(1)
+        user = [m for m in llm.requests[0].messages if m["role"] == "user"][-1]
+        text, image = user["content"]
+        assert "Where was this taken?" in text["text"]
+        assert "ticket.pdf" in text["text"] and "trip.jpg" not in text["text"]
+        data = base64.b64decode(image["image_url"]["url"].partition(",")[2])
+        with Image.open(io.BytesIO(data)) as received:
+            assert received.size == (800, 600) and not received.getexif()
+        assert gateway.terminate() == 0
+    finally:
+        gateway.kill()

@@ -60,6 +60,9 @@ MAX_PIXELS = 50_000_000
 STORE_MAX_SIDE = 4096
 #: JPEG quality of re-encoded photos.
 JPEG_QUALITY = 88
+#: Most images taken from one chat message or mail (the rest get a note): each costs a
+#: decode and, on every later call, part of the context.
+MAX_PER_MESSAGE = 10
 
 #: Decoders Pillow may use on untrusted input (its other plugins are never tried).
 _DECODERS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")

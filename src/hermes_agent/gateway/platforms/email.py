@@ -27,8 +27,10 @@ sending is ``smtplib`` in a worker thread.
 - **Replies** are plain text, ``Re: <subject>``, with ``In-Reply-To`` (the
   mail answered) and ``References`` (its references and its id), so mail
   clients thread them. What is read from a mail is its ``text/plain`` part
-  (else its HTML as text), without the quoted previous mail and signature;
-  attachments are named, not read.
+  (else its HTML as text), without the quoted previous mail and signature.
+  Attached images (``image/*`` parts) of an allowed sender are stored
+  (:mod:`hermes_agent.images`) before the mail is submitted and marked seen,
+  and shown to the model; other attachments are named, not read.
 - **Connection**: IDLE is renewed every five minutes (servers drop it after
   30), which also proves the connection alive; the watchdog reconnects when
   the server went silent for longer.
@@ -63,6 +65,7 @@ from hermes_agent.gateway.platforms.base import Platform, SendError
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
     from hermes_agent.gateway.runner import Gateway
+    from hermes_agent.images import ImageRef
 
 log = logging.getLogger("hermes_agent.gateway.email")
 
@@ -448,8 +451,11 @@ def strip_quoted(body: str) -> str:
     return text or body.strip()
 
 
-def mail_text(message: EmailMessage) -> str:
-    """What the sender wrote: the plain text part, else the HTML one as text; attachments named."""
+def mail_text(message: EmailMessage, *, images_shown: bool = False) -> str:
+    """What the sender wrote: the plain text part, else the HTML one as text; attachments named.
+
+    ``images_shown``: image attachments are left out of the names (the model sees them).
+    """
     body = ""
     part = message.get_body(preferencelist=("plain", "html"))
     if part is not None:
@@ -460,6 +466,8 @@ def mail_text(message: EmailMessage) -> str:
         body = body[:MAX_BODY_CHARS] + "\n[... the rest of this mail was cut]"
     names = []
     for attachment in message.iter_attachments():
+        if images_shown and attachment.get_content_maintype() == "image":
+            continue
         name = attachment.get_filename() or "unnamed"
         names.append(f"[attachment not read: {name} ({attachment.get_content_type()})]")
     return "\n\n".join(p for p in (body, "\n".join(names)) if p)
@@ -685,7 +693,12 @@ class EmailPlatform(Platform):
             in_reply_to = message_ids(message.get("In-Reply-To"))
             thread_id = (references or in_reply_to or [message_id])[0]
             subject = " ".join(str(message.get("Subject", "") or "").split())
-            text = mail_text(message)
+            # Images are read only for a sender the allow-list lets in (no stranger fills
+            # HERMES_HOME), and stored before the mail is submitted and marked seen.
+            allowed = self.gateway.access.allowed(self.name, self._configured(sender), sender)
+            notes, pictures = await self._images(message) if allowed else ([], [])
+            text = mail_text(message, images_shown=allowed)
+            text = "\n\n".join(p for p in (text, *notes) if p)
             if not references and not in_reply_to and subject:
                 text = f"Subject: {subject}\n\n{text}" if text else subject
             if not text:
@@ -702,7 +715,30 @@ class EmailPlatform(Platform):
             thread_id=thread_id,
             user_id=self._configured(sender),
             user_name=_display_name(message) or sender,
+            images=pictures,
         )
+
+    async def _images(self, message: EmailMessage) -> tuple[list[str], list[ImageRef]]:
+        """The mail's image attachments, stored: notes on those not taken, references."""
+        from hermes_agent import images
+
+        notes: list[str] = []
+        refs: list[ImageRef] = []
+        for attachment in message.iter_attachments():
+            if attachment.get_content_maintype() != "image":
+                continue
+            name = attachment.get_filename() or "unnamed"
+            if len(refs) >= images.MAX_PER_MESSAGE:
+                notes.append(f"[image {name} not shown: more than {images.MAX_PER_MESSAGE}]")
+                continue
+            try:
+                data = attachment.get_payload(decode=True)
+                if not isinstance(data, bytes):
+                    raise images.ImageError("it has no content")
+                refs.append(await asyncio.to_thread(images.ingest_bytes, data, name=name))
+            except images.ImageError as exc:
+                notes.append(f"[image {name} not shown: {exc}]")
+        return notes, refs
 
     def _ignore(self, message: EmailMessage, sender: str) -> str | None:
         if not sender or "@" not in sender:
@@ -734,6 +770,7 @@ class EmailPlatform(Platform):
         thread_id: str,
         user_id: str,
         user_name: str,
+        images: list[ImageRef] | None = None,
     ) -> bool:
         """Hand a mail to the gateway; False when it is stopping (the mail stays unread)."""
         from hermes_agent.gateway.platforms.base import GatewayClosedError
@@ -747,6 +784,7 @@ class EmailPlatform(Platform):
                 thread_id=thread_id,
                 user_id=user_id,
                 user_name=user_name,
+                images=images or [],
             )
         except GatewayClosedError:
             return False
