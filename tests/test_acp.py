@@ -318,3 +318,83 @@ def test_stdout_carries_only_the_protocol_and_bad_starts_fail_clearly(
     lines = [json.loads(line) for line in garbage.stdout.splitlines() if line.strip()]
     assert lines and all(line.get("jsonrpc") == "2.0" for line in lines)
     assert any(line.get("error", {}).get("code") == -32601 for line in lines)
+
+
+EVERYTHING = Path(__file__).parent / "peers" / "node_modules" / ".bin" / "mcp-server-everything"
+
+
+def tool_names(request: object) -> set[str]:
+    body = getattr(request, "body", {}) or {}
+    return {t["function"]["name"] for t in body.get("tools") or ()}
+
+
+@pytest.mark.peer("mcp-server-everything")
+@pytest.mark.skipif(not EVERYTHING.exists(), reason="tests/peers/install.sh has not run")
+def test_an_editors_stdio_mcp_server_serves_its_session_only(
+    hermes_home: Path, workspace: Path
+) -> None:
+    from acp.schema import McpServerStdio
+
+    steps = [
+        Reply(tool_calls=[("mcp__ev__echo", {"message": "from the editor"})]),
+        Reply("Echoed."),
+        Reply("No such tool here."),
+    ]
+    editor = Editor("yes")
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            server = McpServerStdio(name="ev", command=str(EVERYTHING), args=["stdio"], env=[])
+            mine = (await conn.new_session(cwd=str(workspace), mcp_servers=[server])).session_id
+            other = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=mine, prompt=[acp.text_block("echo it")])
+            finished = [u for u in editor.of("tool_call_update", mine) if u.status]
+            assert "Echo: from the editor" in finished[0].content[0].content.text
+            await conn.prompt(session_id=other, prompt=[acp.text_block("echo it too")])
+            await conn.close_session(session_id=mine)
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url, "mcp:\n  connect_wait: 30\n")
+        run(scenario())
+        requests = llm.requests
+    assert "mcp__ev__echo" in tool_names(requests[0])
+    assert not any(n.startswith("mcp__ev__") for n in tool_names(requests[2]))
+    assert "echo" in str(editor.permissions[0][0].title)
+
+
+def test_a_prompt_with_an_image_and_an_attached_file(hermes_home: Path, workspace: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(picture, format="PNG")
+    data = base64.b64encode(picture.getvalue()).decode()
+    attached = acp.resource_block(
+        acp.embedded_text_resource("file:///project/spec.md", "The spec says: be brief.")
+    )
+    editor = Editor()
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            blocks = [acp.text_block("What colour?"), acp.image_block(data, "image/png"), attached]
+            answer = await conn.prompt(session_id=sid, prompt=blocks)
+            assert answer.stop_reason == "end_turn"
+
+    with ScriptedLLM([Reply("Red.")]) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        config = (
+            (hermes_home / "config.yaml")
+            .read_text()
+            .replace("  default: test-model\n", "  default: test-model\n  vision: 'true'\n")
+        )
+        (hermes_home / "config.yaml").write_text(config)
+        run(scenario())
+        sent = llm.requests[0].messages[-1]
+    parts = sent["content"]
+    assert any(p.get("type") == "image_url" for p in parts), parts
+    text = " ".join(str(p.get("text", "")) for p in parts)
+    assert "What colour?" in text and "The spec says: be brief." in text
+    assert "file:///project/spec.md" in text

@@ -664,17 +664,44 @@ class HermesAcp:
     async def prompt(self, session_id: str, prompt: list[Any], **_: Any) -> Any:
         session = self._session(session_id)
         text = mapping.prompt_text(prompt)
-        if not text.strip():
+        images = self._images(prompt)
+        if not text.strip() and not images:
             raise RequestError.invalid_params({"prompt": "the prompt is empty"})
         request_id = REQUEST_ID.get()
         if request_id is not None:
             self.prompt_requests[request_id] = session
         try:
-            run = self._command(session, text)
+            run = self._command(session, text) if not images else None
+            if images:
+
+                async def run() -> Any:
+                    return await session.agent.run(text, images=images)
+
             return await session.prompt(text, run)
         finally:
             if request_id is not None:
                 self.prompt_requests.pop(request_id, None)
+
+    def _images(self, blocks: list[Any]) -> list[Any]:
+        """The prompt's images, checked, cleaned and stored like every image hermes takes."""
+        import base64
+        import binascii
+
+        from hermes_agent.images import ImageError, ingest_bytes
+
+        found: list[Any] = []
+        for index, block in enumerate(blocks):
+            if getattr(block, "type", None) != "image":
+                continue
+            try:
+                data = base64.b64decode(block.data, validate=True)
+                found.append(ingest_bytes(data, label=f"image {index + 1} of the prompt"))
+            except ImageError as exc:
+                raise RequestError.invalid_params({"prompt": str(exc)}) from None
+            except (binascii.Error, ValueError) as exc:
+                detail = f"an image is not base64: {exc}"
+                raise RequestError.invalid_params({"prompt": detail}) from None
+        return found
 
     def _command(self, session: AcpSession, text: str) -> Any:
         """A slash command from the shared table, run instead of a model turn (or None)."""
@@ -729,7 +756,8 @@ class HermesAcp:
         """``$/cancel_request``: a prompt's request cancelled by id stops its turn."""
         request_id = params.get("requestId") if isinstance(params, dict) else None
         session = self.prompt_requests.get(request_id)
-        log.info("$/cancel_request %r: %s", request_id, "a prompt" if session else "nothing running")
+        found = "a prompt" if session else "nothing running"
+        log.info("$/cancel_request %r: %s", request_id, found)
         if session is not None:
             session.cancel()
 

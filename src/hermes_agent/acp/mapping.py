@@ -158,8 +158,8 @@ def prompt_text(blocks: Sequence[Any]) -> str:
     """What the model reads for an editor's prompt.
 
     Text as it is; an embedded resource (a file the user attached) as its text
-    with its URI; a link as its URI; an image or audio as a note saying what
-    was attached (this agent's model connection carries text).
+    with its URI; a link as its URI; audio as a note. Images go to the model as
+    images (see ``HermesAcp._images``), not as text.
     """
     parts: list[str] = []
     for block in blocks:
@@ -176,12 +176,10 @@ def prompt_text(blocks: Sequence[Any]) -> str:
                 parts.append(f"[attached {resource.uri} ({mime}; its content is not text)]")
         elif kind == "resource_link":
             parts.append(f"[file: {block.uri}]")
-        elif kind in ("image", "audio"):
-            size = len(getattr(block, "data", "") or "") * 3 // 4
+        elif kind == "audio":
             parts.append(
-                f"[the user attached {'an image' if kind == 'image' else 'audio'} "
-                f"({block.mime_type}, about {size} bytes); this model connection carries "
-                "text only, so describe what you need from it in words]"
+                f"[the user attached audio ({block.mime_type}); hermes does not take audio, "
+                "so ask for what you need in words]"
             )
     return "".join(parts)
 

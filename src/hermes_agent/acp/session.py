@@ -426,5 +426,9 @@ def _request_error(error: BaseException) -> RequestError:
         return RequestError.auth_required({"details": message})
     if isinstance(error, ProviderError):
         return RequestError.internal_error({"details": f"the model call failed: {message}"})
+    from hermes_agent.errors import UsageError
+
+    if isinstance(error, UsageError):  # The prompt cannot be taken (an image to a blind model).
+        return RequestError.invalid_params({"details": message})
     log.error("turn failed", exc_info=error)
     return RequestError.internal_error({"details": message})
