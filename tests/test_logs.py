@@ -174,3 +174,20 @@ def test_follow_across_rotation_and_truncation_ends_cleanly_on_ctrl_c(
     positions = [content.index(text) for text in order]
     assert positions == sorted(positions), content
     assert "old 1" not in content
+
+
+def test_a_line_without_end_is_shown_in_bounded_pieces(tmp_path: Path) -> None:
+    from hermes_agent import logfiles
+
+    path = tmp_path / "huge.log"
+    path.write_bytes(b"")
+    fd = logfiles.open_log(path)
+    lines = logfiles.follow(path, fd, 0, poll=0.01)
+    with path.open("ab") as handle:
+        handle.write(b"x" * (logfiles.MAX_LINE_BYTES * 2 + 10))
+    first, second = next(lines), next(lines)
+    assert len(first) == len(second) == logfiles.MAX_LINE_BYTES
+    with path.open("ab") as handle:
+        handle.write(b"tail\n")
+    assert next(lines) == "x" * 10 + "tail"
+    lines.close()

@@ -33,6 +33,11 @@ DEFAULT_LINES = 50
 #: How often ``follow`` looks for new lines, in seconds.
 POLL_SECONDS = 0.2
 _BLOCK = 64 * 1024
+#: The most bytes a single shown line may hold; a longer one is shown in pieces. A log
+#: line can carry a chat message, and one without an end must not fill the memory.
+MAX_LINE_BYTES = 1024 * 1024
+#: The most bytes read backwards to find the last lines.
+MAX_TAIL_BYTES = 32 * 1024 * 1024
 # C0 and C1 controls except tab and newline, and DEL: shown as \xNN.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -102,12 +107,16 @@ def last_lines(fd: int, count: int) -> tuple[list[str], int]:
     end = os.fstat(fd).st_size
     if count <= 0:
         return [], end
-    data = b""
+    blocks: list[bytes] = []
     at = end
-    while at > 0 and data.count(b"\n") <= count:
+    newlines = 0
+    while at > 0 and newlines <= count and end - at < MAX_TAIL_BYTES:
         step = min(_BLOCK, at)
         at -= step
-        data = os.pread(fd, step, at) + data
+        block = os.pread(fd, step, at)
+        newlines += block.count(b"\n")
+        blocks.append(block)
+    data = b"".join(reversed(blocks))
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -140,6 +149,9 @@ def follow(
                 *complete, pending = pending.split(b"\n")
                 for line in complete:
                     yield line.decode("utf-8", "replace")
+                while len(pending) > MAX_LINE_BYTES:
+                    yield pending[:MAX_LINE_BYTES].decode("utf-8", "replace")
+                    pending = pending[MAX_LINE_BYTES:]
                 continue
             size = os.fstat(fd).st_size
             if size < offset:  # Truncated in place: start again from its beginning.
