@@ -99,3 +99,15 @@ def test_background_runs_in_a_session_of_its_own(start: Any, llm: ScriptedLLM) -
         assert db.messages(found[0].id)[-1]["content"] == "Background result."
     assert ask(gateway, "hi", user="a") == "Foreground."
     assert "count the files" not in str(llm.requests[1].messages)
+
+
+def test_a_chat_has_few_background_runs_at_once(start: Any, llm: ScriptedLLM) -> None:  # noqa: F811
+    from hermes_agent.gateway.chat_commands import MAX_BACKGROUND_PER_CHAT
+
+    llm.add(*[Hang(20) for _ in range(MAX_BACKGROUND_PER_CHAT)])
+    gateway = start()
+    for n in range(MAX_BACKGROUND_PER_CHAT):
+        assert ask(gateway, f"/background task {n}", user="a").startswith("Working on it")
+    refused = ask(gateway, "/background one more", user="a")
+    assert refused.startswith(f"{MAX_BACKGROUND_PER_CHAT} background tasks are already running")
+    assert ask(gateway, "/background for b", user="b").startswith("Working on it")  # Per chat.

@@ -28,6 +28,9 @@ NEW_SESSION_REPLY = (
 )
 NOTHING_TO_STOP = "Nothing is being answered in this chat right now."
 STOPPED = "Stopped."
+#: /background runs one chat may have going at once: each holds a model conversation,
+#: and a chat (whoever is in it) must not be able to queue work without bound.
+MAX_BACKGROUND_PER_CHAT = 3
 
 
 @dataclass
@@ -81,6 +84,11 @@ async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
     if name == "background":
         if not arg:
             return Outcome(reply=f"usage: {command.usage}")
+        if gateway.background_runs(row) >= MAX_BACKGROUND_PER_CHAT:
+            return Outcome(
+                reply=f"{MAX_BACKGROUND_PER_CHAT} background tasks are already running in this "
+                "chat; send it again when one is done."
+            )
         background = gateway.start_background(row, arg)
         return Outcome(
             reply=f"Working on it in the background (session {background}); "

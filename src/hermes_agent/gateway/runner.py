@@ -153,6 +153,8 @@ class Gateway:
         #: Inbound ids whose answer /stop cancelled, and those in the agent's hands.
         self._stopped: set[int] = set()
         self._thinking: set[int] = set()
+        #: /background runs going, per chat (each chat may have a few).
+        self._background_runs: dict[RouteKey, int] = {}
         #: The fallback_providers clients, shared like the model client.
         self._fallbacks: Any = None
         self._background: set[asyncio.Task[object]] = set()
@@ -375,8 +377,23 @@ class Gateway:
             cwd=str(self.cwd),
             title=f"background: {prompt[:50]}",
         )
-        self._spawn(self._background_turn(row, session_id, prompt))
+        key = (row.platform, row.chat_id, row.thread_id)
+        self._background_runs[key] = self._background_runs.get(key, 0) + 1
+
+        async def run() -> None:
+            try:
+                await self._background_turn(row, session_id, prompt)
+            finally:
+                left = self._background_runs.pop(key, 1) - 1
+                if left:
+                    self._background_runs[key] = left
+
+        self._spawn(run())
         return session_id
+
+    def background_runs(self, row: InboundMessage) -> int:
+        """How many /background runs ``row``'s chat has going."""
+        return self._background_runs.get((row.platform, row.chat_id, row.thread_id), 0)
 
     async def _background_turn(self, row: InboundMessage, session_id: str, prompt: str) -> None:
         from hermes_agent.agent.factory import build_agent
