@@ -1,15 +1,25 @@
-"""The flake's config-roundtrip check, run here with the development venv.
+"""The flake's checks, run here as far as they can be without building anything.
 
-`nix flake check` runs nix/checks/config_roundtrip.py against the built
-package; this runs the same script against `.venv/bin/hermes`, so the seven
-merge scenarios are known to pass before a machine with Nix sees them.
+`nix flake check` runs nix/checks/config_roundtrip.py, entry_points_sync.py and
+cli_commands.py against the built package; this runs the same scripts against
+`.venv/bin/hermes` (and against broken inputs, to show each can fail), and
+evaluates nix/checks.nix itself with stand-ins for nixpkgs: the guide's seven
+checks keep their names, `module-eval`'s assertions hold, and a drifted
+uv.lock makes it fail.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HERMES = Path(sys.executable).with_name("hermes")
@@ -121,3 +131,86 @@ def test_cli_commands_checks_names(tmp_path: Path) -> None:
     assert broken.returncode == 1
     missing = [line for line in broken.stderr.splitlines() if "missing command" in line]
     assert len(missing) == 2 and all("`hermes deploy " in line for line in missing), missing
+
+
+GUIDE_CHECKS = {
+    "package-contents",
+    "entry-points-sync",
+    "cli-commands",
+    "managed-guard",
+    "bundled-skills",
+    "config-drift",
+    "config-roundtrip",
+}
+
+
+def _eval_checks(tmp_path: Path, *, is_linux: bool, pyproject: str | None = None) -> Any:
+    """nix/checks.nix evaluated by tests/nix/eval-checks.nix over a copy of the Nix sources."""
+    raw = os.environ.get("HERMES_NIX_INPUTS")
+    if not raw:
+        pytest.skip(
+            "HERMES_NIX_INPUTS is not set (../shared/nix-inputs): cannot evaluate checks.nix"
+        )
+    nix = shutil.which("nix-instantiate")
+    if nix is None:
+        pytest.fail("nix-instantiate is not installed: run tests/peers/install.sh as root")
+    root = tmp_path / "src"
+    root.mkdir(parents=True)
+    shutil.copytree(ROOT / "nix", root / "nix")
+    shutil.copytree(ROOT / "tests" / "nix", root / "tests" / "nix")
+    shutil.copy(ROOT / "uv.lock", root / "uv.lock")
+    (root / "pyproject.toml").write_text(
+        pyproject if pyproject is not None else (ROOT / "pyproject.toml").read_text()
+    )
+    return subprocess.run(
+        [
+            nix,
+            "--eval",
+            "--strict",
+            "--json",
+            "--readonly-mode",
+            str(ROOT / "tests" / "nix" / "eval-checks.nix"),
+            "--arg",
+            "root",
+            str(root),
+            "--arg",
+            "inputsDir",
+            raw,
+            "--arg",
+            "isLinux",
+            "true" if is_linux else "false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_flake_checks_keep_the_guides_names_and_module_eval_holds(tmp_path: Path) -> None:
+    darwin = _eval_checks(tmp_path / "darwin", is_linux=False)
+    assert darwin.returncode == 0, darwin.stderr
+    scripts = json.loads(darwin.stdout)
+    assert set(scripts) == GUIDE_CHECKS | {"module-eval"}
+    linux = _eval_checks(tmp_path / "linux", is_linux=True)
+    assert linux.returncode == 0, linux.stderr
+    assert set(json.loads(linux.stdout)) == GUIDE_CHECKS | {"module-eval", "vm"}
+    # the honest checks run the scripts tested above, on pyproject.toml and the built bin/
+    assert re.search(
+        r"/nix/checks/entry_points_sync\.py \S+/pyproject\.toml \S+-hermes-agent/bin\n",
+        scripts["entry-points-sync"],
+    )
+    assert re.search(
+        r"/nix/checks/cli_commands\.py \S+-hermes-agent/bin/hermes\n", scripts["cli-commands"]
+    )
+    assert "--help" not in scripts["cli-commands"]
+    # module-eval ran its assertions (NixOS, home-manager, uv.lock) to produce this
+    assert json.loads(scripts["module-eval"])["ExecStart"].endswith("/bin/hermes gateway run")
+
+
+def test_module_eval_check_fails_on_a_drifted_lock(tmp_path: Path) -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    drifted = text.replace('"pyyaml>=6.0.1",', '"pyyaml>=6.0.1",\n    "leftpad>=1.0",', 1)
+    result = _eval_checks(tmp_path, is_linux=False, pyproject=drifted)
+    assert result.returncode != 0
+    assert "assertion" in result.stderr and "uvLock.problems" in result.stderr
