@@ -7,8 +7,9 @@ options the module sets, and fake derivations for `pkgs`. Nothing is built.
 The spec it renders is fed to the real `hermes deploy apply`, and the native
 unit is rendered to a file and scored by `systemd-analyze security --offline=true`.
 
-Without $HERMES_NIXPKGS_LIB every test here is reported SKIPPED (nixpkgs' lib
-is not vendored): that is not a pass.
+Without $HERMES_NIXPKGS_LIB (or $HERMES_NIX_INPUTS, the folder of pinned trees
+that scripts/test exports when ../shared/nix-inputs exists) every test here is
+reported SKIPPED (nixpkgs' lib is not vendored): that is not a pass.
 """
 
 from __future__ import annotations
