@@ -27,6 +27,8 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 
 MARK = Path(os.environ.get("MARK_DIR", "/tmp"))
+if os.environ.get("MARK_DIR"):
+    (MARK / f"server-{os.getpid()}.pid").write_text(str(os.getpid()))
 
 if os.environ.get("SLOW_START"):
     time.sleep(float(os.environ["SLOW_START"]))
@@ -85,7 +87,7 @@ async def mutate(ctx: Context) -> str:
 @server.tool(description="Start a helper that runs long (like servers that spawn workers).")
 def spawn() -> str:
     child = subprocess.Popen(["sleep", "1000"], start_new_session=False)
-    (MARK / "child.pid").write_text(str(child.pid))
+    (MARK / f"child-{child.pid}.pid").write_text(str(child.pid))
     return str(child.pid)
 
 
