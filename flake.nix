@@ -34,8 +34,10 @@
       # No x86_64-darwin: uv.lock's cryptography (50.x, a dependency of the
       # extras) publishes no Intel macOS wheel, so the wheel-only package set
       # cannot be built there (tests/test_nix_uv_lock.py checks each system).
+      # (The development shell, which installs with uv instead, is offered there too.)
       systems = [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ];
-      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+      forSystems = names: f: lib.genAttrs names (system: f nixpkgs.legacyPackages.${system});
+      forAllSystems = forSystems systems;
 
       # The Python environment, built from uv.lock (wheels where uv.lock has
       # them; hermes-agent itself from source with hatchling).
@@ -70,7 +72,7 @@
         };
       });
 
-      devShells = forAllSystems (pkgs: {
+      devShells = forSystems (systems ++ [ "x86_64-darwin" ]) (pkgs: {
         default = pkgs.mkShell {
           packages = [ pkgs.python311 pkgs.uv pkgs.nodejs_20 pkgs.ripgrep pkgs.git pkgs.openssh pkgs.ffmpeg ];
           env = {
