@@ -150,6 +150,12 @@ def test_flake_outputs_evaluate_with_the_pinned_trees(tmp_path: Path) -> None:
     assert attr_names("nixosModules") == ["default", "hermes-agent"]
     assert attr_names("homeManagerModules") == ["default", "hermes-agent"]
     assert attr_names("packages") == ["aarch64-darwin", "aarch64-linux", "x86_64-linux"]
+    assert attr_names("devShells") == [
+        "aarch64-darwin",
+        "aarch64-linux",
+        "x86_64-darwin",
+        "x86_64-linux",
+    ]
 
 
 def test_a_system_flake_on_another_release_follows_with_one_line(tmp_path: Path) -> None:
