@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 import pexpect
 import pytest
 
+from conftest import HERMES, clean_env
 from hermes_agent.agent import commands
 from hermes_agent.state.db import StateDB
 from peers.llm_server import Reply, ScriptedLLM
@@ -104,3 +106,11 @@ def test_retry_undo_personality_queue_background(hermes_home: Path, tmp_path: Pa
                 break
             time.sleep(0.05)
         assert background and background[0].message_count == 2
+    shown = subprocess.run(
+        [str(HERMES), "sessions", "show", main.id],
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.count("(undone)") == 4, shown.stdout

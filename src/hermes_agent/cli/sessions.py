@@ -328,7 +328,7 @@ def render_transcript(session: Session, records: list[StoredMessage]) -> str:
         if role == "tool":
             name = _result_name(message, names)
             label = f"tool {name}".rstrip()
-        flags = " (compacted)" if record.compacted else ""
+        flags = " (undone)" if record.undone else " (compacted)" if record.compacted else ""
         out += ["", f"── {label} · {short_time(record.created_at)}{flags} ──"]
         text = _text_of(message.get("content"))
         if role in ("tool", "system"):
@@ -444,7 +444,7 @@ def export_markdown(session: Session, records: list[StoredMessage]) -> str:
             if message.get("tool_call_id"):
                 heading += f" (`{message['tool_call_id']}`)"
         if record.compacted:
-            heading += " *(compacted)*"
+            heading += " *(undone)*" if record.undone else " *(compacted)*"
         out += ["", f"## {heading}", ""]
         text = _text_of(message.get("content"))
         if role == "tool":
@@ -477,6 +477,7 @@ def export_jsonl(session: Session, records: list[StoredMessage]) -> str:
                 "seq": record.seq,
                 "created_at": record.created_at,
                 "compacted": record.compacted,
+                "undone": record.undone,
                 "message": record.message,
             }
         )
