@@ -17,10 +17,13 @@ import acp
 from acp.schema import (
     AllowedOutcome,
     ClientCapabilities,
+    CreateTerminalResponse,
     DeniedOutcome,
     FileSystemCapabilities,
     ReadTextFileResponse,
     RequestPermissionResponse,
+    TerminalOutputResponse,
+    WaitForTerminalExitResponse,
     WriteTextFileResponse,
 )
 
@@ -51,6 +54,7 @@ class Editor:
         self.buffers: dict[str, str] = {}
         self.reads: list[str] = []
         self.changed = asyncio.Event()
+        self.terminals = {}
 
     async def session_update(self, session_id: str, update: Any, **_: Any) -> None:
         self.updates.append((session_id, update))
@@ -83,6 +87,48 @@ class Editor:
     ) -> WriteTextFileResponse:
         self.buffers[path] = content
         return WriteTextFileResponse()
+
+    # --- the editor's terminal (terminal/*) ------------------------------------------------
+
+    async def create_terminal(
+        self,
+        session_id: str,
+        command: str,
+        args: list[str] | None = None,
+        cwd: str | None = None,
+        **_: Any,
+    ) -> CreateTerminalResponse:
+        proc = await asyncio.create_subprocess_exec(
+            command,
+            *(args or []),
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        terminal_id = f"t{len(self.terminals) + 1}"
+        self.terminals[terminal_id] = {"proc": proc, "argv": [command, *(args or [])]}
+        return CreateTerminalResponse(terminal_id=terminal_id)
+
+    async def wait_for_terminal_exit(
+        self, session_id: str, terminal_id: str, **_: Any
+    ) -> WaitForTerminalExitResponse:
+        term = self.terminals[terminal_id]
+        term["output"] = (await term["proc"].stdout.read()).decode()
+        return WaitForTerminalExitResponse(exit_code=await term["proc"].wait())
+
+    async def terminal_output(
+        self, session_id: str, terminal_id: str, **_: Any
+    ) -> TerminalOutputResponse:
+        return TerminalOutputResponse(
+            output=self.terminals[terminal_id].get("output", ""), truncated=False
+        )
+
+    async def kill_terminal(self, session_id: str, terminal_id: str, **_: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.terminals[terminal_id]["proc"].kill()
+
+    async def release_terminal(self, session_id: str, terminal_id: str, **_: Any) -> None:
+        self.terminals[terminal_id]["released"] = True
 
     # --- what the tests look at ---------------------------------------------------------
 

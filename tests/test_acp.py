@@ -398,3 +398,39 @@ def test_a_prompt_with_an_image_and_an_attached_file(hermes_home: Path, workspac
     text = " ".join(str(p.get("text", "")) for p in parts)
     assert "What colour?" in text and "The spec says: be brief." in text
     assert "file:///project/spec.md" in text
+
+
+def test_the_editors_terminal_only_when_opted_in_and_still_behind_the_gate(
+    hermes_home: Path, workspace: Path
+) -> None:
+    from acp.schema import ClientCapabilities, FileSystemCapabilities
+
+    steps = [
+        Reply(tool_calls=[("terminal", {"command": "echo in-the-editor"})]),
+        Reply(tool_calls=[("terminal", {"command": "sudo -n true"})]),
+        Reply("Done."),
+    ]
+    editor = Editor("no")
+    caps = ClientCapabilities(fs=FileSystemCapabilities(), terminal=True)
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace, caps) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("run")])
+            shown = [
+                c
+                for u in editor.of("tool_call_update", sid)
+                for c in u.content or ()
+                if c.type == "terminal"
+            ]
+            assert shown and shown[0].terminal_id == "t1"
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url, "acp:\n  client_terminal: true\n")
+        run(scenario())
+        results = tool_results(llm, 2)
+    assert [t["argv"] for t in editor.terminals.values()] == [["bash", "-c", "echo in-the-editor"]]
+    assert all(t.get("released") for t in editor.terminals.values())
+    assert "in-the-editor" in results[0] and "in the editor's terminal" in results[0]
+    assert "denied by the user" in results[1], "the gate still decides"
+    assert len(editor.permissions) == 1

@@ -37,10 +37,14 @@ from acp.schema import (
     AvailableCommandInput,
     AvailableCommandsUpdate,
     ConfigOptionUpdate,
+    CreateTerminalRequest,
+    CreateTerminalResponse,
     CurrentModeUpdate,
     EnvVarAuthMethod,
     Implementation,
     InitializeResponse,
+    KillTerminalRequest,
+    KillTerminalResponse,
     ListSessionsResponse,
     LoadSessionResponse,
     LogoutCapabilities,
@@ -49,6 +53,8 @@ from acp.schema import (
     PromptCapabilities,
     ReadTextFileRequest,
     ReadTextFileResponse,
+    ReleaseTerminalRequest,
+    ReleaseTerminalResponse,
     RequestPermissionRequest,
     RequestPermissionResponse,
     ResumeSessionResponse,
@@ -66,8 +72,14 @@ from acp.schema import (
     SetSessionConfigOptionResponse,
     SetSessionModeResponse,
     TerminalAuthMethod,
+    TerminalOutputRequest,
+    TerminalOutputResponse,
+    TerminalToolCallContent,
     TextContentBlock,
+    ToolCallProgress,
     UnstructuredCommandInput,
+    WaitForTerminalExitRequest,
+    WaitForTerminalExitResponse,
     WriteTextFileRequest,
     WriteTextFileResponse,
 )
@@ -138,6 +150,88 @@ class ClientProxy:
             WriteTextFileRequest(session_id=session_id, path=path, content=content),
             WriteTextFileResponse,
         )
+
+
+class EditorTerminal:
+    """Runs the agent's foreground commands in the editor's own terminal (``terminal/*``).
+
+    Only with ``acp.client_terminal: true`` and an editor that offers terminals:
+    such a command runs outside hermes' kernel sandbox, so it is the user's
+    choice. It comes after the same approval gate (``terminal.runner`` is
+    consulted by the terminal tool once the command was approved).
+    """
+
+    def __init__(self, client: ClientProxy, session: AcpSession) -> None:
+        self.client = client
+        self.session = session
+
+    async def __call__(
+        self, command: str, timeout: float, max_chars: int
+    ) -> tuple[str, int | None, bool]:
+        conn, sid = self.client.conn, self.session.id
+        created = await request_model(
+            conn,
+            "terminal/create",
+            CreateTerminalRequest(
+                session_id=sid,
+                command="bash",
+                args=["-c", command],
+                cwd=self.session.cwd,
+                output_byte_limit=max_chars,
+            ),
+            CreateTerminalResponse,
+        )
+        terminal_id = created.terminal_id
+        call = self.session.events.current_call
+        if call is not None:
+            self.session.events.send(
+                ToolCallProgress(
+                    session_update="tool_call_update",
+                    tool_call_id=call,
+                    content=[TerminalToolCallContent(type="terminal", terminal_id=terminal_id)],
+                )
+            )
+        ids: dict[str, Any] = {"session_id": sid, "terminal_id": terminal_id}
+        timed_out = False
+        try:
+            try:
+                done = await asyncio.wait_for(
+                    request_model(
+                        conn,
+                        "terminal/wait_for_exit",
+                        WaitForTerminalExitRequest(**ids),
+                        WaitForTerminalExitResponse,
+                    ),
+                    timeout,
+                )
+                code = done.exit_code
+            except TimeoutError:
+                timed_out, code = True, None
+                await request_optional_model(
+                    conn, "terminal/kill", KillTerminalRequest(**ids), KillTerminalResponse
+                )
+            output = await request_model(
+                conn, "terminal/output", TerminalOutputRequest(**ids), TerminalOutputResponse
+            )
+            return output.output, code, timed_out
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    request_optional_model(
+                        conn, "terminal/kill", KillTerminalRequest(**ids), KillTerminalResponse
+                    )
+                )
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    request_optional_model(
+                        conn,
+                        "terminal/release",
+                        ReleaseTerminalRequest(**ids),
+                        ReleaseTerminalResponse,
+                    )
+                )
 
 
 class EditorFiles:
@@ -369,6 +463,10 @@ class HermesAcp:
         if read or write:
             state["files.editor"] = EditorFiles(self._client(), session.id, read=read, write=write)
         state["terminal.on_output"] = session.events.terminal_output
+        if bool(self.config.get("acp.client_terminal")) and bool(
+            getattr(self.client_capabilities, "terminal", False)
+        ):
+            state["terminal.runner"] = EditorTerminal(self._client(), session)
         state["files.review_writes"] = getattr(session, "mode", "") == "manual"
 
     def _mcp_scope(self, servers: Any, config: Config, cwd: str) -> Any:

@@ -65,6 +65,9 @@ STATE_KEY = "terminal.processes"
 DIR_KEY = "terminal.dir"
 #: ``ToolContext.state`` key: a callable that hears a foreground command's output live.
 OUTPUT_KEY = "terminal.on_output"
+#: ``ToolContext.state`` key: ``async (command, timeout, max_chars) -> (output, exit code,
+#: timed out)`` that runs foreground commands elsewhere (ACP with ``acp.client_terminal``).
+RUNNER_KEY = "terminal.runner"
 DOCKER_WORKDIR = "/workspace"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Za-z0-9]")
@@ -806,6 +809,19 @@ def _undone_note(undone: list[str]) -> str:
     )
 
 
+async def _run_elsewhere(runner: Any, command: str, timeout: int, max_chars: int) -> str:
+    """A foreground command run by ``terminal.runner`` (an editor's own terminal, which
+    the user opted into with ``acp.client_terminal``) after the same approval gate."""
+    output, code, timed_out = await runner(command, timeout, max_chars)
+    output = clean(output.encode("utf-8", "replace"))[-max_chars:]
+    if timed_out:
+        raise ToolError(f"timed out after {timeout} s: the command was stopped. Output:\n{output}")
+    if output and not output.endswith("\n"):
+        output += "\n"
+    footer = f"[{describe_exit(code)} · in the editor's terminal]"
+    return f"{output}{footer}" if output else f"(no output)\n{footer}"
+
+
 async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
     command = str(args["command"])
     if not command.strip():
@@ -819,6 +835,9 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
     from hermes_agent.safety.gate import approve_command
 
     await approve_command(command, ctx, purpose="background" if background else "terminal")
+    runner = ctx.state.get(RUNNER_KEY)
+    if runner is not None and not background:
+        return await _run_elsewhere(runner, command, timeout, max_chars)
     launch = plan(command, ctx)
     from hermes_agent import checkpoints
 
