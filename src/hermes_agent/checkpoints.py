@@ -55,7 +55,6 @@ import re
 import stat
 import subprocess
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +81,8 @@ _ATTRIBUTES = "* -text -eol -ident -filter -working-tree-encoding -merge -export
 #: A file changed this recently may change again within the clock's resolution: its
 #: stat data is not trusted next time (git's "racy" rule).
 _RACY_NS = 2_000_000_000
+#: More packs than this (one per snapshot with new content) and pruning rewrites them.
+_MAX_PACKS = 16
 #: Escaped in text shown from the workspace (diffs): control and bidi characters.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f\u202a-\u202e\u2066-\u2069]")
 #: Escaped in file names: those, line breaks and tabs, and undecodable bytes.
@@ -249,13 +250,80 @@ class _Dirs:
         self.fds.clear()
 
 
+class _BlobWriter:
+    """New file contents, streamed into one pack by ``git fast-import``: one process
+    per snapshot instead of one file per object (the first snapshot of a large
+    workspace writes thousands). The object ids are computed here, as git would."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.errors: Any = None
+
+    def add(self, data: bytes) -> str:
+        digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+        digest.update(data)
+        if self.proc is None:
+            import tempfile
+
+            self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by abort)
+            try:
+                self.proc = subprocess.Popen(
+                    self.store._argv("fast-import", "--quiet"),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=self.errors,
+                    cwd=self.store.workspace,
+                    env=self.store._env(),
+                )
+            except OSError as exc:
+                raise CheckpointError(f"git fast-import could not start: {exc}") from None
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(b"blob\ndata %d\n" % len(data))
+            self.proc.stdin.write(data)
+            self.proc.stdin.write(b"\n")
+        except BrokenPipeError:
+            self.finish()
+        return digest.hexdigest()
+
+    def finish(self) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        code = proc.wait()
+        if code != 0:
+            self.errors.seek(0)
+            lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            raise CheckpointError(
+                "git fast-import failed in the checkpoint repository: "
+                + shown(lines[-1] if lines else f"exit {code}")
+            )
+
+    def abort(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if self.errors is not None:
+            self.errors.close()
+            self.errors = None
+
+
 def _valid_path(path: str) -> bool:
+    """A relative path git may hold: no empty, ``.``, ``..`` or ``.git`` component."""
+    if not path or "\0" in path:
+        return False
     parts = path.split("/")
-    return (
-        bool(path)
-        and "\0" not in path
-        and all(p not in ("", ".", "..") and p.lower() != ".git" for p in parts)
-    )
+    if _BAD_PARTS.intersection(parts):
+        return False
+    return ".git" not in path.lower() or all(p.lower() != ".git" for p in parts)
+
+
+_BAD_PARTS = frozenset(("", ".", ".."))
 
 
 # --- the shadow repository -----------------------------------------------------------------
@@ -304,28 +372,7 @@ class Store:
         check: bool = True,
         init: bool = False,
     ) -> bytes:
-        where = [] if init else [f"--git-dir={self.git_dir}", f"--work-tree={self.workspace}"]
-        argv = [
-            "git",
-            *where,
-            "--literal-pathspecs",
-            "-c", "core.hooksPath=/dev/null",
-            "-c", "core.fsmonitor=false",
-            "-c", "core.untrackedCache=false",
-            "-c", "core.attributesFile=/dev/null",
-            "-c", "core.excludesFile=/dev/null",
-            "-c", "core.symlinks=true",
-            "-c", "core.autocrlf=false",
-            "-c", "core.quotePath=true",
-            "-c", "core.pager=cat",
-            "-c", "safe.directory=*",
-            "-c", "gc.auto=0",
-            "-c", "maintenance.auto=false",
-            "-c", "commit.gpgSign=false",
-            "-c", "diff.external=",
-            "-c", "protocol.allow=never",
-            *args,
-        ]  # fmt: skip
+        argv = self._argv(*args, init=init)
         try:
             done = subprocess.run(
                 argv,
@@ -348,6 +395,32 @@ class Store:
                 + shown(message[-1] if message else f"exit {done.returncode}")
             )
         return done.stdout
+
+    def _argv(self, *args: str, init: bool = False) -> list[str]:
+        """git with the hardened options: hooks, fsmonitor, global attributes and
+        excludes, external diff and transports all off."""
+        where = [] if init else [f"--git-dir={self.git_dir}", f"--work-tree={self.workspace}"]
+        return [
+            "git",
+            *where,
+            "--literal-pathspecs",
+            "-c", "core.hooksPath=/dev/null",
+            "-c", "core.fsmonitor=false",
+            "-c", "core.untrackedCache=false",
+            "-c", "core.attributesFile=/dev/null",
+            "-c", "core.excludesFile=/dev/null",
+            "-c", "core.symlinks=true",
+            "-c", "core.autocrlf=false",
+            "-c", "core.quotePath=true",
+            "-c", "core.pager=cat",
+            "-c", "safe.directory=*",
+            "-c", "gc.auto=0",
+            "-c", "maintenance.auto=false",
+            "-c", "commit.gpgSign=false",
+            "-c", "diff.external=",
+            "-c", "protocol.allow=never",
+            *args,
+        ]  # fmt: skip
 
     def exists(self) -> bool:
         return (self.git_dir / "HEAD").is_file()
@@ -411,44 +484,57 @@ class Store:
             raise CheckpointError("the workspace is HERMES_HOME itself: no checkpoints of it")
         return "" if rel == ".." or rel.startswith("../") else rel
 
-    def _load_cache(self) -> dict[str, list[Any]]:
+    # --- what is kept between snapshots ---------------------------------------------------
+    #
+    # hermes-stat.json: for every file seen, its stat data, object and mode (an unchanged
+    # file is not read again), and the stamp of the persistent index (hermes-index) that
+    # the same snapshot left, so the next one feeds git only what changed. Saved only with
+    # a checkpoint, so every object it names is reachable from the newest checkpoint,
+    # which pruning never removes.
+
+    @property
+    def _index_path(self) -> Path:
+        return self.git_dir / "hermes-index"
+
+    def _index_stamp(self) -> list[int] | None:
+        try:
+            st = os.stat(self._index_path)
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def _load_cache(self) -> tuple[dict[str, list[Any]], list[int] | None]:
         try:
             data = json.loads(self._stat_cache_path.read_text("utf-8"))
         except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            return {}, None
+        if not isinstance(data, dict) or data.get("v") != 2:
+            return {}, None
+        files, stamp = data.get("files"), data.get("index")
+        return (files if isinstance(files, dict) else {}), (
+            stamp if isinstance(stamp, list) else None
+        )
 
-    def _object_path(self, sha: str) -> Path:
-        return self.git_dir / "objects" / sha[:2] / sha[2:]
+    def _save_cache(self, files: dict[str, list[Any]]) -> None:
+        from hermes_agent.fsutil import atomic_write
 
-    def _store_blob(self, data: bytes) -> str:
-        header = b"blob %d\0" % len(data)
-        sha = hashlib.sha1(header + data, usedforsecurity=False).hexdigest()
-        target = self._object_path(sha)
-        if target.exists():
-            return sha
-        target.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = target.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
-        compressed = zlib.compress(header + data, 1)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o444)
-        try:
-            view = memoryview(compressed)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        return sha
+        record = {"v": 2, "index": self._index_stamp(), "files": files}
+        text = json.dumps(record, separators=(",", ":"), check_circular=False)
+        atomic_write(self._stat_cache_path, text, mode=0o600)
+
+    def _drop_cache(self) -> None:
+        for path in (self._stat_cache_path, self._index_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def _scan(
-        self,
-        paths: Sequence[str],
-        *,
-        extra: Sequence[str] = (),
-    ) -> tuple[dict[str, Entry], dict[str, list[Any]], list[str], int]:
-        """Hash the workspace's files; returns entries, the new stat cache, notes and the
-        bytes hashed anew."""
-        cache = self._load_cache()
+        self, paths: Sequence[str], cache: dict[str, list[Any]], budget: float
+    ) -> tuple[dict[str, Entry] | None, dict[str, list[Any]], list[str], int]:
+        """Hash the workspace's files, streaming new content into the repository.
+
+        Returns the entries (None when the new content exceeds ``budget`` bytes: the
+        scan stops there), the new stat cache, notes and the bytes read anew.
+        """
         new_cache: dict[str, list[Any]] = {}
         entries: dict[str, Entry] = {}
         too_big: list[str] = []
@@ -456,9 +542,10 @@ class Store:
         max_file = int(self.limits.max_file_mb * 1024 * 1024)
         fresh_bytes = 0
         now_ns = time.time_ns()
+        writer = _BlobWriter(self)
         dirs = _Dirs(self.workspace)
         try:
-            for path in dict.fromkeys([*paths, *extra]):
+            for path in paths:
                 if path.endswith("/"):
                     nested.append(path)
                     continue
@@ -472,21 +559,15 @@ class Store:
                     continue  # Gone, or a link on the way: nothing of ours to keep.
                 key = [st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
                 known = cache.get(path)
-                if (
-                    known
-                    and known[:5] == key
-                    and isinstance(known[5], str)
-                    and self._object_path(known[5]).exists()
-                ):
-                    entries[path] = Entry(str(known[6]), known[5])
+                if known and known[:5] == key and len(known) == 7:
+                    entries[path] = Entry(str(known[6]), str(known[5]))
                     new_cache[path] = known
                     continue
                 if stat.S_ISLNK(st.st_mode):
                     try:
-                        target = os.readlink(name, dir_fd=dir_fd)
+                        data = os.fsencode(os.readlink(name, dir_fd=dir_fd))
                     except OSError:
                         continue
-                    data = os.fsencode(target)
                     mode = MODE_LINK
                 elif stat.S_ISREG(st.st_mode):
                     if st.st_size > max_file:
@@ -501,11 +582,17 @@ class Store:
                 else:
                     continue  # FIFOs, sockets, devices: not content.
                 fresh_bytes += len(data)
-                sha = self._store_blob(data)
+                if fresh_bytes > budget:
+                    writer.abort()
+                    return None, {}, [], fresh_bytes
+                sha = writer.add(data)
                 entries[path] = Entry(mode, sha)
-                if now_ns - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
-                    new_cache[path] = [*key, sha, mode]
+                if now_ns - max(st.st_mtime_ns, st.st_ctime_ns) <= _RACY_NS:
+                    key = [0, 0, 0, 0, 0]  # May change again unseen: read it next time.
+                new_cache[path] = [*key, sha, mode]
+            writer.finish()
         finally:
+            writer.abort()
             dirs.close()
         notes = []
         if too_big:
@@ -546,25 +633,33 @@ class Store:
         finally:
             os.close(fd)
 
-    def _write_tree(self, entries: dict[str, Entry]) -> str:
-        index = str(self.git_dir / f"hermes-index-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(index)
-        lines = b"".join(
-            f"{e.mode} {e.sha}\t".encode() + os.fsencode(p) + b"\0"
-            for p, e in sorted(entries.items())
-        )
-        try:
-            self._git("update-index", "-z", "--index-info", data=lines, index=index)
-            return self._git("write-tree", index=index).decode().strip()
-        finally:
+    def _write_tree(
+        self, entries: dict[str, Entry], before: dict[str, list[Any]] | None, index: Path
+    ) -> str:
+        """The tree of ``entries``: only what changed since ``before`` (what ``index``
+        holds) is given to git; None for ``before`` builds the index afresh."""
+        if before is None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(index)
+                index.unlink()
+            before = {}
+        lines = []
+        for path, entry in entries.items():
+            was = before.get(path)
+            if not was or len(was) != 7 or was[5] != entry.sha or was[6] != entry.mode:
+                lines.append(f"{entry.mode} {entry.sha}\t".encode() + os.fsencode(path) + b"\0")
+        for path in before:
+            if path not in entries:
+                lines.append(b"0 " + b"0" * 40 + b"\t" + os.fsencode(path) + b"\0")
+        if lines or not index.exists():
+            self._git("update-index", "-z", "--index-info", data=b"".join(lines), index=str(index))
+        return self._git("write-tree", index=str(index)).decode().strip()
 
     def _tree_now(
-        self, extra: Sequence[str] = ()
+        self, extra: Sequence[str] = (), *, persist: bool = False
     ) -> tuple[str | None, dict[str, list[Any]], list[str]]:
-        """The workspace as a tree (objects stored), or None with the reason in the notes."""
+        """The workspace as a tree (its objects stored), or None with the reason in the
+        notes. ``persist``: through the persistent index (a snapshot); otherwise through
+        a temporary one, leaving the kept state alone (a diff, a restore's plan)."""
         paths = self._candidates()
         limits = self.limits
         if len(paths) > limits.max_files:
@@ -577,19 +672,38 @@ class Store:
                     "ignore rules (.gitignore) or raise the limit"
                 ],
             )
+        if extra:
+            paths = list(dict.fromkeys([*paths, *extra]))
         budget = limits.max_total_mb * 1024 * 1024
-        entries, cache, notes, fresh = self._scan(paths, extra=extra)
-        if fresh > budget:
-            return (
-                None,
-                {},
-                [
-                    f"checkpoint skipped: {fresh / 1048576:,.0f} MB of new content, more than "
-                    f"checkpoints.max_total_mb ({limits.max_total_mb:g} MB)",
-                    *notes,
-                ],
-            )
-        return self._write_tree(entries), cache, notes
+        for attempt in (1, 2):
+            cache, stamp = self._load_cache()
+            entries, files, notes, _ = self._scan(paths, cache, budget)
+            if entries is None:
+                return (
+                    None,
+                    {},
+                    [
+                        f"checkpoint skipped: more than {limits.max_total_mb:g} MB of new "
+                        "content (checkpoints.max_total_mb)",
+                    ],
+                )
+            if persist:
+                index = self._index_path
+                before = cache if stamp is not None and stamp == self._index_stamp() else None
+            else:
+                index = self.git_dir / f"hermes-index-{os.getpid()}"
+                before = None
+            try:
+                return self._write_tree(entries, before, index), files, notes
+            except CheckpointError:
+                if attempt == 2:
+                    raise
+                self._drop_cache()  # An object it named is gone: read everything again.
+            finally:
+                if not persist:
+                    with contextlib.suppress(FileNotFoundError):
+                        index.unlink()
+        raise AssertionError("unreachable")
 
     def snapshot(
         self,
@@ -616,14 +730,12 @@ class Store:
         extra: Sequence[str] = (),
         prune: bool = True,
     ) -> Snapshot:
-        tree, cache, notes = self._tree_now(extra)
+        tree, files, notes = self._tree_now(extra, persist=True)
         if tree is None:
             return Snapshot(None, False, notes)
         listed = self._list()
-        from hermes_agent.fsutil import atomic_write
-
-        atomic_write(self._stat_cache_path, json.dumps(cache), mode=0o600)
         if listed and listed[0].tree == tree:
+            self._save_cache(files)
             return Snapshot(listed[0], False, notes)
         from hermes_agent.redact import redact
 
@@ -634,6 +746,7 @@ class Store:
         commit = self._git("commit-tree", tree, data=message.encode()).decode().strip()
         seq = (listed[0].seq + 1) if listed else 1
         self._git("update-ref", f"{REF_PREFIX}{seq:010d}", commit, "")
+        self._save_cache(files)
         checkpoint = Checkpoint(
             seq, commit, tree, time.time(), reason, session, turn, tuple(skipped)
         )
@@ -955,12 +1068,16 @@ class Store:
         if not self.exists():
             return 0
         with self.locked():
-            return self._prune(
+            removed = self._prune(
                 self.limits.keep if keep is None else keep,
                 self.limits.max_age_days if max_age_days is None else max_age_days,
+                objects=True,
             )
+            if not removed:
+                self._drop_objects()  # Left over by earlier prunes, or by a restore's plan.
+            return removed
 
-    def _prune(self, keep: int, max_age_days: float) -> int:
+    def _prune(self, keep: int, max_age_days: float, *, objects: bool = False) -> int:
         listed = self._list()
         cutoff = time.time() - max_age_days * 86400 if max_age_days > 0 else None
         gone = [
@@ -972,8 +1089,16 @@ class Store:
             return 0
         commands = "".join(f"delete {REF_PREFIX}{c.seq:010d} {c.commit}\n" for c in gone)
         self._git("update-ref", "--stdin", data=commands.encode())
-        self._git("prune", "--expire=now")
+        packs = self.git_dir / "objects" / "pack"
+        if objects or (packs.is_dir() and len(list(packs.glob("*.pack"))) > _MAX_PACKS):
+            self._drop_objects()
         return len(gone)
+
+    def _drop_objects(self) -> None:
+        """Delete the objects no checkpoint needs any more (one pack is rewritten, so
+        this is done when packs pile up or on `hermes checkpoints prune`)."""
+        self._git("repack", "-a", "-d", "-q")
+        self._git("prune", "--expire=now")
 
 
 def _few(paths: Sequence[str], limit: int = 5) -> str:
