@@ -15,12 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 import yaml
 
 from conftest import HERMES, Runner, clean_env
 from helpers import assert_clean_failure
 from peers.aimock import Aimock
+from peers.llm_server import Reply, ScriptedLLM
+from test_chat_cli import PROMPT, spawn_chat
 from test_mcp_client import EVERYTHING, MISBEHAVING, http_everything  # noqa: F401
 
 pytestmark = [
@@ -295,3 +298,35 @@ def test_status_tool_reports_failures_to_the_model(
     assert "broken: failed" in tools["mcp_servers"]["description"]
     assert json.dumps(tools["mcp_servers"]["parameters"]) == '{"type": "object", "properties": {}}'
     assert os.environ.get("HERMES_HOME") == str(hermes_home)
+
+
+@pytest.mark.peer("scripted")
+def test_repl_mcp_commands_and_prompts(hermes_home: Path, tmp_path: Path) -> None:
+    write_config(
+        hermes_home,
+        tmp_path,
+        {"ev": {"command": str(EVERYTHING), "args": ["stdio"], "approval": "auto"}},
+    )
+    with ScriptedLLM([Reply("Prompt answered.")]) as llm:
+        child = spawn_chat(hermes_home, tmp_path, llm.openai_base_url)
+        child.expect_exact(PROMPT)
+        deadline = time.monotonic() + 60
+        while True:
+            child.sendline("/mcp")
+            if child.expect_exact(["ev: ready (13 tools)", "ev: connecting"]) == 0:
+                break
+            assert time.monotonic() < deadline
+            child.expect_exact(PROMPT)
+            time.sleep(0.3)
+        child.expect_exact("/ev:simple-prompt")
+        child.expect_exact(PROMPT)
+        child.sendline("/ev:simple-prompt")
+        child.expect_exact("Prompt answered.")
+        child.expect_exact(PROMPT)
+        child.sendline("/reload-mcp")
+        child.expect_exact("reconnecting the MCP servers")
+        child.expect_exact(PROMPT)
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        sent = llm.requests[0].body["messages"]
+    assert "This is a simple prompt without arguments." in sent[-1]["content"]

@@ -68,6 +68,8 @@ COMMANDS: tuple[Command, ...] = (
     _c("tools", "", "the tools the agent can use", CHAT),
     _c("rollback", "[N]", "undo the workspace changes since checkpoint N (1 = this turn)", CHAT),
     _c("image", "FILE", "attach an image (a path, or a dropped file) to your next message", CHAT),
+    _c("mcp", "[trust NAME]", "MCP servers, their state and prompts (/SERVER:PROMPT)", CHAT),
+    _c("reload-mcp", "", "reconnect the MCP servers (after editing mcp_servers)", CHAT),
     _c("usage", "", "tokens and cost of this session", CHAT, GATEWAY, ACP),
     _c("compress", "", "summarise older messages now to free context", CHAT, ACP),
     _c("title", "TEXT", "name this session", CHAT),

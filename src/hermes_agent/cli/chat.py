@@ -452,9 +452,13 @@ class Repl:
 
         parsed = commands.parse(line)
         name, rest = parsed if parsed is not None else (line[1:].split(" ", 1)[0], "")
+        if ":" in name and await self.mcp_prompt(line):  # /SERVER:PROMPT of an MCP server.
+            return None
         command = commands.lookup(name, commands.CHAT)
         handler: Callable[[str], Coroutine[Any, Any, str | None]] | None = (
-            getattr(self, f"cmd_{command.name}", None) if command is not None else None
+            getattr(self, f"cmd_{command.name.replace('-', '_')}", None)
+            if command is not None
+            else None
         )
         if handler is None:
             self.console.print(f"unknown command /{name}; /help lists them", markup=False)
@@ -484,6 +488,94 @@ class Repl:
         self.console.print(
             f"🖼 attached {ref.describe()}; it goes with your next message", markup=False
         )
+
+    def _mcp_scope(self) -> Any:
+        from hermes_agent.mcp.config import any_enabled
+
+        if not any_enabled(self.setup.config):
+            return None
+        from hermes_agent.mcp.manager import scope_for
+
+        return scope_for(self.setup.config, self.setup.cwd)
+
+    async def cmd_mcp(self, arg: str) -> None:
+        """The servers and their state; ``/mcp trust NAME`` approves changed tools."""
+        scope = self._mcp_scope()
+        if scope is None:
+            self.console.print("no MCP servers configured (hermes mcp add ...)", markup=False)
+            return
+        words = arg.split()
+        if words[:1] == ["trust"] and len(words) == 2:
+            from hermes_agent.mcp import pins
+            from hermes_agent.mcp.tools import held_tools
+
+            connection = scope.find(words[1])
+            if connection is None:
+                raise UsageError(f"no MCP server named {words[1]!r}")
+            held = [t for t in connection.tools if t.name in held_tools(connection)]
+            for tool in held:
+                shown = " ".join((tool.description or "").split())[:300]
+                self.console.print(f"{tool.name} now says: {shown}", markup=False)
+            if held:
+                pins.pin(connection.server.name, held)
+            self.console.print(
+                f"approved: {', '.join(t.name for t in held)}" if held else "nothing held",
+                markup=False,
+            )
+            return
+        from hermes_agent.mcp.tools import status_text
+
+        self.console.print(status_text(scope), markup=False)
+        for connection in scope.connections:
+            for prompt in connection.prompts:
+                about = " ".join((prompt.description or "").split())[:80]
+                self.console.print(
+                    f"  /{connection.server.name}:{prompt.name}  {about}", markup=False
+                )
+
+    async def cmd_reload_mcp(self, _: str) -> None:
+        """Reload config.yaml's mcp_servers and reconnect every server now."""
+        from hermes_agent.cli.common import load_config as reload_config
+
+        self.setup.config = reload_config()
+        if self.agent is not None:
+            self.agent.config = self.setup.config
+        scope = self._mcp_scope()
+        if scope is None:
+            self.console.print("no MCP servers configured", markup=False)
+            return
+        scope.manager.reload()
+        if self.agent is not None:
+            self.agent.tool_source = scope
+        self.console.print("reconnecting the MCP servers; /mcp shows their state", markup=False)
+
+    async def mcp_prompt(self, line: str) -> bool:
+        """``/SERVER:PROMPT [ARG | key=value ...]``: an MCP prompt, sent as your message."""
+        scope = self._mcp_scope()
+        head, _, rest = line[1:].partition(" ")
+        server, _, name = head.partition(":")
+        connection = scope.find(server) if scope is not None else None
+        prompt = next(
+            (p for p in (connection.prompts if connection else []) if p.name == name), None
+        )
+        if connection is None or prompt is None:
+            return False
+        from hermes_agent.mcp.tools import _call, prompt_text
+
+        arguments: dict[str, str] = {}
+        declared = [a.name for a in prompt.arguments or []]
+        pairs = [w.partition("=") for w in rest.split()]
+        if rest and all(sep for _, sep, _ in pairs):
+            arguments = {k: v for k, _, v in pairs}
+        elif rest and declared:
+            arguments = {declared[0]: rest.strip()}
+        try:
+            got = await _call(scope, connection.get_prompt(name, arguments), server)
+        except Exception as exc:
+            self.console.print(f"[red]{_shown(exc)}[/]")
+            return True
+        await self.turn(prompt_text(got))
+        return True
 
     async def cmd_help(self, _: str) -> None:
         from hermes_agent.agent import commands
