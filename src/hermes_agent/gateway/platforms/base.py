@@ -231,9 +231,12 @@ class Platform:
             self.set_connection_state("connected")
 
     def mark_started(self) -> None:
-        """After :meth:`start`: a supervised connection is ``connecting`` until it shows
-        life (or runs :data:`_SETTLED_SECONDS` without failing); a platform that only
-        listens (the HTTP API, webhooks) is ``connected`` once started."""
+        """Record the state after :meth:`start` returned.
+
+        A supervised connection is ``connecting`` until it shows life (or runs
+        :data:`_SETTLED_SECONDS` without failing); a platform that only listens
+        (the HTTP API, webhooks) is ``connected`` once started.
+        """
         if self.connection_state != "reconnecting":
             self.set_connection_state("connecting" if self._tasks else "connected")
 
