@@ -54,7 +54,8 @@ let
 
   spec = common.renderSpec cfg // {
     version = 1;
-    manager = "nixos";
+    # `manager` is left at its default, "nixos", so a hermes package older than
+    # this module (which does not know the key) still applies the spec.
     inherit (cfg) stateDir workingDirectory authFileForceOverwrite;
     configFile = renderPath cfg.configFile;
     authFile = renderPath cfg.authFile;
