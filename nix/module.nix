@@ -329,7 +329,6 @@ in
           assertion = cfg.container.enable || !(lib.any (p: lib.hasPrefix "/home/" p || lib.hasPrefix "/root/" p) writablePaths);
           message = "services.hermes-agent: stateDir and workingDirectory must not be under /home or /root (the service runs with ProtectHome=true).";
         }
-
       ] ++ common.assertions "services.hermes-agent" cfg;
 
       warnings = lib.optional (cfg.configFile != null && (cfg.settings != { } || cfg.mcpServers != { }))
