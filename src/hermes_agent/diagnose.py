@@ -12,8 +12,9 @@ Rules the checks follow:
   every text leaving :func:`run` passes redaction anyway (a provider's error
   body may quote what it was sent).
 - Nothing is repaired or created: state.db is opened read-only (no
-  migration, no index rebuild), HERMES_HOME is not created, no file is
-  written. A diagnosis must not change what it diagnoses.
+  migration, no index rebuild), HERMES_HOME is not created, no file of
+  hermes' is written. A diagnosis must not change what it diagnoses. (MCP
+  servers started for their check write their own logs, as in any session.)
 - Network checks are the cheapest call each service has (``GET /models``)
   with a short timeout, all at once in threads, under one deadline;
   ``network=False`` skips them and says so.
