@@ -376,7 +376,7 @@ def test_thresholds_of_the_disk_check(monkeypatch: pytest.MonkeyPatch, hermes_ho
 
 
 def test_doctor_creates_and_changes_nothing(hermes: Runner, hermes_home: Path) -> None:
-    result = hermes("doctor", "--offline", "--no-probe")
+    result = hermes("doctor", "--offline")  # The sandbox probe included.
     assert result.returncode == 1  # No key for the default provider.
     assert not hermes_home.exists()
     assert "does not exist yet" in result.stdout
