@@ -314,6 +314,7 @@ class HermesAcp:
 
         self.client_capabilities = client_capabilities
         log.info("initialize: client %s, protocol %s", client_info, protocol_version)
+        self._prewarm()
         key_env = self._key_env()
         auth: list[Any] = []
         if key_env:
@@ -352,6 +353,27 @@ class HermesAcp:
             auth_methods=auth,
             agent_info=Implementation(name="hermes-agent", title="Hermes", version=__version__),
         )
+
+    def _prewarm(self) -> None:
+        """Import the tools and the provider SDK in the background while the editor opens
+        its session (the chat does the same while the user types): the first prompt then
+        does not wait for a second or so of imports."""
+        import importlib
+        import threading
+
+        from hermes_agent.providers.catalog import PROVIDERS
+        from hermes_agent.tools.registry import TOOL_MODULES
+
+        info = PROVIDERS.get(str(self.config.get("model.provider")))
+        module = "anthropic_provider" if info is not None and info.wire == "anthropic" else ""
+        names = [*TOOL_MODULES, f"hermes_agent.providers.{module or 'openai_compat'}", "jsonschema"]
+
+        def load() -> None:
+            for name in names:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+
+        threading.Thread(target=load, name="acp-prewarm", daemon=True).start()
 
     def _key_env(self) -> str:
         from hermes_agent.providers.catalog import PROVIDERS
