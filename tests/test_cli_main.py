@@ -22,6 +22,7 @@ def test_help_lists_only_commands_that_exist(hermes: Runner) -> None:
     assert listed == [
         "chat",
         "gateway",
+        "acp",
         "setup",
         "config",
         "sessions",
