@@ -434,3 +434,39 @@ def test_the_editors_terminal_only_when_opted_in_and_still_behind_the_gate(
     assert "in-the-editor" in results[0] and "in the editor's terminal" in results[0]
     assert "denied by the user" in results[1], "the gate still decides"
     assert len(editor.permissions) == 1
+
+
+def test_auth_required_until_the_key_is_set_then_authenticate(
+    hermes_home: Path, workspace: Path
+) -> None:
+    import os
+
+    editor = Editor()
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            methods = {m.id: m for m in conn.init.auth_methods}
+            assert methods["provider-key"].vars[0].name == "OPENAI_API_KEY"
+            assert methods["hermes-setup"].args == ["--setup"]
+            with pytest.raises(acp.RequestError) as refused:
+                await conn.new_session(cwd=str(workspace))
+            assert refused.value.code == -32000
+            with pytest.raises(acp.RequestError):
+                await conn.authenticate(method_id="provider-key")
+            env = hermes_home / ".env"
+            env.write_text("OPENAI_API_KEY=sk-test-acp-0123456789\n")
+            os.chmod(env, 0o600)
+            await conn.authenticate(method_id="provider-key")
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            answer = await conn.prompt(session_id=sid, prompt=[acp.text_block("hi")])
+            assert answer.stop_reason == "end_turn"
+
+    with ScriptedLLM([Reply("Signed in.")]) as llm:
+        hermes_home.mkdir()
+        (hermes_home / "config.yaml").write_text(
+            f"model:\n  provider: openai\n  base_url: {llm.openai_base_url}\n"
+            "  default: test-model\n"
+        )
+        run(scenario())
+        assert llm.requests[0].headers.get("authorization") == "Bearer sk-test-acp-0123456789"
+    assert "sk-test-acp" not in (hermes_home / "logs" / "acp.log").read_text()
