@@ -107,6 +107,19 @@ _HTTP_TIMEOUT = 30.0
 Authorizer = Callable[[str], Awaitable[AuthorizationCodeResult]]
 
 
+GRANTS = ("authorization_code", "client_credentials", "identity_assertion")
+IDENTITY_ASSERTION_NEEDS = (
+    "client_id",
+    "client_secret",
+    "issuer",
+    "idp_token_endpoint",
+    "id_token",
+)
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
+
+
 class OAuthLoginRequired(HermesError):
     """The server needs a login (or more scope) and nobody is there to give it."""
 
@@ -132,6 +145,14 @@ class OAuthSettings:
     private_key: str | None = None
     signing_algorithm: str = "RS256"
     token_endpoint_auth_method: str | None = None
+    #: For ``grant: identity_assertion`` (SEP-990, enterprise-managed): the MCP
+    #: authorization server's issuer, and the identity provider that turns the
+    #: user's ID token into an ID-JAG (RFC 8693 token exchange).
+    issuer: str | None = None
+    idp_token_endpoint: str | None = None
+    idp_client_id: str | None = None
+    idp_client_secret: str | None = None
+    id_token: str | None = None
 
     KEYS = (
         "client_id",
@@ -143,6 +164,11 @@ class OAuthSettings:
         "private_key",
         "signing_algorithm",
         "token_endpoint_auth_method",
+        "issuer",
+        "idp_token_endpoint",
+        "idp_client_id",
+        "idp_client_secret",
+        "id_token",
     )
 
     @classmethod
@@ -165,8 +191,22 @@ class OAuthSettings:
                 raise ConfigError(f"{where}.{key}: must be a non-empty string")
             values[key] = value
         settings = cls(**values)
-        if settings.grant not in ("authorization_code", "client_credentials"):
-            raise ConfigError(f"{where}.grant: must be authorization_code or client_credentials")
+        if settings.grant not in GRANTS:
+            raise ConfigError(f"{where}.grant: must be one of {', '.join(GRANTS)}")
+        if settings.grant == "identity_assertion":
+            missing = [
+                key
+                for key in (
+                    "client_id",
+                    "client_secret",
+                    "issuer",
+                    "idp_token_endpoint",
+                    "id_token",
+                )
+                if not getattr(settings, key)
+            ]
+            if missing:
+                raise ConfigError(f"{where}: grant identity_assertion needs {', '.join(missing)}")
         if settings.grant == "client_credentials" and not settings.client_id:
             raise ConfigError(f"{where}: grant client_credentials needs client_id")
         if settings.grant == "client_credentials" and not (
@@ -596,10 +636,9 @@ def auth_for(
     ``httpx2.AsyncClient(auth=...)`` to the SDK's transport. Build one per
     process and server and keep it: it holds the token in memory.
     """
-    built = _build(
+    return _build(
         server_name, url, home, settings=settings, authorizer=authorizer, redirect_uri=redirect_uri
     )
-    return cast(httpx2.Auth, built)
 
 
 def _build(
@@ -610,9 +649,11 @@ def _build(
     settings: OAuthSettings | None = None,
     authorizer: Authorizer | None = None,
     redirect_uri: str | None = None,
-) -> _HermesAuthMixin:
+) -> httpx2.Auth:
     settings = settings or OAuthSettings()
     store = TokenStore(server_name, _root(home))
+    if settings.grant == "identity_assertion":
+        return _identity_assertion(url, settings)
     if settings.grant == "client_credentials":
         provider: _HermesAuthMixin
         if settings.private_key:
@@ -647,12 +688,68 @@ def _build(
             )
         provider._authorizer = None
         provider._setup(server_name, store, settings)
-        return provider
+        return cast(httpx2.Auth, provider)
     if redirect_uri is None:
         redirect_uri = _registered_redirect(store, settings) or _redirect_uri(
             settings.callback_port or 0
         )
-    return HermesOAuth(server_name, url, store, settings, authorizer, redirect_uri)
+    return cast(
+        httpx2.Auth, HermesOAuth(server_name, url, store, settings, authorizer, redirect_uri)
+    )
+
+
+def _identity_assertion(url: str, settings: OAuthSettings) -> httpx2.Auth:
+    """SEP-990: exchange the user's ID token at the IdP for an ID-JAG, then the ID-JAG for a token.
+
+    No user interaction and nothing stored: the ID token (from the enterprise
+    login, usually through ``${VAR}``) is the credential, and a new access
+    token is one exchange away.
+    """
+    from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
+
+    assert settings.idp_token_endpoint and settings.id_token
+    idp_endpoint, id_token = settings.idp_token_endpoint, settings.id_token
+
+    async def fetch_id_jag(audience: str, resource: str) -> str:
+        data = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": id_token,
+            "subject_token_type": ID_TOKEN_TYPE,
+            "requested_token_type": ID_JAG_TYPE,
+            "audience": audience,
+            "resource": resource,
+        }
+        if settings.idp_client_id:
+            data["client_id"] = settings.idp_client_id
+        if settings.idp_client_secret:
+            data["client_secret"] = settings.idp_client_secret
+        async with httpx2.AsyncClient(timeout=_HTTP_TIMEOUT) as client:
+            response = await client.post(idp_endpoint, data=data)
+        if response.status_code != 200:
+            raise OAuthFlowError(
+                f"the identity provider refused the token exchange (HTTP {response.status_code})"
+            )
+        issued = response.json().get("access_token")
+        if not isinstance(issued, str) or not issued:
+            raise OAuthFlowError("the identity provider's answer carries no ID-JAG")
+        return issued
+
+    assert settings.client_id and settings.client_secret and settings.issuer
+    provider = IdentityAssertionOAuthProvider(
+        url,
+        _NullStorage(),
+        settings.client_id,
+        settings.client_secret,
+        settings.issuer,
+        fetch_id_jag,
+        scope=settings.scope,
+        token_endpoint_auth_method=(
+            "client_secret_basic"
+            if settings.token_endpoint_auth_method == "client_secret_basic"
+            else "client_secret_post"
+        ),
+    )
+    return provider
 
 
 class _NullStorage:
@@ -1047,10 +1144,10 @@ def _port_of(redirect: str | None) -> int:
     return port or 0
 
 
-async def _probe(url: str, auth: _HermesAuthMixin) -> int:
+async def _probe(url: str, auth: httpx2.Auth) -> int:
     """An MCP ``initialize`` through ``auth``: it triggers the login when one is needed."""
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    async with httpx2.AsyncClient(auth=cast(httpx2.Auth, auth), timeout=_HTTP_TIMEOUT) as client:
+    async with httpx2.AsyncClient(auth=auth, timeout=_HTTP_TIMEOUT) as client:
         async with client.stream("POST", url, json=_MCP_PROBE, headers=headers) as response:
             code = response.status_code
             session = response.headers.get("mcp-session-id")
