@@ -303,6 +303,7 @@ def test_filters_hooks_and_config_of_the_workspace_never_run(
         "a.txt": b"line one\nline two\r\nmixed $Id$\n",
         "b.enc": b"\xff\xfe not utf-16 at all \x00",
         "c.bin": bytes(range(256)),
+        "esc.md": b"\x1b]52;c;cGF5bG9hZA==\x07 \x1b[2J text\n",
     }
     for name, data in content.items():
         (ws / name).write_bytes(data)
@@ -311,7 +312,8 @@ def test_filters_hooks_and_config_of_the_workspace_never_run(
     assert snap.checkpoint is not None
     for name in content:
         (ws / name).write_bytes(b"overwritten")
-    store.diff(snap.checkpoint)
+    shown_diff = store.diff(snap.checkpoint)
+    assert "esc.md" in shown_diff and "\x1b" not in shown_diff  # Cannot drive the terminal.
     store.restore(snap.checkpoint)
     for name, data in content.items():
         assert (ws / name).read_bytes() == data, name  # Byte for byte: no conversion.
@@ -434,6 +436,20 @@ def test_names_like_options_and_odd_bytes(hermes_home: Path, ws: Path, tmp_path:
     assert not marker.exists()
     text = checkpoints.describe_plan(plan)
     assert "\x1b" not in text and "new\\x0aline" in text  # Names cannot forge lines.
+
+
+def test_a_fifo_where_git_reads_ignore_rules_does_not_hang_the_turn(
+    make_ctx: Any, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkfifo(ws / ".gitignore")
+    monkeypatch.setattr(checkpoints, "LIST_TIMEOUT", 1.0)
+    ctx = make_ctx()
+    checkpoints.new_turn(ctx.state, "t")
+    out = call(ctx, "write_file", path="a.txt", content="a")
+    assert "no checkpoint of the workspace could be taken" in out and "FIFO" in out
+    assert (ws / "a.txt").read_text() == "a"  # The change itself went ahead.
+    checkpoints.new_turn(ctx.state, "t2")  # Not tried again in this session.
+    assert "checkpoint" not in call(ctx, "write_file", path="a.txt", content="b")
 
 
 def test_a_directory_where_the_checkpoint_had_a_file(hermes_home: Path, ws: Path) -> None:

@@ -81,6 +81,9 @@ _ATTRIBUTES = "* -text -eol -ident -filter -working-tree-encoding -merge -export
 #: A file changed this recently may change again within the clock's resolution: its
 #: stat data is not trusted next time (git's "racy" rule).
 _RACY_NS = 2_000_000_000
+#: Seconds git may take to list the workspace's files. A FIFO named .gitignore makes
+#: git wait forever for a writer; the workspace is the attacker's to shape.
+LIST_TIMEOUT = 60.0
 #: More packs than this (one per snapshot with new content) and pruning rewrites them.
 _MAX_PACKS = 16
 #: Escaped in text shown from the workspace (diffs): control and bidi characters.
@@ -371,6 +374,7 @@ class Store:
         index: str | None = None,
         check: bool = True,
         init: bool = False,
+        timeout: float = 600,
     ) -> bytes:
         argv = self._argv(*args, init=init)
         try:
@@ -382,10 +386,15 @@ class Store:
                 cwd=self.workspace,
                 env=self._env(index),
                 check=False,
-                timeout=600,
+                timeout=timeout,
             )
         except FileNotFoundError:
             raise CheckpointError("checkpoints need git, which is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise CheckpointError(
+                f"git {args[0]} took more than {timeout:g} s in {self.workspace} and was "
+                "stopped (a FIFO where git reads a .gitignore, or a very large tree?)"
+            ) from None
         except (OSError, subprocess.SubprocessError) as exc:
             raise CheckpointError(f"git failed: {exc}") from None
         if check and done.returncode != 0:
@@ -468,7 +477,13 @@ class Store:
         skip = self._inner_home()
         extra = ["--exclude=/" + re.sub(r"([*?[\\])", r"\\\1", skip) + "/"] if skip else []
         out = self._git(
-            "ls-files", "-z", "--others", "--exclude-standard", *extra, index=empty_index
+            "ls-files",
+            "-z",
+            "--others",
+            "--exclude-standard",
+            *extra,
+            index=empty_index,
+            timeout=LIST_TIMEOUT,
         )
         paths = [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
         if skip:
@@ -849,7 +864,10 @@ class Store:
                 "diff", "--no-ext-diff", "--no-textconv", "--no-color", *mode,
                 checkpoint.tree, tree,
             )  # fmt: skip
-        text = out.decode("utf-8", "replace")
+        from hermes_agent.redact import redact
+
+        # Shown on a terminal: the workspace's bytes must not drive it, nor show secrets.
+        text = redact(out.decode("utf-8", "replace"))
         return _CONTROL.sub(_escape, text.replace("\t", "    "))
 
     def plan(self, checkpoint: Checkpoint) -> RestorePlan:

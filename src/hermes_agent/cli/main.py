@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mcp": ("hermes_agent.cli.mcp", "add, list, test and remove MCP servers (and log in)"),
     "checkpoints": (
         "hermes_agent.cli.checkpoints",
-        "list, compare and restore the workspace's checkpoints (undo the agent's changes)",
+        "list, compare and restore checkpoints (undo the agent's changes)",
     ),
     "sandbox": (
         "hermes_agent.cli.sandbox",
