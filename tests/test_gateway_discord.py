@@ -316,7 +316,7 @@ def test_an_attached_image_reaches_the_model_as_an_image(
     picture = io.BytesIO()
     Image.new("RGBA", (300, 200), (0, 0, 255, 128)).save(picture, "PNG")
     llm.add(Reply("A blue rectangle."), Reply("Not an image."))
-    gateway = start(model={"vision": "true"})
+    gateway = start(model={"vision": True})
     api.dm_file(alice, "what is it?", picture.getvalue(), "shot.png", "image/png", (300, 200))
     (sent,) = api.wait_sent(1)
     assert sent.content == "A blue rectangle."

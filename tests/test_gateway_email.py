@@ -484,7 +484,7 @@ def test_an_attached_image_reaches_the_model_as_an_image(
         llm,
         {"platforms": {"email": email_settings(imap, smtp)}},
         {"EMAIL_PASSWORD": PASSWORD},
-        {"vision": "true"},
+        {"vision": True},
     )
     gateway = GatewayProcess(hermes_home, workdir)
     try:

@@ -744,3 +744,42 @@ def test_unreachable_homeserver_at_start_is_retried(
     finally:
         gateway.kill()
         hs.start()  # Whatever happened, the next tests need it.
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def test_an_image_reaches_the_model_as_an_image(
+    hermes_home: Path,
+    start: Callable[..., GatewayProcess],
+    llm: ScriptedLLM,
+    accounts: Accounts,
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    configure(hermes_home, llm, accounts)
+    config = yaml.safe_load((hermes_home / "config.yaml").read_text())
+    config["model"]["vision"] = True
+    (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 32), (255, 128, 0)).save(picture, "PNG")
+    llm.add(Reply("An orange bar."))
+    gateway = start()
+    alice = accounts.alice
+    room = room_with_bot(accounts)
+    alice.send_image(
+        room, picture.getvalue(), filename="bar.png", mimetype="image/png", caption="what?"
+    )
+    (reply,) = alice.wait_for_messages(room, accounts.bot_id)
+    assert reply["content"]["body"] == "An orange bar."
+    user = [m for m in llm.requests[-1].messages if m["role"] == "user"][-1]
+    text, image = user["content"]
+    assert text == {"type": "text", "text": "what?"}
+    head, _, data = image["image_url"]["url"].partition(",")
+    assert head == "data:image/png;base64"
+    with Image.open(io.BytesIO(base64.b64decode(data))) as received:
+        assert received.size == (64, 32)
+    assert gateway.terminate() == 0

@@ -352,7 +352,7 @@ def test_a_shared_image_reaches_the_model_as_an_image(
     picture = io.BytesIO()
     Image.new("RGB", (2600, 1300), (250, 200, 0)).save(picture, "JPEG")
     llm.add(Reply("A yellow banner."))
-    start(model={"vision": "true"})
+    start(model={"vision": True})
     api.dm_file(alice, "and this?", picture.getvalue(), "banner.jpg", "image/jpeg")
     api.wait_for(lambda: len(api.posted()) == 1, what="the answer")
     (user,) = [m for m in llm.requests[0].messages if m["role"] == "user"]

@@ -830,7 +830,7 @@ def test_a_photo_reaches_the_model_as_an_image_even_through_a_sigkill(
 ) -> None:
     configure(hermes_home, llm, tg)
     config = yaml.safe_load((hermes_home / "config.yaml").read_text())
-    config["model"]["vision"] = "true"
+    config["model"]["vision"] = True
     (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
     killed: list[int] = []
 

@@ -248,11 +248,11 @@ def test_config_key_turns_vision_on_and_off(hermes_home: Path) -> None:
     with ScriptedLLM([Reply("I see red.")]) as llm:
         agent = make_agent(hermes_home, llm, wire="openai", model="my-local-model")
         assert agent.context.state["vision"] is False
-        off = "model:\n  vision: 'false'\n"
+        off = "model:\n  vision: false\n"
         agent = make_agent(hermes_home, llm, wire="openai", model="gpt-4o", config_yaml=off)
         assert agent.context.state["vision"] is False
         agent = make_agent(
-            hermes_home, llm, wire="openai", model="local", config_yaml="model:\n  vision: 'true'\n"
+            hermes_home, llm, wire="openai", model="local", config_yaml="model:\n  vision: true\n"
         )
         run(agent, "see this", [ref])
     assert len(received(llm.requests[0].body, "openai")) == 1
@@ -332,3 +332,102 @@ def test_pasted_paths() -> None:
     assert images.pasted_path("'/tmp/my photo.png' ") == Path("/tmp/my photo.png")
     assert images.pasted_path("/tmp/my\\ photo.png") == Path("/tmp/my photo.png")
     assert images.pasted_path("file:///tmp/my%20photo.png") == Path("/tmp/my photo.png")
+
+
+# --- the front ends ---------------------------------------------------------------------
+
+
+def test_gateway_turn_for_a_blind_model_is_a_note(hermes_home: Path) -> None:
+    ref = images.ingest_bytes(picture(30, 20), name="pic.png")
+    stored = json.dumps([ref.to_dict()])
+    text, refs = images.for_turn(None, "gpt-4o", "look", stored)
+    assert (text, refs) == ("look", [ref])
+    text, refs = images.for_turn(None, "llama3", "look", stored)
+    assert refs == [] and "cannot see images" in text and text.endswith("look")
+    assert images.for_turn(None, "gpt-4o", "x", '[{"sha256": "../x"}]') == ("x", [])
+
+
+def chat(base_url: str, *extra: str) -> list[str]:
+    return ["chat", "--provider", "custom", "--base-url", base_url, *extra]
+
+
+@pytest.mark.peer("aimock")
+def test_cli_image_flag_on_the_openai_wire(hermes: Any, tmp_path: Path) -> None:
+    from peers.aimock import Aimock
+
+    shot, photo = tmp_path / "shot.png", tmp_path / "photo.jpg"
+    shot.write_bytes(picture(120, 80))
+    photo.write_bytes(gps_jpeg(5000, 2500))
+    fixture = {"match": {"userMessage": "describe"}, "response": {"content": "Two images."}}
+    with Aimock([fixture]) as mock:
+        result = hermes(
+            *chat(mock.openai_base_url, "-m", "gpt-4o", "--image", str(shot)),
+            "--image",
+            str(photo),
+            "-q",
+            "describe",
+        )
+        (request,) = mock.journal(path="/v1/chat/completions")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Two images.\n"
+    assert received(request["body"], "openai") == [
+        ("user", "image/png", (120, 80)),
+        ("user", "image/jpeg", (2048, 1024)),  # Stored at 4096 px, sent at the limit.
+    ]
+
+
+def test_cli_refuses_images_it_cannot_show(hermes: Any, tmp_path: Path) -> None:
+    from helpers import assert_clean_failure
+
+    svg = tmp_path / "logo.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>x()</script></svg>')
+    png = tmp_path / "ok.png"
+    png.write_bytes(picture(10, 10))
+    nobody = "http://127.0.0.1:9/v1"  # Never reached: refused before any request.
+    blind = hermes(*chat(nobody, "-m", "llama3", "--image", str(png), "-q", "hi"))
+    assert_clean_failure(blind, 2)
+    assert "does not take images" in blind.stderr
+    vector = hermes(*chat(nobody, "-m", "gpt-4o", "--image", str(svg), "-q", "hi"))
+    assert_clean_failure(vector, 2)
+    assert "SVG" in vector.stderr
+    missing = hermes(*chat(nobody, "-m", "gpt-4o", "--image", str(tmp_path / "no.png"), "-q", "x"))
+    assert_clean_failure(missing, 2)
+    assert "no such file" in missing.stderr
+
+
+def test_repl_image_command_with_a_pasted_path(hermes_home: Path, tmp_path: Path) -> None:
+    import pexpect
+
+    from conftest import HERMES, clean_env
+
+    dropped = tmp_path / "my photo.png"
+    dropped.write_bytes(picture(64, 64))
+    with ScriptedLLM([Reply("A red square."), Reply("Plain text.")]) as llm:
+        child = pexpect.spawn(
+            str(HERMES),
+            chat(llm.openai_base_url, "-m", "gpt-4o"),
+            env=clean_env(hermes_home, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1"),
+            cwd=str(tmp_path),
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(40, 160),
+        )
+        child.expect_exact("❯")
+        child.sendline(f"/image '{dropped}'")
+        child.expect_exact("attached my photo.png (64x64 PNG")
+        child.expect_exact("❯")
+        child.sendline("/image nothing-here.png")
+        child.expect_exact("no such file")
+        child.expect_exact("❯")
+        child.sendline("what is it?")
+        child.expect_exact("A red square.")
+        child.expect_exact("❯")
+        child.sendline("and now?")
+        child.expect_exact("Plain text.")
+        child.expect_exact("❯")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0
+    assert received(llm.requests[0].body, "openai") == [("user", "image/png", (64, 64))]
+    assert len(received(llm.requests[1].body, "openai")) == 1, "only the first message had it"

@@ -6,10 +6,10 @@ configuration reference is generated from it (``scripts/gen_config_docs.py``)
 and the Nix config-drift check compares its keys. A key belongs here only when
 some part of hermes reads it.
 
-Kinds: ``str``, ``int``, ``number`` (int or float), ``bool``, ``list[str]``,
-``list[id]`` (strings or integers: platform ids, which YAML may read as numbers),
-``dict`` (an open mapping whose entries a later part validates); a trailing
-``?`` allows ``null``.
+Kinds: ``str``, ``int``, ``number`` (int or float), ``bool``, ``bool-or-auto``
+(true, false or the word auto), ``list[str]``, ``list[id]`` (strings or integers:
+platform ids, which YAML may read as numbers), ``dict`` (an open mapping whose
+entries a later part validates); a trailing ``?`` allows ``null``.
 """
 
 from __future__ import annotations
@@ -117,11 +117,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "model.vision",
         "auto",
-        "str",
+        "bool-or-auto",
         "Whether the model accepts images (`--image`, `/image`, photos from chat platforms, "
         "`read_file` on an image): `auto` (known vision models: Claude 3 and later, GPT-4o, "
         "GPT-4.1, Gemini...), `true` or `false`.",
-        choices=("auto", "true", "false"),
     ),
     Setting(
         "model.timeout",
@@ -1006,6 +1005,7 @@ _EXPECTED = {
     "int": "an integer",
     "number": "a number",
     "bool": "true or false",
+    "bool-or-auto": "true, false or auto",
     "list[str]": "a list of strings",
     "list[id]": "a list of ids (strings or integers)",
     "dict": "a mapping",
@@ -1029,6 +1029,8 @@ def check_value(setting: Setting, value: Any) -> str | None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif kind == "bool":
         ok = isinstance(value, bool)
+    elif kind == "bool-or-auto":
+        ok = isinstance(value, bool) or value in ("auto", "true", "false")
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
     elif kind == "list[id]":

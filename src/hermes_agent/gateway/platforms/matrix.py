@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
     from hermes_agent.config.loader import Config
     from hermes_agent.gateway.runner import Gateway
+    from hermes_agent.images import ImageRef
 
 log = logging.getLogger("hermes_agent.gateway")
 
@@ -412,11 +413,19 @@ class Matrix(Platform):
         if kind != "m.room.message" or not isinstance(event.get("event_id"), str):
             return
         content = event.get("content")
-        if not isinstance(content, dict) or content.get("msgtype") not in _ANSWERED_MSGTYPES:
-            return  # Notices (bots), media, redacted messages.
+        image = isinstance(content, dict) and content.get("msgtype") == "m.image"
+        if not isinstance(content, dict) or not (
+            image or content.get("msgtype") in _ANSWERED_MSGTYPES
+        ):
+            return  # Notices (bots), other media, redacted messages.
         body = content.get("body")
         if not isinstance(body, str) or not body.strip():
             return
+        if image:
+            # Since Matrix 1.10 a caption is the body when "filename" is set and differs.
+            name = content.get("filename")
+            caption = isinstance(name, str) and name != body
+            body = body if caption else "[The user sent this image without any text.]"
         relation = content.get("m.relates_to")
         relation = relation if isinstance(relation, dict) else {}
         if relation.get("rel_type") == "m.replace":
@@ -432,6 +441,11 @@ class Matrix(Platform):
             body = _strip_reply_fallback(body)
         if content.get("msgtype") == "m.emote":
             body = f"* {self._display_name(room_id, sender)} {body}"
+        pictures: list[ImageRef] = []
+        if image and self.gateway.access.allowed(self.name, sender, room_id):
+            # Stored before submit; the sync position moves only after the whole batch.
+            note, pictures = await self._fetch_image(content)
+            body = f"{note}\n\n{body}" if note else body
         self.gateway.submit(
             platform=self.name,
             chat_id=room_id,
@@ -440,7 +454,42 @@ class Matrix(Platform):
             thread_id=thread_id,
             user_id=sender,
             user_name=self._display_name(room_id, sender),
+            images=pictures,
         )
+
+    async def _fetch_image(self, content: dict[str, Any]) -> tuple[str, list[ImageRef]]:
+        """Download an ``m.image`` from the homeserver's media repository and store it.
+
+        ``("", [ref])``, or a note saying why it is not shown and ``[]``. Only
+        unencrypted media (``url``) can be read: encrypted rooms are not answered.
+        """
+        from nio import DownloadError
+
+        from hermes_agent import images
+
+        url = content.get("url")
+        raw_info = content.get("info")
+        info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+        try:
+            if not isinstance(url, str) or not re.fullmatch(
+                r"mxc://[A-Za-z0-9.:\[\]-]+/[\w-]+", url
+            ):
+                raise images.ImageError("it has no media address")
+            size = info.get("size")
+            if isinstance(size, int) and size > images.MAX_INPUT_BYTES:
+                raise images.ImageError("it is too large")
+            answer = await self._require_client().download(mxc=url, allow_remote=True)
+            if isinstance(answer, DownloadError) or not isinstance(
+                getattr(answer, "body", None), bytes
+            ):
+                log.info("matrix: image %s not fetched: %s", url, _describe(answer))
+                raise images.ImageError("the homeserver did not hand it over")
+            ref = await asyncio.to_thread(
+                images.ingest_bytes, answer.body, name=str(content.get("filename") or "")
+            )
+        except images.ImageError as exc:
+            return f"[The user sent an image that cannot be shown to you: {exc}.]", []
+        return "", [ref]
 
     def _addressed(
         self, room_id: str, content: dict[str, Any], body: str, thread_id: str
