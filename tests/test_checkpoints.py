@@ -320,6 +320,23 @@ def test_filters_hooks_and_config_of_the_workspace_never_run(
     assert not marker.exists()
 
 
+def test_a_git_program_in_the_workspace_is_never_run(
+    hermes_home: Path, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for where in (ws, ws / "bin"):
+        where.mkdir(exist_ok=True)
+        fake = where / "git"
+        fake.write_text(f"#!/bin/sh\ntouch {ws}/PWNED\nexit 1\n")
+        fake.chmod(0o755)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{ws}/bin:.::{path}")
+    (ws / "a.txt").write_text("a")
+    monkeypatch.chdir(ws)
+    snap = Store(ws).snapshot("t")
+    assert snap.checkpoint is not None
+    assert not (ws / "PWNED").exists()
+
+
 def test_symlinks_and_hard_links_to_outside_are_never_followed(
     hermes_home: Path, ws: Path, tmp_path: Path
 ) -> None:

@@ -346,9 +346,31 @@ class Store:
 
     # --- git ---------------------------------------------------------------------------
 
+    def _safe_path(self) -> str:
+        """PATH without relative entries and without directories inside the workspace:
+        git runs unconfined, so a `git` (or a helper) the agent dropped in the workspace
+        must never be the one found."""
+        inside = self.workspace.rstrip("/") + "/"
+        kept = [
+            d
+            for d in (os.environ.get("PATH") or "/usr/bin:/bin").split(os.pathsep)
+            if d.startswith("/")
+            and not os.path.realpath(d).startswith(inside)
+            and os.path.realpath(d) != self.workspace
+        ]
+        return os.pathsep.join(kept) or "/usr/bin:/bin"
+
+    def _git_program(self) -> str:
+        import shutil
+
+        found = shutil.which("git", path=self._safe_path())
+        if found is None:
+            raise CheckpointError("checkpoints need git, which is not installed")
+        return found
+
     def _env(self, index: str | None = None) -> dict[str, str]:
         env = {
-            "PATH": os.environ.get("PATH") or "/usr/bin:/bin",
+            "PATH": self._safe_path(),
             "HOME": str(self.git_dir),
             "XDG_CONFIG_HOME": str(self.git_dir / "no-config"),
             "LC_ALL": "C",
@@ -410,7 +432,7 @@ class Store:
         excludes, external diff and transports all off."""
         where = [] if init else [f"--git-dir={self.git_dir}", f"--work-tree={self.workspace}"]
         return [
-            "git",
+            self._git_program(),
             *where,
             "--literal-pathspecs",
             "-c", "core.hooksPath=/dev/null",
