@@ -470,3 +470,25 @@ def test_auth_required_until_the_key_is_set_then_authenticate(
         run(scenario())
         assert llm.requests[0].headers.get("authorization") == "Bearer sk-test-acp-0123456789"
     assert "sk-test-acp" not in (hermes_home / "logs" / "acp.log").read_text()
+
+
+def test_the_diff_preview_never_shows_a_protected_file(hermes_home: Path, workspace: Path) -> None:
+    steps = [
+        Reply(tool_calls=[("write_file", {"path": str(hermes_home / ".env"), "content": "x"})]),
+        Reply("Refused."),
+    ]
+    editor = Editor()
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("edit the env")])
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        (hermes_home / ".env").write_text("SOME_TOKEN=do-not-show-this-value\n")
+        (hermes_home / ".env").chmod(0o600)
+        run(scenario())
+    shown = json.dumps([u.model_dump(mode="json") for _, u in editor.updates])
+    assert "do-not-show-this-value" not in shown
+    assert not editor.permissions

@@ -110,10 +110,13 @@ def tool_diff(
     ``old_text`` is the file as the tool will see it (the editor's buffer when
     the editor serves the files); None for a new file.
     """
+    from hermes_agent.redact import redact
+
     path = args.get("path")
     if not isinstance(path, str):
         return None
     where = _absolute(path, cwd)
+    args = {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
     if name == "write_file" and isinstance(args.get("content"), str):
         return FileEditToolCallContent(
             type="diff", path=where, old_text=old_text, new_text=args["content"]

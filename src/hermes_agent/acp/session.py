@@ -133,7 +133,9 @@ class SessionEvents(Events):
         self.new_message()
 
     def tool_started(self, call: ToolCall) -> None:
-        args = mapping.arguments(call.arguments)
+        from hermes_agent.redact import redact_data
+
+        args = redact_data(mapping.arguments(call.arguments))
         self._calls[call.id] = (call.name, args)
         self.current_call = call.id
         content: list[Any] = []
@@ -229,19 +231,30 @@ class AcpSession:
         return self.agent.context.state
 
     def current_text(self, path: object) -> str | None:
-        """A file's text as the tools see it now (for the diff shown before a write)."""
-        if not isinstance(path, str):
-            return None
-        import os
+        """A file's text now, for the diff shown before a write; None when unknown.
 
-        full = path if os.path.isabs(path) else os.path.join(self.cwd, path)
-        cached = self.agent_state().get("acp.buffers", {}).get(os.path.normpath(full))
-        if isinstance(cached, str):
-            return cached
+        Asked before the tool runs, so the path is the model's: it is read only
+        when the file guard lets the tools read it (never ``.env``, a key...),
+        through the same no-symlink open, and the text is redacted.
+        """
+        if not isinstance(path, str) or not path:
+            return None
+        from hermes_agent.redact import redact
+        from hermes_agent.tools import pinned
+        from hermes_agent.tools.guard import Need, guard_for
+
         try:
-            with open(full, encoding="utf-8") as handle:
-                return handle.read(4 << 20)
-        except (OSError, UnicodeDecodeError):
+            decision = guard_for(self.agent.context).decide(path, write=False)
+            if decision.need is Need.REFUSE or decision.secret:
+                return None
+            raw, _ = pinned.read_bytes(decision.real)
+        except (OSError, ValueError):
+            return None
+        if len(raw) > 4 << 20 or b"\0" in raw[:8192]:
+            return None
+        try:
+            return redact(raw.decode("utf-8"))
+        except UnicodeDecodeError:
             return None
 
     # --- turns --------------------------------------------------------------------------
