@@ -69,6 +69,9 @@ def transcript(messages: list[Message]) -> str:
     for message in messages:
         role = message["role"]
         content = str(message.get("content") or "")
+        pictures = len(message.get("images") or ())
+        if pictures:  # The summariser reads text only; it is told the images were there.
+            content = f"{content} [{pictures} image(s) shown with this message]".strip()
         if role == "tool":
             if len(content) > MAX_TOOL_CHARS:
                 content = content[:MAX_TOOL_CHARS] + " [...]"

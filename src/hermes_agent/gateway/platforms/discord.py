@@ -226,6 +226,8 @@ class Discord(Platform):
                 lines.append(f"[attachment: {attachment.filename} {attachment.url}]")
                 continue
             try:
+                if len(refs) >= images.MAX_PER_MESSAGE:
+                    raise images.ImageError(f"more than {images.MAX_PER_MESSAGE} images")
                 if attachment.size > images.MAX_INPUT_BYTES:
                     raise images.ImageError(f"{attachment.filename} is too large")
                 data = await attachment.read()

@@ -322,6 +322,8 @@ class Slack(Platform):
                 lines.append(f"[file: {name} {shared.get('url_private', '')}]".strip())
                 continue
             try:
+                if len(refs) >= images.MAX_PER_MESSAGE:
+                    raise images.ImageError(f"more than {images.MAX_PER_MESSAGE} images")
                 refs.append(await self._fetch_image(shared))
             except images.ImageError as exc:
                 lines.append(f"[image {name} not shown: {exc}]")
