@@ -492,3 +492,29 @@ def test_the_diff_preview_never_shows_a_protected_file(hermes_home: Path, worksp
     shown = json.dumps([u.model_dump(mode="json") for _, u in editor.updates])
     assert "do-not-show-this-value" not in shown
     assert not editor.permissions
+
+
+def test_slash_commands_from_the_shared_table(hermes_home: Path, workspace: Path) -> None:
+    editor = Editor()
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+
+            async def say(text: str) -> str:
+                before = len(editor.text(sid))
+                await conn.prompt(session_id=sid, prompt=[acp.text_block(text)])
+                return editor.text(sid)[before:]
+
+            assert await say("hello") == "One."
+            assert "tokens in" in await say("/usage")
+            assert await say("/retry") == "Two."
+            assert "personality: concise" in await say("/personality concise")
+            assert "dropped" in await say("/undo")
+
+    with ScriptedLLM([Reply("One."), Reply("Two.")]) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
+        retried = llm.requests[1].messages
+    assert [m["content"] for m in retried if m["role"] == "user"] == ["hello"]
+    assert not any(m.get("content") == "One." for m in retried)

@@ -858,14 +858,73 @@ class HermesAcp:
                 changed = await agent.compress()
                 await say("compressed the conversation" if changed else "nothing to compress")
             elif command.name == "queue":
+                # Prompts wait their turn anyway: this one runs when its turn comes.
                 if not argument:
                     await say("usage: /queue PROMPT")
                     return
                 await agent.run(argument)
+            elif command.name in ("undo", "retry"):
+                dropped = agent.db.undo_last_exchange(session.id)
+                if dropped is not None:
+                    agent.reload_history()
+                if not dropped:
+                    await say(f"nothing to {command.name}")
+                elif command.name == "undo":
+                    await say("dropped your last message and its answer from the context")
+                else:
+                    await agent.run(dropped)
+            elif command.name == "personality":
+                await say(self._personality(session, argument))
+            elif command.name in ("undo", "retry"):
+                # The exchange leaves the model's context; its rows stay, marked undone.
+                last = agent.db.undo_last_exchange(agent.session_id)
+                if last is not None:
+                    agent.reload_history()
+                if command.name == "undo":
+                    await say(
+                        "nothing to undo"
+                        if last is None
+                        else "dropped your last message and its answer from the context"
+                    )
+                elif not last:
+                    await say("nothing to retry")
+                else:
+                    await agent.run(last)
+            elif command.name == "personality":
+                from hermes_agent.agent.prompt import personality_command
+                from hermes_agent.errors import UsageError
+
+                try:
+                    said = personality_command(agent.config, agent.db, agent.session_id, argument)
+                    await say(said)
+                except UsageError as exc:
+                    await say(str(exc))
+                    return
+                if argument:
+                    agent.refresh_prompt()
             else:
                 await say(f"/{command.name} is not available in the editor yet")
 
         return run
+
+    def _personality(self, session: AcpSession, argument: str) -> str:
+        """/personality: list them, or switch this session's (``none`` turns it off)."""
+        from hermes_agent.agent.prompt import personalities
+
+        known = personalities(session.agent.config)
+        if not argument:
+            chosen = self.db.session_personality(session.id)
+            current = (chosen if chosen is not None else "") or str(
+                self.config.get("display.personality") or ""
+            )
+            lines = [f"{'*' if n == current.lower() else ' '} {n}: {t}" for n, t in known.items()]
+            return "\n".join([*lines, "/personality NAME switches this session; none: off"])
+        wanted = argument.strip().lower()
+        if wanted != "none" and wanted not in known:
+            return f"no personality {argument!r}; choose one of: {', '.join(known)}, none"
+        self.db.set_personality(session.id, "" if wanted == "none" else wanted)
+        session.agent.refresh_prompt()
+        return f"personality: {wanted} (for this session)"
 
     async def cancel(self, session_id: str, **_: Any) -> None:
         session = self.sessions.get(session_id)
