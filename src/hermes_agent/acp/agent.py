@@ -875,33 +875,6 @@ class HermesAcp:
                     await agent.run(dropped)
             elif command.name == "personality":
                 await say(self._personality(session, argument))
-            elif command.name in ("undo", "retry"):
-                # The exchange leaves the model's context; its rows stay, marked undone.
-                last = agent.db.undo_last_exchange(agent.session_id)
-                if last is not None:
-                    agent.reload_history()
-                if command.name == "undo":
-                    await say(
-                        "nothing to undo"
-                        if last is None
-                        else "dropped your last message and its answer from the context"
-                    )
-                elif not last:
-                    await say("nothing to retry")
-                else:
-                    await agent.run(last)
-            elif command.name == "personality":
-                from hermes_agent.agent.prompt import personality_command
-                from hermes_agent.errors import UsageError
-
-                try:
-                    said = personality_command(agent.config, agent.db, agent.session_id, argument)
-                    await say(said)
-                except UsageError as exc:
-                    await say(str(exc))
-                    return
-                if argument:
-                    agent.refresh_prompt()
             else:
                 await say(f"/{command.name} is not available in the editor yet")
 
