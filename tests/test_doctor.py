@@ -438,3 +438,47 @@ def test_mcp_servers_are_connected_for_a_moment_and_stopped(
     assert _processes_running(EVERYTHING) == before  # Stopped again with the doctor.
     offline = doctor(hermes, "--offline", "--no-probe")
     assert not any(name.startswith("mcp: ") for name in offline["by_name"])
+
+
+def test_a_redirect_is_reported_and_the_key_never_follows_it(
+    hermes: Runner, hermes_home: Path
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"http://127.0.0.1:{elsewhere.server_address[1]}/v1/models"
+
+    class Redirecting(Elsewhere):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    first = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, first):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{first.server_address[1]}/v1"
+        write_home(hermes_home, custom(base), env=f"CUSTOM_API_KEY={SECRET}\n")
+        report = doctor(hermes, "--no-probe")
+    finally:
+        for server in (elsewhere, first):
+            server.shutdown()
+    check = report["by_name"]["provider: custom"]
+    assert check["status"] == "warn" and "redirect" in check["summary"], check
+    assert seen == []  # Not followed: the key never reached the other server.
