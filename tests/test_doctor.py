@@ -482,3 +482,11 @@ def test_a_redirect_is_reported_and_the_key_never_follows_it(
     check = report["by_name"]["provider: custom"]
     assert check["status"] == "warn" and "redirect" in check["summary"], check
     assert seen == []  # Not followed: the key never reached the other server.
+
+
+def test_a_base_url_that_is_not_http_is_never_opened(hermes: Runner, hermes_home: Path) -> None:
+    write_home(hermes_home, custom("file:///etc"))
+    result = hermes("doctor", "--no-probe")
+    assert result.returncode == 1
+    assert "not an http(s) URL" in result.stdout
+    assert "root:" not in result.stdout

@@ -646,6 +646,9 @@ def _get(url: str, headers: Mapping[str, str], timeout: float) -> tuple[int, byt
     import urllib.error
     import urllib.request
 
+    if not url.lower().startswith(("http://", "https://")):
+        raise ValueError("not an http(s) URL")  # urllib would also open file:// and ftp://
+
     class _NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
             return None
