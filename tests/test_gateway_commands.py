@@ -66,8 +66,8 @@ def test_undo_retry_queue_personality_help(start: Any, llm: ScriptedLLM) -> None
     assert llm.requests[3].messages[-1]["content"] == "summarise"
     listing = ask(gateway, "/personality", user="a")
     assert "concise" in listing and "teacher" in listing
-    assert ask(gateway, "/personality concise", user="a").endswith("concise.")
-    assert "No personality" in ask(gateway, "/personality pirate", user="a")
+    assert ask(gateway, "/personality concise", user="a").startswith("personality: concise")
+    assert "no personality 'pirate'" in ask(gateway, "/personality pirate", user="a")
     assert ask(gateway, "go on", user="a") == "Tersely."
     system = str(llm.requests[4].messages[0])
     assert "as few words as the task allows" in system

@@ -36,6 +36,7 @@ from hermes_agent import home
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
+    from hermes_agent.state.db import StateDB
 
 IDENTITY = (
     "You are Hermes, a personal AI agent. You help your user get real work done: you "
@@ -101,6 +102,30 @@ def personality_style(config: Config | None, name: str) -> str:
     if not name or name.lower() == "none":
         return ""
     return personalities(config).get(name.lower(), name)
+
+
+def personality_command(config: Config, db: StateDB, session_id: str, arg: str) -> str:
+    """/personality in every front end: list them (no argument), or choose one for the session.
+
+    Only a known name (or ``none``) is accepted: whoever types in a chat picks
+    among the styles the owner configured, never writes the prompt. Returns
+    what to tell the user; the caller rebuilds a live agent's prompt
+    (:meth:`Agent.refresh_prompt`).
+    """
+    from hermes_agent.errors import UsageError
+
+    known = personalities(config)
+    chosen = db.session_personality(session_id)
+    current = chosen if chosen is not None else str(config.get("display.personality") or "")
+    if not arg.strip():
+        lines = [f"{'*' if n == current.lower() else ' '} {n}: {t}" for n, t in known.items()]
+        head = "Personalities (/personality NAME switches this conversation; none for none):"
+        return "\n".join([head, *lines])
+    wanted = arg.strip().lower()
+    if wanted != "none" and wanted not in known:
+        raise UsageError(f"no personality {arg.strip()!r}; choose one of: {', '.join(known)}, none")
+    db.set_personality(session_id, "" if wanted == "none" else wanted)
+    return f"personality: {wanted} (for this conversation)"
 
 
 def prompt_key(*, cwd: Path, personality: str, model: str, tools: Collection[str]) -> str:

@@ -734,25 +734,14 @@ class Repl:
         await self.turn(arg)
 
     async def cmd_personality(self, arg: str) -> None:
-        from hermes_agent.agent.prompt import personalities
+        from hermes_agent.agent.prompt import personality_command
 
         s = self.setup
-        known = personalities(s.config)
-        chosen = s.db.session_personality(s.session_id)
-        current = (chosen if chosen is not None else s.config.get("display.personality")) or ""
-        if not arg:
-            for name, text in known.items():
-                mark = "*" if name == current.lower() else " "
-                self.console.print(f"{mark} {name}: {text}", markup=False)
-            self.console.print("/personality NAME switches this session; none turns it off")
-            return
-        wanted = arg.strip().lower()
-        if wanted != "none" and wanted not in known:
-            raise UsageError(f"no personality {arg!r}; choose one of: {', '.join(known)}, none")
-        s.db.set_personality(s.session_id, "" if wanted == "none" else wanted)
-        if self.agent is not None:
+        self.console.print(
+            personality_command(s.config, s.db, s.session_id, arg), markup=False, highlight=False
+        )
+        if arg and self.agent is not None:
             self.agent.refresh_prompt()
-        self.console.print(f"personality: {wanted} (for this session)", markup=False)
 
     async def cmd_background(self, arg: str) -> None:
         from hermes_agent.agent.loop import Events

@@ -117,22 +117,15 @@ async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
 
 def personality(gateway: Gateway, row: InboundMessage, session_id: str | None, arg: str) -> str:
     """List the personalities, or choose one for this chat's conversation."""
-    from hermes_agent.agent.prompt import personalities
+    from hermes_agent.agent.prompt import personality_command
+    from hermes_agent.errors import UsageError
 
-    known = personalities(gateway.config)
     if session_id is None:
         session_id = gateway.new_session(row)
-    current = gateway.db.session_personality(session_id)
-    if current is None:
-        current = str(gateway.config.get("display.personality") or "")
-    if not arg:
-        lines = [f"{'* ' if n == current.lower() else '  '}{n}: {t}" for n, t in known.items()]
-        return "Personalities (/personality NAME, or none):\n" + "\n".join(lines)
-    wanted = arg.strip().lower()
-    if wanted != "none" and wanted not in known:
-        return f"No personality {arg!r}; choose one of: {', '.join(known)}, none"
-    gateway.db.set_personality(session_id, "" if wanted == "none" else wanted)
-    return f"Personality for this conversation: {wanted}."
+    try:
+        return personality_command(gateway.config, gateway.db, session_id, arg)
+    except UsageError as exc:
+        return str(exc)
 
 
 def usage(gateway: Gateway, session_id: str | None) -> str:
