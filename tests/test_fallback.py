@@ -171,8 +171,9 @@ def test_fallback_without_its_key_is_reported(hermes_home: Path) -> None:
         ScriptedLLM([Reply("must not be asked")]) as second,
     ):
         agent, _, _ = make(hermes_home, primary, second)
-        with pytest.raises(AuthError, match="ANTHROPIC_API_KEY, which is not set"):
+        with pytest.raises(AuthError, match="ANTHROPIC_API_KEY, which is not set") as info:
             run(agent, "hello")
+    assert "test-model via custom failed (model 'test-model' not found" in str(info.value)
     assert second.requests == []
 
 

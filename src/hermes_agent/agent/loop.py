@@ -24,6 +24,7 @@ from hermes_agent import checkpoints
 from hermes_agent.agent import compress, models
 from hermes_agent.agent.prompt import build_system_prompt, prompt_key
 from hermes_agent.providers.base import (
+    AuthError,
     Completion,
     Message,
     Provider,
@@ -470,7 +471,10 @@ class Agent:
         ):
             raise error
         failed = self._answering
-        self._answering = await self.fallbacks.client(self._fallback_next)
+        try:
+            self._answering = await self.fallbacks.client(self._fallback_next)
+        except AuthError as exc:  # Its key is not set: said, with why it was needed.
+            raise AuthError(f"{fallback.label(failed)} failed ({error}), and {exc}") from None
         self._fallback_next += 1
         self.events.fallback(
             error,
