@@ -64,6 +64,7 @@ class Editor:
         self, session_id: str, tool_call: Any, options: list[Any], **_: Any
     ) -> RequestPermissionResponse:
         self.permissions.append((tool_call, options))
+        self.changed.set()
         if self.hold:
             await asyncio.sleep(self.hold)
         answer = self.answers.pop(0) if self.answers else None

@@ -518,3 +518,31 @@ def test_slash_commands_from_the_shared_table(hermes_home: Path, workspace: Path
         retried = llm.requests[1].messages
     assert [m["content"] for m in retried if m["role"] == "user"] == ["hello"]
     assert not any(m.get("content") == "One." for m in retried)
+
+
+def test_cancel_while_a_permission_request_waits(hermes_home: Path, workspace: Path) -> None:
+    steps = [
+        Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "x\n"})]),
+        Reply("Next prompt works."),
+    ]
+    editor = Editor("yes", hold=30.0)  # The user never gets to answer.
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            turn = asyncio.ensure_future(
+                conn.prompt(session_id=sid, prompt=[acp.text_block("edit")])
+            )
+            await editor.wait_for(lambda: bool(editor.permissions))
+            began = time.monotonic()
+            await conn.cancel(session_id=sid)
+            assert (await turn).stop_reason == "cancelled"
+            assert time.monotonic() - began < 5
+            editor.hold = 0
+            after = await conn.prompt(session_id=sid, prompt=[acp.text_block("go on")])
+            assert after.stop_reason == "end_turn"
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
+    assert (workspace / "notes.txt").read_text() == "keep me\n"
