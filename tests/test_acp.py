@@ -546,3 +546,31 @@ def test_cancel_while_a_permission_request_waits(hermes_home: Path, workspace: P
         write_config(hermes_home, llm.openai_base_url)
         run(scenario())
     assert (workspace / "notes.txt").read_text() == "keep me\n"
+
+
+def test_the_hermes_acp_console_script_entry_point(hermes_home: Path, tmp_path: Path) -> None:
+    import sys
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    target = scripts["project"]["scripts"]["hermes-acp"]
+    assert target == "hermes_agent.acp.server:main"
+    code = (
+        "import sys; from hermes_agent.acp.server import main; sys.argv[0] = 'hermes-acp'; main()"
+    )
+    version = subprocess.run(
+        [sys.executable, "-c", code, "--version"],
+        capture_output=True,
+        text=True,
+        env=clean_env(hermes_home),
+        timeout=60,
+    )
+    assert version.returncode == 0 and version.stdout.startswith("hermes-acp ")
+    wrong = subprocess.run(
+        [sys.executable, "-c", code, "--bogus"],
+        capture_output=True,
+        text=True,
+        env=clean_env(hermes_home),
+        timeout=60,
+    )
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
