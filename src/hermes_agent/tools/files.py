@@ -297,16 +297,11 @@ def _count_lines(handle: BinaryIO) -> int:
     return count + (last != b"\n")
 
 
-def _read_image(handle: BinaryIO, shown: str, size: int, vision: bool) -> ToolOutput:
+def _read_image(handle: BinaryIO, shown: str, size: int) -> ToolOutput:
     """A picture, for a model that takes images: checked, cleaned and stored like any other
     (:mod:`hermes_agent.images`), and returned as an image beside one line of text."""
     from hermes_agent import images
 
-    if not vision:
-        raise ToolError(
-            f"{shown} is an image ({_human(size)}); the current model does not take images "
-            "(model.vision), so it cannot be shown. Describe what you need to the user instead."
-        )
     if size > images.MAX_INPUT_BYTES:
         raise ToolError(f"{shown} is an image of {_human(size)}; images over 25 MB are refused")
     handle.seek(0)
@@ -335,9 +330,15 @@ def _read(
         if what is not None:
             from hermes_agent.images import sniff
 
-            if vision is not None and sniff(head):
-                return _read_image(handle, shown, size, vision)
-            raise _refuse_binary(shown, what, size)
+            if vision and sniff(head):
+                return _read_image(handle, shown, size)
+            refusal = _refuse_binary(shown, what, size)
+            if vision is False and sniff(head):
+                raise ToolError(
+                    f"{refusal} The current model does not take images (model.vision), so "
+                    "it cannot be shown as one."
+                )
+            raise refusal
         if not head:
             return f"{shown} is empty (0 bytes)"
         handle.seek(0)
@@ -377,7 +378,7 @@ async def read_file(args: dict[str, Any], ctx: ToolContext) -> str | ToolOutput:
     path = check_read(ctx, guard, given)
     offset = int(args.get("offset", 1))
     limit = int(args.get("limit", DEFAULT_LINES))
-    vision = bool(ctx.state.get("vision"))
+    vision = ctx.state.get("vision")  # Set by the agent loop; None: not known, as before.
     buffer = await _editor_text(ctx, path)
     return await asyncio.to_thread(
         _read, path, given, ctx.cwd, offset, limit, guard, vision, buffer
