@@ -32,6 +32,16 @@ def test_table_parses_and_filters_by_front_end() -> None:
     assert len(names) == len(set(names))
 
 
+def test_every_offered_command_has_a_handler() -> None:
+    from hermes_agent.cli.chat import Repl
+    from hermes_agent.gateway import chat_commands
+
+    for command in commands.offered(commands.CHAT):
+        assert hasattr(Repl, f"cmd_{command.name.replace('-', '_')}"), command.name
+    offered = {c.name for c in commands.offered(commands.GATEWAY)}
+    assert offered <= chat_commands.HANDLED, offered - chat_commands.HANDLED
+
+
 @pytest.mark.peer("scripted")
 def test_retry_undo_personality_queue_background(hermes_home: Path, tmp_path: Path) -> None:
     steps = [

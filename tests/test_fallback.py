@@ -10,10 +10,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 import yaml
 
-from conftest import Runner
+from conftest import HERMES, Runner, clean_env
 from hermes_agent.agent.factory import build_agent
 from hermes_agent.agent.loop import Agent, Events
 from hermes_agent.config.loader import load_config
@@ -25,6 +26,7 @@ from hermes_agent.state.db import StateDB
 from hermes_agent.tools.registry import builtin_registry
 from peers.daemons import free_port
 from peers.llm_server import Error, Reply, ScriptedLLM
+from test_chat_cli import PROMPT
 
 pytestmark = pytest.mark.peer("scripted")
 
@@ -287,3 +289,46 @@ def test_gateway_falls_back_in_every_conversation(hermes_home: Path, tmp_path: P
     with StateDB(hermes_home / "state.db") as db:
         for session in db.list_sessions():
             assert [p for p, _, _ in db.answered_by(session.id)] == ["anthropic"]
+
+
+def test_repl_says_it_fell_back_and_usage_splits_the_replies(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    with (
+        ScriptedLLM([Error(404), Reply("Primary again.")]) as primary,
+        ScriptedLLM([Reply("From the fallback.", usage=(1000, 100))]) as second,
+    ):
+        hermes_home.mkdir()
+        (hermes_home / "config.yaml").write_text(
+            "model:\n  provider: custom\n  default: test-model\n"
+            f"  base_url: {primary.openai_base_url}\n"
+            "fallback_providers:\n  - provider: anthropic\n    model: claude-sonnet-4-6\n"
+            f"    base_url: {second.anthropic_base_url}\n"
+        )
+        child = pexpect.spawn(
+            str(HERMES),
+            ["chat"],
+            env=clean_env(
+                hermes_home, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", ANTHROPIC_API_KEY="k"
+            ),
+            cwd=str(tmp_path),
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(40, 200),
+        )
+        child.expect_exact(PROMPT)
+        child.sendline("hello")
+        child.expect_exact("going on with claude-sonnet-4-6 via anthropic")
+        child.expect_exact("From the fallback.")
+        child.expect_exact(PROMPT)
+        child.sendline("again")
+        child.expect_exact("Primary again.")
+        child.expect_exact(PROMPT)
+        child.sendline("/usage")
+        child.expect_exact("replies: claude-sonnet-4-6 via anthropic ×1 ($")
+        child.expect_exact("test-model via custom ×1")
+        child.expect_exact(PROMPT)
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0

@@ -646,6 +646,15 @@ class Repl:
             f"cache write {session.cache_write_tokens:,}\n"
             f"cost {cost} · context ~{used:,} of {window:,} tokens"
         )
+        by: dict[str, list[float | None]] = {}
+        for provider, model, reply_cost in s.db.answered_by(s.session_id):
+            by.setdefault(f"{model} via {provider}", []).append(reply_cost)
+        if len(by) > 1:  # Fallback providers answered some of it.
+            parts = []
+            for who, costs in by.items():
+                known = [c for c in costs if c is not None]
+                parts.append(f"{who} ×{len(costs)}" + (f" (${sum(known):.4f})" if known else ""))
+            self.console.print("replies: " + ", ".join(parts), markup=False, highlight=False)
 
     async def cmd_compress(self, _: str) -> None:
         agent = self._agent()

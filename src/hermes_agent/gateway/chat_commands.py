@@ -28,6 +28,10 @@ NEW_SESSION_REPLY = (
 )
 NOTHING_TO_STOP = "Nothing is being answered in this chat right now."
 STOPPED = "Stopped."
+#: The table's gateway commands this module answers (/stop: Gateway.submit).
+HANDLED = frozenset(
+    {"new", "help", "stop", "queue", "background", "undo", "retry", "personality", "usage"}
+)
 #: /background runs one chat may have going at once: each holds a model conversation,
 #: and a chat (whoever is in it) must not be able to queue work without bound.
 MAX_BACKGROUND_PER_CHAT = 3
