@@ -253,6 +253,16 @@ def test_size_limits_and_notes(make_ctx: Any, ws: Path) -> None:
     plan, _ = store_of(ctx).restore(checkpoint)
     assert plan.changed == ["small.txt"] and "huge.bin" not in plan.new_files
     assert (ws / "huge.bin").read_bytes() == huge
+    # A file that has grown past the limit cannot be saved first: it is not overwritten.
+    (ws / "grown.bin").write_bytes(b"small")
+    snap = store_of(ctx).snapshot("before growth")
+    assert snap.checkpoint is not None
+    (ws / "grown.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    grown = (ws / "grown.bin").read_bytes()
+    plan, result = store_of(ctx).restore(snap.checkpoint)
+    assert not plan.recreated and not result.problems
+    assert "could not be saved first" in checkpoints.describe_plan(plan)
+    assert (ws / "grown.bin").read_bytes() == grown
 
     ctx = make_ctx(checkpoints__max_total_mb=0.001)
     checkpoints.new_turn(ctx.state, "t2")
@@ -477,9 +487,10 @@ def test_a_directory_where_the_checkpoint_had_a_file(hermes_home: Path, ws: Path
     (ws / "x").unlink()
     (ws / "x").mkdir()
     (ws / "x" / "inner.txt").write_text("user's new work")
-    plan, result = store.restore(snap.checkpoint)
-    assert plan.new_files == ["x/inner.txt"]
-    assert result.problems and (ws / "x" / "inner.txt").read_text() == "user's new work"
+    plan, _ = store.restore(snap.checkpoint)
+    assert plan.new_files == ["x/inner.txt"] and not plan.recreated
+    assert any("kept as they are" in n and "x" in n for n in plan.notes)
+    assert (ws / "x" / "inner.txt").read_text() == "user's new work"
 
 
 def test_hermes_home_inside_the_workspace_is_left_out(

@@ -899,7 +899,31 @@ class Store:
             tree, _, notes = self._tree_now(extra=list(target))
             if tree is None:
                 raise CheckpointError("; ".join(notes))
-            return self._plan(checkpoint, target, self._entries(tree), notes)
+            return self._blocked(self._plan(checkpoint, target, self._entries(tree), notes))
+
+    def _blocked(self, plan: RestorePlan) -> RestorePlan:
+        """Paths the checkpoint has that are taken now by something the current state's
+        checkpoint could not hold (a file grown past the size limit, a FIFO): left
+        alone, and said so, rather than overwritten without a copy."""
+        dirs = _Dirs(self.workspace)
+        blocked = []
+        try:
+            for path in plan.recreated:
+                directory, _, name = path.rpartition("/")
+                try:
+                    os.stat(name, dir_fd=dirs.open(directory), follow_symlinks=False)
+                except OSError:
+                    continue
+                blocked.append(path)
+        finally:
+            dirs.close()
+        if blocked:
+            plan.recreated = [p for p in plan.recreated if p not in blocked]
+            plan.notes.append(
+                "kept as they are, because they could not be saved first (larger than "
+                "checkpoints.max_file_mb, or not regular files): " + _few(blocked)
+            )
+        return plan
 
     @staticmethod
     def _plan(
@@ -948,7 +972,7 @@ class Store:
                     + ")"
                 )
             current = self._entries(safety.checkpoint.tree)
-            plan = self._plan(checkpoint, target, current, safety.notes)
+            plan = self._blocked(self._plan(checkpoint, target, current, safety.notes))
             plan.safety = safety.checkpoint
             result = self._apply(plan, target, current, delete_new)
             self._prune(self.limits.keep, self.limits.max_age_days)
@@ -1001,6 +1025,17 @@ class Store:
     ) -> None:
         directory, _, name = path.rpartition("/")
         dir_fd = self._parent(dirs, directory, current, delete_new)
+        if path not in current:
+            try:
+                os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:  # There now, yet not in the safety checkpoint: it could not be saved.
+                raise OSError(
+                    errno.EEXIST,
+                    "something is there now that could not be saved first (larger than "
+                    "checkpoints.max_file_mb, or not a file); it was kept",
+                )
         tmp = f".hermes-restore-{os.getpid()}-{os.urandom(4).hex()}"
         if entry.mode == MODE_LINK:
             os.symlink(os.fsdecode(data), tmp, dir_fd=dir_fd)
