@@ -160,6 +160,8 @@ class SessionEvents(Events):
 
     def terminal_output(self, chunk: str) -> None:
         """Output of the running command, shown as the tool call's content while it runs."""
+        from hermes_agent.redact import redact
+
         call = self.current_call
         if call is None or not chunk:
             return
@@ -173,7 +175,7 @@ class SessionEvents(Events):
             ToolCallProgress(
                 session_update="tool_call_update",
                 tool_call_id=call,
-                content=[mapping.text_content("".join(pieces))],
+                content=[mapping.text_content(redact("".join(pieces)))],
             )
         )
 

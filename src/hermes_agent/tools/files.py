@@ -251,6 +251,11 @@ async def _editor_write(ctx: ToolContext, path: Path, data: bytes) -> bool:
     editor = ctx.state.get(EDITOR_KEY)
     if editor is None:
         return False
+    # The editor opens the name itself: the name must still lead where the guard looked
+    # (no symlink swapped in on the way since), or nothing is written.
+    again = guard_for(ctx).decide(str(path), write=True)
+    if again.real != path or again.need is Need.REFUSE:
+        raise _changed(path)
     return bool(await editor.write_text(str(path), data.decode("utf-8")))
 
 
