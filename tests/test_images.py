@@ -431,3 +431,26 @@ def test_repl_image_command_with_a_pasted_path(hermes_home: Path, tmp_path: Path
     assert child.exitstatus == 0
     assert received(llm.requests[0].body, "openai") == [("user", "image/png", (64, 64))]
     assert len(received(llm.requests[1].body, "openai")) == 1, "only the first message had it"
+
+
+def test_prune_removes_only_images_no_row_refers_to(hermes: Any, hermes_home: Path) -> None:
+    kept = images.ingest_bytes(picture(20, 20), name="kept.png")
+    orphan = images.ingest_bytes(picture(21, 21), name="orphan.png")
+    fresh = images.ingest_bytes(picture(22, 22), name="fresh.png")
+    db = StateDB()
+    sid = db.create_session(source="cli", model="gpt-4o", cwd=str(hermes_home))
+    db.add_message(sid, images.attach({"role": "user", "content": "hi"}, [kept]))
+    db.close()
+    old = 1_000_000_000
+    for ref in (kept, orphan):
+        os.utime(home.image_path(ref.file_name), (old, old))
+    db = StateDB()
+    assert images.prune(db) == (1, orphan.size)
+    assert not home.image_path(orphan.file_name).exists()
+    assert home.image_path(kept.file_name).exists() and home.image_path(fresh.file_name).exists()
+    db.close()
+    result = hermes("sessions", "delete", sid, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 stored image" in result.stdout
+    assert not home.image_path(kept.file_name).exists()
+    assert home.image_path(fresh.file_name).exists(), "younger than the grace period"

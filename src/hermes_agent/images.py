@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
 
     from hermes_agent.config.loader import Config
+    from hermes_agent.state.db import StateDB
 
 #: Largest image file read from disk or a platform (bytes); a bigger one is refused
 #: unread. Phone photos are 2-12 MB; 25 MB leaves room for PNG screenshots.
@@ -280,7 +281,9 @@ def ingest_bytes(data: bytes, *, name: str = "", label: str | None = None) -> Im
         os.path.basename(name)[:200],
     )
     target = home.image_path(ref.file_name)
-    if not target.exists():
+    try:
+        os.utime(target)  # Stored already: fresh again, so prune() leaves it to its new user.
+    except FileNotFoundError:
         from hermes_agent.fsutil import atomic_write
 
         atomic_write(target, encoded, mode=home.SECRET_FILE_MODE)
@@ -507,3 +510,38 @@ def for_turn(
         "if this model can) would let you see them.]"
     )
     return (f"{note}\n\n{text}" if text else note), []
+
+
+#: Files younger than this are never pruned: an image is stored before the message
+#: that refers to it (a gateway photo, an /image waiting for the next message).
+PRUNE_GRACE_SECONDS = 24 * 3600
+
+
+def prune(db: StateDB, *, grace: float = PRUNE_GRACE_SECONDS) -> tuple[int, int]:
+    """Remove stored images no message or inbound row refers to; ``(files, bytes)``.
+
+    Called after sessions are deleted (`hermes sessions delete|prune`). Only names
+    that look like ours are touched, and only after ``grace`` seconds.
+    """
+    import time
+
+    directory = home.images_dir()
+    if not directory.is_dir():
+        return 0, 0
+    keep = db.image_digests()
+    now = time.time()
+    removed = freed = 0
+    for entry in os.scandir(directory):
+        sha, _, ext = entry.name.partition(".")
+        if sha in keep or not re.fullmatch(r"[0-9a-f]{64}", sha) or ext not in _MEDIA_TYPES:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < grace:
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        removed += 1
+        freed += info.st_size
+    return removed, freed

@@ -329,6 +329,8 @@ def render_transcript(session: Session, records: list[StoredMessage]) -> str:
             name = _result_name(message, names)
             label = f"tool {name}".rstrip()
         flags = " (undone)" if record.undone else " (compacted)" if record.compacted else ""
+        if record.provider:
+            flags += f" · {record.model} via {record.provider}"
         out += ["", f"── {label} · {short_time(record.created_at)}{flags} ──"]
         text = _text_of(message.get("content"))
         if role in ("tool", "system"):
@@ -462,6 +464,11 @@ def export_markdown(session: Session, records: list[StoredMessage]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _answered_by(record: StoredMessage) -> dict[str, object]:
+    """Which provider and model wrote a reply, and its cost (fallback providers vary it)."""
+    return {"provider": record.provider, "model": record.model, "cost_usd": record.cost_usd}
+
+
 def export_jsonl(session: Session, records: list[StoredMessage]) -> str:
     """Metadata on the first line, then one message a line, compacted ones flagged.
 
@@ -478,6 +485,7 @@ def export_jsonl(session: Session, records: list[StoredMessage]) -> str:
                 "created_at": record.created_at,
                 "compacted": record.compacted,
                 "undone": record.undone,
+                **(_answered_by(record) if record.provider else {}),
                 "message": record.message,
             }
         )
@@ -524,8 +532,18 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         if not db.delete_session(session.id):
             raise UsageError(f"session {session.id} was deleted meanwhile")
+        _prune_images(db)
     print(f"deleted session {session.id}")
     return 0
+
+
+def _prune_images(db: StateDB) -> None:
+    """Remove stored images that only deleted sessions referred to."""
+    from hermes_agent import images
+
+    removed, freed = images.prune(db)
+    if removed:
+        print(f"removed {removed} stored image{'s' if removed != 1 else ''} ({freed // 1024} KB)")
 
 
 def parse_duration(text: str) -> float:
@@ -555,6 +573,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print("hermes: nothing deleted", file=sys.stderr)
             return EXIT_FAILURE
         deleted = db.prune(seconds, args.source)
+        _prune_images(db)
     print(f"deleted {deleted} session{'s' if deleted != 1 else ''}{scope} older than {span}")
     return 0
 

@@ -197,3 +197,26 @@ class InboxStore(StoreCore):
                 "AND delivery IS NOT 'failed' ORDER BY id"
             ).fetchall()
         return [InboundMessage(**dict(row)) for row in rows]
+
+    def image_digests(self) -> set[str]:
+        """The sha256 of every stored image a message or an inbound row refers to.
+
+        For :func:`hermes_agent.images.prune`: a file no row names any more (its
+        session was deleted) can go. A full scan, for a rare maintenance command.
+        """
+        found: set[str] = set()
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT extra FROM messages WHERE extra LIKE '%\"images\"%' "
+                "UNION ALL SELECT images FROM gateway_inbound WHERE images IS NOT NULL"
+            ).fetchall()
+        for (raw,) in rows:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            refs = value.get("images") if isinstance(value, dict) else value
+            for ref in refs if isinstance(refs, list) else ():
+                if isinstance(ref, dict) and isinstance(ref.get("sha256"), str):
+                    found.add(ref["sha256"])
+        return found
