@@ -7,6 +7,8 @@ Anthropic one, both through their real SDKs and the real agent loop; state.db is
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +334,25 @@ def test_repl_says_it_fell_back_and_usage_splits_the_replies(
         child.expect(pexpect.EOF)
         child.close()
     assert child.exitstatus == 0
+    with StateDB(hermes_home / "state.db") as db:
+        session = db.latest_session()
+    assert session is not None
+    shown = subprocess.run(
+        [str(HERMES), "sessions", "show", session.id],
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "claude-sonnet-4-6 via anthropic" in shown.stdout
+    assert "test-model via custom" in shown.stdout
+    exported = subprocess.run(
+        [str(HERMES), "sessions", "export", session.id, "--format", "jsonl"],
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    replies = [json.loads(line) for line in exported.stdout.splitlines()]
+    by = [(r.get("provider"), r.get("model")) for r in replies if r.get("provider")]
+    assert by == [("anthropic", "claude-sonnet-4-6"), ("custom", "test-model")]

@@ -199,6 +199,9 @@ class MessageStore(StoreCore):
                 compacted=bool(row["compacted"]),
                 message=self._decode(row),
                 undone=bool(row["undone"]),
+                provider=row["provider"],
+                model=row["model"],
+                cost_usd=row["cost_usd"],
             )
             for row in rows
         ]

@@ -99,6 +99,10 @@ class StoredMessage:
     message: Message
     #: Taken out of the context by /undo (``compacted`` is set too).
     undone: bool = False
+    #: Who wrote a model reply, and what it cost (None for other messages).
+    provider: str | None = None
+    model: str | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True)
