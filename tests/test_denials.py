@@ -136,3 +136,15 @@ def test_a_symlink_put_in_place_of_a_protected_file_is_removed_not_followed(
     assert any("put back" in line for line in denials.undo_changes(ctx.state))
     assert not notes.is_symlink() and notes.read_text() == "keep me\n"
     assert outside.read_text() == "outside\n"
+
+
+def test_a_sub_agent_shares_the_turns_denials_both_ways(ctx: ToolContext) -> None:
+    child = ToolContext(ctx.session_id, ctx.cwd, ctx.config, ctx.db, depth=1)
+    denials.inherit(ctx.state, child.state)
+    assert child.state["files.review_writes"] is True, "the editor's Ask mode holds for it too"
+    denials.new_turn(child.state, depth=1)  # The sub-agent's run is part of this turn.
+    child.ask = User("no")
+    call(child, "write_file", path="notes.txt", content="child\n")
+    refused = call(ctx, "write_file", path="notes.txt", content="parent\n")
+    assert refused.is_error and "denial" in refused.content
+    assert (Path(ctx.cwd) / "notes.txt").read_text() == "keep me\n"

@@ -74,9 +74,11 @@ class _Turn:
     what: list[str] = field(default_factory=list)
 
 
-def new_turn(state: dict[str, Any]) -> None:
-    """A new user message: earlier denials no longer bind."""
-    state.pop(STATE_KEY, None)
+def new_turn(state: dict[str, Any], depth: int = 0) -> None:
+    """A new user message: earlier denials no longer bind. A sub-agent's run (depth > 0)
+    is part of its parent's turn and keeps the denials it inherited."""
+    if depth == 0:
+        state.pop(STATE_KEY, None)
 
 
 def _turn(state: dict[str, Any]) -> _Turn:
@@ -89,7 +91,21 @@ def _turn(state: dict[str, Any]) -> _Turn:
 
 def active(state: dict[str, Any]) -> bool:
     """Whether something was denied in this turn."""
-    return isinstance(state.get(STATE_KEY), _Turn)
+    turn = state.get(STATE_KEY)
+    return isinstance(turn, _Turn) and bool(turn.what)
+
+
+#: What a sub-agent shares with its parent: the turn's denials (one record, so a "no"
+#: binds both ways), and how the session reaches the user's files and terminal.
+INHERITED = (STATE_KEY, "files.review_writes", "files.editor", "terminal.runner")
+
+
+def inherit(parent: dict[str, Any], child: dict[str, Any]) -> None:
+    """Give a sub-agent's tool state what it must share with its parent's (delegate)."""
+    _turn(parent)  # Created now, so the child's denials are the parent's too.
+    for key in INHERITED:
+        if key in parent:
+            child[key] = parent[key]
 
 
 def _snapshot(path: str) -> bytes | None:
@@ -222,7 +238,7 @@ def _under(path: str, turn: _Turn) -> bool:
 def question_note(state: dict[str, Any]) -> str:
     """A line for approval questions asked after a denial in the same turn."""
     turn = state.get(STATE_KEY)
-    if not isinstance(turn, _Turn):
+    if not isinstance(turn, _Turn) or not turn.what:
         return ""
     return f"\nNote: earlier in this turn you denied {_describe(turn)}."
 
