@@ -113,6 +113,8 @@ STOPPED_TEMPLATE = (
     "The work so far is kept; send another message to continue."
 )
 INTERRUPTED_MARK = " [interrupted by the user]"
+#: What an image counts for in the context estimate (characters, at ~4 a token).
+IMAGE_CHARS = 6400
 CANCELLED_RESULT = "cancelled: the user interrupted this tool call before it finished"
 
 
@@ -261,8 +263,11 @@ class Agent:
             message = redact_message(message)
         self.db.add_message(self.session_id, message, usage=usage, answered_by=answered_by)
         self.history.append(message)
-        self._chars_since_last_call += len(str(message.get("content") or "")) + sum(
-            len(c["function"]["arguments"]) for c in message.get("tool_calls") or ()
+        self._chars_since_last_call += (
+            len(str(message.get("content") or ""))
+            + sum(len(c["function"]["arguments"]) for c in message.get("tool_calls") or ())
+            # An image costs the model ~1,600 tokens (Anthropic: w*h/750, at most 1568 px).
+            + IMAGE_CHARS * len(message.get("images") or ())
         )
 
     def _repair_unanswered_calls(self) -> None:
@@ -354,9 +359,7 @@ class Agent:
         # Set by tools that read web pages or files; a sub-agent inherits its parent's.
         self.context.state["untrusted_read"] = self.inherited_untrusted
         # A denial binds the turn it was given in (safety/denials.py); a new message is free.
-        from hermes_agent.safety import denials
-
-        denials.new_turn(self.context.state, self.context.depth)
+        self.context.state.pop("approvals.denied", None)
         checkpoints.new_turn(self.context.state, text)  # The turn's first change takes one.
         if not self.inherited_untrusted:
             self.context.state.pop("untrusted_sources", None)
@@ -568,9 +571,6 @@ class Agent:
         child.inherited_untrusted = bool(self.context.state.get("untrusted_read"))
         if "untrusted_sources" in self.context.state:
             child.context.state["untrusted_sources"] = list(self.context.state["untrusted_sources"])
-        from hermes_agent.safety import denials
-
-        denials.inherit(self.context.state, child.context.state)
         try:
             result = await child.run(task)
         finally:
