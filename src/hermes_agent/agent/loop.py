@@ -359,7 +359,9 @@ class Agent:
         # Set by tools that read web pages or files; a sub-agent inherits its parent's.
         self.context.state["untrusted_read"] = self.inherited_untrusted
         # A denial binds the turn it was given in (safety/denials.py); a new message is free.
-        self.context.state.pop("approvals.denied", None)
+        from hermes_agent.safety import denials
+
+        denials.new_turn(self.context.state, self.context.depth)
         checkpoints.new_turn(self.context.state, text)  # The turn's first change takes one.
         if not self.inherited_untrusted:
             self.context.state.pop("untrusted_sources", None)
@@ -571,6 +573,9 @@ class Agent:
         child.inherited_untrusted = bool(self.context.state.get("untrusted_read"))
         if "untrusted_sources" in self.context.state:
             child.context.state["untrusted_sources"] = list(self.context.state["untrusted_sources"])
+        from hermes_agent.safety import denials
+
+        denials.inherit(self.context.state, child.context.state)
         try:
             result = await child.run(task)
         finally:
