@@ -574,3 +574,37 @@ def test_the_hermes_acp_console_script_entry_point(hermes_home: Path, tmp_path: 
         timeout=60,
     )
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+
+
+def test_load_replays_what_compression_summarised_away(hermes_home: Path, workspace: Path) -> None:
+    from hermes_agent.agent import compress
+
+    hermes_home.mkdir()
+    (hermes_home / "config.yaml").write_text(
+        "model:\n  provider: custom\n  base_url: http://127.0.0.1:9/v1\n  default: m\n"
+    )
+    db = StateDB()
+    sid = db.create_session(source="cli", model="m", cwd=str(workspace))
+    turns = [("user", "first question"), ("assistant", "first answer")]
+    turns += [("user", "second question"), ("assistant", "second answer")]
+    for role, text in turns:
+        db.add_message(sid, {"role": role, "content": text})
+    tail = db.messages(sid)[2:]
+    db.replace_history(sid, [compress.summary_message("they asked twice", 2), *tail])
+    db.add_message(sid, {"role": "user", "content": "third question"})
+    db.close()
+    editor = Editor()
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            await conn.load_session(cwd=str(workspace), session_id=sid)
+
+    run(scenario())
+    shown = [u.content.text for _, u in editor.updates if hasattr(u, "content") and u.content]
+    assert shown == [
+        "first question",
+        "first answer",
+        "second question",
+        "second answer",
+        "third question",
+    ]

@@ -646,7 +646,7 @@ class HermesAcp:
         self._stored(session_id)
         workspace = self._workspace(cwd)
         session = await self._open(session_id, workspace, mcp_servers)
-        for update in mapping.replay(self.db.messages(session_id), workspace):
+        for update in mapping.replay(self._whole_conversation(session_id), workspace):
             session.events.send(update)
         await session.events.flush(30.0)
         log.info("session %s: loaded with replay", session_id)
@@ -654,6 +654,24 @@ class HermesAcp:
         return LoadSessionResponse(
             modes=self._modes(session), config_options=self._config_options(session)
         )
+
+    def _whole_conversation(self, session_id: str) -> list[Any]:
+        """Every message the user saw, for a replay: what compression summarised away
+        too (not the summary itself), without exchanges taken back by /undo."""
+        import json as _json
+
+        from hermes_agent.agent.compress import is_summary
+
+        records = [r for r in self.db.message_records(session_id, True) if not r.undone]
+        seen = {_json.dumps(r.message, sort_keys=True, default=str) for r in records if r.compacted}
+        out: list[Any] = [r.message for r in records if r.compacted]
+        for record in records:
+            if record.compacted or is_summary(record.message):
+                continue
+            if _json.dumps(record.message, sort_keys=True, default=str) in seen:
+                continue  # Kept through compression: already replayed.
+            out.append(record.message)
+        return out
 
     async def resume_session(
         self,
