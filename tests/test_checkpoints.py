@@ -616,3 +616,44 @@ def test_rollback_in_chat(hermes_home: Path, tmp_path: Path) -> None:
         child.expect(pexpect.EOF)
     assert (ws / "notes.md").read_text() == "my notes\n"
     assert (ws / "generated.txt").read_text() == "gen\n"
+
+
+@pytest.mark.peer("scripted")
+def test_rollback_in_a_gateway_chat(hermes_home: Path, tmp_path: Path) -> None:
+    from peers.llm_server import Reply, ScriptedLLM
+    from test_gateway import Gateway, ask, configure_home, free_port
+
+    work = tmp_path / "work"  # The workspace (terminal.cwd); the gateway's logs go elsewhere.
+    work.mkdir()
+    (work / "plan.md").write_text("the user's plan\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ScriptedLLM() as llm:
+        llm.add(
+            Reply(tool_calls=[("write_file", {"path": "plan.md", "content": "overwritten\n"})]),
+            Reply(tool_calls=[("write_file", {"path": "extra.md", "content": "new\n"})]),
+            Reply("Rewrote it."),
+        )
+        port = free_port()
+        configure_home(hermes_home, llm, port)
+        config = yaml.safe_load((hermes_home / "config.yaml").read_text())
+        config.setdefault("terminal", {})["cwd"] = str(work)
+        (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+        gateway = Gateway(hermes_home, port, run_dir)
+        try:
+            gateway.wait_ready()
+            assert ask(gateway, "rewrite my plan", user="a") == "Rewrote it."
+            assert (work / "plan.md").read_text() == "overwritten\n"
+            shown_plan = ask(gateway, "/rollback", user="a")
+            assert "plan.md" in shown_plan and "extra.md" in shown_plan
+            assert "/rollback 1 yes" in shown_plan
+            assert (work / "plan.md").read_text() == "overwritten\n"  # Only shown.
+            assert "no checkpoint 4" in ask(gateway, "/rollback 4 yes", user="a")
+            assert ask(gateway, "/rollback 1 maybe", user="a").startswith("usage:")
+            done = ask(gateway, "/rollback 1 yes", user="a")
+            assert "restored 1 file" in done and "kept" in done
+            assert (work / "plan.md").read_text() == "the user's plan\n"
+            assert (work / "extra.md").exists()
+            assert len(llm.requests) == 3  # The commands never reached the model.
+        finally:
+            gateway.kill()

@@ -31,6 +31,7 @@ STOPPED = "Stopped."
 #: The table's gateway commands this module answers (/stop: Gateway.submit).
 HANDLED = frozenset(
     {"new", "help", "stop", "queue", "background", "undo", "retry", "personality", "usage"}
+    | {"rollback"}
 )
 #: /background runs one chat may have going at once: each holds a model conversation,
 #: and a chat (whoever is in it) must not be able to queue work without bound.
@@ -116,6 +117,8 @@ async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
         return Outcome(reply=personality(gateway, row, session_id, arg))
     if name == "usage":
         return Outcome(reply=usage(gateway, session_id))
+    if name == "rollback":
+        return Outcome(reply=await rollback(gateway, arg))
     return None  # In the table for the gateway but not handled: the model gets it.
 
 
@@ -130,6 +133,44 @@ def personality(gateway: Gateway, row: InboundMessage, session_id: str | None, a
         return personality_command(gateway.config, gateway.db, session_id, arg)
     except UsageError as exc:
         return str(exc)
+
+
+async def rollback(gateway: Gateway, arg: str) -> str:
+    """``/rollback [N]`` shows what going back to checkpoint N would change and how to
+    confirm; ``/rollback N yes`` (``delete-new`` to delete files created since) does it.
+
+    A chat cannot answer a question in the middle of a command, so the confirmation is
+    a second message naming the same checkpoint.
+    """
+    import asyncio
+
+    from hermes_agent import checkpoints
+    from hermes_agent.errors import HermesError
+
+    words = arg.split()
+    which = words.pop(0) if words and words[0].isdigit() else "1"
+    flags = {w.lower() for w in words}
+    if flags - {"yes", "delete-new"} or int(which) < 1:
+        return "usage: /rollback [N] [yes] [delete-new] (1 = the newest checkpoint)"
+    store = checkpoints.Store(gateway.cwd, checkpoints.Limits.from_config(gateway.config))
+    try:
+        checkpoint = await asyncio.to_thread(store.resolve, which)
+        if "yes" not in flags:
+            plan = await asyncio.to_thread(store.plan, checkpoint)
+            text = checkpoints.describe_plan(plan)
+            if plan.empty:
+                return text
+            confirm = f"Send /rollback {which} yes to restore"
+            if plan.new_files:
+                confirm += f" (/rollback {which} yes delete-new also deletes the new files)"
+            return f"{text}\n{confirm}."
+        plan, result = await asyncio.to_thread(
+            store.restore, checkpoint, delete_new="delete-new" in flags
+        )
+    except HermesError as exc:
+        return str(exc)
+    log.info("rollback to checkpoint %s: %d file(s)", checkpoint.short, len(result.written))
+    return checkpoints.describe_result(plan, result)
 
 
 def usage(gateway: Gateway, session_id: str | None) -> str:
