@@ -1219,9 +1219,11 @@ async def before_change(ctx: ToolContext, what: str) -> str:
 
     try:
         snap = await asyncio.to_thread(take)
-    except HermesError as exc:
-        ctx.state[OFF_KEY] = str(exc)
-        return f"\n[no checkpoint of the workspace could be taken: {exc}]"
+    except (HermesError, OSError, subprocess.SubprocessError, ValueError) as exc:
+        # The change goes ahead: a checkpoint is a safety net, not a gate. Said once.
+        reason = str(exc) if isinstance(exc, HermesError) else f"{type(exc).__name__}: {exc}"
+        ctx.state[OFF_KEY] = reason
+        return f"\n[no checkpoint of the workspace could be taken: {shown(reason)}]"
     if snap.checkpoint is None and any("max_files" in n for n in snap.notes):
         ctx.state[OFF_KEY] = snap.notes[0]  # The walk alone is costly: not every turn.
     return "".join(f"\n[{note}]" for note in snap.notes)
