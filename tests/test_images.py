@@ -454,3 +454,23 @@ def test_prune_removes_only_images_no_row_refers_to(hermes: Any, hermes_home: Pa
     assert "removed 1 stored image" in result.stdout
     assert not home.image_path(kept.file_name).exists()
     assert home.image_path(fresh.file_name).exists(), "younger than the grace period"
+
+
+def test_mangled_images_fail_cleanly(hermes_home: Path) -> None:
+    import random
+
+    rng = random.Random(18)
+    seeds = [picture(37, 23, fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP")]
+    for _ in range(300):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.7:
+                data[at] = rng.randrange(256)
+            else:
+                del data[at : at + rng.randint(1, 16)]
+        try:
+            ref = images.ingest_bytes(bytes(data))
+        except images.ImageError:
+            continue
+        assert ref.width >= 1 and images.load(ref)

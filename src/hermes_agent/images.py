@@ -209,7 +209,7 @@ def _decode(data: bytes, label: str) -> tuple[PILImage.Image, str]:
         raise ImageError(
             f"{label} is not an image hermes can read (PNG, JPEG, GIF, WebP or BMP)"
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Truncated or corrupt.
+    except Exception as exc:  # Truncated, corrupt, or a decoder's surprise: never a crash.
         raise ImageError(f"{label} is a damaged image ({type(exc).__name__})") from None
     return image, (opened.format or "").upper()
 
@@ -267,10 +267,13 @@ def ingest_bytes(data: bytes, *, name: str = "", label: str | None = None) -> Im
     if not data:
         raise ImageError(f"{label} is empty")
     decoded, source_format = _decode(data, label)
-    image, alpha = _clean(decoded)
-    image = _fit(image, STORE_MAX_SIDE)
-    lossless = alpha or source_format in ("PNG", "GIF", "BMP")
-    ext, encoded = _encode(image, lossless)
+    try:
+        image, alpha = _clean(decoded)
+        image = _fit(image, STORE_MAX_SIDE)
+        lossless = alpha or source_format in ("PNG", "GIF", "BMP")
+        ext, encoded = _encode(image, lossless)
+    except Exception as exc:  # An odd mode or palette the converters refuse.
+        raise ImageError(f"{label} could not be converted ({type(exc).__name__})") from None
     digest = hashlib.sha256(encoded).hexdigest()
     ref = ImageRef(
         digest,
