@@ -108,6 +108,7 @@ def build_agent(
         summary_provider=summary_provider if summary_model else None,
         fallbacks=fallbacks if fallbacks is not None else fallback.chain(config, settings),
     )
+    agent.owns_fallbacks = fallbacks is None  # Built here: closed with the agent.
     attach_mcp(agent, config, cwd, events)
     return agent
 

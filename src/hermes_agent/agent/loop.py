@@ -145,6 +145,9 @@ class Agent:
         self.provider = provider
         #: Providers that go on when ``provider`` fails (``fallback_providers``).
         self.fallbacks = fallbacks
+        #: Whether :meth:`aclose` closes ``fallbacks`` even when the provider is shared
+        #: (the factory built them for this agent alone: a cron run in the gateway).
+        self.owns_fallbacks = False
         #: Who answers in this turn: ``provider`` until it fails, then a fallback.
         self._answering: Provider = provider
         self._fallback_next = 0
@@ -239,8 +242,8 @@ class Agent:
         cleanup_state(self.context.state)
         if close_provider:
             await self.provider.aclose()
-            if self.fallbacks is not None:
-                await self.fallbacks.aclose()
+        if self.fallbacks is not None and (close_provider or self.owns_fallbacks):
+            await self.fallbacks.aclose()
 
     # --- history -----------------------------------------------------------------
 
