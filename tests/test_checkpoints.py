@@ -479,6 +479,29 @@ def test_a_fifo_where_git_reads_ignore_rules_does_not_hang_the_turn(
     assert "checkpoint" not in call(ctx, "write_file", path="a.txt", content="b")
 
 
+def test_more_directories_than_a_process_may_hold_open(hermes_home: Path, ws: Path) -> None:
+    import resource
+
+    count = 900
+    for i in range(count):
+        (ws / f"d{i:05d}").mkdir()
+        (ws / f"d{i:05d}" / "f.txt").write_text(str(i))
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, limits[1]))  # Fewer than directories.
+    try:
+        store = Store(ws)
+        snap = store.snapshot("many")
+        assert snap.checkpoint is not None
+        assert len(store._entries(snap.checkpoint.tree)) == count
+        for i in range(0, count, 97):
+            (ws / f"d{i:05d}" / "f.txt").write_text("changed")
+        _, result = store.restore(snap.checkpoint)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    assert len(result.written) == len(range(0, count, 97)) and not result.problems
+    assert (ws / "d00097" / "f.txt").read_text() == "97"
+
+
 def test_a_directory_where_the_checkpoint_had_a_file(hermes_home: Path, ws: Path) -> None:
     (ws / "x").write_text("file x")
     store = Store(ws)

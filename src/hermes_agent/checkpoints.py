@@ -84,6 +84,8 @@ _RACY_NS = 2_000_000_000
 #: Seconds git may take to list the workspace's files. A FIFO named .gitignore makes
 #: git wait forever for a writer; the workspace is the attacker's to shape.
 LIST_TIMEOUT = 60.0
+#: Directory descriptors kept open while walking (the soft limit is often 1024).
+_MAX_OPEN_DIRS = 256
 #: More packs than this (one per snapshot with new content) and pruning rewrites them.
 _MAX_PACKS = 16
 #: Escaped in text shown from the workspace (diffs): control and bidi characters.
@@ -231,6 +233,8 @@ class _Dirs:
         fd = self.fds.get(directory)
         if fd is not None:
             return fd
+        if len(self.fds) > _MAX_OPEN_DIRS:
+            self._trim(directory)
         parent, _, name = directory.rpartition("/")
         parent_fd = self.open(parent, create=create)
         try:
@@ -242,6 +246,16 @@ class _Dirs:
             fd = os.open(name, _O_DIR, dir_fd=parent_fd)
         self.fds[directory] = fd
         return fd
+
+    def _trim(self, keep: str) -> None:
+        """Close every descriptor but the root and ``keep``'s ancestors: a workspace may
+        have more directories than a process may hold open (paths come sorted, so the
+        ones closed are rarely needed again)."""
+        ancestors = {""}
+        parts = keep.split("/")
+        ancestors.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        for key in [k for k in self.fds if k not in ancestors]:
+            os.close(self.fds.pop(key))
 
     def forget(self, directory: str) -> None:
         for key in [k for k in self.fds if k == directory or k.startswith(directory + "/")]:
