@@ -36,6 +36,7 @@ import io
 import os
 import re
 import stat
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,25 +352,54 @@ def load(ref: ImageRef) -> bytes:
 
 
 _PREPARED: OrderedDict[tuple[str, Limits], tuple[str, bytes]] = OrderedDict()
-#: Prepared copies kept per process (a conversation resends its images on every call).
-PREPARED_CACHE = 32
+#: Bytes of prepared copies kept per process (a conversation resends its images on
+#: every call; a gateway serves many): the least recently sent go first.
+PREPARED_CACHE_BYTES = 64 * 1024 * 1024
+
+
+_PREPARED_LOCK = threading.Lock()
 
 
 def for_provider(ref: ImageRef, limits: Limits) -> tuple[str, bytes]:
     """``(media_type, bytes)`` of ``ref`` within ``limits``: scaled and re-encoded if needed."""
     key = (ref.sha256, limits)
-    cached = _PREPARED.get(key)
-    if cached is not None:
-        _PREPARED.move_to_end(key)
-        return cached
+    with _PREPARED_LOCK:
+        cached = _PREPARED.get(key)
+        if cached is not None:
+            _PREPARED.move_to_end(key)
+            return cached
     data = load(ref)
     result = (ref.media_type, data)
     if max(ref.width, ref.height) > limits.max_side or len(data) > limits.max_bytes:
         result = _shrink(data, ref, limits)
-    _PREPARED[key] = result
-    if len(_PREPARED) > PREPARED_CACHE:
-        _PREPARED.popitem(last=False)
+    with _PREPARED_LOCK:
+        _PREPARED[key] = result
+        total = sum(len(data) for _, data in _PREPARED.values())
+        while total > PREPARED_CACHE_BYTES and len(_PREPARED) > 1:
+            total -= len(_PREPARED.popitem(last=False)[1][1])
     return result
+
+
+async def prepare(messages: list[dict[str, Any]], limits: Limits) -> None:
+    """Read and scale the history's images in a worker thread, before a request is built.
+
+    Building the request is synchronous; a 4096 px image takes a few hundred
+    milliseconds to scale, which must not stall a gateway's other conversations.
+    What this leaves in the cache makes :func:`for_provider` instant afterwards.
+    """
+    refs = [ref for m in messages if "images" in m for ref in refs_of(m)]
+    if not refs:
+        return
+    import asyncio
+
+    def work() -> None:
+        for ref in refs:
+            try:
+                for_provider(ref, limits)
+            except ImageError:
+                continue  # Said in the request itself ("image not sent: ...").
+
+    await asyncio.to_thread(work)
 
 
 def _shrink(data: bytes, ref: ImageRef, limits: Limits) -> tuple[str, bytes]:

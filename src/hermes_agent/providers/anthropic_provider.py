@@ -39,6 +39,10 @@ class AnthropicProvider(SDKProvider):
         on_text: TextCallback | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
+        if any("images" in m for m in messages):
+            from hermes_agent import images
+
+            await images.prepare(messages, images.ANTHROPIC_LIMITS)
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens or self.settings.max_tokens,

@@ -102,6 +102,10 @@ class OpenAICompatProvider(SDKProvider):
         on_text: TextCallback | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
+        if any("images" in m for m in messages):
+            from hermes_agent import images
+
+            await images.prepare(messages, images.OPENAI_LIMITS)
         body = self._body(system, messages, tools, max_tokens or self.settings.max_tokens)
         try:
             answer = await self._client.post(
