@@ -84,6 +84,8 @@ _RACY_NS = 2_000_000_000
 #: Seconds git may take to list the workspace's files. A FIFO named .gitignore makes
 #: git wait forever for a writer; the workspace is the attacker's to shape.
 LIST_TIMEOUT = 60.0
+#: Errors that mean a path is gone or is reached through a link: nothing to keep there.
+_GONE = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ELOOP))
 #: Directory descriptors kept open while walking (the soft limit is often 1024).
 _MAX_OPEN_DIRS = 256
 #: More packs than this (one per snapshot with new content) and pruning rewrites them.
@@ -590,6 +592,7 @@ class Store:
         entries: dict[str, Entry] = {}
         too_big: list[str] = []
         nested: list[str] = []
+        unreadable: list[str] = []
         max_file = int(self.limits.max_file_mb * 1024 * 1024)
         fresh_bytes = 0
         now_ns = time.time_ns()
@@ -606,7 +609,9 @@ class Store:
                 try:
                     dir_fd = dirs.open(directory)
                     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                except OSError:
+                except OSError as exc:
+                    if exc.errno not in _GONE:
+                        unreadable.append(path)
                     continue  # Gone, or a link on the way: nothing of ours to keep.
                 key = [st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
                 known = cache.get(path)
@@ -626,6 +631,7 @@ class Store:
                         continue
                     read = self._read(dir_fd, name, st, max_file)
                     if read is None:
+                        unreadable.append(path)
                         continue
                     data, st = read
                     mode = MODE_EXEC if st.st_mode & 0o100 else MODE_FILE
@@ -654,6 +660,11 @@ class Store:
             )
         if nested:
             notes.append("nested git repositories left out of the checkpoint: " + _few(nested))
+        if unreadable:
+            notes.append(
+                "left out of the checkpoint, could not be read (permissions, or changed "
+                "while being read): " + _few(unreadable)
+            )
         return entries, new_cache, notes, fresh_bytes
 
     @staticmethod
