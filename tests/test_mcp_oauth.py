@@ -539,3 +539,37 @@ def test_server_names_never_leave_the_token_directory(hermes_home: Path) -> None
     for name in ("../evil", "a/b", "..", ".hidden", ""):
         with pytest.raises(HermesError):
             TokenStore(name, hermes_home)
+
+
+def test_an_unreachable_server_is_a_clear_error_not_a_traceback(hermes_home: Path) -> None:
+    hermes_home.mkdir()
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    (hermes_home / "config.yaml").write_text(
+        f"mcp_servers:\n  gone:\n    url: {url}\n    auth: oauth\n"
+    )
+    done = subprocess.run(
+        [str(HERMES), "mcp", "login", "gone"],
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode != 0
+    assert "login to MCP server gone failed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_server_s_absurd_token_lifetime_is_bounded(hermes_home: Path) -> None:
+    from mcp.shared.auth import OAuthToken
+
+    store = TokenStore("odd", hermes_home)
+    stored = store.save_token(
+        "https://as.example", OAuthToken(access_token="x" * 20, expires_in=10**40)
+    )
+    assert stored.expires_at is not None and stored.expires_at < time.time() + 11 * 365 * 86400
+    stored = store.save_token(
+        "https://as.example", OAuthToken(access_token="y" * 20, expires_in=-5)
+    )
+    assert stored.expires_at == pytest.approx(stored.obtained_at)
+    assert store.load_token() is not None

@@ -408,7 +408,16 @@ class _HermesAuthMixin:
                     return True
                 if not held.refresh_token or self.context.client_info is None:
                     return False
-                if not await self._discover_for_refresh():
+                try:
+                    found = await self._discover_for_refresh()
+                except httpx2.HTTPError as exc:
+                    log.warning(
+                        "MCP server %s: cannot reach its authorization server to refresh: %s",
+                        self._server_name,
+                        type(exc).__name__,
+                    )
+                    return False
+                if not found:
                     return False
                 return await self._send_refresh()
 
@@ -532,11 +541,15 @@ class _HermesAuthMixin:
                         continue
                     if (status == 401 or step_up) and self._needs_person():
                         await response.aread()
-                        wanted = extract_scope_from_www_auth(response)
-                        more = f" (it asks for scope {wanted!r})" if step_up and wanted else ""
+                        name = self._server_name
+                        if step_up:
+                            wanted = _printable(extract_scope_from_www_auth(response) or "")[:200]
+                            raise OAuthLoginRequired(
+                                f"MCP server {name} asks for more access (scope {wanted!r}): "
+                                f"run `hermes mcp logout {name}` and `hermes mcp login {name}`"
+                            )
                         raise OAuthLoginRequired(
-                            f"MCP server {self._server_name} needs a login{more}: "
-                            f"run `hermes mcp login {self._server_name}`"
+                            f"MCP server {name} needs a login: run `hermes mcp login {name}`"
                         )
                 outgoing = await inner.asend(response)
         except StopAsyncIteration:
@@ -905,7 +918,7 @@ class _CallbackListener:
                 await self._answer(writer, 200, "hermes is logged in. You can close this tab.")
             if self.result is not None and not self.result.done():
                 self.result.set_result(params)
-        except (TimeoutError, OSError, UnicodeError):
+        except Exception:  # A broken or hostile caller of the port never ends the login.
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -946,6 +959,8 @@ class TerminalAuthorizer:
             raise OAuthFlowError("the authorization URL carries no state")
         self.listener.expected_state = state
         self.shown.append(authorization_url)
+        # From the server's metadata: printed without control characters.
+        authorization_url = _printable(authorization_url).replace("\n", "?")
         left = max(int(self.deadline - time.monotonic()), 0)
         print(
             f"To log hermes in to MCP server {self.server_name}, "
@@ -1114,9 +1129,9 @@ async def login_async(
             ) from None
         except HermesError:
             raise
-        except (OAuthFlowError, httpx2.HTTPError, ValidationError, ValueError) as exc:
+        except Exception as exc:  # The server's words, shown safely: no traceback, no secret.
             raise HermesError(
-                f"login to MCP server {server_name} failed: {redact.redact(str(exc))}"
+                f"login to MCP server {server_name} failed: {_describe(exc)}"
             ) from None
         after = store.load_token()
         if after is None:
@@ -1135,6 +1150,24 @@ async def login_async(
         return LoginResult(how=how, status=status(server_name, home))
     finally:
         await listener.close()
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters: a hostile server's escape sequences stay inert."""
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a failed login, from inside an exception group if need be."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, HermesError):
+        text = str(exc)
+    elif isinstance(exc, httpx2.HTTPError):
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return _printable(redact.redact(text))[:2000]
 
 
 def _port_of(redirect: str | None) -> int:

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: How long a process waits for another one's refresh before giving up.
 REFRESH_LOCK_TIMEOUT = 60.0
+#: The longest token lifetime believed (ten years).
+MAX_LIFETIME = 10 * 365 * 86400
 
 _TOKEN_FIELDS = ("access_token", "refresh_token", "scope")
 _CLIENT_FIELDS = (
@@ -183,7 +185,10 @@ class TokenStore:
     ) -> StoredToken:
         """Store ``token`` for ``issuer`` with its absolute expiry; returns what was stored."""
         obtained = time.time() if now is None else now
-        expires_at = obtained + int(token.expires_in) if token.expires_in is not None else None
+        expires_at = None
+        if token.expires_in is not None:
+            # A server's number, bounded: a negative or absurd value must not break the store.
+            expires_at = obtained + min(max(int(token.expires_in), 0), MAX_LIFETIME)
         record: dict[str, Any] = {k: getattr(token, k) for k in _TOKEN_FIELDS if getattr(token, k)}
         record.update(expires_in=token.expires_in, expires_at=expires_at, obtained_at=obtained)
         self._update(self.token_path, issuer, record)
