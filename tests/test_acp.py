@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -330,11 +331,25 @@ def tool_names(request: object) -> set[str]:
 
 @pytest.mark.peer("mcp-server-everything")
 @pytest.mark.skipif(not EVERYTHING.exists(), reason="tests/peers/install.sh has not run")
-def test_an_editors_stdio_mcp_server_serves_its_session_only(
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_an_editors_mcp_servers_stdio_and_http_serve_their_session_only(
     hermes_home: Path, workspace: Path
 ) -> None:
-    from acp.schema import McpServerStdio
+    import os
+    import socket
 
+    from acp.schema import HttpMcpServer, McpServerStdio
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    http = subprocess.Popen(
+        ["node", str(EVERYTHING), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     steps = [
         Reply(tool_calls=[("mcp__ev__echo", {"message": "from the editor"})]),
         Reply("Echoed."),
@@ -345,7 +360,11 @@ def test_an_editors_stdio_mcp_server_serves_its_session_only(
     async def scenario() -> None:
         async with hermes_acp(editor, hermes_home, workspace) as conn:
             server = McpServerStdio(name="ev", command=str(EVERYTHING), args=["stdio"], env=[])
-            mine = (await conn.new_session(cwd=str(workspace), mcp_servers=[server])).session_id
+            web = HttpMcpServer(
+                type="http", name="web", url=f"http://127.0.0.1:{port}/mcp", headers=[]
+            )
+            servers = [server, web]
+            mine = (await conn.new_session(cwd=str(workspace), mcp_servers=servers)).session_id
             other = (await conn.new_session(cwd=str(workspace))).session_id
             await conn.prompt(session_id=mine, prompt=[acp.text_block("echo it")])
             finished = [u for u in editor.of("tool_call_update", mine) if u.status]
@@ -353,12 +372,24 @@ def test_an_editors_stdio_mcp_server_serves_its_session_only(
             await conn.prompt(session_id=other, prompt=[acp.text_block("echo it too")])
             await conn.close_session(session_id=mine)
 
-    with ScriptedLLM(steps) as llm:
-        write_config(hermes_home, llm.openai_base_url, "mcp:\n  connect_wait: 30\n")
-        run(scenario())
-        requests = llm.requests
-    assert "mcp__ev__echo" in tool_names(requests[0])
-    assert not any(n.startswith("mcp__ev__") for n in tool_names(requests[2]))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the HTTP MCP server did not start"
+                time.sleep(0.05)
+        with ScriptedLLM(steps) as llm:
+            write_config(hermes_home, llm.openai_base_url, "mcp:\n  connect_wait: 30\n")
+            run(scenario())
+            requests = llm.requests
+    finally:
+        os.killpg(http.pid, 9)
+        http.wait()
+    assert {"mcp__ev__echo", "mcp__web__echo"} <= tool_names(requests[0])
+    assert not any(n.startswith(("mcp__ev__", "mcp__web__")) for n in tool_names(requests[2]))
     assert "echo" in str(editor.permissions[0][0].title)
 
 
