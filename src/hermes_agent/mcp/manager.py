@@ -147,6 +147,8 @@ class Connection:
         self.has_resources = False
         self.has_prompts = False
         self.prompts: list[types.Prompt] = []
+        #: SHA-256 of each tool's definition (see :mod:`.pins`), computed once per listing.
+        self.digests: dict[str, str] = {}
         self.settled = threading.Event()
         self.attempts = 0
         self.pid = 0
@@ -386,6 +388,9 @@ class Connection:
                 if not cursor:
                     break
         self.tools = [t for t in tools if self.server.wants(t.name)]
+        from hermes_agent.mcp import pins
+
+        self.digests = {t.name: pins.digest(t) for t in self.tools}
         self.has_resources = caps.resources is not None
         self.has_prompts = caps.prompts is not None
         self.prompts = []
@@ -447,60 +452,36 @@ class Connection:
         on_progress: Callable[[float, float | None, str | None], None] | None = None,
     ) -> types.CallToolResult:
         """Call ``name``; ``timeout`` is an idle time that progress extends, under a cap."""
+        import anyio
+
         client = self._client()
-        last = [time.monotonic()]
-        started = last[0]
+        idle, cap = self.server.timeout, self.server.max_call_time
+        started = anyio.current_time()
+        # One cancel scope whose deadline each progress notification pushes back (never
+        # past the cap). Cancelled, the SDK sends notifications/cancelled to the server.
+        scope = anyio.CancelScope(deadline=started + min(idle, cap))
 
         async def progress(progress: float, total: float | None, message: str | None) -> None:
-            last[0] = time.monotonic()
+            scope.deadline = min(anyio.current_time() + idle, started + cap)
             if on_progress is not None:
                 on_progress(progress, total, message)
 
-        import anyio
-
-        # Stopped through an anyio cancel scope, not Task.cancel(): the SDK then sends
-        # notifications/cancelled and its dispatcher stays usable for later calls.
-        scope = anyio.CancelScope()
-
-        async def run() -> types.CallToolResult | None:
-            with scope:
-                return await client.call_tool(name, arguments, progress_callback=progress)
-            return None
-
-        task = asyncio.ensure_future(run())
         try:
-            while True:
-                now = time.monotonic()
-                idle_left = self.server.timeout - (now - last[0])
-                cap_left = self.server.max_call_time - (now - started)
-                if idle_left <= 0 or cap_left <= 0:
-                    scope.cancel()
-                    with contextlib.suppress(Exception):
-                        await task
-                    if cap_left <= 0:
-                        raise TimeoutError(
-                            f"the call ran longer than max_call_time "
-                            f"({self.server.max_call_time:g} s) and was cancelled"
-                        )
-                    raise TimeoutError(
-                        f"no answer and no progress for {self.server.timeout:g} s (timeout); "
-                        "the call was cancelled"
-                    )
-                done, _ = await asyncio.wait({task}, timeout=min(idle_left, cap_left))
-                if done:
-                    result = task.result()
-                    if result is None:
-                        raise ServerGone("the call was cancelled")
-                    return result
-        except asyncio.CancelledError:
-            scope.cancel()  # Ctrl-C, /stop, an ACP cancel: the server is told.
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(task)
-            raise
+            with scope:
+                result = await client.call_tool(name, arguments, progress_callback=progress)
         except Exception as exc:
             if _broken(exc):
                 self.dropped(_describe_error(exc, self))
             raise
+        if scope.cancelled_caught:
+            if anyio.current_time() - started >= cap:
+                raise TimeoutError(
+                    f"the call ran longer than max_call_time ({cap:g} s) and was cancelled"
+                )
+            raise TimeoutError(
+                f"no answer and no progress for {idle:g} s (timeout); the call was cancelled"
+            )
+        return result
 
     async def read_resource(self, uri: str) -> Any:
         return await self._client().read_resource(uri)
@@ -696,12 +677,25 @@ def _connect_wait(connections: Iterable[Connection]) -> float:
 
 
 class Manager:
-    """The process's MCP connections, on an event loop in a thread of their own."""
+    """The process's MCP connections, on one event loop.
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="hermes-mcp", daemon=True)
-        self._thread.start()
+    Two modes. *Attached*: created from the main thread's running loop (`hermes chat`,
+    the gateway, ACP: each runs one loop for its whole life), the connections live on
+    that loop and a call from it costs no thread switch. *Threaded*: created from
+    synchronous code (`hermes mcp`) or from another thread, the connections live on a
+    loop in a daemon thread of their own. Either way, a caller on any other loop (a
+    cron job's thread) reaches them through :meth:`submit`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.attached = loop is not None
+        self._thread: threading.Thread | None = None
+        if loop is not None:
+            self.loop = loop
+        else:
+            self.loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._run, name="hermes-mcp", daemon=True)
+            self._thread.start()
         self.connections: dict[str, Connection] = {}
         self._global: Scope | None = None
         self._key: Any = None
@@ -710,17 +704,23 @@ class Manager:
         self._every: list[Connection] = []
         self.closed = False
 
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.loop.is_closed()
+
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
     async def submit(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the manager's loop and await it from the caller's loop."""
+        if asyncio.get_running_loop() is self.loop:
+            return await coro
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return await asyncio.wrap_future(future)
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the manager's loop from synchronous code."""
+        """Run ``coro`` on the manager's loop from synchronous code (another thread)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def _start(self, servers: Sequence[ServerConfig], config: Any, cwd: str) -> list[Connection]:
@@ -788,7 +788,7 @@ class Manager:
 
     def stop_connections(self, connections: Iterable[Connection]) -> None:
         items = list(connections)
-        if items and not self.closed:
+        if items and self.usable:
             asyncio.run_coroutine_threadsafe(self._stop_all(items), self.loop)
 
     async def _stop_all(self, connections: Iterable[Connection]) -> None:
@@ -803,10 +803,17 @@ class Manager:
         return [c.status() for c in self.connections.values()]
 
     def shutdown(self, timeout: float = 8.0) -> None:
-        """Stop every server (their process groups killed) and the manager's loop."""
+        """Stop every server (their process groups killed) and the manager's loop.
+
+        An attached manager's servers are stopped when their loop ends (``asyncio.run``
+        cancels their tasks, which stop their processes); the sandbox's spawner kills
+        whatever is left when hermes exits.
+        """
         if self.closed:
             return
         self.closed = True
+        if self._thread is None:
+            return
         with contextlib.suppress(Exception):
             self.run_sync(self._stop_all(self._every), timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -821,8 +828,12 @@ def get_manager() -> Manager:
     """The process's one manager, created on first use (stopped at exit)."""
     global _manager
     with _manager_lock:
-        if _manager is None or _manager.closed:
-            _manager = Manager()
+        if _manager is None or not _manager.usable:
+            loop: asyncio.AbstractEventLoop | None = None
+            if threading.current_thread() is threading.main_thread():
+                with contextlib.suppress(RuntimeError):
+                    loop = asyncio.get_running_loop()
+            _manager = Manager(loop)
             atexit.register(_manager.shutdown)
         return _manager
 

@@ -73,6 +73,14 @@ def pinned(server: str, tool: str) -> str | None:
     return str(entry.get("digest")) if isinstance(entry, dict) else None
 
 
+def check(server: str, name: str, value: str) -> str:
+    """``new`` (never used), ``same`` (as approved) or ``changed`` for a tool's digest."""
+    known = pinned(server, name)
+    if known is None:
+        return "new"
+    return "same" if known == value else "changed"
+
+
 def held(server: str, tool: Any) -> bool:
     """The tool was used with another definition and the user has not approved this one."""
     known = pinned(server, tool.name)

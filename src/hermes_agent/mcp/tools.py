@@ -362,7 +362,9 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
         current = _current(connection, tool)
         if current is None:
             raise ToolError(f"MCP server {server!r} no longer offers the tool {tool!r}")
-        if pins.held(server, current):
+        digest = connection.digests.get(tool) or pins.digest(current)
+        pinned = pins.check(server, tool, digest)
+        if pinned == "changed":
             raise ToolError(
                 f"the tool {tool!r} of MCP server {server!r} changed its definition since it "
                 f"was first used; it is held until the user approves the change "
@@ -377,7 +379,7 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
             key=f"mcp:{server}:{tool}",
             payload=payload,
         )
-        if pins.pinned(server, tool) is None:
+        if pinned == "new":
             pins.pin(server, [current])
         progress = _progress_reporter(ctx, f"{server}/{tool}")
         result = await _call(scope, connection.call_tool(tool, args, progress), server)
