@@ -162,7 +162,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    _setup_logging()
+    try:
+        _setup_logging()
+    except OSError as exc:
+        print(f"hermes-acp: cannot write its log in HERMES_HOME/logs: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return asyncio.run(serve())
 
 
