@@ -198,3 +198,23 @@ def test_pins_hold_a_changed_definition(hermes_home: Path) -> None:
     assert oct((hermes_home / "mcp-pins.json").stat().st_mode & 0o777) == "0o600"
     pins.forget("s")
     assert not pins.held("s", changed)
+
+
+def test_images_are_kept_for_the_model(hermes_home: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buffer, "PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    result = types.CallToolResult(
+        content=[
+            types.ImageContent(type="image", data=data, mime_type="image/png"),
+            types.ImageContent(type="image", data="bm90IGFuIGltYWdl", mime_type="image/png"),
+        ]
+    )
+    text, images = render(result, "srv", "t")
+    assert len(images) == 1 and images[0]["media_type"] == "image/png"
+    assert "not shown to the model" in text  # The second is not an image at all.
