@@ -573,3 +573,63 @@ def test_a_server_s_absurd_token_lifetime_is_bounded(hermes_home: Path) -> None:
     )
     assert stored.expires_at == pytest.approx(stored.obtained_at)
     assert store.load_token() is not None
+
+
+@pytest.mark.peer("oauth-server")
+def test_a_pre_registered_client_from_config_is_used_first(
+    peer_factory: Any, hermes_home: Path
+) -> None:
+    peer = peer_factory()
+    peer.clients.add("hermes-pre-registered")
+    port = free_port()
+    hermes_home.mkdir()
+    (hermes_home / ".env").write_text("PRE_SECRET=s3cret-from-dotenv-value\n")
+    (hermes_home / "config.yaml").write_text(
+        "mcp_servers:\n"
+        "  pre:\n"
+        f"    url: {peer.url}\n"
+        "    auth: oauth\n"
+        "    oauth:\n"
+        "      client_id: hermes-pre-registered\n"
+        "      client_secret: ${PRE_SECRET}\n"
+        f"      callback_port: {port}\n"
+    )
+    result = login("pre", peer.url, hermes_home)  # Settings from config.yaml.
+    assert result.how == "authorized"
+    assert not any(r["path"] == "/register" for r in peer.requests)
+    authorize = next(r for r in peer.requests if r["path"] == "/authorize")
+    assert authorize["params"]["client_id"] == "hermes-pre-registered"
+    assert authorize["params"]["redirect_uri"] == f"http://127.0.0.1:{port}/callback"
+    exchange = next(r for r in peer.requests if r["path"] == "/token")
+    assert exchange["params"]["client_secret"] == "s3cret-from-dotenv-value"
+    # Nothing to remember about a client that comes from config.
+    assert not (hermes_home / "mcp-tokens" / "pre.client.json").exists()
+
+
+def test_the_oauth_block_is_checked_with_the_server() -> None:
+    from hermes_agent.mcp.config import parse_server
+
+    server, problems = parse_server(
+        "x",
+        {
+            "url": "https://mcp.example/mcp",
+            "auth": "oauth",
+            "oauth": {"client_secret": "s", "callback_port": 70000, "colour": "blue"},
+        },
+    )
+    assert server is None
+    keys = {key for key, _ in problems}
+    assert {"mcp_servers.x.oauth.callback_port", "mcp_servers.x.oauth.colour"} <= keys
+    server, problems = parse_server(
+        "x", {"url": "https://mcp.example/mcp", "oauth": {"client_id": "c"}}
+    )
+    assert server is None and ("mcp_servers.x.oauth", "OAuth settings need auth: oauth") in problems
+    server, problems = parse_server(
+        "x",
+        {
+            "url": "https://mcp.example/mcp",
+            "auth": "oauth",
+            "oauth": {"grant": "client_credentials"},
+        },
+    )
+    assert server is None and any("needs client_id" in p for _, p in problems)

@@ -54,6 +54,7 @@ _KEYS = {
     "sampling",
     "sandbox",
     "protocol",
+    "oauth",
 }
 _SAMPLING_KEYS = {"enabled", "model", "max_tokens_cap", "timeout", "max_rpm"}
 _TOOLS_KEYS = {"include", "exclude"}
@@ -102,6 +103,8 @@ class ServerConfig:
     network: bool | None = None
     #: ``auto`` probes ``server/discover``; ``legacy`` uses the initialize handshake.
     protocol: str = ""
+    #: The ``oauth`` block (see :mod:`hermes_agent.mcp.oauth_settings`), ``${VAR}`` unresolved.
+    oauth: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def stdio(self) -> bool:
@@ -221,6 +224,12 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
     auth = raw.get("auth") or ""
     if auth not in ("", "oauth"):
         problems.append((f"{prefix}.auth", f"must be oauth (or absent); got {auth!r}"))
+    from hermes_agent.mcp import oauth_settings
+
+    oauth = raw.get("oauth") or {}
+    problems.extend(oauth_settings.problems(oauth, f"{prefix}.oauth"))
+    if oauth and auth != "oauth":
+        problems.append((f"{prefix}.oauth", "OAuth settings need auth: oauth"))
     protocol = raw.get("protocol") or ""
     if protocol and protocol not in PROTOCOLS:
         problems.append((f"{prefix}.protocol", f"must be one of {', '.join(PROTOCOLS)}"))
@@ -295,6 +304,7 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
             writable=writable,
             network=network,
             protocol=str(protocol),
+            oauth=dict(oauth),
         ),
         [],
     )

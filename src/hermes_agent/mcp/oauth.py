@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +89,28 @@ from pydantic import AnyUrl, ValidationError
 
 from hermes_agent import redact
 from hermes_agent.errors import ConfigError, HermesError
+from hermes_agent.mcp.oauth_settings import (
+    GRANTS,
+    ID_JAG_TYPE,
+    ID_TOKEN_TYPE,
+    TOKEN_EXCHANGE_GRANT,
+    OAuthSettings,
+    settings_for,
+)
 from hermes_agent.mcp.oauth_store import StoredToken, TokenStore
+
+__all__ = [
+    "GRANTS",
+    "OAuthLoginRequired",
+    "OAuthSettings",
+    "auth_for",
+    "configured_settings",
+    "login",
+    "login_async",
+    "logout",
+    "settings_for",
+    "status",
+]
 
 log = logging.getLogger(__name__)
 
@@ -107,117 +128,8 @@ _HTTP_TIMEOUT = 30.0
 Authorizer = Callable[[str], Awaitable[AuthorizationCodeResult]]
 
 
-GRANTS = ("authorization_code", "client_credentials", "identity_assertion")
-IDENTITY_ASSERTION_NEEDS = (
-    "client_id",
-    "client_secret",
-    "issuer",
-    "idp_token_endpoint",
-    "id_token",
-)
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
-ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
-
-
 class OAuthLoginRequired(HermesError):
     """The server needs a login (or more scope) and nobody is there to give it."""
-
-
-@dataclass(frozen=True)
-class OAuthSettings:
-    """What config (``mcp_servers.NAME.oauth``) may say about a server's OAuth client.
-
-    All optional: by default hermes registers itself dynamically (RFC 7591).
-    ``client_id``/``client_secret`` are a pre-registered client (tried first);
-    ``client_metadata_url`` is an HTTPS URL where hermes' Client ID Metadata
-    Document is published (used when the server supports it); ``grant:
-    client_credentials`` is for machine-to-machine servers with no user
-    (``client_secret``, or ``private_key`` PEM for ``private_key_jwt``).
-    """
-
-    client_id: str | None = None
-    client_secret: str | None = None
-    client_metadata_url: str | None = None
-    scope: str | None = None
-    callback_port: int | None = None
-    grant: str = "authorization_code"
-    private_key: str | None = None
-    signing_algorithm: str = "RS256"
-    token_endpoint_auth_method: str | None = None
-    #: For ``grant: identity_assertion`` (SEP-990, enterprise-managed): the MCP
-    #: authorization server's issuer, and the identity provider that turns the
-    #: user's ID token into an ID-JAG (RFC 8693 token exchange).
-    issuer: str | None = None
-    idp_token_endpoint: str | None = None
-    idp_client_id: str | None = None
-    idp_client_secret: str | None = None
-    id_token: str | None = None
-
-    KEYS = (
-        "client_id",
-        "client_secret",
-        "client_metadata_url",
-        "scope",
-        "callback_port",
-        "grant",
-        "private_key",
-        "signing_algorithm",
-        "token_endpoint_auth_method",
-        "issuer",
-        "idp_token_endpoint",
-        "idp_client_id",
-        "idp_client_secret",
-        "id_token",
-    )
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any] | None, where: str = "oauth") -> OAuthSettings:
-        """Parse a config mapping; an unknown key or a wrong type is a :class:`ConfigError`."""
-        if not raw:
-            return cls()
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{where}: must be a mapping")
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in cls.KEYS:
-                raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(cls.KEYS)})")
-            if value is None:
-                continue
-            if key == "callback_port":
-                if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
-                    raise ConfigError(f"{where}.callback_port: must be a port number")
-            elif not isinstance(value, str) or not value:
-                raise ConfigError(f"{where}.{key}: must be a non-empty string")
-            values[key] = value
-        settings = cls(**values)
-        if settings.grant not in GRANTS:
-            raise ConfigError(f"{where}.grant: must be one of {', '.join(GRANTS)}")
-        if settings.grant == "identity_assertion":
-            missing = [
-                key
-                for key in (
-                    "client_id",
-                    "client_secret",
-                    "issuer",
-                    "idp_token_endpoint",
-                    "id_token",
-                )
-                if not getattr(settings, key)
-            ]
-            if missing:
-                raise ConfigError(f"{where}: grant identity_assertion needs {', '.join(missing)}")
-        if settings.grant == "client_credentials" and not settings.client_id:
-            raise ConfigError(f"{where}: grant client_credentials needs client_id")
-        if settings.grant == "client_credentials" and not (
-            settings.client_secret or settings.private_key
-        ):
-            raise ConfigError(
-                f"{where}: grant client_credentials needs client_secret or private_key"
-            )
-        if settings.client_metadata_url and not settings.client_metadata_url.startswith("https://"):
-            raise ConfigError(f"{where}.client_metadata_url: must be an https:// URL")
-        return settings
 
 
 # --- the SDK's context, corrected ------------------------------------------------------
@@ -631,6 +543,26 @@ def _root(home: Path | None) -> Path | None:
     return Path(home) if home is not None else None
 
 
+def configured_settings(server_name: str, home: Path | None = None) -> OAuthSettings:
+    """The ``oauth`` block of ``mcp_servers.NAME`` in config.yaml (defaults when absent).
+
+    What :func:`auth_for` and :func:`login` use when no settings are given, so
+    the connection manager and `hermes mcp login` need not know about them.
+    """
+    from hermes_agent import home as home_paths
+    from hermes_agent.config.loader import read_user_config
+    from hermes_agent.mcp.config import parse_server
+
+    config, _text = read_user_config(home_paths.path(home_paths.CONFIG_FILE, _root(home)))
+    raw = (config.get("mcp_servers") or {}).get(server_name)
+    if not isinstance(raw, dict) or not raw.get("oauth"):
+        return OAuthSettings()
+    server, problems = parse_server(server_name, raw)
+    if server is None:
+        raise ConfigError([f"{key}: {problem}" for key, problem in problems])
+    return settings_for(server)
+
+
 def auth_for(
     server_name: str,
     url: str,
@@ -663,7 +595,7 @@ def _build(
     authorizer: Authorizer | None = None,
     redirect_uri: str | None = None,
 ) -> httpx2.Auth:
-    settings = settings or OAuthSettings()
+    settings = settings or configured_settings(server_name, home)
     store = TokenStore(server_name, _root(home))
     if settings.grant == "identity_assertion":
         return _identity_assertion(url, settings)
@@ -1090,7 +1022,7 @@ async def login_async(
     on ``paste`` (default: stdin when it is a terminal), for at most
     ``timeout`` seconds. Raises :class:`HermesError` with a clear reason.
     """
-    settings = settings or OAuthSettings()
+    settings = settings or configured_settings(server_name, home)
     out = out or sys.stderr
     if paste is None and sys.stdin is not None and sys.stdin.isatty():
         paste = sys.stdin
