@@ -473,7 +473,7 @@ def test_collisions_and_long_names_end_to_end(hermes_home: Path, tmp_path: Path)
         ready(scope)
         tools = tools_of(scope)
         names = [n for n in tools if n.startswith("mcp__mb__")]
-        assert len(names) == len(set(names)) == 9
+        assert len(names) == len(set(names)) == 10
         assert all(len(n) <= 64 for n in names)
         ctx = context(config, ws)
         answers = {call(scope, n, {}, ctx).splitlines()[1] for n in names if "a_b" in n}
@@ -504,3 +504,94 @@ def test_stopping_leaves_no_child(hermes_home: Path, tmp_path: Path) -> None:
     asyncio.run(scope.aclose())
     wait_for(lambda: not _alive(child) and not _alive(server_pid), 10, "the processes to end")
     assert json.loads(json.dumps(scope.statuses()[0].state)) == "stopped"
+
+
+def test_sampling_only_when_enabled_capped_and_audited(hermes_home: Path, tmp_path: Path) -> None:
+    from peers.aimock import Aimock
+
+    ws = tmp_path / "ws"
+    fixtures = [{"match": {"userMessage": "say pong"}, "response": {"content": "pong"}}]
+    with Aimock(fixtures) as mock:
+        config = setup(
+            hermes_home,
+            ws,
+            {
+                "allowed": misbehaving(
+                    approval="auto", sampling={"enabled": True, "max_tokens_cap": 64}
+                ),
+                "refused": misbehaving(approval="auto"),
+            },
+            model={"provider": "custom", "base_url": mock.openai_base_url, "default": "m1"},
+        )
+        scope = open_scope(config, ws)
+        try:
+            ready(scope)
+            ctx = context(config, ws)
+            answer = call(scope, "mcp__allowed__sample", {"prompt": "say pong"}, ctx)
+            assert "model said: pong" in answer
+            with pytest.raises(ToolError):
+                call(scope, "mcp__refused__sample", {"prompt": "say pong"}, ctx)
+            journal = mock.journal()
+        finally:
+            scope.close()
+    assert len(journal) == 1  # The refused server never reached the model.
+    assert journal[0]["body"]["max_tokens"] == 64  # 50,000 asked, capped.
+    audit = (hermes_home / "logs" / "approvals.jsonl").read_text()
+    assert '"purpose": "mcp sampling"' in audit and '"server": "allowed"' in audit
+
+
+def test_oauth_server_without_tokens_needs_login(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"notes": {"url": "http://127.0.0.1:9/mcp", "auth": "oauth"}})
+    scope = open_scope(config, ws)
+    try:
+        asyncio.run(scope.prepare())
+        (status,) = scope.statuses()
+        assert status.state == "needs-login", status
+        assert "hermes mcp login notes" in status.reason
+        assert "notes: needs-login" in tools_of(scope)["mcp_servers"].description
+    finally:
+        scope.close()
+
+
+def test_legacy_sse_server(hermes_home: Path, tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["node", str(EVERYTHING), "sse"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ws = tmp_path / "ws"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        config = setup(
+            hermes_home,
+            ws,
+            {
+                "old": {
+                    "url": f"http://127.0.0.1:{port}/sse",
+                    "transport": "sse",
+                    "approval": "auto",
+                }
+            },
+        )
+        scope = open_scope(config, ws)
+        try:
+            ready(scope)
+            assert "Echo: sse" in call(
+                scope, "mcp__old__echo", {"message": "sse"}, context(config, ws)
+            )
+        finally:
+            scope.close()
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()

@@ -91,6 +91,19 @@ def spawn() -> str:
     return str(child.pid)
 
 
+@server.tool(description="Ask the client's model (sampling) and return its answer.")
+async def sample(prompt: str, ctx: Context) -> str:
+    import mcp_types as types
+
+    result = await ctx.session.create_message(
+        messages=[
+            types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
+        ],
+        max_tokens=50_000,
+    )
+    return f"model said: {getattr(result.content, 'text', result.content)}"
+
+
 @server.tool(name="a.b", description="dotted")
 def dotted() -> str:
     return "dotted"
