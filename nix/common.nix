@@ -66,6 +66,17 @@ let
         default = null;
         description = "`\"oauth\"` to authenticate to `url` with OAuth (tokens in HERMES_HOME/mcp-tokens).";
       };
+      oauth = mkOption {
+        type = types.attrsOf (types.either types.str types.port);
+        default = { };
+        example = lib.literalExpression ''{ client_id = "hermes"; client_secret = "''${NOTION_CLIENT_SECRET}"; callback_port = 8765; }'';
+        description = ''
+          OAuth client settings for an `auth = "oauth"` server: `client_id` and `client_secret`
+          of a pre-registered client, `client_metadata_url`, `scope`, `callback_port`, `grant`
+          (`client_credentials`, `identity_assertion`) and its keys. Put secrets in an
+          `environmentFiles` file and write them as `''${NAME}`.
+        '';
+      };
       enabled = mkOption {
         type = types.bool;
         default = true;
