@@ -29,6 +29,7 @@ def test_help_lists_only_commands_that_exist(hermes: Runner) -> None:
         "skills",
         "cron",
         "tools",
+        "mcp",
         "checkpoints",
         "sandbox",
         "deploy",
