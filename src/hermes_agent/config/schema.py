@@ -526,12 +526,14 @@ SETTINGS: tuple[Setting, ...] = (
         {},
         "dict",
         "MCP servers by name: `command`/`args`/`env` for stdio, or `url`/`headers` for HTTP "
-        "(`transport: sse` for legacy SSE), `auth: oauth`, `enabled`, `required`, `timeout` "
+        "(`transport: sse` for legacy SSE), `auth: oauth` with optional `oauth` settings "
+        "(`client_id`, `client_secret`, `scope`, `callback_port`, `grant`...), `enabled`, "
+        "`required`, `timeout` "
         "(idle seconds per call, progress extends it; default 120), `max_call_time`, "
         "`connect_timeout` (60), `tools.include`/`tools.exclude`, `approval` and "
         "`tool_approval` (`auto`, `ask`, `deny`), `sampling.enabled|model|max_tokens_cap|"
         "timeout|max_rpm`, `sandbox.writable`/`sandbox.network`. `${VAR}` is replaced in "
-        "`env`, `url` and `headers` from `.env` and the environment when connecting. See "
+        "`env`, `url`, `headers` and `oauth` from `.env` and the environment when connecting. See "
         '"MCP servers" above.',
     ),
     Setting(
