@@ -1071,9 +1071,7 @@ class Store:
             except FileNotFoundError:
                 perm = None
             if perm is None:
-                umask = os.umask(0o022)
-                os.umask(umask)
-                perm = 0o666 & ~umask
+                perm = 0o666 & ~_umask()
             perm = perm | ((perm & 0o444) >> 2) if entry.mode == MODE_EXEC else perm & ~0o111
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
@@ -1199,6 +1197,19 @@ class Store:
         this is done when packs pile up or on `hermes checkpoints prune`)."""
         self._git("repack", "-a", "-d", "-q")
         self._git("prune", "--expire=now")
+
+
+def _umask() -> int:
+    """The process umask, read without setting it (setting it, even back, races with
+    threads creating files meanwhile, as the gateway's do)."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as status,
+    ):
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def _few(paths: Sequence[str], limit: int = 5) -> str:
