@@ -388,6 +388,10 @@ class Repl:
         )
         self.banner()
         _prewarm_sdk(self.setup.settings.info.wire)
+        try:  # MCP servers start connecting now, while the user types the first message.
+            self._mcp_scope()
+        except HermesError as exc:
+            self.console.print(f"[red]{_shown(exc)}[/]")
         await self.review_documents(session)
         while True:
             try:
