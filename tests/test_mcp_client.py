@@ -595,3 +595,52 @@ def test_legacy_sse_server(hermes_home: Path, tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, 9)
         proc.wait()
+
+
+def test_both_protocol_eras(hermes_home: Path, tmp_path: Path, http_everything: str) -> None:
+    """The Python SDK's HTTP server speaks 2026-07-28 (discover); the npm one the handshake."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(MISBEHAVING)],
+        env={**os.environ, "HTTP_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ws = tmp_path / "ws"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        config = setup(
+            hermes_home,
+            ws,
+            {
+                "modern": {"url": f"http://127.0.0.1:{port}/mcp", "approval": "auto"},
+                "handshake": {"url": http_everything, "approval": "auto"},
+                "stdio": misbehaving(approval="auto"),
+            },
+        )
+        scope = open_scope(config, ws)
+        try:
+            ready(scope)
+            versions = {
+                c.server.name: c.client.protocol_version if c.client else ""
+                for c in scope.connections
+            }
+            assert versions["modern"] == "2026-07-28"
+            assert versions["handshake"].startswith("2025-")
+            assert versions["stdio"].startswith("2025-")  # Never probed with discover.
+            ctx = context(config, ws)
+            assert "5" in call(scope, "mcp__modern__add", {"a": 2, "b": 3}, ctx)
+            assert "Echo: e" in call(scope, "mcp__handshake__echo", {"message": "e"}, ctx)
+        finally:
+            scope.close()
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()

@@ -4,6 +4,7 @@ Run as ``python mcp_misbehaving.py``; what it does is chosen by environment:
 
 - ``SLOW_START=S``: sleep S seconds before answering anything (a slow server);
 - ``FLOOD=N``: write N KiB to stderr and junk lines to stdout before serving;
+- ``HTTP_PORT=N``: serve Streamable HTTP on 127.0.0.1:N/mcp instead of stdio;
 - ``MARK_DIR=DIR``: files it leaves there say what happened (``cancelled``,
   ``child.pid``), for the test to check.
 
@@ -120,4 +121,7 @@ def long_name() -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if os.environ.get("HTTP_PORT"):  # Streamable HTTP (the SDK's server speaks 2026-07-28).
+        anyio.run(lambda: server.run_streamable_http_async(port=int(os.environ["HTTP_PORT"])))
+    else:
+        server.run()
