@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -502,6 +503,15 @@ def test_more_directories_than_a_process_may_hold_open(hermes_home: Path, ws: Pa
     assert (ws / "d00097" / "f.txt").read_text() == "97"
 
 
+def test_names_a_file_system_may_read_as_dot_git_are_never_restored() -> None:
+    from hermes_agent.checkpoints import _valid_path
+
+    for bad in (".git/hooks/x", "a/.GIT/config", ".g\u200cit/hooks/x", ".git. /x", "GIT~1/x"):
+        assert not _valid_path(bad), bad
+    for good in ("git/x", ".gitignore", "a/.github/workflows/ci.yml", "x.git", "digit"):
+        assert _valid_path(good), good
+
+
 def test_a_directory_where_the_checkpoint_had_a_file(hermes_home: Path, ws: Path) -> None:
     (ws / "x").write_text("file x")
     store = Store(ws)
@@ -533,6 +543,17 @@ def test_hermes_home_inside_the_workspace_is_left_out(
     assert plan.changed == ["work.txt"] and not plan.new_files
     with pytest.raises(checkpoints.CheckpointError, match="HERMES_HOME itself"):
         Store(ws / ".hermes").snapshot("t")
+    # A checkpoint from when HERMES_HOME lived elsewhere (then moved into the workspace,
+    # its checkpoints with it) never writes into it.
+    monkeypatch.setenv("HERMES_HOME", str(tmp_path / "elsewhere"))
+    old = Store(ws).snapshot("when .hermes was a plain directory")
+    assert old.checkpoint is not None
+    shutil.rmtree(ws / ".hermes" / "checkpoints")
+    shutil.copytree(tmp_path / "elsewhere" / "checkpoints", ws / ".hermes" / "checkpoints")
+    monkeypatch.setenv("HERMES_HOME", str(ws / ".hermes"))
+    (ws / ".hermes" / ".env").write_text("OPENAI_API_KEY=sk-new\n")
+    Store(ws).restore(old.checkpoint)
+    assert (ws / ".hermes" / ".env").read_text() == "OPENAI_API_KEY=sk-new\n"
 
 
 # --- pruning ---------------------------------------------------------------------------------

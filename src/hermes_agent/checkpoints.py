@@ -333,16 +333,28 @@ class _BlobWriter:
 
 
 def _valid_path(path: str) -> bool:
-    """A relative path git may hold: no empty, ``.``, ``..`` or ``.git`` component."""
+    """A relative path hermes may read or restore: no empty, ``.`` or ``..`` component,
+    and none that a file system could take for ``.git`` (a restore must never write
+    into a repository's own directory, where git finds hooks)."""
     if not path or "\0" in path:
         return False
     parts = path.split("/")
     if _BAD_PARTS.intersection(parts):
         return False
-    return ".git" not in path.lower() or all(p.lower() != ".git" for p in parts)
+    if "git" not in _HFS_IGNORED.sub("", path.lower()):
+        return True
+    return not any(_is_dotgit(p) for p in parts)
+
+
+def _is_dotgit(part: str) -> bool:
+    """``.git`` as macOS (ignorable code points, any case) or Windows (trailing dots
+    and spaces, the short name ``git~1``) would read it."""
+    name = _HFS_IGNORED.sub("", part).lower().rstrip(". ")
+    return name in (".git", "git~1")
 
 
 _BAD_PARTS = frozenset(("", ".", ".."))
+_HFS_IGNORED = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
 
 
 # --- the shadow repository -----------------------------------------------------------------
@@ -950,14 +962,18 @@ class Store:
             )
         return plan
 
-    @staticmethod
     def _plan(
+        self,
         checkpoint: Checkpoint,
         target: dict[str, Entry],
         current: dict[str, Entry],
         notes: list[str],
     ) -> RestorePlan:
         plan = RestorePlan(checkpoint, notes=list(notes))
+        inner = self._inner_home()
+        if inner:  # HERMES_HOME moved into the workspace since: never written by a restore.
+            for path in [p for p in target if p == inner or p.startswith(inner + "/")]:
+                del target[path]
         for path, entry in target.items():
             now = current.get(path)
             if now is None:
