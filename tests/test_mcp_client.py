@@ -11,6 +11,7 @@ agent uses (approval gate, pins, untrusted marking).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -643,4 +644,58 @@ def test_both_protocol_eras(hermes_home: Path, tmp_path: Path, http_everything: 
             scope.close()
     finally:
         os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def _serve_http(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        ["node", str(EVERYTHING), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            assert time.monotonic() < deadline, "the HTTP MCP server did not start"
+            time.sleep(0.05)
+
+
+def test_http_server_that_goes_away_is_reported_and_reconnected(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = _serve_http(port)
+    ws = tmp_path / "ws"
+    config = setup(
+        hermes_home,
+        ws,
+        {"web": {"url": f"http://127.0.0.1:{port}/mcp", "approval": "auto", "timeout": 10}},
+    )
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        assert "Echo: a" in call(scope, "mcp__web__echo", {"message": "a"}, ctx)
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        started = time.monotonic()
+        with pytest.raises(ToolError, match="web"):
+            call(scope, "mcp__web__echo", {"message": "b"}, ctx)
+        assert time.monotonic() - started < 10  # An error, not a hang until the timeout.
+        connection = scope.find("web")
+        assert connection is not None
+        wait_for(lambda: connection.state != READY, 10, "the drop to be noticed")
+        assert "mcp__web__echo" not in tools_of(scope)  # No longer offered while down.
+        proc = _serve_http(port)
+        wait_for(lambda: connection.state == READY, 90, "the reconnect")
+        assert "Echo: c" in call(scope, "mcp__web__echo", {"message": "c"}, ctx)
+    finally:
+        scope.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
         proc.wait()

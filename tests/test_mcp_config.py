@@ -152,6 +152,8 @@ def test_schema_normalisation() -> None:
         "properties": {},
     }
     assert normalize_schema("nonsense") == {"type": "object", "properties": {}}
+    arrays = normalize_schema({"type": "object", "properties": {"tags": {"type": "array"}}})
+    assert arrays["properties"]["tags"] == {"type": "array", "items": {}}
     assert normalize_schema({"type": "object", "properties": {"a": {"type": 5}}}) == {
         "type": "object",
         "properties": {},
