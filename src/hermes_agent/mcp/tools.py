@@ -154,8 +154,9 @@ def _inline(node: Any, defs: dict[str, Any], stack: tuple[str, ...]) -> Any:
             out[key] = {str(k): _inline(v, defs, stack) for k, v in value.items()}
         else:
             out[key] = _inline(value, defs, stack)
-    kind = out.get("type")
-    if (kind == "array" or (isinstance(kind, list) and "array" in kind)) and "items" not in out:
+    declared = out.get("type")
+    is_array = declared == "array" or (isinstance(declared, list) and "array" in declared)
+    if is_array and "items" not in out:
         out["items"] = {}  # OpenAI rejects an array schema without items.
     return out
 
