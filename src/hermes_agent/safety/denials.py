@@ -109,18 +109,22 @@ def inherit(parent: dict[str, Any], child: dict[str, Any]) -> None:
 
 
 def _snapshot(path: str) -> bytes | None:
+    """The content at ``path`` reached without following any symlink on the way (a
+    directory on it swapped for a link leads nowhere: None, never the link's target)."""
+    from hermes_agent.tools import pinned
+
+    target = Path(path)
     try:
-        info = os.lstat(path)
+        with pinned.directory(target.parent) as parent:
+            info = os.stat(target.name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return _ABSENT
-    except OSError:
+    except (OSError, ValueError):
         return None
     if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SNAPSHOT:
         return None
     try:
-        from hermes_agent.tools import pinned
-
-        return pinned.read_bytes(Path(path))[0]
+        return pinned.read_bytes(target)[0]
     except OSError:
         return None
 
@@ -244,18 +248,19 @@ def question_note(state: dict[str, Any]) -> str:
 
 
 def _put_back(path: str, content: bytes) -> None:
+    """Put ``content`` back at ``path`` (or remove what was made there). This runs in
+    hermes, unconfined: every step goes through the directory reached from ``/``
+    without following a symlink, so a directory on the way swapped for a link to
+    HERMES_HOME or the user's files makes it fail (PathChanged), never act there."""
     from hermes_agent.tools import pinned
 
     target = Path(path)
-    with contextlib.suppress(FileNotFoundError):
-        info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            os.unlink(path)  # A link put in its place: removed, never followed.
+    with contextlib.suppress(FileNotFoundError), pinned.directory(target.parent) as parent:
+        info = os.stat(target.name, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISLNK(info.st_mode) or (content == _ABSENT and stat.S_ISREG(info.st_mode)):
+            # A link put in its place: removed, never followed; a new file: removed.
+            os.unlink(target.name, dir_fd=parent)
     if content == _ABSENT:
-        with contextlib.suppress(FileNotFoundError):
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode):
-                os.unlink(path)
         return
     pinned.write_atomic(target, content)
 
