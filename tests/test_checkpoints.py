@@ -184,6 +184,37 @@ def test_one_checkpoint_per_turn_and_none_for_read_only_commands(make_ctx: Any, 
     assert len(store_of(ctx).listing()) == 3
 
 
+def test_the_checkpoints_are_as_unreadable_as_hermes_secrets(
+    make_ctx: Any, ws: Path, hermes_home: Path
+) -> None:
+    # A workspace of ~ puts copies of ~/.ssh keys and the like into the checkpoints:
+    # neither a confined command nor the file tools may read them there.
+    (ws / "notes.txt").write_text("CANARY-7d1f\n")
+    ctx = make_ctx()
+    checkpoints.new_turn(ctx.state, "t")
+    call(ctx, "write_file", path="other.txt", content="x")
+    repo = store_of(ctx).git_dir
+    marker = repo / "hermes-workspace"  # Holds the workspace's path.
+    result = asyncio.run(
+        dispatch(ToolCall("r", "read_file", json.dumps({"path": str(marker)})),
+                 TOOLS, ctx)
+    )  # fmt: skip
+    assert result.is_error and str(ws) not in str(result.content)
+    if not sandbox.active(ctx.config):
+        pytest.skip("no kernel sandbox on this machine: the file tools' part was checked")
+    probe = (
+        'python3 -c "import sys\n'
+        # Spelled so that the classifier cannot see the path: the kernel must stop it.
+        f"try:\n print(open(bytes.fromhex('{bytes(marker).hex()}').decode()).read())\n"
+        "except OSError as e:\n print('denied', e.errno)\""
+    )
+    result = asyncio.run(
+        dispatch(ToolCall("t", "terminal", json.dumps({"command": probe})), TOOLS, ctx)
+    )
+    assert str(ws) not in str(result.content)
+    assert result.is_error or "denied" in str(result.content)
+
+
 def test_disabled_by_config(make_ctx: Any) -> None:
     ctx = make_ctx(checkpoints__enabled=False)
     checkpoints.new_turn(ctx.state, "x")

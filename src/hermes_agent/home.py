@@ -35,6 +35,8 @@ SKILLS_DIR = "skills"
 CRON_DIR = "cron"
 LOGS_DIR = "logs"
 MCP_TOKENS_DIR = "mcp-tokens"
+#: Shadow git repositories of workspaces: copies of their files, credentials included.
+CHECKPOINTS_DIR = "checkpoints"
 #: Images shown to the model, content-addressed (``<sha256>.<ext>``): state.db keeps
 #: only the reference, never the bytes.
 IMAGES_DIR = "images"
@@ -282,7 +284,7 @@ def image_path(name: str) -> Path:
 
 def checkpoints_dir() -> Path:
     """Shadow git repositories of workspaces (``checkpoints/``), one per workspace."""
-    return path("checkpoints")
+    return path(CHECKPOINTS_DIR)
 
 
 def checkpoint_repo(key: str) -> Path:

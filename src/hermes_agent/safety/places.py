@@ -60,7 +60,14 @@ class PathKind(enum.Enum):
 
 
 #: HERMES_HOME entries that are secrets (unreadable) and that are the gate (unwritable).
-HERMES_SECRETS = (home_module.ENV_FILE, home_module.AUTH_FILE, home_module.MCP_TOKENS_DIR)
+#: ``checkpoints/`` holds copies of workspace files, so of any credential a workspace
+#: of ``~`` has (``~/.ssh/id_ed25519``...): unreadable like the originals.
+HERMES_SECRETS = (
+    home_module.ENV_FILE,
+    home_module.AUTH_FILE,
+    home_module.MCP_TOKENS_DIR,
+    home_module.CHECKPOINTS_DIR,
+)
 HERMES_GATE = (home_module.CONFIG_FILE, home_module.MANAGED_MARKER, home_module.NIX_STATE_FILE)
 HERMES_PERSONA = ("SOUL.md", "USER.md")
 

@@ -150,6 +150,7 @@ _HERMES_SECRET_WHAT = {
     home.ENV_FILE: "hermes' secrets file (.env with API keys and tokens)",
     home.AUTH_FILE: "hermes' credential store (auth.json)",
     home.MCP_TOKENS_DIR: "an MCP OAuth token file (mcp-tokens/)",
+    home.CHECKPOINTS_DIR: "hermes' checkpoints of workspaces (checkpoints/, copies of files)",
 }
 #: Names for the entries of places.HOME_SECRETS (any other entry gets a generic name).
 _STORE_WHAT = {

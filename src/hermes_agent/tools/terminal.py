@@ -835,13 +835,14 @@ async def terminal(args: dict[str, Any], ctx: ToolContext) -> str:
     from hermes_agent.safety.gate import approve_command
 
     await approve_command(command, ctx, purpose="background" if background else "terminal")
-    runner = ctx.state.get(RUNNER_KEY)
-    if runner is not None and not background:
-        return await _run_elsewhere(runner, command, timeout, max_chars)
-    launch = plan(command, ctx)
     from hermes_agent import checkpoints
 
+    # Before the launch is planned, so that the sandbox already hides the checkpoint.
     note = await checkpoints.before_command(ctx, command)
+    runner = ctx.state.get(RUNNER_KEY)
+    if runner is not None and not background:
+        return await _run_elsewhere(runner, command, timeout, max_chars) + note
+    launch = plan(command, ctx)
     # The last look (after the previous command) still holds unless a background
     # process ran since: look again only then, or for the first time.
     running = any(p.popen.poll() is None for p in _processes(ctx.state).values())
