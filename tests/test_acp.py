@@ -639,3 +639,27 @@ def test_load_replays_what_compression_summarised_away(hermes_home: Path, worksp
         "second answer",
         "third question",
     ]
+
+
+def test_reasoning_streams_as_thought_chunks_and_is_not_stored(
+    hermes_home: Path, workspace: Path
+) -> None:
+    editor = Editor()
+
+    async def scenario() -> str:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("think first")])
+            return sid
+
+    reply = Reply("The answer.", reasoning="Weighing the options carefully.")
+    with ScriptedLLM([reply]) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        sid = asyncio.run(scenario())
+    thoughts = editor.of("agent_thought_chunk", sid)
+    assert "".join(t.content.text for t in thoughts) == "Weighing the options carefully."
+    assert editor.kinds(sid).index("agent_thought_chunk") < editor.kinds(sid).index(
+        "agent_message_chunk"
+    )
+    stored = json.dumps(StateDB().messages(sid))
+    assert "Weighing" not in stored and "The answer." in stored

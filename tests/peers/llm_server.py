@@ -92,6 +92,8 @@ class Reply:
     model: str | None = None
     chunk_size: int = 8
     chunk_delay: float = 0.0
+    #: Streamed before the text as OpenRouter's ``delta.reasoning`` (OpenAI wire only).
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,8 @@ def openai_events(reply: Reply, model: str, n: int, include_usage: bool) -> list
 
     has_text = reply.text is not None or not reply.tool_calls
     chunks = [chunk({"role": "assistant", "content": "" if has_text else None, "refusal": None})]
+    if reply.reasoning:
+        chunks += [chunk({"reasoning": p}) for p in _pieces(reply.reasoning, reply.chunk_size)]
     if reply.text:
         chunks += [chunk({"content": piece}) for piece in _pieces(reply.text, reply.chunk_size)]
     for i, call in enumerate(_openai_tool_calls(reply, n)):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from acp.exceptions import RequestError
 from acp.schema import (
     AgentMessageChunk,
+    AgentThoughtChunk,
     AllowedOutcome,
     ContentToolCallContent,
     Cost,
@@ -117,6 +118,16 @@ class SessionEvents(Events):
             self.send(
                 AgentMessageChunk(
                     session_update="agent_message_chunk",
+                    content=TextContentBlock(type="text", text=delta),
+                    message_id=self.message_id,
+                )
+            )
+
+    def thought(self, delta: str) -> None:
+        if delta:
+            self.send(
+                AgentThoughtChunk(
+                    session_update="agent_thought_chunk",
                     content=TextContentBlock(type="text", text=delta),
                     message_id=self.message_id,
                 )

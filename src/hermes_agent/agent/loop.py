@@ -59,6 +59,9 @@ class Events:
     def notice(self, message: str) -> None:
         """Something the user should know that is not part of the answer."""
 
+    def thought(self, delta: str) -> None:
+        """A piece of the model's reasoning, where the provider streams it (not stored)."""
+
     def fallback(self, error: ProviderError, message: str) -> None:
         """The model failed with ``error``; another provider goes on (``message`` says
         which, in one line). Streamed text so far is void, as after :meth:`retrying`."""
@@ -455,6 +458,7 @@ class Agent:
                         messages=self._for_model(provider),
                         tools=self.tool_specs(),
                         on_text=on_text,
+                        on_reasoning=self.events.thought,
                     ),
                     on_retry=on_retry,
                 )

@@ -38,6 +38,7 @@ class AnthropicProvider(SDKProvider):
         tools: list[ToolSpec],
         on_text: TextCallback | None = None,
         max_tokens: int | None = None,
+        on_reasoning: TextCallback | None = None,
     ) -> Completion:
         if any("images" in m for m in messages):
             from hermes_agent import images
@@ -59,13 +60,18 @@ class AnthropicProvider(SDKProvider):
             ]
         try:
             if self.stream:
-                return await self._stream(request, on_text)
+                return await self._stream(request, on_text, on_reasoning)
             response = await self._client.messages.create(**request)
         except anthropic.APIError as exc:
             raise self.translate(exc) from None
         return _from_message(response)
 
-    async def _stream(self, request: dict[str, Any], on_text: TextCallback | None) -> Completion:
+    async def _stream(
+        self,
+        request: dict[str, Any],
+        on_text: TextCallback | None,
+        on_reasoning: TextCallback | None = None,
+    ) -> Completion:
         stream = await self._client.messages.create(**request, stream=True)
         text: list[str] = []
         blocks: dict[int, dict[str, str]] = {}
@@ -86,6 +92,8 @@ class AnthropicProvider(SDKProvider):
                         text.append(delta.text)
                         if on_text is not None:
                             on_text(delta.text)
+                    elif delta.type == "thinking_delta" and on_reasoning is not None:
+                        on_reasoning(delta.thinking)
                     elif delta.type == "input_json_delta" and event.index in blocks:
                         blocks[event.index]["json"] += delta.partial_json
                 elif kind == "message_delta":

@@ -103,6 +103,7 @@ class Provider(Protocol):
         tools: list[ToolSpec],
         on_text: TextCallback | None = None,
         max_tokens: int | None = None,
+        on_reasoning: TextCallback | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...

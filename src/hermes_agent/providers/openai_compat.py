@@ -101,6 +101,7 @@ class OpenAICompatProvider(SDKProvider):
         tools: list[ToolSpec],
         on_text: TextCallback | None = None,
         max_tokens: int | None = None,
+        on_reasoning: TextCallback | None = None,
     ) -> Completion:
         if any("images" in m for m in messages):
             from hermes_agent import images
@@ -117,12 +118,17 @@ class OpenAICompatProvider(SDKProvider):
                 stream_cls=openai.AsyncStream[object],
             )
             if self.stream:
-                return await self._stream(answer, on_text)
+                return await self._stream(answer, on_text, on_reasoning)
             return self._parse(answer)
         except openai.APIError as exc:
             raise self.translate(exc) from None
 
-    async def _stream(self, stream: Any, on_text: TextCallback | None) -> Completion:
+    async def _stream(
+        self,
+        stream: Any,
+        on_text: TextCallback | None,
+        on_reasoning: TextCallback | None = None,
+    ) -> Completion:
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = Usage()
@@ -141,6 +147,11 @@ class OpenAICompatProvider(SDKProvider):
                         text.append(content)
                         if on_text is not None:
                             on_text(content)
+                    # The model's reasoning, where the endpoint streams it (OpenRouter's
+                    # `reasoning`, DeepSeek's and vLLM's `reasoning_content`): shown, not kept.
+                    reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+                    if reasoning and isinstance(reasoning, str) and on_reasoning is not None:
+                        on_reasoning(reasoning)
                     for tc in delta.get("tool_calls") or ():
                         slot = calls.setdefault(
                             int(tc.get("index") or 0), {"id": "", "name": "", "arguments": ""}
