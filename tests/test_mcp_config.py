@@ -57,6 +57,9 @@ def test_bad_entries_are_named_by_key() -> None:
     assert "mcp_servers.gh.sandbox.network" in found
     assert "mcp_servers.gh.sandbox.other" in found
     assert found["mcp_servers.gh.bogus"] == "unknown key"
+    # Unknown keys alone are warnings (as everywhere in config.yaml): the server still runs.
+    (kept,) = mcp_config.parse_servers({"x": {"command": "a", "newer_option": 1}})
+    assert kept.command == "a"
     assert problems({"a__b": {"command": "x"}})[0][0] == "mcp_servers.a__b"
     assert problems({"a/b": {"command": "x"}})
     assert problems({"x": {"command": "a", "headers": {"A": "b"}}})

@@ -31,6 +31,8 @@ POLICIES = ("auto", "ask", "deny")
 TRANSPORTS = ("http", "sse")
 PROTOCOLS = ("auto", "legacy", "2026-07-28")
 
+#: The message of an unknown key: the same words as config.yaml's (a warning, not an error).
+UNKNOWN = "unknown key"
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_CONNECT_TIMEOUT = 60.0
 DEFAULT_MAX_CALL_TIME = 3600.0
@@ -195,8 +197,8 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
     if not isinstance(raw, dict):
         problems.append((prefix, f"expected a mapping (command or url...); got {raw!r}"))
         return None, problems
-    for key in sorted(set(raw) - _KEYS, key=str):
-        problems.append((f"{prefix}.{key}", "unknown key"))
+    # Unknown keys are warnings, as everywhere in config.yaml (a newer release's keys).
+    unknown = [(f"{prefix}.{key}", UNKNOWN) for key in sorted(set(raw) - _KEYS, key=str)]
     command = raw.get("command")
     url = raw.get("url")
     if bool(command) == bool(url):
@@ -254,8 +256,9 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
     if not isinstance(tools, dict):
         problems.append((f"{prefix}.tools", "must be a mapping with include and/or exclude"))
     else:
-        for key in sorted(set(tools) - _TOOLS_KEYS, key=str):
-            problems.append((f"{prefix}.tools.{key}", "unknown key (include, exclude)"))
+        unknown += [
+            (f"{prefix}.tools.{k}", UNKNOWN) for k in sorted(set(tools) - _TOOLS_KEYS, key=str)
+        ]
         include = _strings(tools.get("include"), f"{prefix}.tools.include", problems)
         exclude = _strings(tools.get("exclude"), f"{prefix}.tools.exclude", problems)
     approval = raw.get("approval") or ""
@@ -267,20 +270,23 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
             problems.append(
                 (f"{prefix}.tool_approval.{tool}", f"must be one of {', '.join(POLICIES)}")
             )
-    sampling = _sampling(raw.get("sampling"), f"{prefix}.sampling", problems)
+    sampling = _sampling(raw.get("sampling"), f"{prefix}.sampling", problems, unknown)
     writable: tuple[str, ...] = ()
     network: bool | None = None
     box = raw.get("sandbox") or {}
     if not isinstance(box, dict):
         problems.append((f"{prefix}.sandbox", "must be a mapping with writable and/or network"))
     else:
-        for key in sorted(set(box) - _SANDBOX_KEYS, key=str):
-            problems.append((f"{prefix}.sandbox.{key}", "unknown key (writable, network)"))
+        unknown += [
+            (f"{prefix}.sandbox.{k}", UNKNOWN) for k in sorted(set(box) - _SANDBOX_KEYS, key=str)
+        ]
         writable = _strings(box.get("writable"), f"{prefix}.sandbox.writable", problems)
         if "network" in box:
             network = _bool(box["network"], f"{prefix}.sandbox.network", problems)
+    unknown += [p for p in problems if p[1] == UNKNOWN]  # Also the oauth block's.
+    problems = [p for p in problems if p[1] != UNKNOWN]
     if problems:
-        return None, problems
+        return None, problems + unknown
     return (
         ServerConfig(
             name=name,
@@ -306,18 +312,19 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
             protocol=str(protocol),
             oauth=dict(oauth),
         ),
-        [],
+        unknown,
     )
 
 
-def _sampling(raw: Any, key: str, problems: list[tuple[str, str]]) -> Sampling:
+def _sampling(
+    raw: Any, key: str, problems: list[tuple[str, str]], unknown: list[tuple[str, str]]
+) -> Sampling:
     if raw is None:
         return Sampling()
     if not isinstance(raw, dict):
         problems.append((key, "must be a mapping (enabled, model, max_tokens_cap, ...)"))
         return Sampling()
-    for name in sorted(set(raw) - _SAMPLING_KEYS, key=str):
-        problems.append((f"{key}.{name}", "unknown key"))
+    unknown += [(f"{key}.{name}", UNKNOWN) for name in sorted(set(raw) - _SAMPLING_KEYS, key=str)]
     model = raw.get("model") or ""
     if not isinstance(model, str):
         problems.append((f"{key}.model", "must be a string"))
@@ -362,7 +369,7 @@ def servers_from(config: Any) -> list[ServerConfig]:
 
 
 def parse_servers(raw: Any, *, include_disabled: bool = False) -> list[ServerConfig]:
-    problems = find_problems(raw)
+    problems = [(k, m) for k, m in find_problems(raw) if m != UNKNOWN]
     if problems:
         raise ConfigError([f"{key}: {message}" for key, message in problems])
     servers = [parse_server(name, entry)[0] for name, entry in (raw or {}).items()]
