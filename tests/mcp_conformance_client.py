@@ -3,12 +3,18 @@
 The suite (tests/peers/conformance) starts a mock server per scenario and runs
 this program with its URL; the scenario's name is in
 ``MCP_CONFORMANCE_SCENARIO`` and credentials, where a scenario has them, in
-``MCP_CONFORMANCE_CONTEXT`` (JSON). Everything that matters is hermes' own
-code: the OAuth flow is :mod:`hermes_agent.mcp.oauth` with its token store in
-a throw-away HERMES_HOME; what this file adds is only what the suite expects a
-*user* to do: approve in the "browser" (the suite's /authorize redirects at
-once, so the redirect is read without following it), answer an elicitation
-with the schema's defaults, and call the tools the server lists.
+``MCP_CONFORMANCE_CONTEXT`` (JSON). It does what a user of hermes does: writes
+the server into ``config.yaml`` of a throw-away HERMES_HOME (with the
+``oauth`` block the scenario's credentials call for), runs `hermes mcp login`'s
+code when the server needs a login, then connects through hermes' connection
+manager (the one `hermes chat` uses) and calls every tool it lists. The
+"person" approves in the "browser": the suite's /authorize redirects at once,
+so the redirect is read without following it; :func:`oauth.set_person` lets
+a step-up in the middle of the session ask the same person.
+
+One exception: hermes' client declares no elicitation capability (the agent
+has no form to show), so ``elicitation-sep1034-client-defaults`` runs on the
+SDK's client with this file's answer (the schema's defaults).
 
 Exit status 0 when the session ran, 1 with the reason on stderr otherwise.
 """
@@ -25,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import yaml
+from mcp import Client
 from mcp.client.auth.utils import build_protected_resource_metadata_discovery_urls
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult
 
 from hermes_agent.mcp import oauth
-from mcp import Client
 
 #: The Client ID Metadata Document URL the suite's CIMD scenario recognises.
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
@@ -61,7 +67,7 @@ async def authorization_server_of(url: str) -> str:
     raise RuntimeError("no protected resource metadata")
 
 
-async def settings_for(url: str, context: dict[str, Any]) -> oauth.OAuthSettings:
+async def oauth_block(url: str, context: dict[str, Any]) -> dict[str, Any]:
     """The `mcp_servers.NAME.oauth` block a user would write for this scenario."""
     raw: dict[str, Any] = {"client_metadata_url": CIMD_URL}
     if context.get("idp_id_token"):
@@ -90,7 +96,8 @@ async def settings_for(url: str, context: dict[str, Any]) -> oauth.OAuthSettings
         )
     elif context.get("client_id"):
         raw.update(client_id=context["client_id"], client_secret=context.get("client_secret"))
-    return oauth.OAuthSettings.from_mapping(raw)
+    oauth.OAuthSettings.from_mapping(raw)  # As `hermes config check` would.
+    return raw
 
 
 async def elicit(context: Any, params: Any) -> Any:
@@ -118,28 +125,56 @@ def _trace(what: str) -> None:
 
 
 async def run(url: str, home: Path) -> None:
+    """Connect the way `hermes chat` does: config.yaml, the connection manager, its tools."""
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
     context.setdefault("name", scenario)
-    auth = None
+    if scenario.startswith("elicitation"):
+        # hermes' client declares no elicitation capability (the agent has no form
+        # to show); this scenario exercises the SDK's client with hermes' answer.
+        await run_sdk_client(url)
+        return
+    os.environ["HERMES_HOME"] = str(home)
+    server: dict[str, Any] = {"url": url, "protocol": "legacy", "connect_timeout": 60}
     if scenario.startswith("auth/"):
-        auth = oauth.auth_for(
-            "conformance", url, home, settings=await settings_for(url, context), authorizer=browser
-        )
-    async with httpx2.AsyncClient(auth=auth, timeout=30) as http:
-        transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode="legacy", elicitation_callback=elicit) as client:
-            listed = await client.list_tools()
-            for tool in listed.tools:
-                schema = tool.input_schema or {}
-                arguments = {
-                    key: argument_for(spec)
-                    for key, spec in (schema.get("properties") or {}).items()
-                }
-                await client.call_tool(tool.name, arguments)
-                _trace(f"called {tool.name}")
-            _trace("closing")
-        _trace("closed")
+        server.update(auth="oauth", oauth=await oauth_block(url, context))
+    (home / "config.yaml").write_text(
+        yaml.safe_dump({"mcp_servers": {"conformance": server}, "mcp": {"connect_wait": 60}})
+    )
+    from hermes_agent.config.loader import load_config
+    from hermes_agent.mcp import config as mcp_config
+    from hermes_agent.mcp.manager import READY, get_manager
+
+    # The person at the browser, for the login and any step-up in the session.
+    oauth.set_person(browser)
+    config = load_config()
+    if server.get("auth") and not oauth.status("conformance").logged_in:
+        await oauth.login_async("conformance", url, authorizer=browser, out=sys.stderr)
+    servers = mcp_config.parse_servers(config.get("mcp_servers"))
+    scope = get_manager().open_scope(servers, config=config, cwd=home, include_global=False)
+    try:
+        await scope.prepare()
+        connection = scope.find("conformance")
+        assert connection is not None
+        if connection.state != READY:
+            raise RuntimeError(connection.status().line())
+        _trace("ready")
+        for tool in list(connection.tools):
+            schema = tool.input_schema or {}
+            arguments = {
+                key: argument_for(spec) for key, spec in (schema.get("properties") or {}).items()
+            }
+            await connection.call_tool(tool.name, arguments)
+            _trace(f"called {tool.name}")
+    finally:
+        await scope.aclose()
+    _trace("closed")
+
+
+async def run_sdk_client(url: str) -> None:
+    async with Client(url, mode="legacy", elicitation_callback=elicit) as client:
+        for tool in (await client.list_tools()).tools:
+            await client.call_tool(tool.name, {})
 
 
 def main() -> int:

@@ -2,10 +2,12 @@
 
 The suite (npm ``@modelcontextprotocol/conformance`` 0.1.16, in
 tests/peers/conformance with its own Node 22) starts a mock server per
-scenario and runs ``tests/mcp_conformance_client.py URL``, which uses
-:mod:`hermes_agent.mcp.oauth`. Each scenario's verdict is read from its
-``checks.json``: a scenario must not report any FAILURE or WARNING, and the
-checks that prove the client did the work must be there as SUCCESS (two
+scenario and runs ``tests/mcp_conformance_client.py URL``, which logs in with
+:mod:`hermes_agent.mcp.oauth` and connects through hermes' connection manager
+(elicitation, which hermes' client does not offer, through the SDK's client).
+Each scenario's verdict is read from its ``checks.json``: a scenario must not
+report any FAILURE or WARNING, and the checks that prove the client did the
+work must be there as SUCCESS (two
 scenarios pass even for a client that does nothing, so "no failure" alone
 proves little).
 

@@ -633,3 +633,12 @@ def test_the_oauth_block_is_checked_with_the_server() -> None:
         },
     )
     assert server is None and any("needs client_id" in p for _, p in problems)
+
+
+@pytest.mark.peer("oauth-server")
+def test_login_works_when_only_the_tools_need_a_token(peer_factory: Any, hermes_home: Path) -> None:
+    peer = peer_factory(open_handshake=True)
+    result = login("open", peer.url, hermes_home)
+    assert result.how == "authorized"
+    assert oauth.status("open", hermes_home).logged_in
+    assert [r["path"] for r in peer.requests].count("/authorize") == 1

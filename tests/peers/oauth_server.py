@@ -50,6 +50,8 @@ class OAuthServer:
     challenge_methods: tuple[str, ...] = ("S256",)
     wrong_iss: bool = False
     refresh_delay: float = 0.0
+    #: Answer ``initialize`` without a token (only the tools need one).
+    open_handshake: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     #: (time of the refresh, expiry of the token being replaced) per refresh grant.
     refreshes: list[tuple[float, float]] = field(default_factory=list)
@@ -116,9 +118,12 @@ class OAuthServer:
         token = auth[7:] if auth.startswith("Bearer ") else ""
         issued = self.access.get(token)
         self.requests.append({"path": "/mcp", "token": token, "at": time.time()})
-        if issued is None or issued.expires_at <= time.time():
-            return self._challenge()
         body = await request.json()
+        handshake = isinstance(body, dict) and body.get("method") == "initialize"
+        if (issued is None or issued.expires_at <= time.time()) and not (
+            self.open_handshake and handshake
+        ):
+            return self._challenge()
         if "id" not in body:
             return web.Response(status=202)
         if body.get("method") == "initialize":

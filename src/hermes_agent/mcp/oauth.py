@@ -108,6 +108,7 @@ __all__ = [
     "login",
     "login_async",
     "logout",
+    "set_person",
     "settings_for",
     "status",
 ]
@@ -203,6 +204,8 @@ class _HermesAuthMixin:
     _refresh_guard: anyio.Lock
     #: How many refreshes this object sent (for tests and `hermes mcp list`).
     refreshes: int
+    #: Set by :func:`login_async`: authorise even if the server does not ask for it yet.
+    _force_login: bool = False
 
     def _setup(self, name: str, store: TokenStore, settings: OAuthSettings) -> None:
         old = self.context
@@ -431,6 +434,16 @@ class _HermesAuthMixin:
             outgoing = await inner.__anext__()
             while True:
                 response = yield outgoing
+                if (
+                    outgoing is request
+                    and self._force_login
+                    and self.context.current_tokens is None
+                    and response.status_code < 400
+                ):
+                    # `hermes mcp login` for a server whose handshake is open and whose
+                    # tools are not: log in now, as if the handshake had been refused.
+                    await response.aread()
+                    response = httpx2.Response(401, request=request)
                 if outgoing is request:
                     status = response.status_code
                     step_up = (
@@ -535,6 +548,22 @@ class _PrivateKeyJWT(_HermesAuthMixin, PrivateKeyJWTOAuthProvider):
     """client_credentials grant authenticated by a signed JWT (RFC 7523)."""
 
 
+#: Who approves a login that starts in the middle of a session (see :func:`set_person`).
+_person: Authorizer | None = None
+
+
+def set_person(authorizer: Authorizer | None) -> None:
+    """Let logins that a running connection needs (a 401, a step-up) ask ``authorizer``.
+
+    Nothing in hermes sets it: the agent's connections report
+    :class:`OAuthLoginRequired` and the user runs `hermes mcp login`. A front
+    end that has a person at hand (and the conformance harness, which plays
+    one) may register one for the whole process.
+    """
+    global _person
+    _person = authorizer
+
+
 def _redirect_uri(port: int) -> str:
     return f"http://127.0.0.1:{port}{CALLBACK_PATH}"
 
@@ -596,6 +625,7 @@ def _build(
     redirect_uri: str | None = None,
 ) -> httpx2.Auth:
     settings = settings or configured_settings(server_name, home)
+    authorizer = authorizer or _person
     store = TokenStore(server_name, _root(home))
     if settings.grant == "identity_assertion":
         return _identity_assertion(url, settings)
@@ -752,9 +782,15 @@ class TokenStatus:
 
 
 def status(server_name: str, home: Path | None = None) -> TokenStatus:
+    """Whether ``server_name`` can be connected without asking anyone."""
     stored = TokenStore(server_name, _root(home)).load_token()
     if stored is None:
-        return TokenStatus(logged_in=False)
+        try:
+            grant = configured_settings(server_name, home).grant
+        except HermesError:
+            grant = "authorization_code"
+        # A client_credentials or identity_assertion server gets its token by itself.
+        return TokenStatus(logged_in=grant != "authorization_code")
     usable = stored.expires_at is None or stored.expires_at > time.time()
     return TokenStatus(
         logged_in=usable or bool(stored.token.refresh_token),
@@ -1052,6 +1088,8 @@ async def login_async(
             authorizer=asker,
             redirect_uri=_redirect_uri(listener.port),
         )
+        if isinstance(auth, HermesOAuth):
+            auth._force_login = True
         try:
             with anyio.fail_after(max(deadline - time.monotonic(), 0.001)):
                 code = await _probe(url, auth)
@@ -1066,14 +1104,15 @@ async def login_async(
                 f"login to MCP server {server_name} failed: {_describe(exc)}"
             ) from None
         after = store.load_token()
-        if after is None:
+        if after is None and settings.grant == "authorization_code":
             raise HermesError(
-                f"MCP server {server_name} at {url} answered HTTP {code} without asking for "
-                "OAuth: it needs no login"
+                f"MCP server {server_name} at {url} answered HTTP {code} and no token was issued"
             )
         if code in (401, 403):
             raise HermesError(f"MCP server {server_name} still refuses the token (HTTP {code})")
-        if before is not None and after.token.access_token == before.token.access_token:
+        if after is None:
+            how = "authorized"  # identity_assertion: nothing stored, a token on demand
+        elif before is not None and after.token.access_token == before.token.access_token:
             how = "valid"
         elif asked:
             how = "authorized"
