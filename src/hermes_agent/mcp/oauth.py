@@ -768,6 +768,8 @@ class TokenStatus:
     def describe(self) -> str:
         if not self.logged_in:
             return "not logged in"
+        if self.issuer is None:
+            return "no login needed (tokens obtained on demand)"
         parts = [f"logged in at {self.issuer}"]
         if self.expires_at is not None:
             when = (
