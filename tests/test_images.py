@@ -314,6 +314,8 @@ def test_hostile_files_are_refused_with_a_reason(hermes_home: Path, tmp_path: Pa
         images.ingest_file(huge)
     with pytest.raises(images.ImageError, match="not a regular file"):
         images.ingest_file(Path("/dev/zero"))
+    with pytest.raises(images.ImageError, match="not a regular file"):
+        images.ingest_file(tmp_path)  # a directory (`--image /tmp` was exit 70)
     assert not home.images_dir().exists() or not os.listdir(home.images_dir())
 
 

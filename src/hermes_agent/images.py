@@ -184,7 +184,7 @@ def _decode(data: bytes, label: str) -> tuple[PILImage.Image, str]:
 
     if _looks_like_svg(data):
         raise ImageError(
-            f"{label} is an SVG (vector) image; only PNG, JPEG, GIF and WebP are shown to "
+            f"{label} is an SVG (vector) image; only PNG, JPEG, GIF, WebP and BMP are shown to "
             "the model. Convert it to PNG first"
         )
     try:
@@ -303,10 +303,12 @@ def ingest_file(path: Path, *, label: str | None = None) -> ImageRef:
         raise ImageError(f"{label}: no such file") from None
     except OSError as exc:
         raise ImageError(f"{label}: {exc.strerror or exc}") from None
+    # fstat before fdopen: Python refuses to wrap a directory's descriptor (IsADirectoryError).
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ImageError(f"{label} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"{label} is not a regular file")
         if info.st_size > MAX_INPUT_BYTES:
             raise ImageError(
                 f"{label} is {_kb(info.st_size)}; images over {_kb(MAX_INPUT_BYTES)} are refused"
