@@ -699,3 +699,18 @@ def test_http_server_that_goes_away_is_reported_and_reconnected(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
         proc.wait()
+
+
+def test_too_many_tools_are_capped_and_said(hermes_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"mb": misbehaving(approval="auto")}, mcp={"max_tools": 4})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        tools = tools_of(scope)
+        assert len([n for n in tools if n.startswith("mcp__mb__")]) == 4
+        assert "not offered" in tools["mcp_servers"].description
+        status = asyncio.run(tools["mcp_servers"].handler({}, context(config, ws)))
+        assert "6 of its tools not offered" in status and "tools.include" in status
+    finally:
+        scope.close()

@@ -223,3 +223,14 @@ def test_images_are_kept_for_the_model(hermes_home: Path) -> None:
     text, images = render(result, "srv", "t")
     assert len(images) == 1 and images[0]["media_type"] == "image/png"
     assert "not shown to the model" in text  # The second is not an image at all.
+
+
+def test_a_schema_nested_past_reason_does_not_break_the_tool_list() -> None:
+    deep: dict[str, object] = {"type": "object"}
+    node = deep
+    for _ in range(5000):
+        child: dict[str, object] = {"type": "object"}
+        node["properties"] = {"x": child}
+        node = child
+    with pytest.raises(RecursionError):
+        normalize_schema(deep)  # server_tools catches this and offers "an object"

@@ -545,6 +545,15 @@ SETTINGS: tuple[Setting, ...] = (
         "for up to its `connect_timeout`).",
         minimum=0,
     ),
+    Setting(
+        "mcp.max_tools",
+        128,
+        "int",
+        "Most MCP tools offered to the model at once (all servers together): more would flood "
+        "its context. Those left out are named by the `mcp_servers` tool and `/mcp`; choose "
+        "with `mcp_servers.NAME.tools.include`.",
+        minimum=1,
+    ),
     # --- editors over the Agent Client Protocol (`hermes-acp`, acp/) ---
     Setting(
         "acp.client_terminal",

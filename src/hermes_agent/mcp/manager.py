@@ -64,6 +64,12 @@ STOPPED = "stopped"
 
 #: Default of ``mcp.connect_wait``: how long the first turn waits for servers.
 DEFAULT_CONNECT_WAIT = 3.0
+#: Most tools, prompts and list pages read from one server (a hostile one could send more).
+MAX_LISTED = 2000
+MAX_PROMPTS = 200
+MAX_PAGES = 100
+#: A server's list_changed notifications refresh its list at most this often (seconds).
+REFRESH_INTERVAL = 1.0
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 
@@ -381,10 +387,12 @@ class Connection:
         tools: list[types.Tool] = []
         if caps.tools is not None:
             cursor: str | None = None
-            for _ in range(100):  # A paginator that never ends cannot hang the connect.
+            for _ in range(MAX_PAGES):  # A paginator that never ends cannot hang the connect.
                 page = await client.list_tools(cursor=cursor, cache_mode="refresh")
                 tools.extend(page.tools)
                 cursor = page.next_cursor
+                if len(tools) >= MAX_LISTED:
+                    break
                 if not cursor:
                     break
         self.tools = [t for t in tools if self.server.wants(t.name)]
@@ -396,7 +404,7 @@ class Connection:
         self.prompts = []
         if self.has_prompts:
             with contextlib.suppress(Exception):
-                self.prompts = list((await client.list_prompts()).prompts)
+                self.prompts = list((await client.list_prompts()).prompts)[:MAX_PROMPTS]
         self.generation += 1
 
     async def _on_message(self, message: Any) -> None:
@@ -406,17 +414,32 @@ class Connection:
             return
         method = getattr(message, "method", "")
         changed = ("notifications/tools/list_changed", "notifications/prompts/list_changed")
-        if method in changed and self.client is not None and not self._refreshing:
+        if method in changed and self._refreshing:
+            self._pending_refresh = True  # Listed again once the running refresh ends.
+        elif method in changed and self.client is not None:
             self._refreshing = True
             asyncio.get_running_loop().create_task(self._refresh())
 
     async def _refresh(self) -> None:
+        """Re-list after list_changed; a flood of notifications costs one listing a second."""
         try:
+            await asyncio.sleep(REFRESH_INTERVAL if self._refreshed_recently() else 0)
+            self._last_refresh = time.monotonic()
             await self._list()
         except Exception as exc:
             _log(self).note(f"refreshing the tool list failed: {exc}")
         finally:
             self._refreshing = False
+        if self._pending_refresh and self.client is not None:
+            self._pending_refresh = False
+            self._refreshing = True
+            asyncio.get_running_loop().create_task(self._refresh())
+
+    _last_refresh = 0.0
+    _pending_refresh = False
+
+    def _refreshed_recently(self) -> bool:
+        return time.monotonic() - self._last_refresh < REFRESH_INTERVAL
 
     def wake(self) -> None:
         """Reconnect now (``/reload-mcp``), whatever the backoff says."""
@@ -569,6 +592,8 @@ class Scope:
         self._own = own
         self._prepared = False
         self._tool_cache: dict[str, tuple[int, list[Tool]]] = {}
+        #: Per server, how many tools :meth:`tools` left out over ``mcp.max_tools``.
+        self.left_out: dict[str, int] = {}
         self.closed = False
 
     def statuses(self) -> list[Status]:
@@ -624,6 +649,8 @@ class Scope:
 
         out: list[Tool] = []
         taken: set[str] = set()
+        limit = _max_tools(self.connections)
+        self.left_out = {}
         for connection in self.connections:
             if connection.state != READY:
                 continue
@@ -636,6 +663,10 @@ class Scope:
                 self._tool_cache[key] = cached
             for tool in cached[1]:
                 if tool.name in taken:  # Two servers whose names collide after sanitising.
+                    continue
+                if len(out) >= limit:  # Too many tools would flood the model's context.
+                    name = connection.server.name
+                    self.left_out[name] = self.left_out.get(name, 0) + 1
                     continue
                 taken.add(tool.name)
                 out.append(tool)
@@ -665,6 +696,19 @@ class Scope:
             if connection.server.name == name:
                 return connection
         return None
+
+
+#: Default of ``mcp.max_tools``: the most MCP tools offered to the model at once.
+DEFAULT_MAX_TOOLS = 128
+
+
+def _max_tools(connections: Iterable[Connection]) -> int:
+    for c in connections:
+        value = c.config.get("mcp.max_tools") if hasattr(c.config, "get") else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        break
+    return DEFAULT_MAX_TOOLS
 
 
 def _connect_wait(connections: Iterable[Connection]) -> float:

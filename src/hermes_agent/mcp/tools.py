@@ -274,6 +274,10 @@ def server_tools(scope: Scope, connection: Connection, taken: set[str]) -> list[
         name = tool_name(connection.server.name, mcp_tool.name, names)
         if name in names:
             continue  # Two hashes colliding: left out rather than shadowing another tool.
+        try:
+            parameters = normalize_schema(mcp_tool.input_schema)
+        except (RecursionError, ValueError, TypeError):  # A schema nested past reason.
+            parameters = {"type": "object", "properties": {}}
         names.add(name)
         out.append(
             Tool(
@@ -282,7 +286,7 @@ def server_tools(scope: Scope, connection: Connection, taken: set[str]) -> list[
                 description=_description(
                     connection.server.name, mcp_tool.description, mcp_tool.title
                 ),
-                parameters=normalize_schema(mcp_tool.input_schema),
+                parameters=parameters,
                 handler=_handler(scope, connection, mcp_tool.name),
                 untrusted=True,
             )
@@ -419,6 +423,12 @@ def status_text(scope: Scope) -> str:
     lines = []
     for connection in scope.connections:
         line = connection.status().line()
+        left_out = scope.left_out.get(connection.server.name, 0)
+        if left_out:
+            line += (
+                f" ({left_out} of its tools not offered: over mcp.max_tools; choose with "
+                f"mcp_servers.{connection.server.name}.tools.include)"
+            )
         held = held_tools(connection) if connection.state == "ready" else []
         if held:
             line += f" (held until the user approves their changed definitions: {', '.join(held)})"
@@ -428,6 +438,8 @@ def status_text(scope: Scope) -> str:
 
 def _status_tool(scope: Scope) -> Tool:
     summary = "; ".join(c.status().line()[:200] for c in scope.connections)
+    if any(scope.left_out.values()):
+        summary += "; some tools are not offered (mcp.max_tools): call this tool for which"
 
     async def run(args: dict[str, Any], ctx: ToolContext) -> str:
         return status_text(scope) or "no MCP servers are configured"
