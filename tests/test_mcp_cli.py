@@ -330,3 +330,46 @@ def test_repl_mcp_commands_and_prompts(hermes_home: Path, tmp_path: Path) -> Non
         child.expect(pexpect.EOF)
         sent = llm.requests[0].body["messages"]
     assert "This is a simple prompt without arguments." in sent[-1]["content"]
+
+
+def test_cron_job_with_mcp_tools_and_a_required_server(
+    hermes: Runner, hermes_home: Path, tmp_path: Path
+) -> None:
+    """Cron runs build their agent like chat: MCP tools work, a missing required server fails."""
+    write_config(
+        hermes_home,
+        tmp_path / "ws",
+        {"ev": {"command": str(EVERYTHING), "args": ["stdio"], "approval": "auto"}},
+    )
+    fixtures = [
+        {"match": {"toolCallId": "call_e"}, "response": {"content": "cron got the echo"}},
+        {
+            "match": {"userMessage": "nightly"},
+            "response": {
+                "toolCalls": [
+                    {"id": "call_e", "name": "mcp__ev__echo", "arguments": {"message": "night"}}
+                ]
+            },
+        },
+    ]
+    with Aimock(fixtures) as mock:
+        config = yaml.safe_load((hermes_home / "config.yaml").read_text())
+        config["model"] = {"provider": "custom", "base_url": mock.openai_base_url, "default": "m"}
+        (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+        added = hermes("cron", "add", "-s", "@daily", "-p", "nightly report")
+        job_id = added.stdout.split()[1].rstrip(":")
+        ran = hermes("cron", "run", job_id)
+        assert ran.returncode == 0, ran.stderr
+        assert "cron got the echo" in ran.stdout
+        journal = mock.journal()
+        results = [m["content"] for m in journal[-1]["body"]["messages"] if m["role"] == "tool"]
+        assert "Echo: night" in results[0]
+        config["mcp_servers"]["gone"] = {
+            "command": "/bin/false",
+            "required": True,
+            "connect_timeout": 5,
+        }
+        (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+        failed = hermes("cron", "run", job_id)
+    assert failed.returncode == 1
+    assert "'gone' is required but not available" in failed.stderr
