@@ -628,7 +628,7 @@ def test_cli_list_diff_restore_prune(hermes: Any, hermes_home: Path, ws: Path) -
     Store(ws).snapshot("first", turn="do the thing")
     (ws / "a.txt").write_text("two\n")
     (ws / "new.txt").write_text("new\n")
-    done = hermes(*at, "list")
+    done = hermes("checkpoints", "list", "--workspace", str(ws))  # After the action too.
     assert done.returncode == 0 and "first" in done.stdout and "do the thing" in done.stdout
     rows = [json.loads(line) for line in hermes(*at, "list", "--json").stdout.splitlines()]
     assert rows[0]["number"] == 1 and rows[0]["reason"] == "first"

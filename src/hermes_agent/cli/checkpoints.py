@@ -54,6 +54,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-age-days", type=float, metavar="D", help="remove those older than D days"
     )
     prune.set_defaults(handler=cmd_prune)
+    for action in (listing, diff, restore, prune):  # Also accepted after the action.
+        action.add_argument(
+            "--workspace",
+            metavar="DIR",
+            default=argparse.SUPPRESS,
+            help="the workspace (default: terminal.cwd, else the current directory)",
+        )
 
 
 def _store(args: argparse.Namespace) -> Store:
