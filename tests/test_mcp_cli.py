@@ -293,6 +293,7 @@ def test_status_tool_reports_failures_to_the_model(
         result = hermes(*chat_args(mock.openai_base_url, "-q", "what tools"))
         journal = mock.journal()
     assert result.returncode == 0, result.stderr
+    assert "MCP server broken: failed" in result.stderr  # The user is told too.
     tools = {t["function"]["name"]: t["function"] for t in journal[0]["body"]["tools"]}
     assert not any(name.startswith("mcp__broken") for name in tools)
     assert "broken: failed" in tools["mcp_servers"]["description"]

@@ -134,8 +134,10 @@ def attach_mcp(agent: Agent, config: Config, cwd: Path, events: AgentEvents) -> 
 
     if not any_enabled(config) or not wants_mcp(config):
         return
-    from hermes_agent.mcp.manager import scope_for
+    from hermes_agent.mcp.manager import AgentView, scope_for
     from hermes_agent.mcp.tools import NOTIFY_KEY
 
-    agent.tool_source = scope_for(config, cwd)
+    scope = scope_for(config, cwd)
+    if scope is not None:
+        agent.tool_source = AgentView(scope, events.notice)
     agent.context.state[NOTIFY_KEY] = events.notice

@@ -550,7 +550,9 @@ class Repl:
             return
         scope.manager.reload()
         if self.agent is not None:
-            self.agent.tool_source = scope
+            from hermes_agent.mcp.manager import AgentView
+
+            self.agent.tool_source = AgentView(scope, self.events.notice)
         self.console.print("reconnecting the MCP servers; /mcp shows their state", markup=False)
 
     async def mcp_prompt(self, line: str) -> bool:

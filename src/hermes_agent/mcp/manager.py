@@ -711,6 +711,31 @@ def _max_tools(connections: Iterable[Connection]) -> int:
     return DEFAULT_MAX_TOOLS
 
 
+class AgentView:
+    """A scope as one agent sees it: its first turn also tells the user what is not ready.
+
+    The model learns the servers' states from the ``mcp_servers`` tool; the user
+    hears it once per agent through ``notice`` (the front end's ``Events.notice``),
+    so a failed server is never silent.
+    """
+
+    def __init__(self, scope: Scope, notice: Callable[[str], None]) -> None:
+        self.scope = scope
+        self.notice = notice
+        self._told = False
+
+    async def prepare(self) -> None:
+        await self.scope.prepare()
+        if not self._told:
+            self._told = True
+            for status in self.scope.statuses():
+                if status.state not in (READY, DISABLED):
+                    self.notice(f"MCP server {status.line()}")
+
+    def tools(self) -> list[Tool]:
+        return self.scope.tools()
+
+
 def _connect_wait(connections: Iterable[Connection]) -> float:
     for c in connections:
         value = c.config.get("mcp.connect_wait") if hasattr(c.config, "get") else None
