@@ -395,6 +395,17 @@ def test_cli_refuses_images_it_cannot_show(hermes: Any, tmp_path: Path) -> None:
     missing = hermes(*chat(nobody, "-m", "gpt-4o", "--image", str(tmp_path / "no.png"), "-q", "x"))
     assert_clean_failure(missing, 2)
     assert "no such file" in missing.stderr
+    folder = hermes(*chat(nobody, "-m", "gpt-4o", "--image", str(tmp_path), "-q", "x"))
+    assert_clean_failure(folder, 2)
+    assert "not a regular file" in folder.stderr
+    # A refused image ends the run before any message: no empty session is left behind.
+    from hermes_agent.state.db import StateDB
+
+    db = StateDB()
+    try:
+        assert db.list_sessions() == []
+    finally:
+        db.close()
 
 
 def test_repl_image_command_with_a_pasted_path(hermes_home: Path, tmp_path: Path) -> None:

@@ -241,7 +241,14 @@ def one_shot(args: argparse.Namespace) -> int:
     if not query.strip():
         raise UsageError("the question is empty")
     setup = prepare(args)
-    refs = _take_images(args.images or [], setup)
+    try:
+        refs = _take_images(args.images or [], setup)
+    except BaseException:
+        # A refused image ends the run before any message: leave no empty session behind.
+        if not setup.resumed:
+            setup.db.delete_session(setup.session_id)
+        setup.db.close()
+        raise
     events = TerminalEvents(plain=True, compact=bool(setup.config.get("display.compact")))
     _warn_unconfined(setup)
     _warn_untrusted(setup)
