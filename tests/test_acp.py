@@ -319,6 +319,23 @@ def test_stdout_carries_only_the_protocol_and_bad_starts_fail_clearly(
     lines = [json.loads(line) for line in garbage.stdout.splitlines() if line.strip()]
     assert lines and all(line.get("jsonrpc") == "2.0" for line in lines)
     assert any(line.get("error", {}).get("code") == -32601 for line in lines)
+    # stdout (or stdin) a file, not a pipe: a one-line error, not exit 70 from asyncio.
+    requests = workspace / "requests.jsonl"
+    requests.write_text(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "nope"}) + "\n")
+    output = workspace / "out.jsonl"
+    for to_file in (True, False):
+        with requests.open("rb") as src, output.open("wb") as out:
+            started = subprocess.Popen(
+                [str(HERMES), "acp"],
+                stdin=subprocess.PIPE if to_file else src,
+                stdout=out if to_file else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=clean_env(hermes_home),
+                cwd=workspace,
+            )
+            _, err = started.communicate(timeout=30)
+        assert started.returncode == 2, err
+        assert b"not a pipe" in err and b"Traceback" not in err
 
 
 EVERYTHING = Path(__file__).parent / "peers" / "node_modules" / ".bin" / "mcp-server-everything"

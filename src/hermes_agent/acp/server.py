@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -162,6 +163,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        # asyncio's pipe transports take pipes, sockets and terminals only (a file is a
+        # ValueError deep inside the event loop): say so instead of an internal error.
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            print(
+                f"hermes-acp: {name} is a file, not a pipe: an editor starts hermes-acp with "
+                "pipes (try `... | hermes-acp | cat`)",
+                file=sys.stderr,
+            )
+            return 2
     try:
         _setup_logging()
     except OSError as exc:
