@@ -271,6 +271,34 @@ def test_ignore_rules_honoured_and_the_users_git_untouched(hermes_home: Path, ws
     assert listed == [".gitignore", "keep.txt"]
 
 
+def test_nested_repositories_are_included_by_their_own_rules(hermes_home: Path, ws: Path) -> None:
+    proj = ws / "proj"
+    subprocess.run(["git", "init", "-q", str(proj)], check=True)
+    (proj / ".gitignore").write_text("*.log\n")
+    (proj / "code.py").write_text("print(1)\n")
+    (proj / "debug.log").write_text("noise")
+    (proj / "deep").mkdir()
+    subprocess.run(["git", "init", "-q", str(proj / "deep")], check=True)
+    (proj / "deep" / "inner.txt").write_text("inner")
+    (ws / "top.txt").write_text("top")
+    before = tree_digest(proj / ".git")
+    store = Store(ws)
+    snap = store.snapshot("nested")
+    assert snap.checkpoint is not None and not snap.notes
+    assert sorted(store._entries(snap.checkpoint.tree)) == [
+        "proj/.gitignore",
+        "proj/code.py",
+        "proj/deep/inner.txt",
+        "top.txt",
+    ]
+    (proj / "code.py").write_text("broken\n")
+    (proj / "deep" / "inner.txt").unlink()
+    store.restore(snap.checkpoint)
+    assert (proj / "code.py").read_text() == "print(1)\n"
+    assert (proj / "deep" / "inner.txt").read_text() == "inner"
+    assert tree_digest(proj / ".git") == before
+
+
 def test_size_limits_and_notes(make_ctx: Any, ws: Path) -> None:
     (ws / "small.txt").write_text("s")
     (ws / "huge.bin").write_bytes(os.urandom(3 * 1024 * 1024))

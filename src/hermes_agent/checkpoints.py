@@ -86,6 +86,8 @@ _RACY_NS = 2_000_000_000
 LIST_TIMEOUT = 60.0
 #: Errors that mean a path is gone or is reached through a link: nothing to keep there.
 _GONE = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ELOOP))
+#: Repositories nested in the workspace that are listed (each by one git process).
+_MAX_NESTED = 200
 #: Directory descriptors kept open while walking (the soft limit is often 1024).
 _MAX_OPEN_DIRS = 256
 #: More packs than this (one per snapshot with new content) and pruning rewrites them.
@@ -425,15 +427,16 @@ class Store:
         check: bool = True,
         init: bool = False,
         timeout: float = 600,
+        work_tree: str | None = None,
     ) -> bytes:
-        argv = self._argv(*args, init=init)
+        argv = self._argv(*args, init=init, work_tree=work_tree)
         try:
             done = subprocess.run(
                 argv,
                 input=data,
                 stdin=None if data is not None else subprocess.DEVNULL,
                 capture_output=True,
-                cwd=self.workspace,
+                cwd=work_tree or self.workspace,
                 env=self._env(index),
                 check=False,
                 timeout=timeout,
@@ -455,10 +458,11 @@ class Store:
             )
         return done.stdout
 
-    def _argv(self, *args: str, init: bool = False) -> list[str]:
+    def _argv(self, *args: str, init: bool = False, work_tree: str | None = None) -> list[str]:
         """git with the hardened options: hooks, fsmonitor, global attributes and
         excludes, external diff and transports all off."""
-        where = [] if init else [f"--git-dir={self.git_dir}", f"--work-tree={self.workspace}"]
+        tree = work_tree or self.workspace
+        where = [] if init else [f"--git-dir={self.git_dir}", f"--work-tree={tree}"]
         return [
             self._git_program(),
             *where,
@@ -520,12 +524,41 @@ class Store:
     # --- snapshot ----------------------------------------------------------------------
 
     def _candidates(self) -> list[str]:
-        """Files git would track: not ignored by the workspace's rules, ``.git`` left out."""
+        """Files git would track: not ignored by the workspace's rules, ``.git`` left out.
+
+        A repository nested in the workspace (a workspace of ``~/code`` holding
+        several) is listed by its own ignore rules, never through its ``.git``; an
+        entry ending in ``/`` is one left out (too many, or too deep).
+        """
+        skip = self._inner_home()
+        deadline = time.monotonic() + LIST_TIMEOUT
+        paths: list[str] = []
+        todo = [""]
+        nested = 0
+        while todo:
+            prefix = todo.pop()
+            for path in self._ls_files(prefix, skip if not prefix else "", deadline):
+                full = prefix + path
+                if full.endswith("/") and nested < _MAX_NESTED and full.count("/") <= 16:
+                    nested += 1
+                    todo.append(full)
+                else:
+                    paths.append(full)
+        if skip:
+            paths = [p for p in paths if p != skip and not p.startswith(skip + "/")]
+        paths.sort()
+        return paths
+
+    def _ls_files(self, prefix: str, skip: str, deadline: float) -> list[str]:
+        """``git ls-files --others`` of the workspace (or of the repository nested at
+        ``prefix``), with an empty index: names only, by the ignore rules."""
         empty_index = str(self.git_dir / "hermes-empty-index")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(empty_index)
-        skip = self._inner_home()
         extra = ["--exclude=/" + re.sub(r"([*?[\\])", r"\\\1", skip) + "/"] if skip else []
+        tree = os.path.join(self.workspace, prefix) if prefix else None
+        if tree is not None and (os.path.islink(tree.rstrip("/")) or not os.path.isdir(tree)):
+            return []  # Swapped for a link since it was listed: nothing to walk there.
         out = self._git(
             "ls-files",
             "-z",
@@ -533,12 +566,10 @@ class Store:
             "--exclude-standard",
             *extra,
             index=empty_index,
-            timeout=LIST_TIMEOUT,
+            timeout=max(1.0, deadline - time.monotonic()),
+            work_tree=tree,
         )
-        paths = [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
-        if skip:
-            paths = [p for p in paths if p != skip and not p.startswith(skip + "/")]
-        return paths
+        return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
     def _inner_home(self) -> str:
         """HERMES_HOME's path inside the workspace ("" when it is elsewhere): never
@@ -671,7 +702,10 @@ class Store:
                 + _few(too_big)
             )
         if nested:
-            notes.append("nested git repositories left out of the checkpoint: " + _few(nested))
+            notes.append(
+                "git repositories nested too many or too deep, left out of the checkpoint: "
+                + _few(nested)
+            )
         if unreadable:
             notes.append(
                 "left out of the checkpoint, could not be read (permissions, or changed "
