@@ -618,6 +618,23 @@ def test_hermes_home_inside_the_workspace_is_left_out(
 # --- pruning ---------------------------------------------------------------------------------
 
 
+def test_a_large_restore_goes_in_batches(
+    hermes_home: Path, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "_RESTORE_BATCH", 3000)  # ~3 files of 1 KB a batch
+    data = {f"f{i:02d}.bin": os.urandom(1000) for i in range(20)}
+    for name, content in data.items():
+        (ws / name).write_bytes(content)
+    store = Store(ws)
+    snap = store.snapshot("t")
+    assert snap.checkpoint is not None
+    for name in data:
+        (ws / name).write_bytes(b"changed")
+    _, result = store.restore(snap.checkpoint)
+    assert len(result.written) == 20 and not result.problems
+    assert all((ws / name).read_bytes() == content for name, content in data.items())
+
+
 def test_prune_keeps_the_newest_and_drops_their_objects(hermes_home: Path, ws: Path) -> None:
     store = Store(ws, Limits(keep=3))
     for i in range(5):

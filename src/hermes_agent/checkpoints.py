@@ -88,6 +88,8 @@ LIST_TIMEOUT = 60.0
 _GONE = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ELOOP))
 #: Repositories nested in the workspace that are listed (each by one git process).
 _MAX_NESTED = 200
+#: Bytes of file content a restore holds in memory at once.
+_RESTORE_BATCH = 64 * 1024 * 1024
 #: Directory descriptors kept open while walking (the soft limit is often 1024).
 _MAX_OPEN_DIRS = 256
 #: More packs than this (one per snapshot with new content) and pruning rewrites them.
@@ -1061,8 +1063,7 @@ class Store:
         delete_new: bool,
     ) -> RestoreResult:
         result = RestoreResult()
-        writes = [*plan.changed, *plan.recreated]
-        blobs = self._blobs({target[p].sha for p in writes})
+        writes = sorted([*plan.changed, *plan.recreated])
         dirs = _Dirs(self.workspace)
         try:
             if delete_new:
@@ -1076,13 +1077,15 @@ class Store:
                         result.problems.append(f"{shown(path)}: not deleted ({_why(exc)})")
             else:
                 result.kept = list(plan.new_files)
-            for path in sorted(writes):
-                entry = target[path]
-                try:
-                    self._put(dirs, path, entry, blobs[entry.sha], current, delete_new)
-                    result.written.append(path)
-                except OSError as exc:
-                    result.problems.append(f"{shown(path)}: not restored ({_why(exc)})")
+            for batch in self._batches(writes, target):
+                blobs = self._blobs({target[p].sha for p in batch})
+                for path in batch:
+                    entry = target[path]
+                    try:
+                        self._put(dirs, path, entry, blobs[entry.sha], current, delete_new)
+                        result.written.append(path)
+                    except OSError as exc:
+                        result.problems.append(f"{shown(path)}: not restored ({_why(exc)})")
             if delete_new:
                 self._remove_empty_dirs(dirs, result.deleted, target)
         finally:
@@ -1190,6 +1193,30 @@ class Store:
                 except OSError:
                     break
                 directory = parent
+
+    def _batches(self, paths: list[str], target: dict[str, Entry]) -> Iterator[list[str]]:
+        """``paths`` in groups of at most ~64 MB of content: a large restore is never
+        held in memory at once."""
+        if not paths:
+            return
+        shas = sorted({target[p].sha for p in paths})
+        out = self._git("cat-file", "--batch-check", data="".join(f"{s}\n" for s in shas).encode())
+        sizes: dict[str, int] = {}
+        for line in out.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                sizes[parts[0]] = int(parts[2])
+        batch: list[str] = []
+        total = 0
+        for path in paths:
+            size = sizes.get(target[path].sha, 0)
+            if batch and total + size > _RESTORE_BATCH:
+                yield batch
+                batch, total = [], 0
+            batch.append(path)
+            total += size
+        if batch:
+            yield batch
 
     def _blobs(self, shas: set[str]) -> dict[str, bytes]:
         if not shas:
