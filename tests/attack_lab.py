@@ -965,9 +965,17 @@ class Campaign:
     def _after_session(self, when: str, culprit: str | None = None) -> None:
         lab = self.lab
         deadline = time.monotonic() + 8
-        for pid_file in lab.ws.glob("pid-*"):
-            with contextlib.suppress(ValueError, OSError):
-                self.detached_pids.append(int(pid_file.read_text().split()[0]))
+        # A detached process may have created its pid file and not yet written it: wait for
+        # the number (within the deadline) instead of reading an empty file as "no process".
+        pending = list(lab.ws.glob("pid-*"))
+        while pending:
+            for pid_file in list(pending):
+                with contextlib.suppress(ValueError, OSError, IndexError):
+                    self.detached_pids.append(int(pid_file.read_text().split()[0]))
+                    pending.remove(pid_file)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         while time.monotonic() < deadline and any(_alive(p) for p in self.detached_pids):
             time.sleep(0.1)
         for pid in self.detached_pids:
