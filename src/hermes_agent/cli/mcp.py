@@ -11,6 +11,7 @@ OAuth login only: that is the documented headless bootstrap on a NixOS host.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
     from hermes_agent.mcp.config import ServerConfig
     from hermes_agent.mcp.manager import Connection
+
+#: C0/C1 controls, DEL and bidi overrides: a server's names, descriptions and errors
+#: may carry escape sequences that would erase or hide what the user is shown.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: object) -> str:
+    """Text from an MCP server as it may be printed: controls shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -123,11 +133,11 @@ def _print_tools(connection: Connection) -> None:
     for tool in sorted(connection.tools, key=lambda t: t.name):
         name = tool_name(connection.server.name, tool.name, taken)
         taken.add(name)
-        first = " ".join((tool.description or "").split())[:90]
+        first = " ".join((tool.description or tool.title or "").split())[:90]
         mark = (
             "  [held: changed since first use]" if pins.held(connection.server.name, tool) else ""
         )
-        print(f"  {name}  {first}{mark}")
+        print(f"  {name}  {plain(first)}{mark}")
 
 
 def _login(server: ServerConfig, url: str) -> None:
@@ -284,7 +294,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     scope = _connect(config, [replace(server, enabled=True)])
     connection = scope.connections[0]
     try:
-        print(connection.status().line())
+        print(plain(connection.status().line()))
         if connection.state != "ready":
             from hermes_agent import home
 
@@ -306,14 +316,14 @@ def cmd_trust(args: argparse.Namespace) -> int:
     connection = scope.connections[0]
     try:
         if connection.state != "ready":
-            raise HermesError(connection.status().line())
+            raise HermesError(plain(connection.status().line()))
         held = [t for t in connection.tools if pins.held(server.name, t)]
         if not held:
             print(f"{server.name}: no tool changed since its first use")
             return 0
         for tool in held:
-            description = " ".join((tool.description or "").split())
-            print(f"{tool.name} changed; its definition now:\n  {description[:500]}")
+            description = " ".join((tool.description or tool.title or "").split())
+            print(f"{plain(tool.name)} changed; its definition now:\n  {plain(description[:500])}")
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("confirm with --yes (no terminal to ask)")
@@ -322,7 +332,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
                 print("nothing changed")
                 return EXIT_FAILURE
         pins.pin(server.name, held)
-        print(f"approved: {', '.join(t.name for t in held)}")
+        print(f"approved: {plain(', '.join(t.name for t in held))}")
         return 0
     finally:
         scope.close()

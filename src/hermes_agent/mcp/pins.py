@@ -36,6 +36,11 @@ def digest(tool: Any) -> str:
         "input": tool.input_schema,
         "output": tool.output_schema,
     }
+    title = getattr(tool, "title", None)
+    if title:
+        # The model is told the title when there is no description (tools._description):
+        # a title changed after first use is a changed definition too.
+        definition["title"] = title
     data = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(data.encode()).hexdigest()
 
