@@ -188,7 +188,7 @@ def test_chat_mcp_trust_shows_a_hostile_definition_without_terminal_escapes(
 ) -> None:
     """/mcp trust in the REPL approves a changed tool after showing it: the server's
     escape sequences (erase line, cursor up, clipboard) must not reach the terminal."""
-    import pexpect
+    import pexpect  # type: ignore[import-untyped]
 
     from conftest import HERMES, clean_env
     from peers.llm_server import Reply, ScriptedLLM
