@@ -511,6 +511,8 @@ class Repl:
 
     async def cmd_mcp(self, arg: str) -> None:
         """The servers and their state; ``/mcp trust NAME`` approves changed tools."""
+        from hermes_agent.cli.mcp import plain
+
         scope = self._mcp_scope()
         if scope is None:
             self.console.print("no MCP servers configured (hermes mcp add ...)", markup=False)
@@ -526,7 +528,7 @@ class Repl:
             held = [t for t in connection.tools if t.name in held_tools(connection)]
             for tool in held:
                 shown = " ".join((tool.description or "").split())[:300]
-                self.console.print(f"{tool.name} now says: {shown}", markup=False)
+                self.console.print(f"{plain(tool.name)} now says: {plain(shown)}", markup=False)
             if held:
                 pins.pin(connection.server.name, held)
             self.console.print(
@@ -536,12 +538,14 @@ class Repl:
             return
         from hermes_agent.mcp.tools import status_text
 
-        self.console.print(status_text(scope), markup=False)
+        lines = status_text(scope).splitlines()
+        self.console.print("\n".join(plain(line) for line in lines), markup=False)
         for connection in scope.connections:
             for prompt in connection.prompts:
                 about = " ".join((prompt.description or "").split())[:80]
                 self.console.print(
-                    f"  /{connection.server.name}:{prompt.name}  {about}", markup=False
+                    f"  /{connection.server.name}:{plain(prompt.name)}  {plain(about)}",
+                    markup=False,
                 )
 
     async def cmd_reload_mcp(self, _: str) -> None:
