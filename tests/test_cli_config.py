@@ -183,6 +183,28 @@ def test_check_resolves_variables_from_dotenv(hermes: Runner, hermes_home: Path)
     assert result.stdout == f"{hermes_home}/config.yaml: OK\n"
 
 
+def test_check_reports_what_chat_would_refuse(hermes: Runner, hermes_home: Path) -> None:
+    """Types right, values chat refuses: a bad fallback entry, a base URL that is not HTTP."""
+    hermes_home.mkdir()
+    config = hermes_home / "config.yaml"
+    config.write_text(
+        "model:\n  provider: custom\n  base_url: ftp://h/v1\n"
+        "fallback_providers:\n  - provider: bogus\n    model: x\n"
+    )
+    result = hermes("config", "check")
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        f"{config}: fallback_providers entry 1: unknown provider 'bogus'; "
+        "choose one of: openrouter, anthropic, openai, custom",
+        f"{config}: model.base_url: must start with http:// or https://",
+    ]
+    config.write_text("model:\n  provider: custom\n  base_url: ftp://h/v1\n")
+    chat = hermes("chat", "-q", "hi")  # Refused at once, not retried as "cannot reach".
+    assert chat.returncode == 2 and "Traceback" not in chat.stderr
+    assert "must start with http:// or https://" in chat.stderr
+    assert "retrying" not in chat.stderr
+
+
 def test_dotenv_bad_line_warns_and_rest_loads(hermes: Runner, hermes_home: Path) -> None:
     hermes_home.mkdir()
     (hermes_home / ".env").write_text("=oops\nHOST_URL=http://h\n")

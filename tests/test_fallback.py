@@ -211,6 +211,7 @@ def test_bad_request_is_not_passed_on(hermes_home: Path, anthropic_key: None) ->
         ("  - provider: nope\n    model: x\n", "unknown provider 'nope'"),
         ("  - provider: openai\n", "model is missing"),
         ("  - provider: custom\n    model: x\n", "needs a base_url"),
+        ("  - provider: custom\n    model: x\n    base_url: ftp://h\n", "must start with http"),
         ("  - provider: openai\n    model: x\n    key: v\n", "unknown key(s) key"),
     ],
 )

@@ -334,9 +334,32 @@ def _read_original(path: Path) -> str:
 # --- check ----------------------------------------------------------------------
 
 
+def _agent_problems() -> list[str]:
+    """What `hermes chat` would refuse in a config.yaml whose types are right.
+
+    fallback_providers entries and the provider's base URL are checked when an agent is
+    built; without this, `config check` said OK to a file every chat refused.
+    """
+    from hermes_agent.providers import fallback
+
+    config = loader.load_config()
+    where = home.config_path()
+    problems: list[str] = []
+    try:
+        fallback.entries(config)
+    except HermesError as exc:
+        problems.append(f"{where}: {exc}")
+    url = str(config.get("model.base_url") or "")
+    if url and not url.lower().startswith(("http://", "https://")):
+        problems.append(f"{where}: model.base_url: must start with http:// or https://")
+    return problems
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     load_env()  # `${VAR}` may refer to .env; its own bad lines are reported below.
     problems = loader.check_config()
+    if not problems:
+        problems += _agent_problems()
     env_path = home.env_path()
     env = envfile.read_env_file(env_path)
     problems += env.problems

@@ -72,6 +72,9 @@ def entries(config: Config) -> list[dict[str, str]]:
             raise UsageError(f"{where}: model is missing")
         if name == "custom" and not entry.get("base_url", "").strip():
             raise UsageError(f"{where}: provider custom needs a base_url")
+        url = entry.get("base_url", "").strip()
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise UsageError(f"{where}: base_url must start with http:// or https://")
         checked.append({k: v.strip() for k, v in entry.items()})
     return checked
 

@@ -60,6 +60,12 @@ def resolve(
         raise UsageError(
             "provider `custom` needs a base URL: pass --base-url or run `hermes setup`"
         )
+    if not url.lower().startswith(("http://", "https://")):
+        # Else every call fails as "cannot reach" and is retried as if the network were down.
+        raise UsageError(
+            f"the base URL is not an http(s) URL (it must start with http:// or https://): "
+            f"{url[:80]!r}"
+        )
     key_env = (config.get("model.api_key_env") if own else "") or info.key_env
     api_key = env.get(key_env, "")
     if not api_key and info.key_required:
