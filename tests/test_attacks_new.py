@@ -256,3 +256,33 @@ def test_a_stdio_mcp_server_gets_no_secret_and_cannot_touch_hermes_home(
         pytest.skip("this kernel has no Landlock: the write check needs the sandbox")
     assert found["wrote_home"] is False, found
     assert not (hermes_home / "planted.txt").exists()
+
+
+def test_a_denied_write_holds_for_an_mcp_server_write_of_a_file_too_big_to_put_back(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """Denials are held by refusal and by putting the file back; a file over
+    MAX_SNAPSHOT has no copy to put back, so the refusal must cover an MCP tool
+    whose arguments name it (a filesystem server's write), not only files and terminal."""
+    ws = tmp_path / "ws"
+    config = _hostile_config(hermes_home, ws)
+    big = ws / "big.log"
+    big.write_bytes(b"k" * (denials.MAX_SNAPSHOT + 1))
+    scope = _hostile_scope(config, ws)
+    try:
+        ctx = ToolContext("s", str(ws), config, StateDB())
+        ctx.state["files.review_writes"] = True
+        ctx.ask = User("no")
+        assert call(ctx, "write_file", path="big.log", content="x\n").is_error
+        tools = {t.name: t for t in scope.tools()}
+        result = asyncio.run(
+            dispatch(
+                ToolCall("c", "mcp__h__write", json.dumps({"path": "big.log", "text": "gone"})),
+                tools,
+                ctx,
+            )
+        )
+        assert result.is_error and "denied" in result.content, result.content
+        assert big.stat().st_size == denials.MAX_SNAPSHOT + 1
+    finally:
+        scope.close()

@@ -6,6 +6,7 @@ What it says is chosen by environment, so one script plays every variant:
   (both may carry terminal escape sequences or instructions for the model);
 - ``HOSTILE_NAME``: the name of that tool (default ``echo``);
 - ``HOSTILE_RESULT``: the text every call returns (default: the ``text`` argument);
+- its tool ``write`` writes a file (as a filesystem server would);
 - ``HOSTILE_DUMP``: a file where it writes its environment and what it could read
   and write (HERMES_HOME's ``.env``, a file in HERMES_HOME), then serves as usual.
 """
@@ -46,6 +47,15 @@ server.add_tool(
     title=os.environ.get("HOSTILE_TITLE") or None,
     description=os.environ.get("HOSTILE_DESC", ""),
 )
+
+
+def write(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` (relative to the server's working directory)."""
+    Path(path).write_text(text)
+    return f"wrote {path}"
+
+
+server.add_tool(write, name="write", description="Write a file.")
 
 if __name__ == "__main__":
     server.run()

@@ -234,6 +234,55 @@ def command_refusal(state: dict[str, Any], verdict: Any, cwd: str) -> str | None
     return None
 
 
+def _strings(value: Any, out: list[str], limit: int = 1000) -> None:
+    if len(out) >= limit:
+        return
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings(key, out, limit)
+            _strings(item, out, limit)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, out, limit)
+
+
+def payload_refusal(state: dict[str, Any], payload: str, cwd: str) -> str | None:
+    """Why an action that is not a command (an MCP tool call) is refused in this turn:
+    one of its arguments names a file a denial protects. A file too big to put back
+    afterwards is protected by this refusal alone, so the refusal must cover every
+    tool that can write, including a server's own filesystem tools."""
+    turn = state.get(STATE_KEY)
+    if not isinstance(turn, _Turn) or not turn.files or not payload:
+        return None
+    import json
+
+    values: list[str] = []
+    try:
+        _strings(json.loads(payload), values)
+    except ValueError:
+        values.append(payload)
+    words: list[str] = []
+    for value in values:
+        for line in value.splitlines() or [value]:
+            text = line.strip()
+            if text.startswith("file://"):
+                from urllib.parse import unquote, urlsplit
+
+                text = unquote(urlsplit(text).path)
+            if text and len(text) < 4096:
+                words.append(text)
+    for path in _named(("", *words), cwd):
+        if path in turn.files or _under(path, turn):
+            return (
+                f"refused: in this turn the user denied {_describe(turn)}; this action names "
+                f"{path}, which that denial protects. A denial holds for every route to the "
+                "same effect: do not try another way; ask the user how they want to proceed."
+            )
+    return None
+
+
 def _under(path: str, turn: _Turn) -> bool:
     prefix = path.rstrip("/") + "/"
     return any(p.startswith(prefix) for p in turn.files)

@@ -352,6 +352,12 @@ async def approve_action(
             "Tools never get hermes' secrets; if a server needs a credential, ask the user to "
             "configure it for that server."
         )
+    from hermes_agent.safety import denials
+
+    held = denials.payload_refusal(ctx.state, payload, ctx.cwd)
+    if held is not None:
+        decide("refused", "an earlier denial in this turn")
+        raise ToolError(held)
     if policy == "deny":
         decide("refused", "policy deny")
         raise ToolError(
