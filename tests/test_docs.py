@@ -28,3 +28,16 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "```sh\nscripts/test\n```" in readme
     assert "exec scripts/test\n" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_command_table_is_what_hermes_help_lists() -> None:
+    """The table at the top of the README names every command of `hermes --help`, and no other."""
+    import re
+
+    from hermes_agent.cli.main import COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Quick start", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `hermes ")]
+    listed = {name for row in rows for name in re.findall(r"`hermes ([a-z-]+)`", row.split("|")[1])}
+    assert listed == set(COMMANDS)
