@@ -4,8 +4,9 @@
 #   ./install.sh
 #
 # Creates .venv from uv.lock (every extra: Telegram, Discord, Slack, Matrix,
-# MCP, ACP), links `hermes` into ~/.local/bin, then runs `hermes setup` when
-# started from a terminal. Run it again after `git pull` to update.
+# MCP, ACP), links `hermes`, `hermes-agent` and `hermes-acp` into ~/.local/bin,
+# then runs `hermes setup` when started from a terminal. Run it again after
+# `git pull` to update.
 set -euo pipefail
 cd "$(dirname "$0")"
 # shellcheck source=scripts/lib.sh
@@ -21,10 +22,11 @@ echo "==> installing hermes-agent into $PWD/.venv" >&2
 
 bin_dir="${XDG_BIN_HOME:-$HOME/.local/bin}"
 mkdir -p "$bin_dir"
-for name in hermes hermes-agent; do
+# hermes-acp too: editors start it by that name (README, "In your editor").
+for name in hermes hermes-agent hermes-acp; do
     ln -sf "$PWD/.venv/bin/$name" "$bin_dir/$name"
 done
-echo "==> linked hermes and hermes-agent into $bin_dir" >&2
+echo "==> linked hermes, hermes-agent and hermes-acp into $bin_dir" >&2
 case ":$PATH:" in
     *":$bin_dir:"*) ;;
     *) echo "    add it to your PATH: export PATH=\"$bin_dir:\$PATH\"" >&2 ;;

@@ -44,6 +44,8 @@ def test_install_then_first_commands(tmp_path: Path) -> None:
     assert "Next: hermes setup" in result.stderr
     hermes = user_home / ".local" / "bin" / "hermes"
     assert hermes.is_symlink()
+    for name in ("hermes-agent", "hermes-acp"):  # The README's one-shot and editor commands.
+        assert (user_home / ".local" / "bin" / name).is_symlink(), name
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
