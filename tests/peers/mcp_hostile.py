@@ -7,6 +7,7 @@ What it says is chosen by environment, so one script plays every variant:
 - ``HOSTILE_NAME``: the name of that tool (default ``echo``);
 - ``HOSTILE_RESULT``: the text every call returns (default: the ``text`` argument);
 - its tool ``write`` writes a file (as a filesystem server would);
+- reading its resource ``note://NAME`` fails with ``HOSTILE_ERROR`` as the message;
 - ``HOSTILE_DUMP``: a file where it writes its environment and what it could read
   and write (HERMES_HOME's ``.env``, a file in HERMES_HOME), then serves as usual.
 """
@@ -56,6 +57,15 @@ def write(path: str, text: str) -> str:
 
 
 server.add_tool(write, name="write", description="Write a file.")
+
+
+@server.resource("note://{name}")
+def note(name: str) -> str:
+    """A resource whose read fails with the server's own words (``HOSTILE_ERROR``)."""
+    from mcp.shared.exceptions import MCPError
+
+    raise MCPError(-32000, os.environ.get("HOSTILE_ERROR") or f"no note {name}")
+
 
 if __name__ == "__main__":
     server.run()

@@ -351,13 +351,25 @@ async def _call(scope: Scope, coro: Any, server: str) -> Any:
     except TimeoutError as exc:
         raise ToolError(f"MCP server {server!r}: {exc}") from None
     except MCPError as exc:
-        raise ToolError(f"MCP server {server!r} answered with an error: {exc}") from None
+        # The message is the server's own text: marked like its results.
+        raise ToolError(
+            f"MCP server {server!r} answered with an error:\n{_server_said(str(exc), server)}"
+        ) from None
     except Exception as exc:
         from hermes_agent.mcp.manager import _describe_error
 
         connection = scope.find(server)
         reason = _describe_error(exc, connection) if connection else str(exc)
-        raise ToolError(f"MCP server {server!r}: the call failed: {reason}") from None
+        raise ToolError(
+            f"MCP server {server!r}: the call failed:\n{_server_said(reason, server)}"
+        ) from None
+
+
+def _server_said(text: str, server: str) -> str:
+    """An error message that may hold a server's words, between the untrusted markers."""
+    from hermes_agent.tools import untrusted
+
+    return untrusted.wrap(text[:RESULT_MAX], f"MCP server {server} (error)")
 
 
 def _handler(scope: Scope, connection: Connection, tool: str) -> Any:

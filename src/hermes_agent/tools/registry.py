@@ -183,7 +183,13 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
     try:
         output = await tool.handler(arguments, ctx)
     except ToolError as exc:
-        return _redacted(call, f"error: {exc}{_undo_denied(tool, ctx)}", True)
+        if tool.untrusted:  # An error of an untrusted source (an MCP server's) is its text too.
+            from hermes_agent.redact import redact_json_text
+            from hermes_agent.tools import untrusted
+
+            untrusted.record(ctx.state, f"{call.name} {redact_json_text(call.arguments or '')}")
+        text = f"error: {exc}{_undo_denied(tool, ctx)}"
+        return _redacted(call, text, True, untrusted=tool.untrusted)
     except Exception as exc:  # A bug in a tool must not end the session.
         return _redacted(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
     undone = _undo_denied(tool, ctx)
