@@ -395,6 +395,10 @@ def test_cli_refuses_images_it_cannot_show(hermes: Any, tmp_path: Path) -> None:
     missing = hermes(*chat(nobody, "-m", "gpt-4o", "--image", str(tmp_path / "no.png"), "-q", "x"))
     assert_clean_failure(missing, 2)
     assert "no such file" in missing.stderr
+    many = [arg for _ in range(images.MAX_PER_MESSAGE + 1) for arg in ("--image", str(png))]
+    too_many = hermes(*chat(nobody, "-m", "gpt-4o", *many, "-q", "x"))
+    assert_clean_failure(too_many, 2)
+    assert f"at most {images.MAX_PER_MESSAGE} images" in too_many.stderr
     folder = hermes(*chat(nobody, "-m", "gpt-4o", "--image", str(tmp_path), "-q", "x"))
     assert_clean_failure(folder, 2)
     assert "not a regular file" in folder.stderr

@@ -205,6 +205,8 @@ def _take_images(paths: list[str], setup: ChatSetup) -> list[Any]:
 
     if not images.vision_supported(setup.config, setup.settings.model):
         raise images.ImageError(images.no_vision_message(setup.settings.model))
+    if len(paths) > images.MAX_PER_MESSAGE:  # The gateway's limit per message too.
+        raise UsageError(f"at most {images.MAX_PER_MESSAGE} images go with one message")
     return [images.ingest_file(images.pasted_path(p)) for p in paths]
 
 
@@ -491,6 +493,8 @@ class Repl:
         model = self.agent.provider.model if self.agent is not None else self.setup.settings.model
         if not images.vision_supported(self.setup.config, model):
             raise images.ImageError(images.no_vision_message(model))
+        if len(self.images) >= images.MAX_PER_MESSAGE:
+            raise UsageError(f"at most {images.MAX_PER_MESSAGE} images go with one message")
         path = images.pasted_path(arg)
         if not path.is_absolute():
             path = self.setup.cwd / path
