@@ -37,3 +37,23 @@ def test_auth_oauth_on_a_server_without_oauth_is_one_clear_line(
     assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
     config = hermes_home / "config.yaml"
     assert not config.exists() or "noauth" not in config.read_text()
+
+
+def test_add_saves_even_when_the_reader_of_its_output_leaves(hermes_home: Path) -> None:
+    """`hermes mcp add ... | head -1`: stdout closes while the tools print; exit 0 means saved."""
+    import subprocess
+
+    from conftest import HERMES, clean_env
+
+    proc = subprocess.Popen(
+        [str(HERMES), "mcp", "add", "ev", "--command", str(EVERYTHING), "--args", "stdio"],
+        env=clean_env(hermes_home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # Like `head` after its lines: every later write is a broken pipe.
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "ev:" in (hermes_home / "config.yaml").read_text()

@@ -210,11 +210,15 @@ def cmd_add(args: argparse.Namespace) -> int:
                     f"{connection.status().line()}\nnot saved (fix it, or add --no-test to save "
                     "anyway)"
                 )
+            # Saved before the listing: `hermes mcp add ... | head` closes stdout while the
+            # tools print, and a BrokenPipeError then ended the command (exit 0) unsaved.
+            _save_entry(name, entry)
             print(f"{name}: connected, {len(connection.tools)} tools:")
             _print_tools(connection)
         finally:
             scope.close()
-    _save_entry(name, entry)
+    else:
+        _save_entry(name, entry)
     from hermes_agent import home
 
     print(f"saved mcp_servers.{name} in {home.config_path()}")
