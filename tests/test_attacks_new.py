@@ -312,3 +312,25 @@ def test_an_mcp_servers_error_message_reaches_the_model_marked_untrusted(
         assert untrusted.turn_read_untrusted(ctx.state)
     finally:
         scope.close()
+
+
+def test_an_mcp_schema_whose_refs_fan_out_does_not_hang_hermes() -> None:
+    """Inlining ``$ref`` is bounded by depth only: definitions that each use the next
+    one ten times expand to 10**12 nodes (a billion laughs), on hermes' main thread,
+    every time the tools are listed. The expansion must be bounded by size too."""
+    import subprocess
+    import sys
+
+    script = (
+        "from hermes_agent.mcp.tools import normalize_schema\n"
+        "defs = {f'd{i}': {'type': 'object', 'properties': {f'p{j}': {'$ref': f'#/$defs/d{i+1}'}"
+        " for j in range(10)}} for i in range(30)}\n"
+        "defs['d30'] = {'type': 'string'}\n"
+        "out = normalize_schema({'type': 'object', 'properties': {'x': {'$ref': '#/$defs/d0'}},"
+        " '$defs': defs})\n"
+        "print(out['type'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "object", done.stderr

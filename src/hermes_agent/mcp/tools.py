@@ -47,6 +47,8 @@ NOTIFY_KEY = "notify"
 _BAD = re.compile(r"[^A-Za-z0-9_-]")
 DESCRIPTION_MAX = 1500
 SCHEMA_MAX = 30_000
+#: Most JSON nodes inlining ``$ref`` may make (a schema within SCHEMA_MAX has far fewer).
+SCHEMA_NODES = 20_000
 #: Most characters of one result's text before it is cut (the wrapper survives the cut).
 RESULT_MAX = 40_000
 #: Most bytes of one binary item (image, audio, blob) kept from a result.
@@ -102,7 +104,10 @@ def normalize_schema(schema: Any) -> dict[str, Any]:
         if isinstance(root.get(key), dict):
             for name, value in root[key].items():
                 defs[f"#/{key}/{name}"] = value
-    out = _inline(root, defs, ())
+    try:
+        out = _inline(root, defs, (), [SCHEMA_NODES])
+    except _TooBig:
+        out = {}
     if not isinstance(out, dict):
         out = {}
     if out.get("type") != "object" or any(k in out for k in ("anyOf", "oneOf", "allOf", "not")):
@@ -129,9 +134,19 @@ def normalize_schema(schema: Any) -> dict[str, Any]:
     return out
 
 
-def _inline(node: Any, defs: dict[str, Any], stack: tuple[str, ...]) -> Any:
+class _TooBig(Exception):
+    """Inlining went past :data:`SCHEMA_NODES`."""
+
+
+def _inline(node: Any, defs: dict[str, Any], stack: tuple[str, ...], budget: list[int]) -> Any:
+    """``node`` with local ``$ref`` inlined. ``budget`` counts the nodes made: references
+    that fan out (each definition using the next ten times) would otherwise expand
+    exponentially within the depth limit, on hermes' main thread."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig
     if isinstance(node, list):
-        return [_inline(item, defs, stack) for item in node]
+        return [_inline(item, defs, stack, budget) for item in node]
     if not isinstance(node, dict):
         return node
     ref = node.get("$ref")
@@ -143,7 +158,7 @@ def _inline(node: Any, defs: dict[str, Any], stack: tuple[str, ...]) -> Any:
             note = node.get("description") or f"(a value of the recursive type {kind})"
             return {"description": str(note)[:300]}
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _inline(merged, defs, (*stack, ref))
+        return _inline(merged, defs, (*stack, ref), budget)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP:
@@ -151,9 +166,9 @@ def _inline(node: Any, defs: dict[str, Any], stack: tuple[str, ...]) -> Any:
         if key in ("properties", "patternProperties", "dependentSchemas") and isinstance(
             value, dict
         ):
-            out[key] = {str(k): _inline(v, defs, stack) for k, v in value.items()}
+            out[key] = {str(k): _inline(v, defs, stack, budget) for k, v in value.items()}
         else:
-            out[key] = _inline(value, defs, stack)
+            out[key] = _inline(value, defs, stack, budget)
     declared = out.get("type")
     is_array = declared == "array" or (isinstance(declared, list) and "array" in declared)
     if is_array and "items" not in out:
