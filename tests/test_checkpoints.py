@@ -700,6 +700,27 @@ def test_cli_list_diff_restore_prune(hermes: Any, hermes_home: Path, ws: Path) -
     assert done.returncode == 2 and "not a directory" in done.stderr
 
 
+def test_cli_restore_yes_into_a_closed_pipe_still_restores(hermes_home: Path, ws: Path) -> None:
+    """`hermes checkpoints restore 1 --yes | head -1`: exit 0 must mean restored."""
+    from conftest import HERMES, clean_env
+
+    (ws / "a.txt").write_text("one\n")
+    Store(ws).snapshot("first")
+    (ws / "a.txt").write_text("two\n")
+    proc = subprocess.Popen(
+        [str(HERMES), "checkpoints", "--workspace", str(ws), "restore", "1", "--yes"],
+        env=clean_env(hermes_home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # The reader left before the plan was printed.
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert (ws / "a.txt").read_text() == "one\n"
+
+
 @pytest.mark.peer("scripted")
 def test_rollback_in_chat(hermes_home: Path, tmp_path: Path) -> None:
     from peers.llm_server import Reply, ScriptedLLM

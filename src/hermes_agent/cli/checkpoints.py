@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,17 +113,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(text: str) -> None:
+    """Print; when the reader of stdout has left (`restore --yes | head`), go on without it.
+
+    A BrokenPipeError here ended the command with exit 0 and the workspace not restored.
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from hermes_agent import checkpoints
 
     store = _store(args)
     checkpoint = store.resolve(args.which)
     plan = store.plan(checkpoint)
-    print(checkpoints.describe_plan(plan))
+    _say(checkpoints.describe_plan(plan))
     if plan.empty or args.dry_run:
         return 0
     if args.delete_new and plan.new_files:
-        print(f"--delete-new: the {len(plan.new_files)} file(s) created since will be deleted")
+        _say(f"--delete-new: the {len(plan.new_files)} file(s) created since will be deleted")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not restored: run again with --yes to restore without a question")
