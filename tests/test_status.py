@@ -135,6 +135,19 @@ def test_an_empty_home_is_read_not_created(hermes: Runner, hermes_home: Path) ->
     assert not hermes_home.exists()
 
 
+def test_a_broken_config_still_says_whether_the_gateway_runs(
+    hermes: Runner, hermes_home: Path
+) -> None:
+    hermes_home.mkdir()
+    (hermes_home / "config.yaml").write_text("model:\n  default: [unclosed\n")
+    result = hermes("status")
+    assert result.returncode == 2
+    assert "gateway: not running" in result.stdout
+    assert "config.yaml:3:" in result.stderr and "Traceback" not in result.stderr
+    as_json = hermes("status", "--json")
+    assert as_json.returncode == 2 and json.loads(as_json.stdout)["gateway"]["running"] is False
+
+
 @pytest.mark.peer("ngircd")
 def test_running_gateway_and_its_irc_connection_dropping_and_coming_back(
     hermes: Runner, hermes_home: Path, llm: ScriptedLLM, tmp_path: Path

@@ -41,14 +41,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     from hermes_agent import status_report
     from hermes_agent.cli.common import load_config
     from hermes_agent.cron.schedule import job_zone, zone_name
+    from hermes_agent.errors import EXIT_USAGE, ConfigError
     from hermes_agent.logfiles import clean
     from hermes_agent.redact import redact
 
-    config = load_config()
+    # A broken config.yaml must not hide whether the gateway runs: report with the
+    # defaults, name the problem, and exit 2 as every command does for a broken file.
+    broken: ConfigError | None = None
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        from hermes_agent import home
+        from hermes_agent.config import loader, schema
+        from hermes_agent.config.merge import deep_merge
+
+        broken = exc
+        config = loader.Config(deep_merge(schema.DEFAULT_CONFIG, {}), {}, home.config_path())
+        print(
+            f"hermes: {str(exc).splitlines()[0]} (the status below uses the defaults; "
+            "`hermes config check` lists every problem)",
+            file=sys.stderr,
+        )
+    code = EXIT_USAGE if broken else 0
     report = status_report.collect(config)
     if args.json:
         print(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
-        return 0
+        return code
     zone = job_zone(config)
     out: list[str] = [f"hermes status: {report.home}"]
     gw = report.gateway
@@ -101,4 +119,4 @@ def cmd_status(args: argparse.Namespace) -> int:
     # Redacted, and control characters shown as \xNN: a platform's error text comes
     # from a server hermes does not control.
     sys.stdout.write(clean("\n".join(out)) + "\n")
-    return 0
+    return code
