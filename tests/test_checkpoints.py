@@ -694,6 +694,9 @@ def test_cli_list_diff_restore_prune(hermes: Any, hermes_home: Path, ws: Path) -
     assert "kept" in done.stdout and "undo" in done.stdout
     done = hermes(*at, "prune", "--keep", "0")
     assert done.returncode == 2 and "--keep" in done.stderr
+    for bad in ("-1", "nan"):
+        done = hermes(*at, "prune", "--max-age-days", bad)
+        assert done.returncode == 2 and "--max-age-days" in done.stderr, bad
     done = hermes(*at, "prune", "--keep", "1")
     assert done.returncode == 0 and "1 left" in done.stdout
     done = hermes("checkpoints", "--workspace", str(ws / "missing"), "list")

@@ -155,8 +155,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     if args.keep is not None and args.keep < 1:
         raise UsageError("--keep must be at least 1 (the newest checkpoint always stays)")
-    if args.max_age_days is not None and args.max_age_days < 0:
-        raise UsageError("--max-age-days must not be negative")
+    # `not x >= 0` also refuses nan, which compares false with every age and pruned nothing.
+    if args.max_age_days is not None and not args.max_age_days >= 0:
+        raise UsageError("--max-age-days must be a number of days, not negative")
     store = _store(args)
     removed = store.prune(args.keep, args.max_age_days)
     left = len(store.listing())
