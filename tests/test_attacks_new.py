@@ -334,3 +334,49 @@ def test_an_mcp_schema_whose_refs_fan_out_does_not_hang_hermes() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.strip() == "object", done.stderr
+
+
+@pytest.mark.peer("scripted")
+def test_an_approval_question_cannot_be_redrawn_by_escape_sequences_in_the_command(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """The model writes the command the user is asked about: escape sequences in it
+    (cursor up, erase line, conceal) could make the question show a harmless command
+    while the real one runs on "yes". They are shown as text, never sent raw."""
+    import pexpect
+
+    from conftest import HERMES, clean_env
+    from peers.llm_server import Reply, ScriptedLLM
+
+    victim = tmp_path / "build"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    hermes_home.mkdir(exist_ok=True)
+    command = f"rm -rf {victim} #\x1b[1A\x1b[2K\x1b[8m"
+    steps = [Reply(tool_calls=[("terminal", {"command": command})]), Reply("Left it.")]
+    with ScriptedLLM(steps) as llm:
+        child = pexpect.spawn(
+            str(HERMES),
+            ["chat", "--provider", "custom", "--base-url", llm.openai_base_url, "-m", "m"],
+            env=clean_env(hermes_home, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1"),
+            cwd=str(ws),
+            encoding="utf-8",
+            timeout=60,
+            dimensions=(40, 200),
+        )
+        try:
+            child.expect_exact("❯")
+            child.sendline("clean the build")
+            child.expect_exact("answer:")
+            shown = child.before
+            child.sendline("no")
+            child.expect_exact("Left it.")
+        finally:
+            child.close(force=True)
+    assert f"rm -rf {victim}" in shown
+    # hermes' own drawing (its spinner) uses escapes; the command's line has none.
+    line = shown.split(f"rm -rf {victim}", 1)[1].split("It needs your approval", 1)[0]
+    assert "\x1b" not in line, repr(line)
+    assert (victim / "keep.txt").exists()

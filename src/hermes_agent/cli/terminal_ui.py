@@ -10,6 +10,7 @@ raw to stdout and everything else goes to stderr, so scripts get clean text.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,16 @@ from hermes_agent.agent.loop import Events
 from hermes_agent.providers.base import ProviderError, ToolCall
 from hermes_agent.redact import StreamRedactor, redact, redact_data
 from hermes_agent.tools.registry import ToolResult
+
+#: Controls (but tab and newline), DEL, C1 and bidi overrides. Rich passes escape
+#: sequences through, and the model writes approval questions' commands and tool
+#: arguments: cursor moves or concealed text could make the user approve something else.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` redacted and escaped for Rich markup, control characters shown as ``\\xNN``."""
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(text)))
 
 
 def short_args(arguments: str, limit: int = 80) -> str:
@@ -156,22 +167,22 @@ class TerminalEvents(Events):
         name = redact(call.name)
         if not self.compact:
             self.err.print(
-                f"[cyan]⚙ {escape(name)}[/]([dim]{escape(short_args(call.arguments))}[/])"
+                f"[cyan]⚙ {visible(name)}[/]([dim]{visible(short_args(call.arguments))}[/])"
             )
         self.waiting(f"running {name}…")
 
     def tool_finished(self, result: ToolResult, seconds: float) -> None:
         self._stop_status()
-        name = escape(redact(result.call.name))
+        name = visible(result.call.name)
         if result.is_error:
             self.err.print(
-                f"  [red]✗ {name}: {escape(first_line(redact(result.content)))}[/] "
+                f"  [red]✗ {name}: {visible(first_line(redact(result.content)))}[/] "
                 f"[dim]{seconds:.1f}s[/]"
             )
         elif self.verbose:
             self.err.print(
                 f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]\n"
-                f"{escape(redact(result.content)[:2000])}"
+                f"{visible(redact(result.content)[:2000])}"
             )
         else:
             self.err.print(f"  [green]✓ {name}[/] [dim]{seconds:.1f}s[/]")
@@ -179,7 +190,7 @@ class TerminalEvents(Events):
 
     def notice(self, message: str) -> None:
         self.finish()
-        self.err.print(f"[yellow]{escape(redact(message))}[/]")
+        self.err.print(f"[yellow]{visible(message)}[/]")
 
     async def ask(self, question: str, choices: Sequence[str]) -> str | None:
         """Ask at the terminal; None when there is no terminal to ask at."""
@@ -189,7 +200,7 @@ class TerminalEvents(Events):
         from prompt_toolkit import PromptSession
 
         hint = f" [{'/'.join(choices)}]" if choices else ""
-        self.err.print(f"[bold magenta]?[/] {escape(redact(question))}{escape(redact(hint))}")
+        self.err.print(f"[bold magenta]?[/] {visible(question)}{visible(hint)}")
         try:
             answer: str = await PromptSession[str]().prompt_async("  answer: ")
         except EOFError:
