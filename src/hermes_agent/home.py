@@ -11,6 +11,7 @@ in :mod:`hermes_agent.fsutil`.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -67,17 +68,31 @@ def hermes_home() -> Path:
     home keeps the name the user gave it in messages.
     """
     raw = os.environ.get(ENV_VAR, "")
+    if raw.startswith("/"):
+        return _absolute(raw)  # The usual case, asked for on every tool call: cached.
     path = Path(raw).expanduser() if raw else Path.home() / ".hermes"
     return path if path.is_absolute() else Path.cwd() / path
+
+
+@functools.lru_cache(maxsize=32)
+def _absolute(raw: str) -> Path:
+    return Path(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _joined(root: Path, name: str) -> Path:
+    return root / name
 
 
 def path(name: str, root: Path | None = None) -> Path:
     """Return ``HERMES_HOME/name`` for one of the layout's names.
 
     ``root`` stands in for HERMES_HOME when a command works on a home given
-    explicitly (`hermes deploy apply --home DIR`).
+    explicitly (`hermes deploy apply --home DIR`). Joined once per home and name
+    (paths are immutable): the audit log, the MCP pins and the secret files are
+    looked up on every tool call, and pathlib's joining costs microseconds each time.
     """
-    return (root or hermes_home()) / name
+    return _joined(root or hermes_home(), name)
 
 
 def config_path() -> Path:

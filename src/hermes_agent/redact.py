@@ -328,6 +328,9 @@ def known_secrets(environ: Mapping[str, str] | None = None) -> set[str]:
 # --- the redactor -------------------------------------------------------------------
 
 Span = tuple[int, int]
+#: Texts up to this long are remembered with their redacted form (at most MEMO_SIZE).
+MEMO_TEXT = 256
+MEMO_SIZE = 4096
 
 
 class Redactor:
@@ -357,6 +360,8 @@ class Redactor:
                 exact = frozenset(f for f in compact if len(f) >= MIN_FORM_LENGTH)
                 self._outbound.append((secret, source.label, skeletons, exact))
         self._values = re.compile(_trie_regex(forms)) if forms else None
+        #: Short texts already redacted by this redactor, and their redacted form.
+        self._memo: dict[str, str] = {}
         #: The longest spelling looked for: how far back a match can start (streams).
         self.longest = max(map(len, forms), default=0)
 
@@ -387,7 +392,18 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        return _mask(text, self.spans(text))
+        if len(text) > MEMO_TEXT:
+            return _mask(text, self.spans(text))
+        # The same short texts pass again and again (an audit record's keys and labels,
+        # a tool's name): the answer for one text never changes for this redactor (a new
+        # secret builds a new one, with an empty memo), so it is looked up, not searched.
+        done = self._memo.get(text)
+        if done is None:
+            done = _mask(text, self.spans(text))
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[text] = done
+        return done
 
     def outbound_secret(self, text: str, *, allowed: Iterable[str] = ()) -> str | None:
         """The label of a known secret that ``text`` would carry to a host, or None.
@@ -519,9 +535,13 @@ _cache = _Cache()
 
 
 @functools.lru_cache(maxsize=8)
-def _secret_files(hermes_home_var: str, user_home: str) -> tuple[Path, ...]:
-    """The files whose content decides the secrets, for one HERMES_HOME (cached)."""
-    return (home.env_path(), home.auth_path(), home.mcp_tokens_dir())
+def _secret_files(hermes_home_var: str, user_home: str) -> tuple[str, ...]:
+    """The files whose content decides the secrets, for one HERMES_HOME (cached).
+
+    As strings: ``os.stat`` on a string costs a third of ``Path.stat`` (which builds
+    the string each time), and this is stat'ed for every redacted text.
+    """
+    return tuple(map(os.fspath, (home.env_path(), home.auth_path(), home.mcp_tokens_dir())))
 
 
 def _stamp() -> tuple[Any, ...]:
@@ -537,7 +557,7 @@ def _stamp() -> tuple[Any, ...]:
     parts: list[Any] = [where, len(os.environ)]
     for path in _secret_files(*where):
         try:
-            st = path.stat()
+            st = os.stat(path)
         except OSError:
             parts.append(None)
         else:
@@ -571,17 +591,19 @@ def redact(text: str) -> str:
     return current()(text)
 
 
-def redact_data(value: Any) -> Any:
+def redact_data(value: Any, redactor: Redactor | None = None) -> Any:
     """``value`` (dicts, lists, tuples, strings, nested) with every string redacted.
 
     Call it on a structure *before* ``json.dumps``: afterwards a secret that
     holds ``"`` or ``\\`` is spelt with escapes. Dictionary keys that are
     strings are redacted too (a model can put anything in a key); other values
     (numbers, None, booleans) come back as they are. Tuples come back as lists.
+    ``redactor``: the one :func:`current` gave the caller a moment ago, in the same
+    step (the gate's check and its audit line), which spares looking again.
     """
     if not _enabled:
         return value
-    return _redact_tree(value, current())
+    return _redact_tree(value, redactor or current())
 
 
 def _redact_tree(value: Any, redactor: Redactor) -> Any:
@@ -606,13 +628,14 @@ def redact_json_text(text: str) -> str:
     """
     if not _enabled or not text:
         return text
+    redactor = current()  # One look at the secret files for both passes.
     try:
         decoded = json.loads(text)
     except ValueError:
-        return redact(text)
-    cleaned = _redact_tree(decoded, current())
+        return redactor(text)
+    cleaned = _redact_tree(decoded, redactor)
     if cleaned == decoded:
-        return redact(text)
+        return redactor(text)
     return json.dumps(cleaned, ensure_ascii=False)
 
 
