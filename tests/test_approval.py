@@ -361,3 +361,31 @@ def test_levels_are_ordered() -> None:
     assert Level.SAFE < Level.APPROVAL < Level.REFUSED
     assert Level.APPROVAL.label == APPROVAL
     assert Level.REFUSED.label == REFUSED
+
+
+def test_the_audit_log_follows_rotation_and_never_a_symlink(
+    hermes_home: Path, workspace: Path, tmp_path: Path
+) -> None:
+    """The log's descriptor is kept between lines (speed), but each line goes to the file
+    at the log's name now: rotated or removed, a new private one; a symlink, refused."""
+    ctx = make_ctx(hermes_home, workspace, User())
+    path = hermes_home / "logs" / "approvals.jsonl"
+    approve(ctx, "ls")
+    path.rename(path.with_name("approvals.jsonl.1"))  # logrotate's rename-and-create
+    approve(ctx, "pwd")
+    assert [e["command"] for e in audit_lines(hermes_home)] == ["pwd"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.unlink()
+    approve(ctx, "whoami")
+    assert [e["command"] for e in audit_lines(hermes_home)] == ["whoami"]
+    os.chmod(path, 0o644)  # Opened already: made private again before the next line.
+    approve(ctx, "date")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(audit_lines(hermes_home)) == 2
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text("")
+    path.unlink()
+    path.symlink_to(elsewhere)
+    with pytest.raises(ToolError, match="audit log"):
+        approve(ctx, "ls")  # Not run: its decision could not be recorded.
+    assert elsewhere.read_text() == ""

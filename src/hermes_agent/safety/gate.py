@@ -46,17 +46,25 @@ settings or ``.env``: the agent cannot lift its own gate).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import stat
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hermes_agent.safety.commands import READ_ONLY
 from hermes_agent.safety.parse import Analysis
 from hermes_agent.safety.verdict import Finding, Level, Verdict
 from hermes_agent.safety.words import canonical_name
 from hermes_agent.tools.registry import ToolContext, ToolError
+
+if TYPE_CHECKING:
+    from hermes_agent.redact import Redactor
 
 __all__ = [
     "ALWAYS_KEY",
@@ -128,21 +136,106 @@ def allow_matches(entry: str, argv: Sequence[str]) -> bool:
     return all(any(word == item for item in rest) for word in words[1:])
 
 
-def audit(record: dict[str, Any]) -> None:
-    """Append one decision to ``logs/approvals.jsonl`` (0600), secrets redacted."""
+class _AuditLog:
+    """The audit log's descriptor, kept open between decisions (one per process).
+
+    Opening, checking and closing the file for every line cost more than the rest of
+    an MCP tool call's checks together. The descriptor is kept, and before each line
+    the name is stat'ed (never following a symlink): if the file there is no longer
+    the one held (rotated, replaced, removed, a link put in its place) or HERMES_HOME
+    changed, it is opened again, with ``O_NOFOLLOW`` so a symlink at the log's name is
+    an error (the decision is then not taken), never a write to the link's target.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fd = -1
+        self.path = ""
+        self.ident: tuple[int, int] = (0, 0)
+        self.pid = os.getpid()
+
+    def descriptor(self, path: str) -> int:
+        """An open ``O_APPEND`` descriptor of the regular file at ``path`` (held lock)."""
+        try:
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if (
+            now is not None
+            and self.fd >= 0
+            and self.path == path
+            and (now.st_dev, now.st_ino) == self.ident
+            and self.pid == os.getpid()
+        ):
+            if now.st_mode & 0o077:  # Made readable by others since: private again.
+                os.fchmod(self.fd, 0o600)
+            return self.fd
+        if self.pid != os.getpid():
+            # A forked child: the number may have been closed and reused there, so it is
+            # forgotten (never written to or closed), and the child opens its own.
+            self.fd = -1
+        self.close()
+        from hermes_agent import home
+
+        home.ensure_dir(Path(path).parent)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(f"{path} is not a regular file")
+            if info.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd, self.path, self.ident = fd, path, (info.st_dev, info.st_ino)
+        self.pid = os.getpid()
+        return fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.fd, self.path, self.ident = -1, "", (0, 0)
+
+
+_audit_log = _AuditLog()
+if hasattr(os, "register_at_fork"):
+    # A child of os.fork() gets a lock of its own (the parent's may be held mid-line).
+    os.register_at_fork(after_in_child=lambda: setattr(_audit_log, "lock", threading.Lock()))
+
+
+@functools.lru_cache(maxsize=8)
+def _audit_path(hermes_home_var: str, user_home: str, cwd: str) -> str:
+    from hermes_agent import home
+
+    return os.fspath(home.approvals_log_path())
+
+
+def audit(record: dict[str, Any], redactor: Redactor | None = None) -> None:
+    """Append one decision to ``logs/approvals.jsonl`` (0600), secrets redacted.
+
+    One ``write`` per line on an ``O_APPEND`` descriptor: lines from several
+    processes or threads never interleave. ``redactor``: see :func:`redact_data`.
+    """
     from hermes_agent import home
     from hermes_agent.redact import redact_data
 
-    path = home.approvals_log_path()
-    home.ensure_dir(path.parent)
-    line = json.dumps(redact_data(record), ensure_ascii=False) + "\n"  # Redacted before JSON.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-        os.write(fd, line.encode("utf-8"))
-    finally:
-        os.close(fd)
+    raw = os.environ.get(home.ENV_VAR, "")
+    relative = bool(raw) and not raw.startswith(("/", "~"))
+    path = _audit_path(raw, os.environ.get("HOME", ""), os.getcwd() if relative else "")
+    line = json.dumps(redact_data(record, redactor), ensure_ascii=False) + "\n"  # Before JSON.
+    data = line.encode("utf-8")
+    with _audit_log.lock:
+        fd = _audit_log.descriptor(path)
+        try:
+            written = os.write(fd, data)
+        except OSError:
+            _audit_log.close()  # Opened again for the next line.
+            raise
+    if written != len(data):
+        raise OSError(f"the audit log took {written} of {len(data)} bytes (disk full?)")
 
 
 def _summary(verdict: Verdict, limit: int = 6) -> str:
@@ -317,9 +410,13 @@ async def approve_action(
     one of hermes' secrets never leaves for a server. Every decision is written
     to the audit log; when nobody can answer an ``ask``, the action is denied.
     """
-    from hermes_agent.redact import outbound_secret
+    from hermes_agent.redact import current
 
     started = time.perf_counter()
+    #: The secrets as of now, for the check and the audit line of a decision taken now
+    #: (one look at the secret files instead of two); dropped once the user was asked.
+    now = current()
+    redactor: Redactor | None = now
     record: dict[str, Any] = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "session": ctx.session_id,
@@ -337,14 +434,14 @@ async def approve_action(
         from hermes_agent.errors import HermesError
 
         try:
-            audit(record)
+            audit(record, redactor)
         except (OSError, ValueError, HermesError) as exc:
             raise ToolError(
                 f"not done: the approval could not be recorded in the audit log ({exc}); "
                 "fix HERMES_HOME/logs"
             ) from None
 
-    carried = outbound_secret(payload) if payload else None
+    carried = now.outbound_secret(payload) if payload else None
     if carried is not None:
         decide("refused", "secret in the arguments")
         raise ToolError(
@@ -378,6 +475,7 @@ async def approve_action(
         + "\nAllow it? yes = this once, always = this tool for the rest of the session, "
         "no = do not do it."
     )
+    redactor = None  # The user may take minutes: the audit line looks at the secrets again.
     answer = await ctx.ask(question, list(CHOICES))
     record["answer"] = answer
     normalized = (answer or "").strip().lower()
