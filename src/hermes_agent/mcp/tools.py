@@ -388,12 +388,18 @@ def _server_said(text: str, server: str) -> str:
 
 
 def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
+    # Imported and worked out once per tool, not per call: a call's own checks should
+    # cost little beside the server's answer (bench/mcp_calls.py).
+    from hermes_agent.mcp.config import policy_for
+    from hermes_agent.safety.gate import approve_action
+    from hermes_agent.tools import untrusted
+
     server = connection.server.name
+    action = f"call the tool {tool!r} of MCP server {server!r}"
+    key = f"mcp:{server}:{tool}"
+    label = f"{server}/{tool}"
 
     async def run(args: dict[str, Any], ctx: ToolContext) -> Any:
-        from hermes_agent.safety.gate import approve_action
-        from hermes_agent.tools import untrusted
-
         current = _current(connection, tool)
         if current is None:
             raise ToolError(f"MCP server {server!r} no longer offers the tool {tool!r}")
@@ -406,17 +412,18 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
                 f"(`hermes mcp trust {server}` or /mcp trust {server})"
             )
         payload = json.dumps(args, ensure_ascii=False)
+        mode = str(ctx.config.get("approvals.mode") or "manual")
         await approve_action(
-            f"call the tool {tool!r} of MCP server {server!r}",
+            action,
             ctx,
             purpose="mcp",
-            policy=_policy(connection, tool, ctx),
-            key=f"mcp:{server}:{tool}",
+            policy=policy_for(connection.server, tool, mode),
+            key=key,
             payload=payload,
         )
         if pinned == "new":
             pins.pin(server, [current])
-        progress = _progress_reporter(ctx, f"{server}/{tool}")
+        progress = _progress_reporter(ctx, label)
         result = await _call(scope, connection.call_tool(tool, args, progress), server)
         text, images = render(result, server, tool)
         if result.is_error:
