@@ -57,3 +57,12 @@ def test_add_saves_even_when_the_reader_of_its_output_leaves(hermes_home: Path) 
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, err
     assert "ev:" in (hermes_home / "config.yaml").read_text()
+
+
+def test_logout_of_a_name_that_is_not_a_server_name_is_bad_input(hermes: Runner) -> None:
+    from helpers import assert_clean_failure
+
+    for bad in ("../x", "../../etc/passwd", "a/b"):
+        result = hermes("mcp", "logout", bad)
+        assert_clean_failure(result, 2)
+        assert "not a valid MCP server name" in result.stderr

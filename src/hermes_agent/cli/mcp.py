@@ -356,6 +356,12 @@ def cmd_logout(args: argparse.Namespace) -> int:
         from hermes_agent.mcp import oauth
     except ImportError:
         raise HermesError("OAuth is not available in this build") from None
+    from hermes_agent import home
+
+    try:
+        home.mcp_token_path(args.name)  # A name that could leave mcp-tokens/ is bad input.
+    except HermesError as exc:
+        raise UsageError(str(exc)) from None
     removed = oauth.logout(args.name)
     print(f"{args.name}: {'tokens removed' if removed else 'was not logged in'}")
     return 0
