@@ -418,3 +418,34 @@ def test_the_models_answer_reaches_the_terminal_without_escape_sequences(
     assert done.returncode == 0, done.stderr
     assert "Done." in done.stdout and "All good" in done.stdout
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout, repr(done.stdout)
+
+
+@pytest.mark.peer("scripted")
+def test_a_webhook_payload_is_never_a_chat_command(hermes_home: Path, tmp_path: Path) -> None:
+    """A hook's text is whatever its sender's users wrote (an issue comment): a route
+    whose prompt starts with a field would let ``/rollback 1 yes delete-new`` (or /new,
+    /undo, /stop) act on the gateway. Webhook text always goes to the model."""
+    from gateway_process import GatewayProcess  # noqa: F401  (imported by the module below)
+    from peers.daemons import free_port
+    from peers.llm_server import Reply, ScriptedLLM
+    from test_gateway_webhook import Gateway, configure
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    routes = {
+        "chat": {"prompt": "{payload.text}", "secret_env": "GITHUB_WEBHOOK_SECRET", "wait": True}
+    }
+    with ScriptedLLM() as llm:
+        llm.add(Reply("Only text to me."), Reply("Still text."))
+        port = free_port()
+        configure(hermes_home, llm, port, routes=routes)
+        gateway = Gateway(hermes_home, port, workdir)
+        try:
+            gateway.wait_ready()
+            for text in ("/rollback 1 yes delete-new", "/usage"):
+                answer = gateway.post("chat", json.dumps({"text": text}).encode())
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["answer"] in ("Only text to me.", "Still text."), answer.json()
+            assert "/rollback 1 yes delete-new" in str(llm.requests[0].messages)
+        finally:
+            gateway.kill()

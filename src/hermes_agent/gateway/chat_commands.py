@@ -55,6 +55,14 @@ def command_of(text: str) -> tuple[commands.Command, str] | None:
     return None if command is None else (command, parsed[1])
 
 
+def takes_commands(gateway: Gateway, row: InboundMessage) -> bool:
+    """Whether ``row`` may be a command: not when its platform's text is whatever a
+    stranger wrote (a webhook's payload, such as an issue comment), where
+    ``/rollback 1 yes delete-new`` would otherwise act on the workspace."""
+    platform = gateway.platforms.get(row.platform)
+    return not (platform is not None and platform.untrusted_input)
+
+
 def is_stop(text: str) -> bool:
     found = command_of(text)
     return found is not None and found[0].name == "stop"
@@ -67,6 +75,8 @@ def _route(gateway: Gateway, row: InboundMessage) -> str | None:
 
 async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
     """Answer a command message, or None when ``row`` is not a gateway command."""
+    if not takes_commands(gateway, row):
+        return None
     found = command_of(row.text)
     if found is None:
         return None

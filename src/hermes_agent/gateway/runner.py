@@ -349,7 +349,7 @@ class Gateway:
         """
         from hermes_agent.gateway import chat_commands
 
-        if not chat_commands.is_stop(row.text):
+        if not chat_commands.is_stop(row.text) or not chat_commands.takes_commands(self, row):
             return False
         key = (row.platform, row.chat_id, row.thread_id)
         running = self._running.get(key)
