@@ -584,11 +584,12 @@ def set_enabled(enabled: bool) -> None:
     _enabled = enabled
 
 
-def redact(text: str) -> str:
-    """``text`` with every secret replaced by ``[REDACTED]``."""
+def redact(text: str, redactor: Redactor | None = None) -> str:
+    """``text`` with every secret replaced by ``[REDACTED]`` (``redactor``: see
+    :func:`redact_data`)."""
     if not _enabled or not text:
         return text
-    return current()(text)
+    return (redactor or current())(text)
 
 
 def redact_data(value: Any, redactor: Redactor | None = None) -> Any:
@@ -619,7 +620,7 @@ def _redact_tree(value: Any, redactor: Redactor) -> Any:
     return value
 
 
-def redact_json_text(text: str) -> str:
+def redact_json_text(text: str, redactor: Redactor | None = None) -> str:
     """A JSON document (tool-call arguments) with its secrets removed, still valid JSON.
 
     The document is decoded and redacted as data, so ``\\u0041``-style escapes
@@ -628,7 +629,7 @@ def redact_json_text(text: str) -> str:
     """
     if not _enabled or not text:
         return text
-    redactor = current()  # One look at the secret files for both passes.
+    redactor = redactor or current()  # One look at the secret files for both passes.
     try:
         decoded = json.loads(text)
     except ValueError:
