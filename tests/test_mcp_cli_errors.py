@@ -1,7 +1,6 @@
 """`hermes mcp` errors a newcomer meets by mistake: one clear line, never a traceback.
 
-Found by following the README as a new user; the fix belongs to the MCP OAuth module
-(src/hermes_agent/mcp/oauth.py), so the test is here and marked strict xfail until then.
+Found by following the README as a new user.
 """
 
 from __future__ import annotations
@@ -19,11 +18,6 @@ pytestmark = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mcp/oauth.py: the SDK's logger.exception('OAuth flow error') reaches stderr as a "
-    "traceback, and the registration error quotes the server's whole HTML 404 page",
-)
 def test_auth_oauth_on_a_server_without_oauth_is_one_clear_line(
     hermes: Runner,
     hermes_home: Path,

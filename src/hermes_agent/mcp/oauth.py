@@ -114,6 +114,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# The SDK logs a failed flow with ``logger.exception``: with no handler configured (any CLI
+# command) Python's last-resort handler would print its traceback and the server's whole
+# answer on stderr. hermes reports the failure itself, in one redacted line (_describe).
+_sdk_log = logging.getLogger("mcp.client.auth")
+_sdk_log.propagate = False
+_sdk_log.addHandler(logging.NullHandler())
 
 #: How long `hermes mcp login` waits for the user to approve in the browser.
 DEFAULT_LOGIN_TIMEOUT = 300.0
@@ -1140,7 +1146,14 @@ def _describe(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
     else:
         text = str(exc) or type(exc).__name__
-    return _printable(redact.redact(text))[:2000]
+    # A server's error page (HTML, a stack trace) is not a reason: keep the first line and
+    # cut where markup starts.
+    lowered = text.lower()
+    cut = min((i for i in (lowered.find("<html"), lowered.find("<!doctype")) if i >= 0), default=-1)
+    if cut >= 0:
+        text = text[:cut].rstrip(" :") + " (the server answered with a web page)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return _printable(redact.redact(first))[:500]
 
 
 def _port_of(redirect: str | None) -> int:
