@@ -449,3 +449,27 @@ def test_a_webhook_payload_is_never_a_chat_command(hermes_home: Path, tmp_path: 
             assert "/rollback 1 yes delete-new" in str(llm.requests[0].messages)
         finally:
             gateway.kill()
+
+
+def test_denied_commands_cannot_make_hermes_hold_gigabytes(
+    ctx: ToolContext, tmp_path: Path
+) -> None:
+    """A denied command protects the files it names with a copy each (up to 8 MB): in
+    a gateway or cron run nobody answers, so the denial is automatic and the model can
+    repeat it. The copies a turn keeps are bounded as a whole; past that, the refusal
+    alone protects a file."""
+    workspace = Path(ctx.cwd)
+    data = workspace / "data"
+    data.mkdir()
+    for n in range(40):
+        with open(data / f"part{n}.bin", "wb") as handle:
+            handle.truncate(denials.MAX_SNAPSHOT - 1)  # Sparse: nothing on disk.
+    ctx.ask = User()  # Nobody to ask.
+    denied = call(ctx, "terminal", command="rm -rf data")
+    assert denied.is_error
+    turn = ctx.state[denials.STATE_KEY]
+    kept = sum(len(v) for v in turn.files.values() if v is not None)
+    assert len(turn.files) == 40
+    assert kept <= denials.MAX_TOTAL_SNAPSHOT, kept
+    # Protected all the same, by refusal.
+    assert call(ctx, "terminal", command="rm data/part39.bin").is_error

@@ -36,6 +36,10 @@ from typing import Any
 STATE_KEY = "approvals.denied"
 #: Files larger than this are protected by refusal only (no snapshot to put back).
 MAX_SNAPSHOT = 8 << 20
+#: Most bytes of copies one turn keeps: a denial without anyone to ask (gateway, cron)
+#: is automatic and repeatable, and each copy is held in memory and read again after
+#: every tool call. Past this, a file is protected by refusal only.
+MAX_TOTAL_SNAPSHOT = 64 << 20
 #: At most this many files of one denied command are snapshotted.
 MAX_FILES = 200
 #: Programs that only read their arguments: naming a protected file is harmless.
@@ -131,7 +135,19 @@ def _snapshot(path: str) -> bytes | None:
 
 def _protect(turn: _Turn, path: str) -> None:
     if path not in turn.files and len(turn.files) < MAX_FILES * 4:
-        turn.files[path] = _snapshot(path)
+        kept = sum(len(v) for v in turn.files.values() if v is not None)
+        room = MAX_TOTAL_SNAPSHOT - kept
+        try:
+            size = os.lstat(path).st_size
+        except OSError:
+            size = 0
+        if size > room:
+            turn.files[path] = None  # No room for a copy: protected by refusal only.
+            return
+        snapshot = _snapshot(path)
+        if snapshot is not None and len(snapshot) > room:
+            snapshot = None  # Grew since the size was looked at.
+        turn.files[path] = snapshot
 
 
 def record_path(state: dict[str, Any], real: Path | str, what: str) -> None:
