@@ -325,6 +325,10 @@ def cmd_trust(args: argparse.Namespace) -> int:
         if not held:
             print(f"{server.name}: no tool changed since its first use")
             return 0
+        if args.yes:
+            # Approve before printing: `... --yes | head` closing stdout must not leave the
+            # command exiting 0 with nothing approved.
+            pins.pin(server.name, held)
         for tool in held:
             description = " ".join((tool.description or tool.title or "").split())
             print(f"{plain(tool.name)} changed; its definition now:\n  {plain(description[:500])}")
@@ -335,7 +339,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing changed")
                 return EXIT_FAILURE
-        pins.pin(server.name, held)
+            pins.pin(server.name, held)
         print(f"approved: {plain(', '.join(t.name for t in held))}")
         return 0
     finally:
