@@ -473,3 +473,17 @@ def test_denied_commands_cannot_make_hermes_hold_gigabytes(
     assert kept <= denials.MAX_TOTAL_SNAPSHOT, kept
     # Protected all the same, by refusal.
     assert call(ctx, "terminal", command="rm data/part39.bin").is_error
+
+
+def test_a_denial_covers_a_path_inside_an_mcp_argument_text(ctx: ToolContext) -> None:
+    """An MCP tool that runs a command or a script gets the protected name inside a
+    longer text: still the same file."""
+    notes = Path(ctx.cwd) / "notes.txt"
+    notes.write_text("keep\n")
+    ctx.ask = User("no")
+    assert call(ctx, "write_file", path="notes.txt", content="x\n").is_error
+    held = denials.payload_refusal(
+        ctx.state, json.dumps({"command": "echo gone >notes.txt"}), ctx.cwd
+    )
+    assert held is not None and "notes.txt" in held
+    assert denials.payload_refusal(ctx.state, json.dumps({"q": "other words"}), ctx.cwd) is None

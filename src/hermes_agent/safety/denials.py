@@ -289,7 +289,9 @@ def payload_refusal(state: dict[str, Any], payload: str, cwd: str) -> str | None
                 text = unquote(urlsplit(text).path)
             if text and len(text) < 4096:
                 words.append(text)
-    for path in _named(("", *words), cwd):
+            # A path inside a longer text (a command a server runs: "cat x > notes.txt").
+            words.extend(w.strip("<>|&;'\"()`") for w in text.split()[:200] if w != text)
+    for path in _named(("", *words[:5000]), cwd):
         if path in turn.files or _under(path, turn):
             return (
                 f"refused: in this turn the user denied {_describe(turn)}; this action names "
