@@ -607,10 +607,15 @@ def redact_data(value: Any, redactor: Redactor | None = None) -> Any:
     return _redact_tree(value, redactor or current())
 
 
+_SCALARS = frozenset({int, float, bool})
+
+
 def _redact_tree(value: Any, redactor: Redactor) -> Any:
     if isinstance(value, str):
         return redactor(value) if value else value
-    if isinstance(value, Mapping):
+    if value is None or type(value) in _SCALARS:
+        return value  # Before the Mapping check, which is an ABC's (slow) for every number.
+    if isinstance(value, dict | Mapping):
         return {
             (redactor(k) if isinstance(k, str) and k else k): _redact_tree(v, redactor)
             for k, v in value.items()
