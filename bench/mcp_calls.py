@@ -15,9 +15,12 @@ by the slowest server and slow tool calls. Two measures, in one invocation:
   through hermes (the tool handler the agent runs: approval gate with its audit line,
   pin check, the manager's loop, rendering and untrusted marking) and N times with
   the bare SDK (``mcp.Client.call_tool`` on its own connection to a second server of
-  the same kind), interleaved in the same run. Target: hermes' median within 10 % of
-  the SDK's. ``hermes_connection_only`` is the same call without the agent-side work
-  (approval gate and its audit line, pin check, rendering): hermes' transport alone.
+  the same kind), interleaved in the same run (in an order that turns every call).
+  Target: hermes' median within 10 % of the SDK's. ``hermes_connection_only`` is the
+  same call without the agent-side work (approval gate and its audit line, pin check,
+  rendering): hermes' transport alone. ``hermes_dispatch`` (``dispatch_ratio``) is the
+  call as the agent loop makes it, through ``tools.registry.dispatch``: argument
+  validation, the handler, the result's redaction and the turn's untrusted record.
 
 Usage: ``.venv/bin/python bench/mcp_calls.py [--calls N] [--json PATH] [--check]``
 """
@@ -34,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +102,9 @@ async def _per_call(root: Path, calls: int) -> dict[str, Any]:
 
     from hermes_agent.mcp import config as mcp_config
     from hermes_agent.mcp.manager import READY, get_manager
+    from hermes_agent.providers.base import ToolCall
     from hermes_agent.state.db import StateDB
-    from hermes_agent.tools.registry import ToolContext
+    from hermes_agent.tools.registry import ToolContext, dispatch
 
     os.environ["HERMES_HOME"] = str(root / "home-calls")
     config = _config(
@@ -117,38 +122,54 @@ async def _per_call(root: Path, calls: int) -> dict[str, Any]:
     await scope.prepare()
     while scope.connections[0].state != READY:
         await asyncio.sleep(0.05)
-    handler = {t.name: t for t in scope.tools()}["mcp__ev__echo"].handler
+    tools = {t.name: t for t in scope.tools()}
+    handler = tools["mcp__ev__echo"].handler
     ctx = ToolContext("bench", str(root / "ws"), config, StateDB())
     params = StdioServerParameters(command=str(EVERYTHING), args=["stdio"])
-    hermes_ms: list[float] = []
-    sdk_ms: list[float] = []
-    #: The connection alone (hermes' transport and timeout watch, no gate, pins or render).
-    transport_ms: list[float] = []
     connection = scope.connections[0]
+    times: dict[str, list[float]] = {"sdk": [], "hermes": [], "connection": [], "dispatch": []}
     async with Client(params, mode="legacy") as client:
-        for _ in range(20):  # Warm both paths.
-            await client.call_tool("echo", {"message": "warm"})
-            await handler({"message": "warm"}, ctx)
+
+        def measures(i: int) -> dict[str, Callable[[], Awaitable[Any]]]:
+            arguments = {"message": f"m{i}"}
+            call = ToolCall(f"call-{i}", "mcp__ev__echo", json.dumps(arguments))
+            return {
+                "sdk": lambda: client.call_tool("echo", arguments),
+                "hermes": lambda: handler(arguments, ctx),
+                # The connection alone (hermes' transport and timeout watch, no gate,
+                # pins or render).
+                "connection": lambda: connection.call_tool("echo", arguments),
+                # As the agent loop makes it: argument validation, the handler, the
+                # result's redaction and the turn's untrusted record.
+                "dispatch": lambda: dispatch(call, tools, ctx),
+            }
+
+        for i in range(20):  # Warm every path.
+            for run in measures(i).values():
+                await run()
         for i in range(calls):
-            started = time.perf_counter()
-            await client.call_tool("echo", {"message": f"m{i}"})
-            sdk_ms.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            await handler({"message": f"m{i}"}, ctx)
-            hermes_ms.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            await connection.call_tool("echo", {"message": f"m{i}"})
-            transport_ms.append((time.perf_counter() - started) * 1000)
+            # The order turns every call: a call right after the bare SDK's runs while
+            # that server's process is still busy after answering (two cores), which
+            # cost whichever measure came next ~40-70 us.
+            steps = list(measures(i).items())
+            shift = i % len(steps)
+            for name, run in steps[shift:] + steps[:shift]:
+                started = time.perf_counter()
+                await run()
+                times[name].append((time.perf_counter() - started) * 1000)
     await scope.aclose()
-    sdk, ours = statistics.median(sdk_ms), statistics.median(hermes_ms)
+    sdk, ours = statistics.median(times["sdk"]), statistics.median(times["hermes"])
+    through = statistics.median(times["dispatch"])
     return {
         "calls": calls,
         "sdk_median_ms": round(sdk, 3),
         "hermes_median_ms": round(ours, 3),
-        "hermes_connection_only_median_ms": round(statistics.median(transport_ms), 3),
-        "sdk_p90_ms": round(statistics.quantiles(sdk_ms, n=10)[-1], 3),
-        "hermes_p90_ms": round(statistics.quantiles(hermes_ms, n=10)[-1], 3),
+        "hermes_connection_only_median_ms": round(statistics.median(times["connection"]), 3),
+        "hermes_dispatch_median_ms": round(through, 3),
+        "sdk_p90_ms": round(statistics.quantiles(times["sdk"], n=10)[-1], 3),
+        "hermes_p90_ms": round(statistics.quantiles(times["hermes"], n=10)[-1], 3),
         "ratio": round(ours / sdk, 3),
+        "dispatch_ratio": round(through / sdk, 3),
         "target_ratio": MAX_CALL_OVERHEAD,
     }
 
