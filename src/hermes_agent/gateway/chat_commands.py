@@ -36,6 +36,9 @@ HANDLED = frozenset(
 #: /background runs one chat may have going at once: each holds a model conversation,
 #: and a chat (whoever is in it) must not be able to queue work without bound.
 MAX_BACKGROUND_PER_CHAT = 3
+#: And in the whole gateway: a new chat costs nothing (an API request with a fresh
+#: ``user``, a new mail or Slack thread), so a per-chat cap alone bounds nothing.
+MAX_BACKGROUND_TOTAL = 8
 
 
 @dataclass
@@ -103,6 +106,11 @@ async def handle(gateway: Gateway, row: InboundMessage) -> Outcome | None:
             return Outcome(
                 reply=f"{MAX_BACKGROUND_PER_CHAT} background tasks are already running in this "
                 "chat; send it again when one is done."
+            )
+        if gateway.background_runs() >= MAX_BACKGROUND_TOTAL:
+            return Outcome(
+                reply=f"{MAX_BACKGROUND_TOTAL} background tasks are already running in this "
+                "gateway; send it again when one is done."
             )
         background = gateway.start_background(row, arg)
         return Outcome(

@@ -391,8 +391,10 @@ class Gateway:
         self._spawn(run())
         return session_id
 
-    def background_runs(self, row: InboundMessage) -> int:
-        """How many /background runs ``row``'s chat has going."""
+    def background_runs(self, row: InboundMessage | None = None) -> int:
+        """How many /background runs ``row``'s chat has going (no ``row``: all chats)."""
+        if row is None:
+            return sum(self._background_runs.values())
         return self._background_runs.get((row.platform, row.chat_id, row.thread_id), 0)
 
     async def _background_turn(self, row: InboundMessage, session_id: str, prompt: str) -> None:
