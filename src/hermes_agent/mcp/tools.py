@@ -304,6 +304,7 @@ def server_tools(scope: Scope, connection: Connection, taken: set[str]) -> list[
                 parameters=parameters,
                 handler=_handler(scope, connection, mcp_tool.name),
                 untrusted=True,
+                untrusted_errors=True,
             )
         )
     return out
@@ -550,6 +551,7 @@ def _resources_tool(scope: Scope, servers: list[str]) -> Tool:
         },
         handler=run,
         untrusted=True,
+        untrusted_errors=True,
     )
 
 
@@ -601,6 +603,7 @@ def _prompts_tool(scope: Scope, servers: list[str]) -> Tool:
         },
         handler=run,
         untrusted=True,
+        untrusted_errors=True,
     )
 
 

@@ -82,6 +82,9 @@ class Tool:
     #: Its results carry text from outside the user's control (web pages, files): a
     #: successful call marks the turn (see :mod:`hermes_agent.tools.untrusted`).
     untrusted: bool = False
+    #: Its error messages carry outside text too (an MCP server's JSON-RPC errors), so a
+    #: failed call also marks the turn. A file tool's errors are hermes' own words.
+    untrusted_errors: bool = False
     _validator: Any = field(default=None, repr=False, compare=False)
     #: :func:`_plain_schema` of ``parameters``, worked out with the validator.
     _plain: tuple[dict[str, tuple[str, ...]], frozenset[str], bool] | None = field(
@@ -261,13 +264,13 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
     try:
         output = await tool.handler(arguments, ctx)
     except ToolError as exc:
-        if tool.untrusted:  # An error of an untrusted source (an MCP server's) is its text too.
+        if tool.untrusted_errors:  # An MCP server's error is its own text, not hermes'.
             from hermes_agent.redact import redact_json_text
             from hermes_agent.tools import untrusted
 
             untrusted.record(ctx.state, f"{call.name} {redact_json_text(call.arguments or '')}")
         text = f"error: {exc}{_undo_denied(tool, ctx)}"
-        return _redacted(call, text, True, untrusted=tool.untrusted)
+        return _redacted(call, text, True, untrusted=tool.untrusted_errors)
     except Exception as exc:  # A bug in a tool must not end the session.
         return _redacted(call, f"error: {call.name} failed: {type(exc).__name__}: {exc}", True)
     undone = _undo_denied(tool, ctx)
