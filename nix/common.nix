@@ -187,8 +187,8 @@ in
       }
       {
         # The rule of hermes_agent.mcp.config.NAME_RE: the name becomes part of tool names.
-        assertion = builtins.match "[A-Za-z0-9][A-Za-z0-9_-]{0,39}" name != null && !lib.hasInfix "__" name;
-        message = "${prefix}.mcpServers.${name}: a server name is 1-40 letters, digits, '-' or '_' (no '__'), starting with a letter or digit (it becomes part of tool names).";
+        assertion = builtins.match "[A-Za-z0-9]([A-Za-z0-9_-]{0,38}[A-Za-z0-9-])?" name != null && !lib.hasInfix "__" name;
+        message = "${prefix}.mcpServers.${name}: a server name is 1-40 letters, digits, '-' or '_' (no '__', not ending in '_'), starting with a letter or digit (it becomes part of tool names).";
       }
     ])
     cfg.mcpServers);

@@ -132,6 +132,28 @@ def test_tool_names_are_provider_safe_and_never_collide() -> None:
         assert NAME_RE.match(tool_name("s", weird))
 
 
+def test_two_servers_never_share_a_tool_name() -> None:
+    """The server's part of `mcp__<server>__<tool>` ends at the first '__' after the prefix.
+
+    `x_` + `y` and `x` + `_y` would both be `mcp__x___y`: a name ending in '_' is refused,
+    so whatever tools two different servers offer, their names cannot meet.
+    """
+    _, problems = mcp_config.parse_server("x_", {"command": "true"})
+    assert problems and "not ending in '_'" in problems[0][1]
+    servers = [s for s in ("x", "x-", "x-y", "x_y", "a", "a1", "x__", "x_") if _valid(s)]
+    assert servers == ["x", "x-", "x-y", "x_y", "a", "a1"]
+    tools = ["y", "_y", "__y", "y_", "_", "x_y", "y__z", "-y", "y" * 70]
+    seen: dict[str, str] = {}
+    for server in servers:
+        for tool in tools:
+            name = tool_name(server, tool)
+            assert seen.setdefault(name, server) == server, (name, server, seen[name])
+
+
+def _valid(name: str) -> bool:
+    return not mcp_config.parse_server(name, {"command": "true"})[1]
+
+
 def test_schema_normalisation() -> None:
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -26,7 +26,10 @@ from typing import Any
 from hermes_agent.errors import ConfigError
 
 #: A server's name: it becomes part of tool names (``mcp__<name>__<tool>``).
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+#: A server name: it is the middle of `mcp__<server>__<tool>`. No '__' inside and no '_' at
+#: its end, so the first '__' after the prefix always ends the server's part and two servers
+#: can never produce the same tool name (`x_` + `y` and `x` + `_y` would both be mcp__x___y).
+NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,38}[A-Za-z0-9-])?$")
 POLICIES = ("auto", "ask", "deny")
 TRANSPORTS = ("http", "sse")
 PROTOCOLS = ("auto", "legacy", "2026-07-28")
@@ -189,8 +192,8 @@ def parse_server(name: Any, raw: Any) -> tuple[ServerConfig | None, list[tuple[s
         problems.append(
             (
                 prefix,
-                "a server name is 1-40 letters, digits, '-' or '_' (no '__'), starting with a "
-                "letter or digit: it becomes part of tool names",
+                "a server name is 1-40 letters, digits, '-' or '_' (no '__', not ending in '_'), "
+                "starting with a letter or digit: it becomes part of tool names",
             )
         )
         return None, problems
