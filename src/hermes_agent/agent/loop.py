@@ -415,6 +415,17 @@ class Agent:
                 )
             self._repair_unanswered_calls()
             raise
+        finally:
+            self._hold_denials()
+
+    def _hold_denials(self) -> None:
+        """At the end of a turn, put back what a denial protects and something changed since
+        its last tool call: a background process started in the turn may write after it."""
+        from hermes_agent.safety import denials
+
+        if self.context.depth == 0 and denials.active(self.context.state):
+            for line in denials.undo_changes(self.context.state):
+                self.events.notice(f"denied earlier in this turn: {line}")
 
     def _user_message(self, text: str, refs: Sequence[Any]) -> Message:
         message: Message = {"role": "user", "content": text}
