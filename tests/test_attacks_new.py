@@ -506,3 +506,58 @@ def test_background_runs_are_bounded_across_chats_too(start: Any, llm: Any) -> N
         assert reply.startswith("Working on it"), reply
     refused = ask(gateway, "/background one more", user="fresh")
     assert "background tasks are already running" in refused, refused
+
+
+class _NameFollowingEditor:
+    """An editor's side of ACP ``fs/*``: it opens the name it is given, following links,
+    after a round trip's delay (what Zed or Neovim do, outside hermes' sandbox)."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+
+    async def read_text(self, path: str) -> str | None:
+        self.reads.append(path)
+        await asyncio.sleep(0.6)
+        return Path(path).read_text()
+
+    async def write_text(self, path: str, text: str) -> bool:
+        self.writes.append(path)
+        await asyncio.sleep(0.6)
+        Path(path).write_text(text)
+        return True
+
+
+def test_the_editor_never_opens_a_name_a_running_process_could_swap(
+    ctx: ToolContext, hermes_home: Path
+) -> None:
+    """ACP: the guard checks ``a.txt`` and the editor opens it by name, unconfined, a moment
+    later. A background job of the model's swaps ``a.txt`` for a link to a file hermes
+    keeps from it in between: the editor would read (or write) through the link. While any
+    confined process runs, the file tools use the disk through hermes' no-follow opens."""
+    from hermes_agent.safety import spawner
+
+    workspace = Path(ctx.cwd)
+    (workspace / "a.txt").write_text("workspace text\n")
+    hidden = hermes_home / "hidden-notes.txt"
+    hidden.write_text("kept from the model: PLAINMARKER\n")
+    editor = _NameFollowingEditor()
+    ctx.state[files.EDITOR_KEY] = editor
+    ctx.ask = User("yes", "yes", "yes")
+    # With nothing running, the editor's buffer is used.
+    assert "workspace text" in call(ctx, "read_file", path="a.txt").content
+    assert editor.reads
+    editor.reads.clear()
+    swap = f"sleep 0.3; rm -f a.txt; ln -s {hidden} a.txt; sleep 5"
+    started = call(ctx, "terminal", command=swap, background=True)
+    assert not started.is_error, started.content
+    try:
+        read = call(ctx, "read_file", path="a.txt")
+        assert "PLAINMARKER" not in read.content
+        assert editor.reads == []
+        wrote = call(ctx, "write_file", path="b.txt", content="new\n")
+        assert not wrote.is_error, wrote.content
+        assert editor.writes == [] and (workspace / "b.txt").read_text() == "new\n"
+    finally:
+        spawner.kill_all()
+    assert spawner.running() == 0

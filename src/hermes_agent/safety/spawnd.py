@@ -27,7 +27,8 @@ pid) with default signal handling, and holds no descriptor but 0, 1 and 2
 (every other descriptor of the helper is close-on-exec, the socket to hermes
 first of all). The helper is the subreaper of its commands: a process that
 left its group (``setsid``, a double fork) comes back to it when its parent
-ends. ``{"id", "kill_all": true}`` kills every process it started and every
+ends. ``{"id", "alive": true}`` answers how many of them still run.
+``{"id", "kill_all": true}`` kills every process it started and every
 such orphan, and answers ``{"id", "killed": N}``; it does the same when hermes
 goes away (the socket closes) and then exits, so commands never outlive
 hermes.
@@ -267,6 +268,18 @@ def _orphans() -> list[int]:
     return found
 
 
+def _alive() -> int:
+    """How many processes this helper started, or inherited as orphans, still run."""
+    count = 0
+    for pid in set(_CHILDREN) | set(_orphans()):
+        with contextlib.suppress(OSError, IndexError):
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+            if state not in (b"Z", b"X"):
+                count += 1
+    return count
+
+
 def _kill_all() -> int:
     """Kill every process this helper started, and every descendant left of them.
 
@@ -336,6 +349,9 @@ def serve(fd: int) -> int:
                 request = json.loads(data)
                 if isinstance(request, dict) and request.get("kill_all"):
                     _send(sock, {"id": request.get("id"), "killed": _kill_all()})
+                    continue
+                if isinstance(request, dict) and request.get("alive"):
+                    _send(sock, {"id": request.get("id"), "alive": _alive()})
                     continue
                 if not isinstance(request, dict) or len(fds) < 3:
                     raise ValueError("a request needs JSON and three descriptors")

@@ -197,6 +197,14 @@ class _Helper:
 
     def kill_all(self, timeout: float = 10.0) -> int:
         """Every command this helper started, and their orphans, killed; how many."""
+        return self._count("kill_all", "killed", timeout)
+
+    def running(self, timeout: float = 5.0) -> int:
+        """How many commands this helper started (and their orphans) still run; -1 when
+        the helper does not answer (the caller must then assume some do)."""
+        return self._count("alive", "alive", timeout, unknown=-1)
+
+    def _count(self, request: str, answer: str, timeout: float, unknown: int = 0) -> int:
         ident = next(self.ids)
         event = threading.Event()
         box: list[dict[str, object]] = []
@@ -210,15 +218,15 @@ class _Helper:
                 return 0
             self.pending[ident] = deliver
         try:
-            self.sock.send(json.dumps({"id": ident, "kill_all": True}).encode())
+            self.sock.send(json.dumps({"id": ident, request: True}).encode())
         except OSError:
             self.forget(ident)
-            return 0
+            return unknown
         if not event.wait(timeout):
             self.forget(ident)
-            return 0
-        killed = box[0].get("killed", 0)
-        return int(killed) if isinstance(killed, int) else 0
+            return unknown
+        value = box[0].get(answer, unknown)
+        return int(value) if isinstance(value, int) else unknown
 
     def forget(self, ident: int) -> None:
         with self.lock:
@@ -257,6 +265,17 @@ def kill_all() -> int:
     if helper is None or not helper.alive:
         return 0
     return helper.kill_all()
+
+
+def running() -> int:
+    """How many confined processes of this hermes process still run (commands, background
+    jobs, MCP stdio servers, and what they left behind); -1 when that cannot be told.
+    Nothing is started for it when no helper runs."""
+    with _lock:
+        helper = _helper
+    if helper is None or not helper.alive or helper.process.poll() is not None:
+        return 0
+    return helper.running()
 
 
 def _answer(result: dict[str, object]) -> Child:

@@ -239,8 +239,26 @@ def _open_checked(
 EDITOR_KEY = "files.editor"
 
 
-async def _editor_text(ctx: ToolContext, path: Path) -> bytes | None:
+def _editor_for(ctx: ToolContext) -> Any:
+    """The editor, when it may open ``path`` by name for us.
+
+    The editor runs outside the sandbox and follows symlinks: while a confined process of
+    the agent runs (a background job, an MCP stdio server, what they left behind), it could
+    swap the checked name for a link to ``~/.bashrc`` between the guard's check and the
+    editor's open. Then the disk is used instead, through hermes' own no-follow opens.
+    """
     editor = ctx.state.get(EDITOR_KEY)
+    if editor is None:
+        return None
+    from hermes_agent.safety import spawner
+
+    if spawner.running() != 0:
+        return None
+    return editor
+
+
+async def _editor_text(ctx: ToolContext, path: Path) -> bytes | None:
+    editor = _editor_for(ctx)
     if editor is None:
         return None
     text = await editor.read_text(str(path))
@@ -248,7 +266,7 @@ async def _editor_text(ctx: ToolContext, path: Path) -> bytes | None:
 
 
 async def _editor_write(ctx: ToolContext, path: Path, data: bytes) -> bool:
-    editor = ctx.state.get(EDITOR_KEY)
+    editor = _editor_for(ctx)
     if editor is None:
         return False
     # The editor opens the name itself: the name must still lead where the guard looked
