@@ -568,6 +568,38 @@ def test_slash_commands_from_the_shared_table(hermes_home: Path, workspace: Path
     assert not any(m.get("content") == "One." for m in retried)
 
 
+def test_rollback_from_the_editor(hermes_home: Path, workspace: Path) -> None:
+    """/rollback over ACP: shows the plan, and restores on `/rollback 1 yes`."""
+    steps = [
+        Reply(tool_calls=[("terminal", {"command": "echo changed > notes.txt"})]),
+        Reply("Edited."),
+    ]
+    editor = Editor("yes")
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+
+            async def say(text: str) -> str:
+                before = len(editor.text(sid))
+                await conn.prompt(session_id=sid, prompt=[acp.text_block(text)])
+                return editor.text(sid)[before:]
+
+            assert "Edited." in await say("edit the notes")
+            assert (workspace / "notes.txt").read_text() == "changed\n"
+            plan = await say("/rollback")
+            assert "notes.txt" in plan and "/rollback 1 yes" in plan, plan
+            assert (workspace / "notes.txt").read_text() == "changed\n"
+            done = await say("/rollback 1 yes")
+            assert "restored 1 file" in done, done
+            assert "usage" in await say("/rollback 1 maybe")
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
+    assert (workspace / "notes.txt").read_text() == "keep me\n"
+
+
 def test_cancel_while_a_permission_request_waits(hermes_home: Path, workspace: Path) -> None:
     steps = [
         Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "x\n"})]),

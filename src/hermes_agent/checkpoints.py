@@ -1416,3 +1416,37 @@ def describe_result(plan: RestorePlan, result: RestoreResult) -> str:
             "to undo this"
         )
     return "\n".join(lines)
+
+
+async def rollback_command(cwd: Path | str, config: Config, arg: str) -> str:
+    """``/rollback [N] [yes] [delete-new]`` where nobody can be asked mid-command (a gateway
+    chat, an editor over ACP): without ``yes`` it shows what going back to checkpoint N
+    would change and how to confirm; with ``yes`` it restores (``delete-new`` also deletes
+    the files created since). The confirmation is a second message naming the same
+    checkpoint.
+    """
+    import asyncio
+
+    words = arg.split()
+    which = words.pop(0) if words and words[0].isdigit() else "1"
+    flags = {w.lower() for w in words}
+    if flags - {"yes", "delete-new"} or int(which) < 1:
+        return "usage: /rollback [N] [yes] [delete-new] (1 = the newest checkpoint)"
+    store = Store(Path(cwd), Limits.from_config(config))
+    try:
+        checkpoint = await asyncio.to_thread(store.resolve, which)
+        if "yes" not in flags:
+            plan = await asyncio.to_thread(store.plan, checkpoint)
+            text = describe_plan(plan)
+            if plan.empty:
+                return text
+            confirm = f"Send /rollback {which} yes to restore"
+            if plan.new_files:
+                confirm += f" (/rollback {which} yes delete-new also deletes the new files)"
+            return f"{text}\n{confirm}."
+        plan, result = await asyncio.to_thread(
+            store.restore, checkpoint, delete_new="delete-new" in flags
+        )
+    except HermesError as exc:
+        return str(exc)
+    return describe_result(plan, result)

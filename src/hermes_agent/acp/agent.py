@@ -893,6 +893,10 @@ class HermesAcp:
                     await agent.run(dropped)
             elif command.name == "personality":
                 await say(self._personality(session, argument))
+            elif command.name == "rollback":
+                from hermes_agent import checkpoints
+
+                await say(await checkpoints.rollback_command(agent.cwd, agent.config, argument))
             else:
                 await say(f"/{command.name} is not available in the editor yet")
 

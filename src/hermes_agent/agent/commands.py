@@ -72,6 +72,7 @@ COMMANDS: tuple[Command, ...] = (
         "undo the workspace changes since checkpoint N (1 = the newest)",
         CHAT,
         GATEWAY,
+        ACP,
     ),
     _c("image", "FILE", "attach an image (a path, or a dropped file) to your next message", CHAT),
     _c("mcp", "[trust NAME]", "MCP servers, their state and prompts (/SERVER:PROMPT)", CHAT),

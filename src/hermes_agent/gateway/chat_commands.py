@@ -154,41 +154,14 @@ def personality(gateway: Gateway, row: InboundMessage, session_id: str | None, a
 
 
 async def rollback(gateway: Gateway, arg: str) -> str:
-    """``/rollback [N]`` shows what going back to checkpoint N would change and how to
-    confirm; ``/rollback N yes`` (``delete-new`` to delete files created since) does it.
-
-    A chat cannot answer a question in the middle of a command, so the confirmation is
-    a second message naming the same checkpoint.
-    """
-    import asyncio
-
+    """``/rollback [N] [yes] [delete-new]`` on the gateway's workspace
+    (:func:`hermes_agent.checkpoints.rollback_command`)."""
     from hermes_agent import checkpoints
-    from hermes_agent.errors import HermesError
 
-    words = arg.split()
-    which = words.pop(0) if words and words[0].isdigit() else "1"
-    flags = {w.lower() for w in words}
-    if flags - {"yes", "delete-new"} or int(which) < 1:
-        return "usage: /rollback [N] [yes] [delete-new] (1 = the newest checkpoint)"
-    store = checkpoints.Store(gateway.cwd, checkpoints.Limits.from_config(gateway.config))
-    try:
-        checkpoint = await asyncio.to_thread(store.resolve, which)
-        if "yes" not in flags:
-            plan = await asyncio.to_thread(store.plan, checkpoint)
-            text = checkpoints.describe_plan(plan)
-            if plan.empty:
-                return text
-            confirm = f"Send /rollback {which} yes to restore"
-            if plan.new_files:
-                confirm += f" (/rollback {which} yes delete-new also deletes the new files)"
-            return f"{text}\n{confirm}."
-        plan, result = await asyncio.to_thread(
-            store.restore, checkpoint, delete_new="delete-new" in flags
-        )
-    except HermesError as exc:
-        return str(exc)
-    log.info("rollback to checkpoint %s: %d file(s)", checkpoint.short, len(result.written))
-    return checkpoints.describe_result(plan, result)
+    reply = await checkpoints.rollback_command(gateway.cwd, gateway.config, arg)
+    if reply.startswith("restored "):
+        log.info("rollback: %s", reply.splitlines()[0])
+    return reply
 
 
 def usage(gateway: Gateway, session_id: str | None) -> str:
