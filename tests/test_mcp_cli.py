@@ -106,6 +106,31 @@ def test_chat_calls_a_stdio_and_an_http_servers_tools(
     assert all(r.startswith("[untrusted content from MCP server") for r in results)
 
 
+def test_toolsets_on_the_command_line_decide_mcp_too(
+    hermes: Runner, hermes_home: Path, tmp_path: Path
+) -> None:
+    """`--toolsets file` offers no MCP tool (and starts no server); `--toolsets file,mcp`
+    offers them: the command line wins over the configured toolsets, for MCP as well."""
+    write_config(
+        hermes_home,
+        tmp_path / "ws",
+        {"local": {"command": str(EVERYTHING), "args": ["stdio"], "approval": "auto"}},
+    )
+    fixtures = [{"match": {"userMessage": "hi"}, "response": {"content": "hello"}}]
+    offered: dict[str, set[str]] = {}
+    for toolsets in ("file", "file,mcp"):
+        with Aimock(fixtures) as mock:
+            result = hermes(*chat_args(mock.openai_base_url, "--toolsets", toolsets, "-q", "hi"))
+            journal = mock.journal()
+        assert result.returncode == 0, result.stderr
+        offered[toolsets] = {t["function"]["name"] for t in journal[0]["body"]["tools"]}
+    assert not any(name.startswith("mcp") for name in offered["file"]), offered["file"]
+    assert "read_file" in offered["file"]
+    assert "mcp__local__echo" in offered["file,mcp"]
+    unknown = hermes(*chat_args("http://127.0.0.1:9", "--toolsets", "nope", "-q", "hi"))
+    assert unknown.returncode != 0 and "mcp (or all)" in unknown.stderr
+
+
 def test_required_server_that_cannot_connect_stops_a_one_shot_run(
     hermes: Runner, hermes_home: Path, tmp_path: Path
 ) -> None:

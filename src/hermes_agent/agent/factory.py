@@ -77,6 +77,7 @@ def build_agent(
     events: AgentEvents,
     provider: Provider | None = None,
     fallbacks: FallbackChain | None = None,
+    toolsets: str | None = None,
 ) -> Agent:
     """An :class:`Agent` on ``session_id`` (shared by the chat and the gateway).
 
@@ -109,7 +110,7 @@ def build_agent(
         fallbacks=fallbacks if fallbacks is not None else fallback.chain(config, settings),
     )
     agent.owns_fallbacks = fallbacks is None  # Built here: closed with the agent.
-    attach_mcp(agent, config, cwd, events)
+    attach_mcp(agent, config, cwd, events, toolsets)
     return agent
 
 
@@ -123,7 +124,13 @@ def wants_mcp(config: Config, toolsets: str | None = None) -> bool:
     return "all" in chosen or "mcp" in chosen
 
 
-def attach_mcp(agent: Agent, config: Config, cwd: Path, events: AgentEvents) -> None:
+def attach_mcp(
+    agent: Agent,
+    config: Config,
+    cwd: Path,
+    events: AgentEvents,
+    toolsets: str | None = None,
+) -> None:
     """Give ``agent`` the configured MCP servers' tools (the process's one manager).
 
     Nothing MCP is imported when no server is configured: `hermes chat` without
@@ -132,7 +139,7 @@ def attach_mcp(agent: Agent, config: Config, cwd: Path, events: AgentEvents) -> 
     """
     from hermes_agent.mcp.config import any_enabled
 
-    if not any_enabled(config) or not wants_mcp(config):
+    if not any_enabled(config) or not wants_mcp(config, toolsets):
         return
     from hermes_agent.mcp.manager import AgentView, scope_for
     from hermes_agent.mcp.tools import NOTIFY_KEY

@@ -123,6 +123,8 @@ class ChatSetup:
     resumed: bool
     tools: list[Tool]
     cwd: Path
+    #: `--toolsets` as given (None: the configured ones); decides MCP too.
+    toolsets: str | None = None
 
 
 def prepare(args: argparse.Namespace) -> ChatSetup:
@@ -155,11 +157,12 @@ def prepare(args: argparse.Namespace) -> ChatSetup:
     except BaseException:
         db.close()
         raise
-    return ChatSetup(config, settings, db, session_id, resumed, tools, cwd)
+    return ChatSetup(config, settings, db, session_id, resumed, tools, cwd, args.toolsets)
 
 
 def make_agent(setup: ChatSetup, events: TerminalEvents) -> Agent:
     return build_agent(
+        toolsets=setup.toolsets,
         config=setup.config,
         settings=setup.settings,
         tools=setup.tools,
@@ -792,6 +795,7 @@ class Repl:
             session_id=session_id,
             cwd=s.cwd,
             events=Events(),
+            toolsets=s.toolsets,
         )
         task = asyncio.ensure_future(self._background(agent, session_id, arg))
         self.background.add(task)

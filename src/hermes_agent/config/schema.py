@@ -134,8 +134,8 @@ SETTINGS: tuple[Setting, ...] = (
         ["all"],
         "list[str]",
         "Toolsets the agent may use (`terminal`, `file`, `web`, `memory`, `skills`, `todo`, "
-        "`clarify`, `delegate`, `session_search`, `cron`; `hermes tools` lists them); `all` "
-        "is every one.",
+        "`clarify`, `delegate`, `session_search`, `cron`, and `mcp` for the MCP servers' "
+        "tools; `hermes tools` lists them); `all` is every one.",
     ),
     Setting(
         "max_turns",

@@ -226,13 +226,14 @@ class Registry:
     def select(self, toolsets: Iterable[str]) -> list[Tool]:
         """Tools of the named sets, in registration order; ``all`` means every set."""
         wanted = set(toolsets)
-        unknown = wanted - set(self.toolsets) - {"all"}
+        # `mcp`: the MCP servers' tools, which the agent gets from the MCP manager.
+        unknown = wanted - set(self.toolsets) - {"all", "mcp"}
         if unknown:
             from hermes_agent.errors import UsageError
 
             raise UsageError(
                 f"unknown toolset {', '.join(sorted(unknown))}; "
-                f"available: {', '.join(self.toolsets)} (or all)"
+                f"available: {', '.join(self.toolsets)}, mcp (or all)"
             )
         return [t for t in self._tools.values() if "all" in wanted or t.toolset in wanted]
 
