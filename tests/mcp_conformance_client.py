@@ -12,9 +12,8 @@ manager (the one `hermes chat` uses) and calls every tool it lists. The
 so the redirect is read without following it; :func:`oauth.set_person` lets
 a step-up in the middle of the session ask the same person.
 
-hermes' client declares no elicitation capability (the agent has no form to
-show), so ``elicitation-sep1034-client-defaults`` fails: it is listed in
-tests/mcp_conformance_baseline.yml and asserted to fail on exactly its checks.
+A server's question (elicitation) is answered as a hermes user can: accept the
+values the server proposed (its schema's defaults, SEP-1034).
 
 Exit status 0 when the session ran, 1 with the reason on stderr otherwise.
 """
@@ -27,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,14 @@ async def oauth_block(url: str, context: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+async def accept_proposed(question: str, choices: Sequence[str]) -> str:
+    """The user's answer to a server's question: accept the values it proposed."""
+    from hermes_agent.mcp import elicitation
+
+    assert elicitation.ACCEPT in choices, choices
+    return elicitation.ACCEPT
+
+
 def argument_for(spec: dict[str, Any]) -> Any:
     kind = spec.get("type")
     if "default" in spec:
@@ -143,6 +151,7 @@ async def run(url: str, home: Path) -> None:
         if connection.state != READY:
             raise RuntimeError(connection.status().line())
         _trace("ready")
+        connection.asker = accept_proposed  # The person at the prompt, for elicitation.
         for tool in list(connection.tools):
             schema = tool.input_schema or {}
             arguments = {

@@ -474,7 +474,7 @@ def test_collisions_and_long_names_end_to_end(hermes_home: Path, tmp_path: Path)
         ready(scope)
         tools = tools_of(scope)
         names = [n for n in tools if n.startswith("mcp__mb__")]
-        assert len(names) == len(set(names)) == 10
+        assert len(names) == len(set(names)) == 12
         assert all(len(n) <= 64 for n in names)
         ctx = context(config, ws)
         answers = {call(scope, n, {}, ctx).splitlines()[1] for n in names if "a_b" in n}
@@ -539,6 +539,41 @@ def test_sampling_only_when_enabled_capped_and_audited(hermes_home: Path, tmp_pa
     assert journal[0]["body"]["max_tokens"] == 64  # 50,000 asked, capped.
     audit = (hermes_home / "logs" / "approvals.jsonl").read_text()
     assert '"purpose": "mcp sampling"' in audit and '"server": "allowed"' in audit
+
+
+def test_a_servers_questions_go_to_the_user_and_collect_nothing(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """Elicitation: the user may accept the values the server proposed, or decline; a
+    question with a field nobody proposed (a password) is declined without asking, and
+    so is every question when nobody can answer."""
+    from hermes_agent.mcp import elicitation
+
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"ask": misbehaving(approval="auto")})
+    scope = open_scope(config, ws)
+    questions: list[str] = []
+
+    async def accept(question: str, choices: Any) -> str:
+        questions.append(question)
+        return elicitation.ACCEPT
+
+    try:
+        ready(scope)
+        ctx = context(config, ws)
+        ctx.ask = accept
+        assert "accept" in call(scope, "mcp__ask__confirm", {}, ctx)
+        assert "blue" in call(scope, "mcp__ask__confirm", {}, ctx)
+        assert len(questions) == 2 and "'ask' asks: Deploy" in questions[0]
+        assert "colour='blue'" in questions[0]
+        assert "\ndecline: None" in call(scope, "mcp__ask__phish", {}, ctx)
+        assert len(questions) == 2  # Not even asked.
+        nobody = context(config, ws)  # Its ask is nobody_to_ask.
+        assert "\ndecline: None" in call(scope, "mcp__ask__confirm", {}, nobody)
+    finally:
+        scope.close()
+    audit = (hermes_home / "logs" / "approvals.jsonl").read_text()
+    assert audit.count('"purpose": "mcp elicitation"') == 4
 
 
 def test_oauth_server_without_tokens_needs_login(hermes_home: Path, tmp_path: Path) -> None:
@@ -711,6 +746,6 @@ def test_too_many_tools_are_capped_and_said(hermes_home: Path, tmp_path: Path) -
         assert len([n for n in tools if n.startswith("mcp__mb__")]) == 4
         assert "not offered" in tools["mcp_servers"].description
         status = asyncio.run(tools["mcp_servers"].handler({}, context(config, ws)))
-        assert "6 of its tools not offered" in status and "tools.include" in status
+        assert "8 of its tools not offered" in status and "tools.include" in status
     finally:
         scope.close()

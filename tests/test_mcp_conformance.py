@@ -4,7 +4,7 @@ The suite (npm ``@modelcontextprotocol/conformance`` 0.1.16, in
 tests/peers/conformance with its own Node 22) starts a mock server per
 scenario and runs ``tests/mcp_conformance_client.py URL``, which logs in with
 :mod:`hermes_agent.mcp.oauth` and connects through hermes' connection manager
-(elicitation, which hermes' client does not offer, is an expected failure).
+(a server's questions answered as a user would: accept its proposed values).
 Each scenario's verdict is read from its ``checks.json``: a scenario must not
 report any FAILURE or WARNING, and the checks that prove the client did the
 work must be there as SUCCESS (two
@@ -74,7 +74,10 @@ _RESOURCE = {
 REQUIRED: dict[str, set[str]] = {
     "initialize": {"mcp-client-initialization"},
     "tools_call": {"tool-add-numbers"},
-    "elicitation-sep1034-client-defaults": set(),  # Expected to fail: see EXPECTED_FAILURES.
+    "elicitation-sep1034-client-defaults": {
+        f"client-elicitation-sep1034-{kind}-default"
+        for kind in ("string", "integer", "number", "enum", "boolean")
+    },
     "sse-retry": {"client-sse-graceful-reconnect", "client-sse-last-event-id"},
     "auth/metadata-default": _LOGIN | {"client-registration"},
     "auth/metadata-var1": _LOGIN | {"client-registration"},
@@ -120,14 +123,6 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
         "client-registration",
         "authorization-request",
         "token-request",
-    },
-    # hermes offers no elicitation (no form to show the user a server's questions).
-    "elicitation-sep1034-client-defaults": {
-        "client-elicitation-sep1034-general",
-        *(
-            f"client-elicitation-sep1034-{kind}-default"
-            for kind in ("string", "integer", "number", "enum", "boolean")
-        ),
     },
 }
 

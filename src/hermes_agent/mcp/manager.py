@@ -165,6 +165,9 @@ class Connection:
         self._sandbox_state: dict[str, Any] = {}
         self._refreshing = False
         self._auth: dict[str, Any] = {}
+        #: Who answers this server's questions (elicitation): the front end of the tool
+        #: call running on it now (see :mod:`hermes_agent.mcp.elicitation`).
+        self.asker: Any = None
         self._stdio: Any = None
 
     # --- status ---------------------------------------------------------------------
@@ -243,7 +246,7 @@ class Connection:
         from mcp_types import Implementation
 
         from hermes_agent import __version__
-        from hermes_agent.mcp import sampling
+        from hermes_agent.mcp import elicitation, sampling
 
         self._dropped = asyncio.Event()
         self._timed_out = False
@@ -263,6 +266,7 @@ class Connection:
                         sampling_callback=sampling.callback_for(self)
                         if self.server.sampling.enabled
                         else None,
+                        elicitation_callback=elicitation.callback_for(self),
                     )
                     await stack.enter_async_context(client)
                     self.client = client

@@ -425,7 +425,12 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
         if pinned == "new":
             pins.pin(server, [current])
         progress = _progress_reporter(ctx, label)
-        result = await _call(scope, connection.call_tool(tool, args, progress), server)
+        connection.asker = ctx.ask  # The server's questions during this call go to its user.
+        try:
+            result = await _call(scope, connection.call_tool(tool, args, progress), server)
+        finally:
+            if connection.asker is ctx.ask:
+                connection.asker = None
         text, images = render(result, server, tool)
         if result.is_error:
             untrusted.record(ctx.state, f"MCP {server}/{tool}")
