@@ -60,7 +60,7 @@ class SearchStore(StoreCore):
             try:
                 rows = self._search_rows(match, clause, params, limit, marks)
                 break
-            except sqlite3.DatabaseError as exc:
+            except search_index.INDEX_ERRORS as exc:
                 name = getattr(exc, "sqlite_errorname", "") or ""
                 if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                     with self._environment_errors():

@@ -34,6 +34,10 @@ CREATE_INDEX = """
         """
 SHADOW_TABLES = tuple(f"messages_fts_{s}" for s in ("data", "idx", "docsize", "config", "content"))
 #: A word no message holds: looking it up reads the index's structure and one term.
+#: What a damaged index raises. FTS5 answers SQLITE_NOMEM for a segment whose damaged
+#: sizes claim absurd lengths, and Python turns that into MemoryError.
+INDEX_ERRORS: tuple[type[BaseException], ...] = (sqlite3.DatabaseError, MemoryError)
+
 _PROBE = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'hermesindexprobe' LIMIT 1"
 
 Connect = Callable[[], sqlite3.Connection]
@@ -52,7 +56,7 @@ def quick_problem(conn: sqlite3.Connection) -> str | None:
         return "the search index is missing"
     try:
         conn.execute(_PROBE).fetchall()
-    except sqlite3.DatabaseError as exc:
+    except INDEX_ERRORS as exc:
         if _busy(exc):
             return None  # Not a fault of the index; a later look will tell.
         return f"the search index is damaged ({exc})"
@@ -70,14 +74,14 @@ def full_problem(conn: sqlite3.Connection) -> str | None:
         return problem
     try:
         conn.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
-    except sqlite3.DatabaseError as exc:
+    except INDEX_ERRORS as exc:
         if _busy(exc):
             raise
         return f"the search index is damaged ({exc})"
     return None
 
 
-def _busy(exc: sqlite3.Error) -> bool:
+def _busy(exc: BaseException) -> bool:
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
@@ -131,7 +135,7 @@ def _sound(conn: sqlite3.Connection, probe: Callable[[sqlite3.Connection], objec
     if probe is not None:
         try:
             probe(conn)
-        except sqlite3.DatabaseError as exc:
+        except INDEX_ERRORS as exc:
             if _busy(exc):
                 raise
             return False
@@ -158,7 +162,7 @@ def _remove(conn: sqlite3.Connection) -> bool:
     try:
         conn.execute("DROP TABLE IF EXISTS messages_fts")
         dropped = True
-    except sqlite3.DatabaseError as exc:
+    except INDEX_ERRORS as exc:
         if _busy(exc):
             raise
         # FTS5 cannot open the table to drop it: remove its schema row by hand. It owns no
