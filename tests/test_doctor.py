@@ -430,7 +430,7 @@ def test_mcp_servers_are_connected_for_a_moment_and_stopped(
     report = doctor(hermes, "--no-probe", "--timeout", "20")  # Ends when all settled.
     checks = report["by_name"]
     assert checks["mcp: everything"]["status"] == "ok", checks["mcp: everything"]
-    assert "ready, 13 tools" in checks["mcp: everything"]["summary"]
+    assert "ready, 15 tools" in checks["mcp: everything"]["summary"]
     assert checks["mcp: quits"]["status"] == "fail"
     assert "hermes logs mcp quits" in checks["mcp: quits"]["fix"]
     assert checks["mcp: away"]["status"] in ("fail", "warn")

@@ -266,7 +266,7 @@ def test_mcp_add_list_test_trust_remove(hermes: Runner, hermes_home: Path, tmp_p
 
     listed = hermes("mcp", "list")
     assert listed.returncode == 0, listed.stderr
-    assert "ev: ready (13 tools)" in listed.stdout
+    assert "ev: ready (15 tools)" in listed.stdout
 
     tested = hermes("mcp", "test", "ev")
     assert tested.returncode == 0 and "mcp__ev__get-sum" in tested.stdout
@@ -339,7 +339,7 @@ def test_repl_mcp_commands_and_prompts(hermes_home: Path, tmp_path: Path) -> Non
         deadline = time.monotonic() + 60
         while True:
             child.sendline("/mcp")
-            if child.expect_exact(["ev: ready (13 tools)", "ev: connecting"]) == 0:
+            if child.expect_exact(["ev: ready (15 tools)", "ev: connecting"]) == 0:
                 break
             assert time.monotonic() < deadline
             child.expect_exact(PROMPT)
