@@ -574,10 +574,15 @@ def parts(tg: TelegramAPI, chat_id: int) -> list[str]:
 
 
 def killed_at_chunk_2(
-    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM, fate: str
+    start: Callable[..., GatewayProcess],
+    tg: TelegramAPI,
+    llm: ScriptedLLM,
+    fate: str,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     """A three-chunk answer whose gateway is SIGKILLed while sending chunk 2, then ``fate``
-    (see ``TelegramAPI.intercept_sends``); returns once that gateway is gone."""
+    (see ``TelegramAPI.intercept_sends``); returns once that gateway is gone.
+    ``meanwhile`` runs just before Telegram numbers chunk 2."""
     llm.add(Reply(THREE_CHUNKS))
     gateway = start()
     sends = itertools.count(1)
@@ -586,6 +591,8 @@ def killed_at_chunk_2(
         if next(sends) != 2:
             return "answer"
         os.kill(gateway.proc.pid, signal.SIGKILL)
+        if meanwhile is not None:
+            meanwhile()
         return fate
 
     tg.intercept_sends(decide)
@@ -608,12 +615,41 @@ def test_a_chunk_telegram_took_before_a_crash_is_not_sent_again(
     assert len(llm.requests) == 1  # The answer was stored; it was not asked for again.
 
 
+def test_a_chunk_telegram_took_is_found_however_many_unseen_messages_came_before_it(
+    start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
+) -> None:
+    """Messages the gateway never saw took 300 ids between its mark and the chunk.
+
+    Private chats share one sequence of ids, so a busy bot's chunk can be
+    numbered far past what the gateway knew when it marked it (after a
+    restart, say, with a backlog not yet read). The restarted gateway reads
+    the backlog first and looks beyond it, skipping the ids it knows.
+    """
+    stranger = 777
+
+    def busy() -> None:
+        for n in range(300):
+            tg.user_message(stranger, f"spam {n}", first_name="Mallory")
+
+    killed_at_chunk_2(start, tg, llm, "unanswered", meanwhile=busy)
+    assert parts(tg, ALICE) == ["Part 1", "Part 2"]
+    restarted = start()
+    restarted.wait_for_log("chunk 2 of the reply to 4242:1 had arrived before the restart")
+    tg.wait_for(lambda: sent_all(restarted))
+    assert parts(tg, ALICE) == ["Part 1", "Part 2", "Part 3"]
+    # The stranger's 300 messages were known by then: not one of them was looked up.
+    probed = {c.params.get("message_id") for c in tg.calls("editMessageReplyMarkup")}
+    assert len(probed) < 70, len(probed)
+    assert restarted.terminate() == 0
+
+
 def test_a_chunk_telegram_took_is_looked_up_again_when_telegram_is_down_at_the_restart(
     start: Callable[..., GatewayProcess], tg: TelegramAPI, llm: ScriptedLLM
 ) -> None:
     """The lookup fails while Telegram is away; it is asked again before anything is resent."""
     killed_at_chunk_2(start, tg, llm, "unanswered")
-    tg.outage(4.0)
+    # Longer than a start waits to read the waiting updates before it checks (5 s).
+    tg.outage(8.0)
     restarted = start(ready=False)
     restarted.wait_for_log("could not check whether a chunk arrived")
     restarted.wait_for_log("had arrived before the restart", timeout=60)

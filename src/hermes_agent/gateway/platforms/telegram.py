@@ -83,6 +83,7 @@ import html
 import logging
 import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -123,6 +124,14 @@ CONNECTIONS = 64
 MARK_MARGIN = 64
 #: Ids looked up at once when checking whether a chunk arrived.
 PROBE_BATCH = 8
+#: Most ids one check looks up; beyond that the chunk counts as "cannot tell".
+MAX_PROBES = 1024
+#: Message ids remembered per sequence (received and sent), so a check skips them.
+KNOWN_IDS = 8192
+#: How long a check after a start waits for the backlog of updates to be read.
+CATCH_UP_WAIT = 5.0
+#: Updates asked for per getUpdates (Telegram's maximum).
+POLL_LIMIT = 100
 
 #: What a message carries instead of text, in the order to check (an animation
 #: also has a ``document``), and how the agent is told about it.
@@ -222,6 +231,11 @@ class Telegram(Platform):
         # The newest message id seen per id sequence (see _sequence), and sends under way.
         self._newest: dict[str, int] = {}
         self._sending = 0
+        # Every recent id seen per sequence, and whether the updates waiting at start
+        # were read (until then the ids users took meanwhile are unknown): see was_sent.
+        self._known: dict[str, set[int]] = {}
+        self._caught_up = asyncio.Event()
+        self._started_at = 0.0
 
     # --- Platform -------------------------------------------------------------------
 
@@ -273,6 +287,7 @@ class Telegram(Platform):
             self._me = (bot.bot.id, bot.bot.username or "")
             log.info("telegram: connected as @%s", self._me[1])
         self._bot = bot
+        self._started_at = time.monotonic()
         for ref in self.gateway.db.recent_platform_ids(self.name):
             chat, _, message_id = ref.rpartition(":")
             if message_id.isdigit():
@@ -382,6 +397,12 @@ class Telegram(Platform):
         sequence = _sequence(chat_id)
         if message_id > self._newest.get(sequence, 0):
             self._newest[sequence] = message_id
+        known = self._known.setdefault(sequence, set())
+        known.add(message_id)
+        if len(known) > KNOWN_IDS:  # Forget the older half.
+            keep = sorted(known)[len(known) // 2 :]
+            known.clear()
+            known.update(keep)
 
     def delivery_mark(self, message: Outbound, chunk: str) -> str:
         """``NEWEST+WIDTH``: the chunk about to be sent will get an id in that window."""
@@ -389,17 +410,44 @@ class Telegram(Platform):
         return f"{newest}+{self._sending + MARK_MARGIN}"
 
     async def was_sent(self, chat_id: str, mark: str) -> bool | None:
-        """Look for a message of the bot in ``chat_id`` within the mark's window of ids."""
+        """Look for a message of the bot in ``chat_id`` among the ids the chunk may have got.
+
+        The chunk's id is above the mark's ``NEWEST``. Below it are only messages
+        someone could have seen: users' (each one an update, read before looking,
+        so never mistaken) and the bot's own (known when their send was answered,
+        else in flight with the chunk, at most ``WIDTH`` of them). So the chunk is
+        within ``WIDTH`` past the newest id known now, and only ids not known are
+        looked up: however busy the bot was, that is about the sends in flight.
+        """
         newest, plus, width = mark.partition("+")
         if not (newest.isdigit() and plus and width.isdigit()):
             return None
         bot = self._bot
         if bot is None:
             return None
-        first, last = int(newest) + 1, int(newest) + int(width)
+        if not self._caught_up.is_set():
+            wait = max(0.5, self._started_at + CATCH_UP_WAIT - time.monotonic())
+            try:
+                async with asyncio.timeout(wait):
+                    await self._caught_up.wait()
+            except TimeoutError:
+                log.info("telegram: the waiting updates are not read yet; cannot check a chunk")
+                return None
+        sequence = _sequence(chat_id)
+        known = self._known.get(sequence, set())
+        first = int(newest) + 1
+        last = max(int(newest), self._newest.get(sequence, 0)) + int(width)
+        candidates = [i for i in range(first, last + 1) if i not in known]
+        if len(candidates) > MAX_PROBES:
+            log.warning(
+                "telegram: %d message ids could hold a chunk for %s; too many to look up",
+                len(candidates),
+                chat_id,
+            )
+            return None
         unknown = False
-        for start in range(first, last + 1, PROBE_BATCH):
-            batch = range(start, min(start + PROBE_BATCH, last + 1))
+        for start in range(0, len(candidates), PROBE_BATCH):
+            batch = candidates[start : start + PROBE_BATCH]
             found = await asyncio.gather(*(self._bot_message_at(bot, chat_id, i) for i in batch))
             if True in found:
                 return True
@@ -459,9 +507,11 @@ class Telegram(Platform):
             self._me = (me.id, me.username or "")
             log.info("telegram: connected as @%s", self._me[1])
         while not self._closed:
+            # Until the backlog is read, no long poll: a check of a chunk waits for it.
+            caught_up = self._caught_up.is_set()
             params: dict[str, Any] = {
-                "timeout": self.poll_timeout,
-                "limit": 100,
+                "timeout": self.poll_timeout if caught_up else 0,
+                "limit": POLL_LIMIT,
                 "allowed_updates": list(ALLOWED_UPDATES),
             }
             if self._offset is not None:
@@ -498,6 +548,8 @@ class Telegram(Platform):
             if not isinstance(updates, list):
                 raise MalformedUpdate(f"getUpdates answered {type(updates).__name__}, not a list")
             await self._take(updates)
+            if len(updates) < POLL_LIMIT:
+                self._caught_up.set()
         # The gateway is shutting down: stop fetching what it would refuse; stay "alive"
         # so the watchdog leaves this alone until stop() cancels it.
         while True:
