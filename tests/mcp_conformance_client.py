@@ -151,7 +151,7 @@ async def run(url: str, home: Path) -> None:
         if connection.state != READY:
             raise RuntimeError(connection.status().line())
         _trace("ready")
-        connection.asker = accept_proposed  # The person at the prompt, for elicitation.
+        connection.askers.append(accept_proposed)  # The person at the prompt (elicitation).
         for tool in list(connection.tools):
             schema = tool.input_schema or {}
             arguments = {

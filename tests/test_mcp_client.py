@@ -576,6 +576,41 @@ def test_a_servers_questions_go_to_the_user_and_collect_nothing(
     assert audit.count('"purpose": "mcp elicitation"') == 4
 
 
+def test_a_servers_question_is_never_shown_to_another_user(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """Calls of two users run on one server: the protocol does not say which call its
+    question is about, so it is declined and neither user is asked; alone, one is."""
+    from hermes_agent.mcp import elicitation
+
+    ws = tmp_path / "ws"
+    config = setup(hermes_home, ws, {"ask": misbehaving(approval="auto")})
+    scope = open_scope(config, ws)
+    alice, bob = Answers(elicitation.ACCEPT), Answers(elicitation.ACCEPT)
+
+    async def side_by_side() -> Any:
+        tools = tools_of(scope)
+        slow = tools["mcp__ask__slow"].handler(
+            {"seconds": 3, "progress": False}, context(config, ws, bob)
+        )
+        running = asyncio.ensure_future(slow)
+        await asyncio.sleep(0.3)
+        asked = await tools["mcp__ask__confirm"].handler({"wait": 1}, context(config, ws, alice))
+        assert not running.done()  # Bob's call was running when the question came.
+        await running
+        return asked
+
+    try:
+        ready(scope)
+        assert "\naccept: " in call(scope, "mcp__ask__confirm", {}, context(config, ws, alice))
+        assert "\ndecline: None" in asyncio.run(side_by_side())
+        assert len(alice.questions) == 1 and bob.questions == []
+    finally:
+        scope.close()
+    audit = (hermes_home / "logs" / "approvals.jsonl").read_text()
+    assert "calls of several users are running" in audit
+
+
 def test_oauth_server_without_tokens_needs_login(hermes_home: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     config = setup(hermes_home, ws, {"notes": {"url": "http://127.0.0.1:9/mcp", "auth": "oauth"}})

@@ -12,7 +12,7 @@ Tools: ``add`` (a + b), ``slow`` (sleeps, reporting progress or not), ``hang``
 (never answers; notes a cancellation), ``die`` (exits mid-call), ``mutate``
 (changes ``add``'s description and sends ``notifications/tools/list_changed``),
 ``spawn`` (starts a long ``sleep`` child, as some servers start helpers),
-``confirm`` and ``phish`` (elicitation with proposed values, and without),
+``confirm`` and ``phish`` (elicitation with proposed values, after ``wait`` s, and without),
 ``a.b`` and ``a_b`` (names that collide once sanitised) and a tool with a
 name far over 64 characters.
 """
@@ -107,8 +107,10 @@ async def sample(prompt: str, ctx: Context) -> str:
 
 
 @server.tool(description="Ask the user to confirm (elicitation) with proposed values.")
-async def confirm(ctx: Context) -> str:
+async def confirm(ctx: Context, wait: float = 0.0) -> str:
     from pydantic import BaseModel
+
+    await anyio.sleep(wait)
 
     class Choice(BaseModel):
         colour: str = "blue"

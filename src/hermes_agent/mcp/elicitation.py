@@ -4,9 +4,13 @@ hermes has no form to fill in, and a hostile server must not be able to collect
 anything from the user by asking: the one answer a user can give is *accept the
 values the server itself proposed* (each field's schema default, SEP-1034) or
 decline. A question goes to whoever made the tool call that is running on this
-server (``Connection.asker``: the chat prompt, the editor's permission request);
-with nobody to ask, or a field without a default, the request is declined.
-URL-mode requests (open a web page) are declined too. Every decision is audited.
+server (``Connection.askers``: the chat prompt, the editor's permission request).
+The protocol does not say which call a question belongs to, so while calls
+from different people (two gateway chats, two editor sessions) run on one
+server, its questions are declined rather than shown to someone who may not
+be the one it is about. With nobody to ask, or a field without a default, the
+request is declined. URL-mode requests (open a web page) are declined too.
+Every decision is audited.
 """
 
 from __future__ import annotations
@@ -79,9 +83,15 @@ def callback_for(connection: Connection) -> Any:
         values = defaults_of(schema)
         if values is None:
             return answer("decline", "a required field has no proposed value")
-        asker = connection.asker
-        if asker is None:
+        askers: list[Asker] = []
+        for one in connection.askers:  # Equal: the same front end (bound methods are new
+            if not any(one == seen for seen in askers):  # objects on each access).
+                askers.append(one)
+        if not askers:
             return answer("decline", "nobody to ask")
+        if len(askers) > 1:
+            return answer("decline", "calls of several users are running; whose question")
+        (asker,) = askers
         shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "(no fields)"
         question = _visible(
             f"MCP server {server!r} asks: {message}\nIts proposed answer: {shown[:500]}"

@@ -165,9 +165,10 @@ class Connection:
         self._sandbox_state: dict[str, Any] = {}
         self._refreshing = False
         self._auth: dict[str, Any] = {}
-        #: Who answers this server's questions (elicitation): the front end of the tool
-        #: call running on it now (see :mod:`hermes_agent.mcp.elicitation`).
-        self.asker: Any = None
+        #: Who may answer this server's questions (elicitation): the front end of each
+        #: tool call running on it now, one entry per call (see
+        #: :mod:`hermes_agent.mcp.elicitation`, which asks only when they are one person).
+        self.askers: list[Any] = []
         self._stdio: Any = None
 
     # --- status ---------------------------------------------------------------------

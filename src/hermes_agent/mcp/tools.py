@@ -425,12 +425,12 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
         if pinned == "new":
             pins.pin(server, [current])
         progress = _progress_reporter(ctx, label)
-        connection.asker = ctx.ask  # The server's questions during this call go to its user.
+        asker = ctx.ask  # The server's questions during this call go to its user.
+        connection.askers.append(asker)
         try:
             result = await _call(scope, connection.call_tool(tool, args, progress), server)
         finally:
-            if connection.asker is ctx.ask:
-                connection.asker = None
+            connection.askers.remove(asker)
         text, images = render(result, server, tool)
         if result.is_error:
             untrusted.record(ctx.state, f"MCP {server}/{tool}")
