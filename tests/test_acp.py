@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -569,7 +570,7 @@ def test_slash_commands_from_the_shared_table(hermes_home: Path, workspace: Path
 
 
 def test_rollback_from_the_editor(hermes_home: Path, workspace: Path) -> None:
-    """/rollback over ACP: shows the plan, and restores on `/rollback 1 yes`."""
+    """/rollback over ACP: shows the plan, and restores on the `/rollback ID yes` it names."""
     steps = [
         Reply(tool_calls=[("terminal", {"command": "echo changed > notes.txt"})]),
         Reply("Edited."),
@@ -588,9 +589,10 @@ def test_rollback_from_the_editor(hermes_home: Path, workspace: Path) -> None:
             assert "Edited." in await say("edit the notes")
             assert (workspace / "notes.txt").read_text() == "changed\n"
             plan = await say("/rollback")
-            assert "notes.txt" in plan and "/rollback 1 yes" in plan, plan
+            confirm = re.search(r"/rollback ([0-9a-f]{10}) yes", plan)
+            assert "notes.txt" in plan and confirm is not None, plan
             assert (workspace / "notes.txt").read_text() == "changed\n"
-            done = await say("/rollback 1 yes")
+            done = await say(confirm.group())
             assert "restored 1 file" in done, done
             assert "usage" in await say("/rollback 1 maybe")
 

@@ -790,7 +790,7 @@ def test_rollback_in_a_gateway_chat(hermes_home: Path, tmp_path: Path) -> None:
             assert (work / "plan.md").read_text() == "overwritten\n"
             shown_plan = ask(gateway, "/rollback", user="a")
             assert "plan.md" in shown_plan and "extra.md" in shown_plan
-            assert "/rollback 1 yes" in shown_plan
+            assert f"/rollback {Store(work).listing()[0].short} yes" in shown_plan
             assert (work / "plan.md").read_text() == "overwritten\n"  # Only shown.
             assert "no checkpoint 4" in ask(gateway, "/rollback 4 yes", user="a")
             assert ask(gateway, "/rollback 1 maybe", user="a").startswith("usage:")

@@ -1418,31 +1418,41 @@ def describe_result(plan: RestorePlan, result: RestoreResult) -> str:
     return "\n".join(lines)
 
 
+#: What ``/rollback`` takes as its checkpoint: a number (1 = newest) or a commit id prefix.
+_WHICH = re.compile(r"[0-9]{1,5}|[0-9a-f]{6,40}")
+
+
 async def rollback_command(cwd: Path | str, config: Config, arg: str) -> str:
     """``/rollback [N] [yes] [delete-new]`` where nobody can be asked mid-command (a gateway
     chat, an editor over ACP): without ``yes`` it shows what going back to checkpoint N
     would change and how to confirm; with ``yes`` it restores (``delete-new`` also deletes
     the files created since). The confirmation is a second message naming the same
-    checkpoint.
+    checkpoint by its id (a number would name another one once a newer checkpoint is
+    taken); N may be a number or an id.
     """
     import asyncio
 
     words = arg.split()
-    which = words.pop(0) if words and words[0].isdigit() else "1"
+    # ASCII only: str.isdigit() also takes "²", which int() then refuses (a traceback).
+    which = words.pop(0) if words and _WHICH.fullmatch(words[0].lower()) else "1"
     flags = {w.lower() for w in words}
-    if flags - {"yes", "delete-new"} or int(which) < 1:
-        return "usage: /rollback [N] [yes] [delete-new] (1 = the newest checkpoint)"
+    if flags - {"yes", "delete-new"} or which.strip("0") == "":
+        return "usage: /rollback [N|ID] [yes] [delete-new] (1 = the newest checkpoint)"
     store = Store(Path(cwd), Limits.from_config(config))
     try:
-        checkpoint = await asyncio.to_thread(store.resolve, which)
+        checkpoint = await asyncio.to_thread(store.resolve, which.lower())
         if "yes" not in flags:
             plan = await asyncio.to_thread(store.plan, checkpoint)
             text = describe_plan(plan)
             if plan.empty:
                 return text
-            confirm = f"Send /rollback {which} yes to restore"
+            # The confirmation names the checkpoint by its id, not its number: numbers
+            # shift when a new checkpoint is taken (a /background run, another chat on
+            # the same workspace), and "yes" must restore the plan that was shown.
+            ident = checkpoint.short
+            confirm = f"Send /rollback {ident} yes to restore"
             if plan.new_files:
-                confirm += f" (/rollback {which} yes delete-new also deletes the new files)"
+                confirm += f" (/rollback {ident} yes delete-new also deletes the new files)"
             return f"{text}\n{confirm}."
         plan, result = await asyncio.to_thread(
             store.restore, checkpoint, delete_new="delete-new" in flags

@@ -1,0 +1,67 @@
+"""Red-team tests of the everyday features (#18) and ACP (#16), through real entry points.
+
+Each test is an attack that worked (or a crash that happened) before its fix:
+a hostile chat user, model or workspace against the gateway, the checkpoints and
+the log and image readers. Real peers only: a `hermes gateway run` process with its
+HTTP API and a scripted model, real git, real files.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hermes_agent.checkpoints import Store
+
+pytestmark = pytest.mark.peer("scripted")
+
+
+def test_rollback_confirmation_restores_the_checkpoint_it_showed(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """The plan /rollback shows is confirmed by a second message. When that message named
+    a number, a checkpoint taken in between (another chat on the same workspace, a
+    /background run) shifted the numbers and "yes" restored another checkpoint than the
+    one shown. And ``/rollback ² yes`` ('²'.isdigit() is True, int('²') fails) must be
+    a usage answer, not an exception in the gateway's worker."""
+    from peers.llm_server import Reply, ScriptedLLM
+    from test_gateway import Gateway, ask, configure_home, free_port
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "plan.md").write_text("the user's plan\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ScriptedLLM() as llm:
+        llm.add(
+            Reply(tool_calls=[("write_file", {"path": "plan.md", "content": "overwritten\n"})]),
+            Reply("Rewrote it."),
+            Reply(tool_calls=[("write_file", {"path": "other.md", "content": "b's\n"})]),
+            Reply("Wrote it."),
+        )
+        port = free_port()
+        configure_home(hermes_home, llm, port)
+        config = yaml.safe_load((hermes_home / "config.yaml").read_text())
+        config.setdefault("terminal", {})["cwd"] = str(work)
+        (hermes_home / "config.yaml").write_text(yaml.safe_dump(config))
+        gateway = Gateway(hermes_home, port, run_dir)
+        try:
+            gateway.wait_ready()
+            assert ask(gateway, "rewrite my plan", user="a", timeout=60) == "Rewrote it."
+            shown = ask(gateway, "/rollback", user="a", timeout=60)
+            confirm = re.search(r"/rollback \S+ yes", shown)
+            assert confirm is not None and "plan.md" in shown, shown
+            # Meanwhile another chat changes the workspace: a new checkpoint is newest.
+            assert ask(gateway, "write other.md", user="b", timeout=60) == "Wrote it."
+            assert len(Store(work).listing()) == 2
+            done = ask(gateway, confirm.group(), user="a", timeout=60)
+            assert "restored" in done, done
+            assert (work / "plan.md").read_text() == "the user's plan\n"  # What was shown.
+            for odd in ("/rollback ² yes", "/rollback ١ yes", "/rollback 0 yes"):
+                assert ask(gateway, odd, user="a", timeout=60).startswith("usage:"), odd
+            assert ask(gateway, "/usage", user="a", timeout=60).startswith("This conversation")
+        finally:
+            gateway.kill()
