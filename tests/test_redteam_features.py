@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -65,3 +66,16 @@ def test_rollback_confirmation_restores_the_checkpoint_it_showed(
             assert ask(gateway, "/usage", user="a", timeout=60).startswith("This conversation")
         finally:
             gateway.kill()
+
+
+def test_checkpoint_numbers_in_other_scripts_are_bad_input(hermes: Any, tmp_path: Path) -> None:
+    """`hermes checkpoints diff ²`: '²'.isdigit() is True and int('²') raises; the
+    command must answer like any other unknown checkpoint (exit 2), not crash (70)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("a\n")
+    Store(ws).snapshot("first")
+    for which in ("²", "١", "߁"):
+        done = hermes("checkpoints", "--workspace", str(ws), "diff", which)
+        assert done.returncode == 2, done.stderr
+        assert "no checkpoint" in done.stderr and "internal error" not in done.stderr

@@ -914,7 +914,7 @@ class Store:
         if not listed:
             raise CheckpointError(f"no checkpoints of {self.workspace} yet")
         text = str(which).strip()
-        if text.isdigit() and len(text) < 6:
+        if text.isascii() and text.isdigit() and len(text) < 6:  # Not "²": int() refuses it.
             number = int(text)
             if not 1 <= number <= len(listed):
                 raise UsageError(
