@@ -501,11 +501,7 @@ class Agent:
         except AuthError as exc:  # Its key is not set: said, with why it was needed.
             raise AuthError(f"{fallback.label(failed)} failed ({error}), and {exc}") from None
         self._fallback_next += 1
-        self.events.fallback(
-            error,
-            f"{fallback.label(failed)} failed ({error}); "
-            f"going on with {fallback.label(self._answering)}",
-        )
+        self.events.fallback(error, fallback.Switch(failed, error, self._answering))
 
     def _cost(self, completion: Completion) -> float | None:
         """This call's cost (the provider's figure, else list price), added to the session's."""

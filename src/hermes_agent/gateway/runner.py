@@ -68,6 +68,9 @@ TYPING_INTERVAL = 4.0
 
 RouteKey = tuple[str, str, str]
 
+#: Starts the line that tells a chat user another provider took over (as in `hermes chat`).
+FALLBACK_MARK = "↪"
+
 #: A message that is only one of these starts a new conversation (session) for its chat
 #: or thread; ``/new@SomeBot`` (Telegram's form in groups) counts too.
 NEW_SESSION_COMMANDS = frozenset({"/new", "/reset"})
@@ -80,6 +83,10 @@ class GatewayEvents(Events):
     denied and tools that need an answer play safe. Streamed text is redacted
     as it goes, holding back what could still turn out to be a secret until
     the next tool call or the end of the answer (:meth:`flush`).
+
+    A switch to a fallback provider is logged in full and kept, in its brief
+    form, for the reply (:meth:`with_fallbacks`): the chat user learns that
+    another model answered, not the endpoint or the provider's error text.
     """
 
     def __init__(self, platform: Platform | None, inbound: InboundMessage) -> None:
@@ -88,6 +95,8 @@ class GatewayEvents(Events):
         self.platform = platform
         self.inbound = inbound
         self._stream = StreamRedactor()
+        #: One line per provider switch in this turn, for the chat user.
+        self.fallbacks: list[str] = []
 
     def text(self, delta: str) -> None:
         if self.platform is not None:
@@ -112,8 +121,16 @@ class GatewayEvents(Events):
         log.info("inbound %d: %s", self.inbound.id, message)
 
     def fallback(self, error: ProviderError, message: str) -> None:
+        from hermes_agent.providers.fallback import Switch, reason
+
         self._stream.reset()  # The failed provider's partial answer is void.
         log.warning("inbound %d: %s", self.inbound.id, message)
+        brief = message.brief if isinstance(message, Switch) else f"fallback ({reason(error)})"
+        self.fallbacks.append(f"{FALLBACK_MARK} {brief}")
+
+    def with_fallbacks(self, text: str) -> str:
+        """``text`` after the line(s) saying which provider took over, if one did this turn."""
+        return "\n".join([*self.fallbacks, text]) if self.fallbacks else text
 
     async def ask(self, question: str, choices: Sequence[str]) -> str | None:
         log.info("inbound %d: nobody can answer %r; refused", self.inbound.id, question)
@@ -402,6 +419,7 @@ class Gateway:
 
         assert self._semaphore is not None
         platform = self.platforms.get(row.platform)
+        events = GatewayEvents(None, row)
         try:
             async with self._semaphore:
                 agent = build_agent(
@@ -411,7 +429,7 @@ class Gateway:
                     db=self.db,
                     session_id=session_id,
                     cwd=self.cwd,
-                    events=GatewayEvents(None, row),
+                    events=events,
                     provider=await self.model_client(),
                     fallbacks=await self.fallback_chain(),
                 )
@@ -421,9 +439,12 @@ class Gateway:
                     result = await agent.run(prompt)
                 finally:
                     await agent.aclose(close_provider=False)
-            text = f"Background task done (session {session_id}):\n{result.text}"
+            text = f"Background task done (session {session_id}):\n" + events.with_fallbacks(
+                result.text
+            )
         except HermesError as exc:
-            text = f"Background task failed (session {session_id}): {exc}"
+            failed = f"Background task failed (session {session_id}): {exc}"
+            text = "\n".join([failed, *events.fallbacks])
         except Exception as exc:  # A bug must not take the gateway down.
             log.exception("background session %s failed", session_id)
             text = f"Background task failed (session {session_id}): internal error: {exc}"
@@ -510,6 +531,12 @@ class Gateway:
             else None
         )
         recorded = False
+        # A program waiting on the HTTP API reads the answer alone; a chat is also told
+        # when a fallback provider took over (stored with the reply: a resend says it too).
+        says_fallbacks = platform is None or not platform.answers_in_request
+
+        def told(text: str) -> str:
+            return events.with_fallbacks(text) if says_fallbacks else text
 
         def on_answer(text: str) -> None:
             # "done" is stored in the same write as the answer (one commit fewer).
@@ -518,7 +545,7 @@ class Gateway:
             self.db.set_inbound_status(
                 row.id,
                 "done",
-                reply=text,
+                reply=told(text),
                 delivery=delivery,
                 with_next_write=True,
             )
@@ -538,7 +565,9 @@ class Gateway:
             log.info("inbound %d interrupted by shutdown; answered after the next start", row.id)
             raise
         except HermesError as exc:
-            await self._fail(row, platform, str(exc))
+            # Every provider failed: the switches made on the way are said too.
+            fallbacks = events.fallbacks if says_fallbacks else []
+            await self._fail(row, platform, "\n".join([str(exc), *fallbacks]))
             return
         except Exception as exc:  # A bug must not take the whole gateway down.
             log.exception("inbound %d: unexpected error", row.id)
@@ -558,9 +587,9 @@ class Gateway:
             session_id,
         )
         if not recorded:  # Answered before a restart: the turn was not run again.
-            self.db.set_inbound_status(row.id, "done", reply=result.text, delivery=delivery)
+            self.db.set_inbound_status(row.id, "done", reply=told(result.text), delivery=delivery)
         await self._reply(
-            row, platform, result.text, result.usage.input_tokens, result.usage.output_tokens
+            row, platform, told(result.text), result.usage.input_tokens, result.usage.output_tokens
         )
 
     async def _reply(

@@ -206,6 +206,20 @@ def error_detail(body: object, fallback: str) -> str:
     return fallback[:300]
 
 
+def shown_url(url: str) -> str:
+    """``url`` without user info, query or fragment, for messages.
+
+    A base URL may carry a credential (``https://user:key@host/v1``,
+    ``...?key=...``) written in config.yaml, where redaction does not know it
+    as a secret; an error message naming the endpoint must not repeat it.
+    """
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _has_aiohttp() -> bool:
     import importlib.util
 
@@ -251,7 +265,8 @@ class SDKProvider:
 
     @property
     def where(self) -> str:
-        return self.base_url or self.who
+        """The endpoint, as error messages (shown, logged) name it."""
+        return shown_url(self.base_url) or self.who
 
     def translate(self, exc: Exception) -> ProviderError:
         """The SDK's exception, as an error the user can act on."""

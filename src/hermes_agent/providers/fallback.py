@@ -125,6 +125,40 @@ def label(provider: Any) -> str:
     return f"{provider.model} via {provider.name}"
 
 
+def reason(error: ProviderError) -> str:
+    """Why a provider was left, in two or three words: ``HTTP 503``, ``unavailable``.
+
+    For people other than the operator (a chat user on the gateway): the full
+    error names the endpoint and quotes the provider's answer, which are the
+    operator's business (and a log line's).
+    """
+    if error.status is not None:
+        return f"HTTP {error.status}"
+    return "overloaded" if "overloaded" in str(error).lower() else "unavailable"
+
+
+class Switch(str):
+    """The one line that says a turn goes on with another provider.
+
+    A ``str`` (the full line: who failed, the error, who goes on) so every
+    :meth:`~hermes_agent.agent.loop.Events.fallback` handler can print it as it is;
+    :attr:`brief` is the short form for a chat, without the endpoint or the
+    provider's error text.
+    """
+
+    failed: str
+    answering: str
+    brief: str
+
+    def __new__(cls, failed: Any, error: ProviderError, answering: Any) -> Switch:
+        line = super().__new__(
+            cls, f"{label(failed)} failed ({error}); going on with {label(answering)}"
+        )
+        line.failed, line.answering = label(failed), label(answering)
+        line.brief = f"{line.failed} failed ({reason(error)}); going on with {line.answering}"
+        return line
+
+
 class FallbackChain:
     """The fallback providers of a configuration, each client built once, on first use."""
 
