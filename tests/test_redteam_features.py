@@ -79,3 +79,54 @@ def test_checkpoint_numbers_in_other_scripts_are_bad_input(hermes: Any, tmp_path
         done = hermes("checkpoints", "--workspace", str(ws), "diff", which)
         assert done.returncode == 2, done.stderr
         assert "no checkpoint" in done.stderr and "internal error" not in done.stderr
+
+
+def test_ansi_c_escapes_that_are_not_octal_do_not_break_the_gate(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """``$'\\8'``, ``$'\\²'`` and ``$'\\U7fffffff'`` in a model's command: the classifier's
+    decoder called int(.., 8) on any digit and chr() on any value, so the gate raised
+    ValueError and the terminal tool failed on a harmless echo. The decoding of real
+    octal and hex escapes (``$'\\162\\155'`` is ``rm``) still reaches the classifier."""
+    import asyncio
+    import json
+
+    from hermes_agent.config.loader import load_config
+    from hermes_agent.providers.base import ToolCall
+    from hermes_agent.safety.gate import classify
+    from hermes_agent.state.db import StateDB
+    from hermes_agent.tools import terminal as term
+    from hermes_agent.tools.registry import ToolContext, builtin_registry, dispatch
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    hermes_home.mkdir(parents=True, exist_ok=True)
+    (hermes_home / "config.yaml").write_text(yaml.safe_dump({"checkpoints": {"enabled": False}}))
+
+    async def nobody(question: str, choices: Any) -> None:
+        return None
+
+    ctx = ToolContext("s", str(ws), load_config(), StateDB(), ask=nobody)
+    tools = {t.name: t for t in builtin_registry().select(["terminal"])}
+    try:
+        for command, shown in (
+            (r"echo $'\8'", "\\8"),
+            (r"echo $'\²'", "\\²"),
+            (r"echo $'a\U7fffffffb' | wc -c", ""),
+        ):
+            call = ToolCall("t", "terminal", json.dumps({"command": command}))
+            result = asyncio.run(dispatch(call, tools, ctx))
+            assert not result.is_error, result.content
+            assert "ValueError" not in result.content and shown in result.content
+    finally:
+        term.cleanup(ctx.state)
+    assert classify(r"$'\162\155' -rf /", cwd=str(ws)).level >= 2
+
+
+def test_cron_schedule_with_other_digits_is_bad_input(hermes: Any) -> None:
+    """A schedule is written by the user or by the model (the cronjob tool): '²' passed
+    str.isdigit() and int() raised, an internal error instead of a clear refusal."""
+    for schedule in ("² * * * *", "*/² * * * *", "0 ١ * * *"):
+        done = hermes("cron", "add", "-s", schedule, "--prompt", "hi")
+        assert done.returncode == 2, done.stderr
+        assert "internal error" not in done.stderr and "schedule" in done.stderr

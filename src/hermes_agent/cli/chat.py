@@ -701,7 +701,7 @@ class Repl:
         s = self.setup
         store = checkpoints.Store(s.cwd, checkpoints.Limits.from_config(s.config))
         which = arg.strip() or "1"
-        if not which.isdigit() or int(which) < 1:
+        if not (which.isascii() and which.isdigit()) or int(which) < 1:
             raise UsageError("usage: /rollback [N] (1 = the newest checkpoint, 2 = the one before)")
         checkpoint = await asyncio.to_thread(store.resolve, which)
         plan = await asyncio.to_thread(store.plan, checkpoint)

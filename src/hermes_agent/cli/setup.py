@@ -194,7 +194,7 @@ class Wizard:
         default = str(names.index(current) + 1) if current in names else "1"
         while True:
             answer = self.ask("Choose a number or name", default).lower()
-            if answer.isdigit() and 1 <= int(answer) <= len(names):
+            if answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(names):
                 return PROVIDERS[names[int(answer) - 1]]
             if answer in PROVIDERS:
                 return PROVIDERS[answer]

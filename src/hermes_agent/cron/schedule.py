@@ -239,7 +239,7 @@ def _number(token: str, field: int, where: str) -> int:
     lowered = token.lower()
     if lowered in names:
         return names[lowered]
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()):  # "²".isdigit(), yet int() refuses it
         known = f" or a name ({', '.join(names)})" if names else ""
         raise ScheduleError(f"{where}: {token!r} is not a number{known}")
     value = int(token)
@@ -258,7 +258,7 @@ def _parse_field(text: str, field: int, expression: str) -> set[int]:
         base, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise ScheduleError(f"{where}: the step after '/' must be a number above 0")
             step = int(step_text)
         if base == "*":

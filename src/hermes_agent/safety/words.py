@@ -94,8 +94,10 @@ def decode_ansi_c(body: str) -> str:
         esc = m.group(1)
         head = esc[0]
         if head in "xuU" and len(esc) > 1:
-            return chr(int(esc[1:], 16))
-        if head.isdigit():
+            code = int(esc[1:], 16)
+            # Past Unicode (\U7fffffff): bash writes bytes no character spells; chr() raised.
+            return chr(code) if code <= 0x10FFFF else "\ufffd"
+        if head in "01234567":  # Not isdigit(): "\8" and "\²" are not octal (int() raised).
             return chr(int(esc, 8) & 0xFF)
         if head == "c" and len(esc) == 2:
             return chr(ord(esc[1]) & 0x1F)

@@ -224,7 +224,7 @@ def _sniff(head: bytes) -> str:
 
 
 def _not_text(url: str, what: str, length: str | None) -> ToolError:
-    about = f", {_human(int(length))}" if length and length.isdigit() else ""
+    about = f", {_human(int(length))}" if length and length.isascii() and length.isdigit() else ""
     return ToolError(
         f"{url} is {what}{about}, not a web page or text: web_fetch reads HTML and text only "
         "(to download a file, use the terminal, e.g. `curl -LO URL`)"

@@ -385,7 +385,7 @@ def _nonce(channel: int, reply_to: str, text: str) -> str:
 
 
 def _snowflake(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _reason(exc: BaseException) -> str:
