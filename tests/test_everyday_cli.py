@@ -47,6 +47,36 @@ def test_bare_hermes_without_a_terminal_prints_help(hermes: Runner) -> None:
     assert result.stdout.startswith("usage: hermes")
 
 
+@pytest.mark.peer("scripted")
+def test_bare_hermes_takes_chat_options(hermes: Runner, hermes_home: Path) -> None:
+    with ScriptedLLM([Reply("Asked once."), Reply("With a model.")]) as llm:
+        hermes_home.mkdir()
+        (hermes_home / "config.yaml").write_text(
+            "model:\n  provider: custom\n  default: test-model\n"
+            f"  base_url: {llm.openai_base_url}\n"
+        )
+        once = hermes("-q", "hi")
+        chosen = hermes("--model=other-model", "--query", "again")
+        models = [r.body["model"] for r in llm.requests]
+    assert (once.returncode, once.stdout) == (0, "Asked once.\n"), once.stderr
+    assert (chosen.returncode, chosen.stdout) == (0, "With a model.\n"), chosen.stderr
+    assert models == ["test-model", "other-model"]
+    # Without a terminal and without -q: chat's own clear error, not argparse's "invalid choice".
+    interactive = hermes("--model", "x")
+    assert interactive.returncode == 2
+    assert interactive.stderr == (
+        "hermes: an interactive chat needs a terminal; use -q TEXT (or -q - to read stdin)\n"
+    )
+    # An option neither hermes nor chat has is still a usage error, without a traceback.
+    unknown = hermes("--no-such-option")
+    assert unknown.returncode == 2
+    assert "unrecognized arguments: --no-such-option" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    # hermes' own options keep their meaning, abbreviated too.
+    assert hermes("--vers").stdout.startswith("hermes-agent ")
+    assert hermes("-h").stdout.startswith("usage: hermes [-h] [--version] COMMAND")
+
+
 def _dist_info(site: Path, installer: str | None) -> Path:
     from hermes_agent import __version__
 

@@ -105,7 +105,8 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         prog="hermes",
         formatter_class=HelpFormatter,
         description="hermes: a personal AI agent for your terminal, chat apps and editor.",
-        epilog="Run `hermes COMMAND --help` for a command's options. "
+        epilog="Run `hermes COMMAND --help` for a command's options. Without a command, "
+        "`hermes` is `hermes chat` (in a terminal, or with chat options: hermes -q TEXT). "
         "State lives in HERMES_HOME (default ~/.hermes).",
     )
     parser.add_argument("--version", action="version", version=f"hermes-agent {__version__}")
@@ -118,6 +119,25 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         if name == command:
             importlib.import_module(module).configure(child)
     return parser
+
+
+#: The options of `hermes` itself; every other option before a command is `hermes chat`'s.
+OWN_OPTIONS = ("--help", "--version")
+
+
+def _starts_with_chat_option(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` opens with an option of `hermes chat` (`hermes -q hi`).
+
+    Bare `hermes` is `hermes chat`, so its options are too. ``-h`` and what
+    argparse takes for ``--help``/``--version`` (an unambiguous prefix) stay
+    `hermes`'s own: their answers stay as fast as ever.
+    """
+    if not argv or argv[0] in ("-", "--") or not argv[0].startswith("-"):
+        return False
+    first = argv[0].split("=", 1)[0]
+    if first.startswith("--"):
+        return not any(option.startswith(first) for option in OWN_OPTIONS)
+    return not first.startswith("-h")
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
@@ -134,6 +154,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list and sys.stdin.isatty() and sys.stdout.isatty():
         args_list = ["chat"]  # Bare `hermes` in a terminal: talk, as the original does.
+    elif _starts_with_chat_option(args_list):
+        args_list = ["chat", *args_list]  # `hermes -q hi` is `hermes chat -q hi`.
     parser = build_parser(_command_in(args_list))
     args = parser.parse_args(args_list)
     handler = getattr(args, "handler", None)
