@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from acp_client import Editor, hermes_acp, write_config
+from conftest import Runner
 from gateway_process import GatewayProcess
 from hermes_agent.state.db import StateDB
 from peers.llm_server import Error, Reply, ScriptedLLM
@@ -56,12 +57,18 @@ def test_a_telegram_chat_is_told_when_a_fallback_answered(
     tg: TelegramAPI,  # noqa: F811
     llm: ScriptedLLM,  # noqa: F811
     hermes_home: Path,
+    hermes: Runner,
 ) -> None:
     # The primary: gone (404) for the first message, back for the second, gone for the
-    # third (when the fallback fails too) and for the /background run.
-    llm.add(Error(404), Reply("Primary again."), Error(404), Error(404))
+    # third (when the fallback fails too), for the /background run and the scheduled job.
+    llm.add(Error(404), Reply("Primary again."), Error(404), Error(404), Error(404))
     with ScriptedLLM(
-        [Reply("From the fallback.", usage=(1000, 100)), Error(404), Reply("Counted.")]
+        [
+            Reply("From the fallback.", usage=(1000, 100)),
+            Error(404),
+            Reply("Counted."),
+            Reply("Sunny."),
+        ]
     ) as second:
         configure(hermes_home, llm, tg)
         add_fallback(hermes_home, second)
@@ -87,6 +94,30 @@ def test_a_telegram_chat_is_told_when_a_fallback_answered(
             lambda: [m for m in tg.sent(ALICE) if m["text"].startswith("Background task done")]
         )
         assert done["text"].splitlines()[1:] == [NOTE, "Counted."]
+        # A scheduled job's result, delivered to the chat, says it (without the status:
+        # it is read from state.db's record of who wrote each reply).
+        added = hermes(
+            "cron",
+            "add",
+            "-s",
+            "in 1s",
+            "-n",
+            "weather",
+            "-p",
+            "weather?",
+            "--deliver",
+            f"telegram:{ALICE}",
+        )
+        assert added.returncode == 0, added.stderr
+        (scheduled,) = tg.wait_for(
+            lambda: [m for m in tg.sent(ALICE) if m["text"].startswith("weather (scheduled)")]
+        )
+        assert scheduled["text"].splitlines() == [
+            "weather (scheduled)",
+            "↪ test-model via custom failed; going on with claude-sonnet-4-6 via anthropic",
+            "",
+            "Sunny.",
+        ]
         assert gateway.terminate() == 0
     output = gateway.output()
     # Logged in full (the error as the provider gave it) each time: three turns fell back.
@@ -105,6 +136,11 @@ def test_a_telegram_chat_is_told_when_a_fallback_answered(
     assert by[0][2] is not None and by[0][2] > 0  # Its cost, at the fallback's price.
     assert rows[0] is not None and rows[0].reply == f"{NOTE}\nFrom the fallback."
     assert rows[1] is not None and rows[1].reply == "Primary again."
+    (result_file,) = (hermes_home / "cron" / "output").glob("*/*.md")
+    assert (
+        "- providers: test-model via custom failed; going on with claude-sonnet-4-6 via anthropic"
+        in result_file.read_text().splitlines()
+    )
 
 
 @pytest.mark.peer("scripted")

@@ -80,6 +80,8 @@ class Outcome:
     started: datetime
     session_id: str | None = None
     output: Path | None = None
+    #: The line saying fallback providers wrote (part of) the answer; "" when none did.
+    fallback: str = ""
 
 
 def message_for(job: Job, config: Config, when: datetime, zone: tzinfo) -> str:
@@ -161,8 +163,33 @@ async def execute(
     except Exception as exc:  # A bug must not take the scheduler down; it is recorded.
         log.exception("cron %s: unexpected error", job.id)
         outcome.text = f"internal error: {type(exc).__name__}: {exc}"
+    if outcome.session_id:
+        outcome.fallback = _fallback_line(db, outcome.session_id, settings)
     outcome.output = _write_quietly(job, outcome, zone)
     return outcome
+
+
+def _fallback_line(db: StateDB, session_id: str, settings: ProviderSettings) -> str:
+    """One line naming the fallback providers that wrote this run's replies ("" if none).
+
+    Read from state.db's record of who wrote each reply, so it holds whatever
+    events object the run had; the chat the result goes to is told, as a chat
+    on the gateway is.
+    """
+    configured = (settings.info.name, settings.model)
+    others: list[str] = []
+    try:
+        answered = db.answered_by(session_id)
+    except Exception as exc:  # The run is over; its record must not fail with this.
+        log.warning("cron: cannot read who answered session %s: %s", session_id, exc)
+        return ""
+    for provider, model, _cost in answered:
+        name = f"{model} via {provider}"
+        if (provider, model) != configured and name not in others:
+            others.append(name)
+    if not others:
+        return ""
+    return f"↪ {settings.model} via {settings.info.name} failed; going on with {', '.join(others)}"
 
 
 def _write_quietly(job: Job, outcome: Outcome, zone: tzinfo) -> Path | None:
@@ -195,6 +222,8 @@ def write_output(job: Job, outcome: Outcome, zone: tzinfo) -> Path:
     ]
     if outcome.session_id:
         header.append(f"- session: {outcome.session_id} (`hermes sessions show` it)")
+    if outcome.fallback:
+        header.append(f"- providers: {outcome.fallback.removeprefix('↪ ')}")
     body = outcome.text if outcome.status == "ok" else f"Error: {outcome.text}"
     write_secret(path, "\n".join(header) + "\n\n" + redact(body).rstrip() + "\n")
     return path
@@ -227,5 +256,6 @@ def record_outcome(store: JobStore, job_id: str, outcome: Outcome, note: str | N
 def delivery_text(job: Job, outcome: Outcome) -> str:
     """What a chat receives from a run."""
     if outcome.status == "ok":
-        return f"**{job.name}** (scheduled)\n\n{outcome.text}"
+        said = f"\n{outcome.fallback}" if outcome.fallback else ""
+        return f"**{job.name}** (scheduled){said}\n\n{outcome.text}"
     return f"Scheduled job {job.name!r} ({job.id}) failed: {outcome.text}"
