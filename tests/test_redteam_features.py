@@ -130,3 +130,72 @@ def test_cron_schedule_with_other_digits_is_bad_input(hermes: Any) -> None:
         done = hermes("cron", "add", "-s", schedule, "--prompt", "hi")
         assert done.returncode == 2, done.stderr
         assert "internal error" not in done.stderr and "schedule" in done.stderr
+
+
+@pytest.mark.peer("mcp")
+def test_a_secret_cut_by_a_read_of_mcp_stderr_is_still_redacted(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """An MCP server's stderr was redacted chunk by chunk as each read returned: a secret
+    written in two pieces (a pipe read ends wherever the writer's buffer did) was in
+    neither piece, so it reached logs/mcp/NAME.log in clear; so did a PEM key whose
+    END line came in a later read. The log must hold neither, nor `hermes logs` show it."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import HERMES, clean_env
+    from hermes_agent.config.loader import load_config
+    from hermes_agent.mcp import config as mcp_config
+    from hermes_agent.mcp.manager import READY, get_manager
+
+    secret = "sk-svc-" + "q7Wm3Zp9Lx2Rv8Tn4Yb6" * 2
+    body = "MIIEowIBAAKCAQEAx5Jr2" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789" * 3
+    pieces = [
+        "connecting with token " + secret[:15],
+        secret[15:] + " ok\n",
+        "-----BEGIN RSA PRIVATE KEY-----\n" + body[:40] + "\n",
+        body[40:] + "\n-----END RSA PRIVATE KEY-----\nready\n",
+    ]
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    hermes_home.mkdir(exist_ok=True)
+    env_file = hermes_home / ".env"
+    env_file.write_text(f"SERVICE_API_KEY={secret}\n")
+    env_file.chmod(0o600)
+    server = {
+        "command": sys.executable,
+        "args": [str(Path(__file__).parent / "peers" / "mcp_hostile.py")],
+        "env": {"HOSTILE_STDERR": json.dumps(pieces)},
+        "approval": "auto",
+    }
+    data = {"mcp_servers": {"h": server}, "mcp": {"connect_wait": 60}}
+    (hermes_home / "config.yaml").write_text(yaml.safe_dump(data))
+    config = load_config()
+    servers = mcp_config.parse_servers(config.get("mcp_servers"))
+    scope = get_manager().open_scope(servers, config=config, cwd=ws, include_global=False)
+    try:
+        import asyncio
+        import time
+
+        asyncio.run(scope.prepare())
+        deadline = time.monotonic() + 60
+        while any(c.state != READY for c in scope.connections):
+            assert time.monotonic() < deadline, scope.statuses()
+            time.sleep(0.05)
+    finally:
+        scope.close()
+    log = (hermes_home / "logs" / "mcp" / "h.log").read_text()
+    assert "ready" in log and "connecting with token" in log, log
+    flat = "".join(log.split())
+    assert secret not in flat and secret[:15] not in flat and secret[15:] not in flat, log
+    assert body[:40] not in flat and body[40:] not in flat, log
+    shown = subprocess.run(
+        [str(HERMES), "logs", "mcp", "h"],
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0 and "ready" in shown.stdout, shown.stderr
+    assert secret[15:] not in "".join(shown.stdout.split())

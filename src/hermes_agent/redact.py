@@ -742,6 +742,63 @@ class StreamRedactor:
         return new
 
 
+class LogRedactor:
+    """Redacts a process's output read in chunks (an MCP server's stderr) for a log file.
+
+    Redacting each chunk on its own wrote a secret that straddled two reads in clear
+    (half in each, neither recognised); a pipe read ends wherever the writer's
+    buffer did. Only complete lines are released, and not a trailing block of
+    encoded-looking lines (a PEM key, wrapped base64) whose next line could complete
+    a secret's spelling. Unlike :class:`StreamRedactor` the text released is not
+    kept: only the unreleased end and a short context before it (where a match
+    that ends in the new text can start), so a server writing for days costs
+    bounded memory. A line longer than :data:`MAX_HOLD` is released in pieces,
+    never cut inside a secret found in it.
+    """
+
+    MAX_HOLD = 256 * 1024
+
+    def __init__(self) -> None:
+        self._context = ""  # The end of what was released, unredacted (matches start here).
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        """Add ``text``; return the newly releasable redacted text."""
+        return self._advance(self._held + text, final=False)
+
+    def finish(self) -> str:
+        """Everything held, redacted (the output ended, or was idle for a while)."""
+        return self._advance(self._held, final=True)
+
+    def _advance(self, pending: str, final: bool) -> str:
+        raw = self._context + pending
+        base = len(self._context)
+        redactor = current() if _enabled else None
+        if final:
+            cut = len(raw)
+        else:
+            cut = raw.rfind("\n", base) + 1
+            cut = _encoded_tail_start(raw, cut) if cut else base
+            if len(raw) - max(cut, base) > self.MAX_HOLD:
+                cut = len(raw) - (redactor.longest * 2 + 256 if redactor else 0)
+            cut = max(cut, base)
+        spans = redactor.spans(raw) if redactor is not None else []
+        for start, end in spans:
+            if start < cut < end:  # Never release part of a secret.
+                cut = start if start >= base else end
+                break
+        window = [
+            (max(start, base) - base, min(end, cut) - base)
+            for start, end in spans
+            if end > base and start < cut
+        ]
+        out = _mask(raw[base:cut], window)
+        self._held = raw[cut:]
+        keep = (redactor.longest * 2 + 256) if redactor is not None else 0
+        self._context = raw[max(0, cut - keep) : cut]
+        return out
+
+
 #: Lines at the end of a text that look like an encoding: one unbroken run of base64 or
 #: hex characters, or hex bytes separated by spaces or colons (base64, xxd -p, od), the
 #: last line perhaps still being written.

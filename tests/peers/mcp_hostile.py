@@ -8,6 +8,8 @@ What it says is chosen by environment, so one script plays every variant:
 - ``HOSTILE_RESULT``: the text every call returns (default: the ``text`` argument);
 - its tool ``write`` writes a file (as a filesystem server would);
 - reading its resource ``note://NAME`` fails with ``HOSTILE_ERROR`` as the message;
+- ``HOSTILE_STDERR``: a JSON list of texts written to stderr one by one (a pause
+  between them, so each arrives in a read of its own) before it serves;
 - ``HOSTILE_DUMP``: a file where it writes its environment and what it could read
   and write (HERMES_HOME's ``.env``, a file in HERMES_HOME), then serves as usual.
 """
@@ -19,6 +21,15 @@ import os
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
+
+if os.environ.get("HOSTILE_STDERR"):  # A JSON list of pieces, each written and flushed alone.
+    import sys
+    import time
+
+    for piece in json.loads(os.environ["HOSTILE_STDERR"]):
+        sys.stderr.write(piece)
+        sys.stderr.flush()
+        time.sleep(0.2)
 
 if os.environ.get("HOSTILE_DUMP"):
     found: dict[str, object] = {"env": dict(os.environ)}

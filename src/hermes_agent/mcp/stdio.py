@@ -36,10 +36,14 @@ import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
+from hermes_agent.redact import LogRedactor, redact
+
 #: Most bytes one JSON-RPC line from a server may have (big images arrive base64).
 MAX_LINE = 32 << 20
 #: Most bytes a server's log keeps before it is rotated.
 LOG_LIMIT = 1 << 20
+#: Seconds a server's unfinished stderr line waits for its end before it is logged.
+STDERR_IDLE = 1.0
 #: How long a server may take to exit after its stdin closes, then after SIGTERM.
 EXIT_GRACE = 2.0
 KILL_GRACE = 1.0
@@ -139,6 +143,7 @@ class StdioTransport:
         self._stdin: asyncio.StreamWriter | None = None
         self._tg: Any = None
         self._streams: list[Any] = []
+        self._stderr = LogRedactor()
 
     async def __aenter__(
         self,
@@ -218,7 +223,8 @@ class StdioTransport:
                     try:
                         message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
                     except ValueError:
-                        self.log.write(f"[stdout, not JSON-RPC] {text[:2000]}\n")
+                        # Redacted before it is cut: a cut through a secret hides it.
+                        self.log.write(f"[stdout, not JSON-RPC] {redact(text)[:2000]}\n")
                         continue
                     try:
                         await out.send(SessionMessage(message))
@@ -249,11 +255,23 @@ class StdioTransport:
             self.ended.set()
 
     async def _read_stderr(self, stderr: asyncio.StreamReader) -> None:
+        """stderr into the log, redacted by whole lines (:class:`LogRedactor`): a read ends
+        wherever the server's buffer did, and a secret cut in two by it was written in
+        clear. A line left unfinished is written after :data:`STDERR_IDLE` seconds."""
+        import codecs
+
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
-            chunk = await stderr.read(1 << 16)
+            try:
+                chunk = await asyncio.wait_for(stderr.read(1 << 16), STDERR_IDLE)
+            except TimeoutError:
+                self.log.write(self._stderr.finish())
+                continue
             if not chunk:
+                self.log.write(self._stderr.feed(decoder.decode(b"", final=True)))
+                self.log.write(self._stderr.finish())
                 return
-            self.log.write(chunk.decode("utf-8", "replace"))
+            self.log.write(self._stderr.feed(decoder.decode(chunk)))
 
     async def _write_stdin(
         self,
@@ -305,4 +323,5 @@ class StdioTransport:
             with contextlib.suppress(Exception):
                 transport.close()
         self._end("stopped")
+        self.log.write(self._stderr.finish())
         self.log.close()
