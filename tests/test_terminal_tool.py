@@ -11,8 +11,11 @@ no Docker engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import os
+import select
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -92,13 +95,35 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def wait_dead(pid: int, seconds: float = 5.0) -> bool:
+def wait_dead(pid: int, seconds: float = 30.0) -> bool:
+    """Whether ``pid`` is gone within ``seconds`` (a bound for a loaded 2-core CI machine,
+    not a speed claim: it returns as soon as the process is gone)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not alive(pid):
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_pid_file(path: Path, seconds: float = 60.0) -> int:
+    """The pid a command wrote to ``path``, once it has (starting bash through the sandbox
+    or ssh can take seconds on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(path.read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"the command never wrote {path}")
+
+
+async def wait_pid_file_async(path: Path, seconds: float = 60.0) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(path.read_text())
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the command never wrote {path}")
 
 
 # --- foreground -------------------------------------------------------------------------
@@ -181,18 +206,60 @@ def test_processes_left_behind_are_stopped(make_ctx: Any, workspace: Path) -> No
 def test_interrupting_the_turn_kills_the_command(make_ctx: Any, workspace: Path) -> None:
     ctx = make_ctx()
 
-    async def scenario() -> None:
+    async def scenario() -> int:
         task = asyncio.ensure_future(term.terminal({"command": "echo $$ > me.pid; sleep 300"}, ctx))
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if (workspace / "me.pid").exists() and (workspace / "me.pid").read_text().strip():
-                break
+        # Interrupted while it runs: once it has said so (not after a fixed time, which on
+        # a loaded machine can end before the sandbox has started bash at all).
+        pid = await wait_pid_file_async(workspace / "me.pid")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        return pid
 
-    asyncio.run(scenario())
-    assert wait_dead(int((workspace / "me.pid").read_text()))
+    assert wait_dead(asyncio.run(scenario()))
+
+
+@pytest.mark.parametrize("loop_runs_on", [True, False], ids=["loop-runs-on", "loop-closed"])
+def test_a_command_whose_start_is_interrupted_does_not_run_on(loop_runs_on: bool) -> None:
+    """Cancelled while the spawner is still starting it, the command is stopped when its
+    start is reported (whether the event loop still runs then or has been closed),
+    instead of running unowned until hermes exits."""
+    from hermes_agent.safety import spawner
+
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+
+    def ended() -> bool:
+        # The pipe reads end-of-file once nothing holds its write end: the command (the
+        # spawner starts it anyway) has been killed.
+        ready, _, _ = select.select([read_end], [], [], 60)
+        return bool(ready) and os.read(read_end, 1) == b""
+
+    async def scenario() -> bool | None:
+        task = asyncio.ensure_future(
+            spawner.spawn_async(
+                ["sleep", "300"],
+                "/",
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                stdin=devnull,
+                stdout=write_end,
+                stderr=write_end,
+                ruleset=-1,
+            )
+        )
+        await asyncio.sleep(0)  # The request (and the descriptors) are sent; no answer yet.
+        os.close(write_end)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await asyncio.to_thread(ended) if loop_runs_on else None
+
+    try:
+        result = asyncio.run(scenario())
+        assert result if loop_runs_on else ended(), "the interrupted command runs on"
+    finally:
+        os.close(read_end)
+        os.close(devnull)
 
 
 def test_hermes_secrets_are_not_in_the_command_environment(
@@ -304,13 +371,10 @@ def test_wait_gives_up_at_its_timeout(make_ctx: Any) -> None:
 def test_background_kill_stops_the_whole_group(make_ctx: Any, workspace: Path) -> None:
     ctx = make_ctx()
     run(ctx, "sleep 300 & echo $! > child.pid; echo up; wait", background=True)
-    for _ in range(100):
-        if (workspace / "child.pid").exists() and (workspace / "child.pid").read_text().strip():
-            break
-        time.sleep(0.05)
+    child = wait_pid_file(workspace / "child.pid")
     out = proc_tool(ctx, "kill", id="bg1")
     assert out.startswith("bg1: stopped by the process tool")
-    assert wait_dead(int((workspace / "child.pid").read_text()))
+    assert wait_dead(child)
     assert "had already ended" in proc_tool(ctx, "kill", id="bg1")
 
 
@@ -381,20 +445,23 @@ def test_ssh_backend_runs_commands_on_the_server(
 @pytest.mark.peer("sshd")
 def test_ssh_backend_timeout_and_background(make_ctx: Any, sshd: SSHServer, tmp_path: Path) -> None:
     ctx = make_ctx(**ssh_settings(sshd, tmp_path))
-    with pytest.raises(ToolError, match="timed out after 2 s"):
-        run(ctx, "echo $$ > remote.pid; sleep 60 & wait", timeout=2)
+    # The timeout must leave ssh time to connect and start the remote command, or there
+    # is nothing remote to find killed: a few times what a connection takes right now
+    # (about 0.3 s on an idle machine, over 1 s on a loaded 2-core one).
+    started = time.monotonic()
+    assert "[exit code 0 · " in run(ctx, "true")
+    timeout = max(3, math.ceil(5 * (time.monotonic() - started)))
+    with pytest.raises(ToolError, match=f"timed out after {timeout} s"):
+        run(ctx, "echo $$ > remote.pid; sleep 60 & wait", timeout=timeout)
     # The server is this machine: the remote command must be gone, not left running.
     assert wait_dead(int((tmp_path / "remote.pid").read_text()))
     run(ctx, "for i in 1 2; do echo tick$i; sleep 0.2; done", background=True)
-    out = proc_tool(ctx, "wait", id="bg1", timeout=20)
+    out = proc_tool(ctx, "wait", id="bg1", timeout=60)
     assert out.startswith("bg1: exit code 0") and "tick1" in out and "tick2" in out
     run(ctx, "echo $$ > bg.pid; exec sleep 300", background=True)
-    for _ in range(200):
-        if (tmp_path / "bg.pid").exists() and (tmp_path / "bg.pid").read_text().strip():
-            break
-        time.sleep(0.05)
+    remote = wait_pid_file(tmp_path / "bg.pid")
     assert proc_tool(ctx, "kill", id="bg2").startswith("bg2: stopped by the process tool")
-    assert wait_dead(int((tmp_path / "bg.pid").read_text()))
+    assert wait_dead(remote)
 
 
 @pytest.mark.peer("sshd")
@@ -467,7 +534,7 @@ def test_the_remote_script_runs_the_command_and_stops_it_when_the_link_drops(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert done.wait(20) == 7
+    assert done.wait(60) == 7
     assert done.stdout is not None and done.stderr is not None and done.stdin is not None
     assert done.stdout.read().splitlines() == [str(tmp_path), "out"]
     assert done.stderr.read() == "err\n"
@@ -479,14 +546,11 @@ def test_the_remote_script_runs_the_command_and_stops_it_when_the_link_drops(
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
-    for _ in range(100):
-        if pid_file.exists() and pid_file.read_text().strip():
-            break
-        time.sleep(0.05)
+    child = wait_pid_file(pid_file)
     assert watched.stdin is not None
     watched.stdin.close()
-    assert watched.wait(10) != 0
-    assert wait_dead(int(pid_file.read_text()))
+    assert watched.wait(60) != 0
+    assert wait_dead(child)
 
 
 def test_ssh_backend_needs_a_host(make_ctx: Any) -> None:

@@ -86,6 +86,25 @@ def _resolve(future: Any, value: object) -> None:
         future.set_result(value)
 
 
+def _orphan(result: dict[str, object]) -> None:
+    """Stop a command whose start nobody waits for any more (the caller was cancelled,
+    or gave up waiting): started late, it would otherwise run unowned until hermes
+    exits. It leads its own session (spawnd starts it with setsid), so its group goes."""
+    child = result.get("child")
+    if isinstance(child, Child) and child.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def _settle(future: Any, result: dict[str, object]) -> None:
+    """Hand a spawn's answer to its waiting coroutine, or stop the command if nobody
+    waits (runs in the event loop, where the future is cancelled too: no race)."""
+    if future.done():
+        _orphan(result)
+    else:
+        future.set_result(result)
+
+
 class _Helper:
     """One running spawnd, its socket and the thread that reads its messages."""
 
@@ -316,18 +335,26 @@ def spawn(
     for attempt in (1, 2):  # The helper may have died between commands: a new one, once.
         event = threading.Event()
         box: list[dict[str, object]] = []
+        guard = threading.Lock()
+        abandoned: list[bool] = []
 
         def deliver(
             result: dict[str, object],
             box: list[dict[str, object]] = box,
             event: threading.Event = event,
+            guard: threading.Lock = guard,
+            abandoned: list[bool] = abandoned,
         ) -> None:
-            box.append(result)
+            with guard:
+                if abandoned:  # Given up on: a command started now is nobody's.
+                    _orphan(result)
+                    return
+                box.append(result)
             event.set()
 
         helper = _current()
         try:
-            ident = helper.send(
+            helper.send(
                 argv,
                 cwd,
                 env,
@@ -336,9 +363,11 @@ def spawn(
                 deny_unix_sockets,
                 drop_capabilities,
             )
-            if not event.wait(SPAWN_TIMEOUT):
-                helper.forget(ident)
-                raise SpawnError(0, "the spawner did not answer")
+            event.wait(SPAWN_TIMEOUT)
+            with guard:
+                if not box:  # The answer may still come: deliver then stops the command.
+                    abandoned.append(True)
+                    raise SpawnError(0, "the spawner did not answer")
             return _answer(box[0])
         except SpawnError as exc:
             if attempt == 2 or not _dead_helper(exc):
@@ -368,11 +397,14 @@ async def spawn_async(
         def deliver(
             result: dict[str, object], future: asyncio.Future[dict[str, object]] = future
         ) -> None:
-            loop.call_soon_threadsafe(_resolve, future, result)
+            try:
+                loop.call_soon_threadsafe(_settle, future, result)
+            except RuntimeError:  # The loop is closed: nobody will take the command.
+                _orphan(result)
 
         helper = _current()
         try:
-            ident = helper.send(
+            helper.send(
                 argv,
                 cwd,
                 env,
@@ -381,11 +413,16 @@ async def spawn_async(
                 deny_unix_sockets,
                 drop_capabilities,
             )
+            # Cancelled or timed out, the request stays pending: if the command starts
+            # after all, _settle stops it instead of leaving it running unowned.
             try:
                 result = await asyncio.wait_for(future, SPAWN_TIMEOUT)
             except TimeoutError:
-                helper.forget(ident)
                 raise SpawnError(0, "the spawner did not answer") from None
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    _orphan(future.result())
+                raise
             return _answer(result)
         except SpawnError as exc:
             if attempt == 2 or not _dead_helper(exc):

@@ -503,10 +503,17 @@ class _ConfinedProcess:
             os.close(devnull)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 16, loop=loop)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-            os.fdopen(read_end, "rb", buffering=0),
-        )
+        pipe = os.fdopen(read_end, "rb", buffering=0)
+        try:
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
+            )
+        except BaseException:
+            # Interrupted right after the start (the user cancelled the turn): nobody
+            # holds the command yet, so it must not run on.
+            _kill_group(child.pid, signal.SIGKILL)
+            pipe.close()
+            raise
         return cls(child, reader, transport)
 
 
@@ -701,12 +708,21 @@ def _read_log(proc: Background, start: int, max_chars: int) -> tuple[str, int]:
     return capture.text(), end
 
 
-def stop_background(proc: Background) -> None:
+def stop_background(proc: Background) -> bool:
+    """Stop a background process and its group; True if it was still running.
+
+    Whether it ran is decided before anything is done to it: closing the ssh
+    backend's stdin alone makes the remote watchdog end the command, and the
+    local ssh can exit (143) before a later look, which then took the stop
+    for an exit of its own.
+    """
+    running = proc.popen.poll() is None
+    if running:
+        proc.killed = True
     if proc.popen.stdin is not None:
         with contextlib.suppress(OSError):
             proc.popen.stdin.close()
     if proc.popen.poll() is None:
-        proc.killed = True
         _kill_group(proc.popen.pid, signal.SIGTERM)
         try:
             proc.popen.wait(KILL_GRACE)
@@ -716,6 +732,7 @@ def stop_background(proc: Background) -> None:
     _kill_group(proc.popen.pid, signal.SIGKILL)
     _remove_container(proc.launch.container_name)
     _LIVE.pop(proc.popen.pid, None)
+    return running
 
 
 def cleanup(state: dict[str, Any]) -> int:
@@ -728,9 +745,7 @@ def cleanup(state: dict[str, Any]) -> int:
     procs = _processes(state)
     running = 0
     for proc in list(procs.values()):
-        if proc.popen.poll() is None:
-            running += 1
-        stop_background(proc)
+        running += stop_background(proc)
     procs.clear()
     known = state.pop(AFTERCARE_KEY, None)
     if known is not None:  # What the processes just stopped did last.
@@ -896,8 +911,7 @@ async def _process(args: dict[str, Any], ctx: ToolContext) -> str:
         known = ", ".join(procs) or "none"
         raise ToolError(f"no background process {ident!r} in this session (known: {known})")
     if action == "kill":
-        was_running = proc.popen.poll() is None
-        await asyncio.to_thread(stop_background, proc)
+        was_running = await asyncio.to_thread(stop_background, proc)
         text, proc.offset = _read_log(proc, proc.offset, max_chars)
         head = (
             f"{proc.id}: {proc.status()}"
