@@ -199,3 +199,40 @@ def test_a_secret_cut_by_a_read_of_mcp_stderr_is_still_redacted(
     )
     assert shown.returncode == 0 and "ready" in shown.stdout, shown.stderr
     assert secret[15:] not in "".join(shown.stdout.split())
+
+
+def test_the_editor_never_sees_part_of_a_secret_in_live_output(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """ACP shows a running command's output as it comes; it redacted the output so far,
+    so a secret whose first half had been read (the second not yet) was shown half in
+    clear. Whole lines only now: the editor sees the line once it is whole, masked."""
+    import asyncio
+
+    import acp
+
+    from acp_client import Editor, hermes_acp, write_config
+    from peers.llm_server import Reply, ScriptedLLM
+
+    secret = "sk-live-" + "Hq3Zr8Wn5Tx2Vb7Mc4Kp" * 2
+    ws = tmp_path / "project"
+    ws.mkdir()
+    (ws / "creds.txt").write_text(f"token={secret}\n")
+    hermes_home.mkdir(parents=True, exist_ok=True)
+    (hermes_home / ".env").write_text(f"SERVICE_API_KEY={secret}\n")
+    (hermes_home / ".env").chmod(0o600)
+    command = "head -c 26 creds.txt; sleep 0.6; tail -c +27 creds.txt; sleep 0.6; echo done"
+    steps = [Reply(tool_calls=[("terminal", {"command": command})]), Reply("Shown.")]
+    editor = Editor("yes", "yes")
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, ws) as conn:
+            sid = (await conn.new_session(cwd=str(ws))).session_id
+            await conn.prompt(session_id=sid, prompt=[acp.text_block("show the creds")])
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        asyncio.run(scenario())
+    shown = [str(u.content) for u in editor.of("tool_call_update")]
+    assert any("done" in text for text in shown), shown
+    assert not any(secret[:20] in text for text in shown), shown

@@ -42,6 +42,7 @@ from acp.schema import (
 
 from hermes_agent.acp import mapping
 from hermes_agent.agent.loop import Events
+from hermes_agent.redact import LogRedactor
 
 if TYPE_CHECKING:
     from hermes_agent.acp.agent import ClientProxy
@@ -74,7 +75,9 @@ class SessionEvents(Events):
         #: The tool call now running (approval questions belong to it).
         self.current_call: str | None = None
         self._calls: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._output: dict[str, list[str]] = {}
+        #: Per running call: its output so far, redacted, and the redactor holding the
+        #: end that is not shown yet (see :meth:`terminal_output`).
+        self._output: dict[str, tuple[list[str], LogRedactor]] = {}
         self._last_output = 0.0
         self.new_message()
 
@@ -170,14 +173,16 @@ class SessionEvents(Events):
         )
 
     def terminal_output(self, chunk: str) -> None:
-        """Output of the running command, shown as the tool call's content while it runs."""
-        from hermes_agent.redact import redact
+        """Output of the running command, shown as the tool call's content while it runs.
 
+        Only whole lines are shown (:class:`LogRedactor`): redacting the output so far
+        showed the first half of a secret whose second half had not been read yet.
+        """
         call = self.current_call
         if call is None or not chunk:
             return
-        pieces = self._output.setdefault(call, [])
-        pieces.append(chunk)
+        pieces, redactor = self._output.setdefault(call, ([], LogRedactor()))
+        pieces.append(redactor.feed(chunk))
         now = time.monotonic()
         if now - self._last_output < 0.1:
             return  # At most ten updates a second; the result carries the rest.
@@ -186,7 +191,7 @@ class SessionEvents(Events):
             ToolCallProgress(
                 session_update="tool_call_update",
                 tool_call_id=call,
-                content=[mapping.text_content(redact("".join(pieces)))],
+                content=[mapping.text_content("".join(pieces))],
             )
         )
 
