@@ -181,3 +181,18 @@ def test_the_editor_is_told_when_a_fallback_answered(hermes_home: Path, tmp_path
     assert answer.strip() == "From the fallback."
     assert URL_SECRET not in first
     assert again == "Primary again."
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pa55word@127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+        ("https://proxy.example/v1?key=abc123&x=1#frag", "https://proxy.example/v1"),
+        ("http://token@[::1]:11434/v1", "http://[::1]:11434/v1"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+    ],
+)
+def test_error_messages_name_a_base_url_without_its_credentials(url: str, shown: str) -> None:
+    from hermes_agent.providers.base import shown_url
+
+    assert shown_url(url) == shown
