@@ -236,3 +236,18 @@ def test_the_editor_never_sees_part_of_a_secret_in_live_output(
     shown = [str(u.content) for u in editor.of("tool_call_update")]
     assert any("done" in text for text in shown), shown
     assert not any(secret[:20] in text for text in shown), shown
+
+
+def test_hermes_logs_shows_bidi_controls_as_text(hermes: Any, hermes_home: Path) -> None:
+    """A log line holds text from chat users, web pages and MCP servers. A right-to-left
+    override in it made the terminal show the line reordered (another command than the
+    one logged); it is shown as \\u202e, like the escape sequences already were."""
+    logs = hermes_home / "logs"
+    logs.mkdir(parents=True)
+    line = "approved: echo \u202egnp.exe\u202c safe \u2066x\u2069 \x1b[2J\u2028next\n"
+    (logs / "gateway.log").write_text(line)
+    done = hermes("logs", "gateway")
+    assert done.returncode == 0, done.stderr
+    for char in "\u202e\u202c\u2066\u2069\x1b\u2028":
+        assert char not in done.stdout
+    assert "\\u202e" in done.stdout and "\\x1b" in done.stdout and "\\u2028" in done.stdout

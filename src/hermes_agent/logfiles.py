@@ -38,8 +38,10 @@ _BLOCK = 64 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 #: The most bytes read backwards to find the last lines.
 MAX_TAIL_BYTES = 32 * 1024 * 1024
-# C0 and C1 controls except tab and newline, and DEL: shown as \xNN.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls except tab and newline, and DEL: shown as \xNN; the bidi
+# overrides and isolates (a line that reorders itself on screen shows another command
+# than the one logged) and Unicode line separators: shown as \uNNNN.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def log_path(name: str, server: str | None = None) -> Path:
@@ -96,7 +98,12 @@ def clean(text: str) -> str:
     """``text`` as it may be shown: secrets redacted, control characters made visible."""
     from hermes_agent.redact import redact
 
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(text))
+    return _CONTROL.sub(_visible, redact(text))
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def last_lines(fd: int, count: int) -> tuple[list[str], int]:
