@@ -79,6 +79,20 @@ def _absolute(raw: str) -> Path:
     return Path(raw)
 
 
+def where() -> tuple[str, str, str]:
+    """What decides where HERMES_HOME is: ``$HERMES_HOME``, and ``$HOME`` and the working
+    directory only when they count (it is unset, or not absolute).
+
+    A cache key for a path inside the home, checked on every tool call: one environment
+    lookup in the usual case, where building the path again costs several microseconds.
+    """
+    raw = os.environ.get(ENV_VAR, "")
+    if raw.startswith("/"):
+        return raw, "", ""
+    relative = bool(raw) and not raw.startswith("~")
+    return raw, os.environ.get("HOME", ""), os.getcwd() if relative else ""
+
+
 @functools.lru_cache(maxsize=256)
 def _joined(root: Path, name: str) -> Path:
     return root / name

@@ -19,6 +19,7 @@ time) would add a migration and a schema for one small mapping.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -48,12 +49,21 @@ def digest(tool: Any) -> str:
 _cache: tuple[int, dict[str, dict[str, Any]]] | None = None
 
 
+@functools.lru_cache(maxsize=8)
+def _pins_file(hermes_home_var: str, user_home: str, cwd: str) -> str:
+    """The pins file of one HERMES_HOME, as a string (worked out once: it is stat'ed
+    before every MCP tool call, and building the path cost more than the stat)."""
+    return os.fspath(home.mcp_pins_path())
+
+
 def stamp() -> int:
     """Changes whenever the pins file does (cheap: one stat)."""
     try:
-        return os.stat(home.mcp_pins_path()).st_mtime_ns
+        st = os.stat(_pins_file(*home.where()))
     except OSError:
         return 0
+    # The inode too: a file replaced within the clock's granularity keeps its mtime.
+    return hash((st.st_ino, st.st_mtime_ns, st.st_size))
 
 
 def load() -> dict[str, dict[str, Any]]:

@@ -57,6 +57,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hermes_agent import home
+from hermes_agent.errors import HermesError
+from hermes_agent.redact import current, outbound_secret, redact_data
+from hermes_agent.safety import denials
 from hermes_agent.safety.commands import READ_ONLY
 from hermes_agent.safety.parse import Analysis
 from hermes_agent.safety.verdict import Finding, Level, Verdict
@@ -175,8 +179,6 @@ class _AuditLog:
             # forgotten (never written to or closed), and the child opens its own.
             self.fd = -1
         self.close()
-        from hermes_agent import home
-
         home.ensure_dir(Path(path).parent)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
@@ -206,10 +208,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: setattr(_audit_log, "lock", threading.Lock()))
 
 
+#: One encoder for every audit line: ``json.dumps`` with an option builds a new one each time.
+_LINE = json.JSONEncoder(ensure_ascii=False)
+
+
 @functools.lru_cache(maxsize=8)
 def _audit_path(hermes_home_var: str, user_home: str, cwd: str) -> str:
-    from hermes_agent import home
-
     return os.fspath(home.approvals_log_path())
 
 
@@ -219,14 +223,8 @@ def audit(record: dict[str, Any], redactor: Redactor | None = None) -> None:
     One ``write`` per line on an ``O_APPEND`` descriptor: lines from several
     processes or threads never interleave. ``redactor``: see :func:`redact_data`.
     """
-    from hermes_agent import home
-    from hermes_agent.redact import redact_data
-
-    raw = os.environ.get(home.ENV_VAR, "")
-    relative = bool(raw) and not raw.startswith(("/", "~"))
-    path = _audit_path(raw, os.environ.get("HOME", ""), os.getcwd() if relative else "")
-    line = json.dumps(redact_data(record, redactor), ensure_ascii=False) + "\n"  # Before JSON.
-    data = line.encode("utf-8")
+    path = _audit_path(*home.where())
+    data = (_LINE.encode(redact_data(record, redactor)) + "\n").encode("utf-8")  # Before JSON.
     with _audit_log.lock:
         fd = _audit_log.descriptor(path)
         try:
@@ -291,8 +289,6 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
         record["decision"] = decision
         record["by"] = by
         record["check_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        from hermes_agent.errors import HermesError
-
         try:
             audit(record)
         except (OSError, ValueError, HermesError) as exc:
@@ -300,8 +296,6 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
                 f"the command was not run: its approval could not be recorded in the audit "
                 f"log ({exc}); fix HERMES_HOME/logs"
             ) from None
-
-    from hermes_agent.redact import outbound_secret
 
     carried = outbound_secret(command)
     if carried is not None:
@@ -321,8 +315,6 @@ async def approve_command(command: str, ctx: ToolContext, *, purpose: str = "ter
             "by the agent, whatever the approval mode; if it is really needed, ask the user "
             "to run it themselves."
         )
-    from hermes_agent.safety import denials
-
     held = denials.command_refusal(ctx.state, verdict, ctx.cwd)
     if held is not None:
         # The user said no to this effect earlier in the turn, by another route.
@@ -410,8 +402,6 @@ async def approve_action(
     one of hermes' secrets never leaves for a server. Every decision is written
     to the audit log; when nobody can answer an ``ask``, the action is denied.
     """
-    from hermes_agent.redact import current
-
     started = time.perf_counter()
     #: The secrets as of now, for the check and the audit line of a decision taken now
     #: (one look at the secret files instead of two); dropped once the user was asked.
@@ -431,8 +421,6 @@ async def approve_action(
         record["decision"] = decision
         record["by"] = by
         record["check_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        from hermes_agent.errors import HermesError
-
         try:
             audit(record, redactor)
         except (OSError, ValueError, HermesError) as exc:
@@ -449,8 +437,6 @@ async def approve_action(
             "Tools never get hermes' secrets; if a server needs a credential, ask the user to "
             "configure it for that server."
         )
-    from hermes_agent.safety import denials
-
     held = denials.payload_refusal(ctx.state, payload, ctx.cwd)
     if held is not None:
         decide("refused", "an earlier denial in this turn")

@@ -23,6 +23,7 @@ have asked for.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -41,16 +42,29 @@ _SOURCE_MAX = 300
 
 
 def _defuse(text: str) -> str:
-    return _FORGED.sub(r"(\1\2", text)
+    # Every marker starts with "[": text without one has nothing to defuse (most results
+    # of a tool called in a loop), and a substring test costs far less than the search.
+    return _FORGED.sub(r"(\1\2", text) if "[" in text else text
+
+
+@functools.lru_cache(maxsize=256)
+def _header(source: str) -> str:
+    """The opening marker naming ``source`` (the same few sources come again and again)."""
+    source = " ".join(_defuse(source).split())
+    if len(source) > _SOURCE_MAX:
+        source = source[: _SOURCE_MAX - 3] + "..."
+    return HEADER.format(source=source)
 
 
 def wrap(text: str, source: str) -> str:
     """Return ``text`` between the untrusted-content markers, naming ``source``."""
-    source = " ".join(_defuse(source).split())
-    if len(source) > _SOURCE_MAX:
-        source = source[: _SOURCE_MAX - 3] + "..."
     body = _defuse(text).rstrip("\n")
-    return f"{HEADER.format(source=source)}\n{body}\n{FOOTER}"
+    return f"{_header(source)}\n{body}\n{FOOTER}"
+
+
+#: Key in ``ToolContext.state``: the sources list above as a set, with the list it was made
+#: from and that list's length (made again when either differs).
+_SEEN_KEY = "untrusted_sources_seen"
 
 
 def record(state: dict[str, Any], source: str) -> None:
@@ -61,8 +75,15 @@ def record(state: dict[str, Any], source: str) -> None:
     if len(source) > _SOURCE_MAX:
         source = source[: _SOURCE_MAX - 3] + "..."
     sources: list[str] = state.setdefault(SOURCES_KEY, [])
-    if source not in sources:
+    # A turn of many calls (an MCP tool in a loop) has many sources: looked up in a set,
+    # not by a walk of the list on each call.
+    seen = state.get(_SEEN_KEY)
+    if not (isinstance(seen, tuple) and seen[0] is sources and seen[1] == len(sources)):
+        seen = (sources, len(sources), set(sources))
+    if source not in seen[2]:
         sources.append(source)
+        seen[2].add(source)
+    state[_SEEN_KEY] = (sources, len(sources), seen[2])
 
 
 def turn_read_untrusted(state: dict[str, Any]) -> bool:
