@@ -34,6 +34,8 @@ from peers.llm_server import RecordedRequest, Reply, ScriptedLLM
 from test_gateway import KEY, Gateway, configure_home
 
 DURATION = 45.0
+#: How long the run may go on past DURATION until enough was done to mean something.
+OVERTIME = 240.0
 CLIENTS = 3
 WRITERS = 8
 KILLS = 3
@@ -83,6 +85,7 @@ def _hermes(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.peer("scripted")
+@pytest.mark.timeout(DURATION + OVERTIME + 240)  # The run, its overtime, then 180 s of joins.
 def test_gateway_cron_writers_and_kills(hermes_home: Path, tmp_path: Path) -> None:
     rng = random.Random(14)
     workdir = tmp_path / "work"
@@ -147,13 +150,31 @@ def test_gateway_cron_writers_and_kills(hermes_home: Path, tmp_path: Path) -> No
         threads.append(threading.Thread(target=pruner))
         for thread in threads:
             thread.start()
+
+        def enough() -> bool:
+            """Enough done for the checks below to mean something."""
+            with guard:
+                if len(answers) <= 10 or len(config_set) <= WRITERS:
+                    return False
+            try:
+                (job,) = (hermes_home / "cron").glob("*.json")
+                return int(json.loads(job.read_text())["runs"]) >= 3
+            except (ValueError, KeyError, OSError):
+                return False
+
         began = time.monotonic()
         try:
             for _ in range(KILLS):
                 time.sleep(rng.uniform(4, DURATION / KILLS - 4))
                 gateway[0].kill()  # SIGKILL, at whatever it was doing.
                 gateway[0] = Gateway(hermes_home, port, workdir).wait_ready(timeout=60)
-            time.sleep(max(0.0, DURATION - (time.monotonic() - began)))
+            # DURATION at least, and on until enough was done: a loaded 2-core machine
+            # gets through fewer questions in the same time (once, 3 in 45 s), which is
+            # no failure; the checks below then still judge every one of them.
+            while time.monotonic() - began < DURATION + OVERTIME:
+                if time.monotonic() - began >= DURATION and enough():
+                    break
+                time.sleep(0.2)
         finally:
             stop.set()
             for thread in threads:
