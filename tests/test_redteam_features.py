@@ -251,3 +251,54 @@ def test_hermes_logs_shows_bidi_controls_as_text(hermes: Any, hermes_home: Path)
     for char in "\u202e\u202c\u2066\u2069\x1b\u2028":
         assert char not in done.stdout
     assert "\\u202e" in done.stdout and "\\x1b" in done.stdout and "\\u2028" in done.stdout
+
+
+_PARALLEL_BOMBS = r"""
+import os, resource, struct, sys, threading, zlib
+from hermes_agent import images
+
+def bomb(w, h, seed):
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    c = zlib.compressobj(9)
+    row = b"\x00" + bytes([seed]) * (w * 4)
+    body = b"".join(c.compress(row) for _ in range(h)) + c.flush()
+    head = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+files = [bomb(4500, 4500, i) for i in range(3)]
+print(max(len(f) for f in files), file=sys.stderr)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+threads = [threading.Thread(target=images.ingest_bytes, args=(f,)) for f in files]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+"""
+
+
+def test_small_image_files_that_decode_huge_are_not_decoded_side_by_side(
+    hermes_home: Path,
+) -> None:
+    """A 100 KB PNG can announce 4500x4500 RGBA pixels (81 MB decoded, more while it is
+    scaled and cleaned), under MAX_PIXELS. Each was decoded at full size and copied
+    three times (turned, converted, stripped), and as many at once as arrived: three
+    from a chat took 1 GB. Now scaled first and one decode at a time per process."""
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    hermes_home.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _PARALLEL_BOMBS],
+        env=clean_env(hermes_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stderr.split()[0]) < 200_000  # Each file is small...
+    grown_mb = int(done.stdout.split()[-1])
+    assert grown_mb < 450, f"{grown_mb} MB for three images"  # ...and so is the peak.

@@ -66,6 +66,8 @@ JPEG_QUALITY = 88
 #: decode and, on every later call, part of the context.
 MAX_PER_MESSAGE = 10
 
+#: One image decoded at a time per process: a decode may hold hundreds of MB.
+_DECODING = threading.Lock()
 #: Decoders Pillow may use on untrusted input (its other plugins are never tried).
 _DECODERS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 _MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
@@ -176,11 +178,20 @@ def _looks_like_svg(data: bytes) -> bool:
     )
 
 
-def _decode(data: bytes, label: str) -> tuple[PILImage.Image, str]:
-    """The first frame of ``data`` with orientation applied, and the format it came in."""
+def _decode(data: bytes, label: str, max_side: int = STORE_MAX_SIDE) -> tuple[PILImage.Image, str]:
+    """The first frame of ``data``, at most ``max_side`` pixels a side, orientation
+    applied, and the format it came in.
+
+    Memory is what a hostile image attacks: a 190 KB PNG can announce 7000x7000 RGBA
+    pixels (200 MB decoded). So the image is scaled down before anything else copies
+    it (turning, converting, stripping), a JPEG is decoded at a reduced scale where
+    its format allows (``draft``), and one decode runs at a time in a process
+    (:data:`_DECODING`): a gateway taking ten such images from each of several chats
+    held several gigabytes at once.
+    """
     import warnings
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if _looks_like_svg(data):
         raise ImageError(
@@ -198,8 +209,13 @@ def _decode(data: bytes, label: str) -> tuple[PILImage.Image, str]:
                     f"{MAX_PIXELS:,} hermes decodes (a decompression bomb?)"
                 )
             opened.seek(0)
+            orientation = _orientation(opened)
+            if (opened.format or "").upper() == "JPEG":
+                # The smallest DCT scale still at least max_side on the long side.
+                scale = max_side / max(width, height)
+                opened.draft(opened.mode, (round(width * scale), round(height * scale)))
             opened.load()
-            image = ImageOps.exif_transpose(opened)
+            image = _upright(_fit(_flat(opened), max_side), orientation)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -213,6 +229,42 @@ def _decode(data: bytes, label: str) -> tuple[PILImage.Image, str]:
     except Exception as exc:  # Truncated, corrupt, or a decoder's surprise: never a crash.
         raise ImageError(f"{label} is a damaged image ({type(exc).__name__})") from None
     return image, (opened.format or "").upper()
+
+
+def _orientation(image: PILImage.Image) -> int:
+    """The EXIF orientation tag (1 when absent or unreadable)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # A damaged EXIF block: shown as stored.
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _flat(image: PILImage.Image) -> PILImage.Image:
+    """``image`` in a mode that scales smoothly (a palette or 1-bit image resized with
+    Lanczos would be resized by nearest neighbour instead)."""
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("1", "I;16", "I", "F"):
+        return image.convert("L")
+    return image
+
+
+def _upright(image: PILImage.Image, orientation: int) -> PILImage.Image:
+    """``image`` turned as its EXIF orientation says (ImageOps.exif_transpose's table,
+    applied to the scaled copy instead of copying the full-size image once more)."""
+    from PIL import Image
+
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def _clean(image: PILImage.Image) -> tuple[PILImage.Image, bool]:
@@ -267,20 +319,22 @@ def ingest_bytes(data: bytes, *, name: str = "", label: str | None = None) -> Im
         )
     if not data:
         raise ImageError(f"{label} is empty")
-    decoded, source_format = _decode(data, label)
-    try:
-        image, alpha = _clean(decoded)
-        image = _fit(image, STORE_MAX_SIDE)
-        lossless = alpha or source_format in ("PNG", "GIF", "BMP")
-        ext, encoded = _encode(image, lossless)
-    except Exception as exc:  # An odd mode or palette the converters refuse.
-        raise ImageError(f"{label} could not be converted ({type(exc).__name__})") from None
+    with _DECODING:
+        decoded, source_format = _decode(data, label)
+        try:
+            image, alpha = _clean(decoded)
+            lossless = alpha or source_format in ("PNG", "GIF", "BMP")
+            ext, encoded = _encode(image, lossless)
+        except Exception as exc:  # An odd mode or palette the converters refuse.
+            raise ImageError(f"{label} could not be converted ({type(exc).__name__})") from None
+        width, height = image.size
+        del decoded, image
     digest = hashlib.sha256(encoded).hexdigest()
     ref = ImageRef(
         digest,
         _MEDIA_TYPES[ext],
-        image.width,
-        image.height,
+        width,
+        height,
         len(encoded),
         os.path.basename(name)[:200],
     )
@@ -405,6 +459,11 @@ async def prepare(messages: list[dict[str, Any]], limits: Limits) -> None:
 
 
 def _shrink(data: bytes, ref: ImageRef, limits: Limits) -> tuple[str, bytes]:
+    with _DECODING:
+        return _shrink_now(data, ref, limits)
+
+
+def _shrink_now(data: bytes, ref: ImageRef, limits: Limits) -> tuple[str, bytes]:
     from PIL import Image
 
     with Image.open(io.BytesIO(data), formats=_DECODERS) as opened:
