@@ -302,3 +302,25 @@ def test_small_image_files_that_decode_huge_are_not_decoded_side_by_side(
     assert int(done.stderr.split()[0]) < 200_000  # Each file is small...
     grown_mb = int(done.stdout.split()[-1])
     assert grown_mb < 450, f"{grown_mb} MB for three images"  # ...and so is the peak.
+
+
+def test_times_at_the_ends_of_the_calendar_are_bad_input(hermes: Any, hermes_home: Path) -> None:
+    """'9999-12-31T23:59:59-14:00' is a valid ISO time that overflows in UTC: as a
+    schedule (the user's or the model's, through the cronjob tool) and in a damaged job
+    file it ended `hermes cron add`, `cron list` and `hermes status` with an internal
+    error (70). A schedule is refused (2); a job file holding it is a broken job file."""
+    import json
+
+    for when in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59"):
+        done = hermes("cron", "add", "-s", when, "--prompt", "hi")
+        assert done.returncode == 2 and "between the years" in done.stderr, done.stderr
+    assert hermes("cron", "add", "-s", "0 9 * * *", "--prompt", "hi", "--name", "j").returncode == 0
+    (job,) = (hermes_home / "cron").glob("j-*.json")
+    data = json.loads(job.read_text())
+    for when in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+        data["next_run"] = when
+        job.write_text(json.dumps(data))
+        for args in (("status",), ("cron", "list")):
+            done = hermes(*args)
+            assert done.returncode == 0, (args, done.stderr)
+            assert "internal error" not in done.stderr and "j-" in done.stdout + done.stderr

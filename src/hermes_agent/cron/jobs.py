@@ -195,7 +195,15 @@ def _check_field(name: str, value: Any, where: str) -> Any:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise bad("an ISO time with offset, or null")
-    return moment.astimezone(UTC)
+    from hermes_agent.cron.schedule import in_range
+
+    try:  # A damaged file's 9999-12-31T23:59-14:00 overflowed in UTC (an internal error).
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not in_range(moment):
+        raise bad("an ISO time between the years 2 and 8999")
+    return moment
 
 
 def make_id(name: str, taken: Callable[[str], bool]) -> str:

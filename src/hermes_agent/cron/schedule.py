@@ -458,8 +458,27 @@ def _parse_time(raw: str, zone: tzinfo) -> Once:
             f"schedule {raw!r}: not a valid ISO time (e.g. 2026-12-24T09:00, or with an "
             "offset: 2026-12-24T09:00+01:00)"
         ) from None
-    at = localize(moment, zone) if moment.tzinfo is None else moment.astimezone(UTC)
-    return Once(at.astimezone(zone).isoformat(), at)
+    try:
+        at = localize(moment, zone) if moment.tzinfo is None else moment.astimezone(UTC)
+        if not in_range(at):
+            raise OverflowError
+        return Once(at.astimezone(zone).isoformat(), at)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is past what datetime holds, in UTC.
+        raise ScheduleError(
+            f"schedule {raw!r}: the time must be between the years {EARLIEST.year} and "
+            f"{LATEST.year - 1}"
+        ) from None
+
+
+#: The times a job may name: far enough from datetime's ends (years 1 and 9999) that
+#: showing one in any time zone, or adding a day, never overflows.
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def in_range(moment: datetime) -> bool:
+    """Whether an aware ``moment`` lies between :data:`EARLIEST` and :data:`LATEST`."""
+    return EARLIEST <= moment < LATEST
 
 
 # --- the time zone ------------------------------------------------------------------------
