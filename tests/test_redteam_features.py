@@ -308,12 +308,16 @@ def test_times_at_the_ends_of_the_calendar_are_bad_input(hermes: Any, hermes_hom
     """'9999-12-31T23:59:59-14:00' is a valid ISO time that overflows in UTC: as a
     schedule (the user's or the model's, through the cronjob tool) and in a damaged job
     file it ended `hermes cron add`, `cron list` and `hermes status` with an internal
-    error (70). A schedule is refused (2); a job file holding it is a broken job file."""
+    error (70), and so did an interval past it ('in 3000000d'). A schedule is refused
+    (2); a job file holding such a time is a broken job file."""
     import json
 
     for when in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59"):
         done = hermes("cron", "add", "-s", when, "--prompt", "hi")
         assert done.returncode == 2 and "between the years" in done.stderr, done.stderr
+    for when in ("every 3000000d", "in 99999999999d", "in 999999999999999999999999m"):
+        done = hermes("cron", "add", "-s", when, "--prompt", "hi")
+        assert done.returncode == 2 and "at most" in done.stderr, done.stderr
     assert hermes("cron", "add", "-s", "0 9 * * *", "--prompt", "hi", "--name", "j").returncode == 0
     (job,) = (hermes_home / "cron").glob("j-*.json")
     data = json.loads(job.read_text())

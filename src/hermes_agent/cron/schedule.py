@@ -395,7 +395,15 @@ def _unit_seconds(count: str, unit: str, text: str) -> int:
     seconds = int(count) * UNITS[unit]
     if seconds <= 0:
         raise ScheduleError(f"schedule {text!r}: the interval must be longer than 0")
+    if seconds > MAX_INTERVAL:  # 'in 3000000d' overflowed datetime: an internal error.
+        raise ScheduleError(
+            f"schedule {text!r}: the interval must be at most {MAX_INTERVAL // 86400} days"
+        )
     return seconds
+
+
+#: The longest interval or delay a schedule may name (100 years).
+MAX_INTERVAL = 36_525 * 86_400
 
 
 def _short(seconds: int) -> str:
