@@ -185,3 +185,22 @@ def test_a_pins_file_replaced_in_the_same_tick_is_read_again(hermes_home: Path) 
     os.replace(fresh, path)
     assert path.stat().st_mtime_ns == mtime
     assert pins.pinned("srv", "tool") == "two"
+
+
+def test_secret_files_that_appear_later_are_covered_at_once(hermes_home: Path) -> None:
+    """A secret file missing at one look is looked for without a failing stat; it is
+    still found the moment it exists (and again after it was removed and came back)."""
+    hermes_home.mkdir()
+    auth_secret, token_secret = "auth-appears-later-123", "token-appears-later-456"
+    for _ in range(2):  # Missing at least once before: the cheaper look is the one used.
+        assert redaction.redact(auth_secret) == auth_secret
+    (hermes_home / "auth.json").write_text(json.dumps({"p": {"refresh": auth_secret}}))
+    assert redaction.redact(auth_secret) == redaction.MASK
+    assert redaction.redact(token_secret) == token_secret
+    (hermes_home / "mcp-tokens").mkdir()
+    (hermes_home / "mcp-tokens" / "srv.json").write_text(json.dumps({"t": token_secret}))
+    assert redaction.redact(token_secret) == redaction.MASK
+    (hermes_home / "auth.json").unlink()
+    assert redaction.redact(auth_secret) == auth_secret
+    (hermes_home / "auth.json").write_text(json.dumps({"p": {"refresh": auth_secret}}))
+    assert redaction.redact(auth_secret) == redaction.MASK

@@ -443,16 +443,21 @@ class Redactor:
         for _ in range(2):
             decoded = urllib.parse.unquote(decoded)
             views.update((decoded, urllib.parse.unquote_plus(decoded)))
-        skeletons = [_skeleton(view) for view in views]
-        compact = [_without_space(view) for view in views]
+        # The views joined by a line break, searched once per spelling instead of once per
+        # view: neither a spelling nor a view holds whitespace (skeletons are letters and
+        # digits; compact forms and views have it taken out), so none matches across one.
+        skeletons = "\n".join({_skeleton(view) for view in views})
+        compact = "\n".join({_without_space(view) for view in views})
         skip = set(allowed)
         for secret, label, forms, exact in self._outbound:
             if secret in skip:
                 continue
-            if any(form in skeleton for form in forms for skeleton in skeletons):
-                return label
-            if any(form in view for form in exact for view in compact):
-                return label
+            for form in forms:
+                if form in skeletons:
+                    return label
+            for form in exact:
+                if form in compact:
+                    return label
         return None
 
     def _addressed_secrets(self, url: str) -> set[str]:
@@ -580,13 +585,39 @@ def _stamp() -> tuple[Any, ...]:
     where = home.where()
     parts: list[Any] = [where, len(os.environ)]
     for path in _secret_files(*where):
+        # A file missing last time (auth.json, mcp-tokens/ in many homes) is looked for
+        # without a stat that fails: raising and catching the error cost twice the look.
+        if path in _missing and not _exists(path):
+            parts.append(None)
+            continue
         try:
             st = os.stat(path)
         except OSError:
             parts.append(None)
+            _missing.add(path)
         else:
             parts.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            _missing.discard(path)
     return tuple(parts)
+
+
+#: Secret files that were missing at the last look (a hint: see _stamp).
+_missing: set[str] = set()
+
+
+def _exists(path: str) -> bool:
+    """Whether ``os.stat(path)`` could succeed, without raising when it cannot.
+
+    ``access(F_OK)`` resolves the path as ``stat`` does, with the effective ids
+    (``AT_EACCESS``) where the platform offers it; elsewhere the answer is "maybe",
+    and the stat decides.
+    """
+    if not _ACCESS_EFFECTIVE:
+        return True
+    return os.access(path, os.F_OK, effective_ids=True)
+
+
+_ACCESS_EFFECTIVE = os.access in os.supports_effective_ids
 
 
 def current() -> Redactor:
