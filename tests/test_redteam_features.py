@@ -328,3 +328,44 @@ def test_times_at_the_ends_of_the_calendar_are_bad_input(hermes: Any, hermes_hom
             done = hermes(*args)
             assert done.returncode == 0, (args, done.stderr)
             assert "internal error" not in done.stderr and "j-" in done.stdout + done.stderr
+
+
+def test_json_outputs_carry_no_raw_terminal_controls(
+    hermes: Any, hermes_home: Path, tmp_path: Path
+) -> None:
+    """`--json` printed with ensure_ascii=False: json.dumps escapes C0 controls but leaves
+    C1 (U+009B is CSI to a terminal) and bidi overrides raw. A checkpoint's reason holds
+    a file name the model chose, and a platform's state a server's words."""
+    import json
+    import subprocess
+    import time
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("a\n")
+    Store(ws).snapshot("write_file x\u009b31m\u202eevil", turn="hi\u009b2J")
+    # The status file is read only for a live gateway (a process whose command line says
+    # gateway): a sleep named so stands in for it.
+    fake = subprocess.Popen(["bash", "-c", "exec -a hermes-gateway sleep 60"])
+    try:
+        (hermes_home / "gateway.pid").write_text(f"{fake.pid}\n")
+        state = {"state": "error\u009b2J\u202e", "since": 1, "detail": "x"}
+        status = {"pid": fake.pid, "started_at": 1, "updated_at": 1, "phase": "running"}
+        status["platforms"] = {"api": state}
+        (hermes_home / "gateway.status.json").write_text(json.dumps(status))
+        deadline = time.monotonic() + 10
+        while b"gateway" not in Path(f"/proc/{fake.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        outputs = {
+            "checkpoints": hermes("checkpoints", "--workspace", str(ws), "list", "--json"),
+            "status": hermes("status", "--json"),
+            "doctor": hermes("doctor", "--json", "--offline", "--no-probe"),
+        }
+    finally:
+        fake.kill()
+        fake.wait()
+    assert "\\u009b" in outputs["checkpoints"].stdout and "\\u009b" in outputs["status"].stdout
+    for name, done in outputs.items():
+        assert done.stdout.strip(), (name, done.stderr)
+        assert not any(0x80 <= ord(c) <= 0x9F or c in "\u202e\u2066" for c in done.stdout), name

@@ -94,7 +94,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "turn": c.turn,
                 "skipped": list(c.skipped),
             }
-            print(json.dumps(row, ensure_ascii=False))
+            # ASCII: file names in the reason are the model's (C1 controls, bidi).
+            print(json.dumps(row))
         return 0
     if not listed:
         print(f"no checkpoints of {store.workspace} yet")

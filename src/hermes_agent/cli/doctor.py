@@ -76,7 +76,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     report = diagnose.run(network=not args.offline, timeout=args.timeout, probe=not args.no_probe)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        # ASCII: a C1 control (\x9b is CSI) or a bidi override a server wrote into a
+        # finding stays an escape in the JSON instead of reaching the terminal raw.
+        print(json.dumps(report.to_json(), indent=2))
         return 0 if report.ok else 1
     # Findings can quote what a server said (an MCP server's exit reason): redacted
     # already, and control characters are shown as \xNN, never sent to the terminal.

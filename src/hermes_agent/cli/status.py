@@ -43,7 +43,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from hermes_agent.cron.schedule import job_zone, zone_name
     from hermes_agent.errors import EXIT_USAGE, ConfigError
     from hermes_agent.logfiles import clean
-    from hermes_agent.redact import redact
+    from hermes_agent.redact import redact_data
 
     # A broken config.yaml must not hide whether the gateway runs: report with the
     # defaults, name the problem, and exit 2 as every command does for a broken file.
@@ -65,7 +65,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     code = EXIT_USAGE if broken else 0
     report = status_report.collect(config)
     if args.json:
-        print(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
+        # Redacted as data, then ASCII: a platform's error text (a server's) may hold a
+        # C1 control (\x9b is CSI) or a bidi override, which json.dumps leaves raw.
+        print(json.dumps(redact_data(report.to_json()), indent=2))
         return code
     zone = job_zone(config)
     out: list[str] = [f"hermes status: {report.home}"]
