@@ -894,8 +894,10 @@ def test_a_job_file_written_while_the_gateway_runs_is_picked_up(
         await asyncio.sleep(0.3)  # The scheduler is asleep, with no job at all.
         (hermes_home / "cron" / "by-hand.json").write_text(json.dumps(minimal))
         started = time.monotonic()
-        await until(lambda: bool(outputs(hermes_home, "by-hand")))
-        assert time.monotonic() - started < 8  # Seen within the 2 s look, plus its 1 s.
+        await until(lambda: bool(outputs(hermes_home, "by-hand")), timeout=60)
+        # Seen by the 2 s look (with no job, nothing else would wake the scheduler);
+        # the bound leaves room for a loaded machine, the speed is bench's business.
+        assert time.monotonic() - started < 30
         await gateway.scheduler.stop(0)  # No more runs (there is one answer scripted).
 
     serve(scenario)

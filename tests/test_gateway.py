@@ -426,7 +426,7 @@ def test_replace_takes_over(start: Any, llm: ScriptedLLM) -> None:
     llm.add(Reply("From the new one."))
     old = start()
     new = start("--replace")
-    assert old.proc.wait(timeout=5) == 0
+    assert old.proc.wait(timeout=60) == 0
     assert new.pid_file_pid() == new.proc.pid
     assert ask(new, "who answers?") == "From the new one."
     assert new.terminate() == 0
