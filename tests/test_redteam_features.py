@@ -369,3 +369,31 @@ def test_json_outputs_carry_no_raw_terminal_controls(
     for name, done in outputs.items():
         assert done.stdout.strip(), (name, done.stderr)
         assert not any(0x80 <= ord(c) <= 0x9F or c in "\u202e\u2066" for c in done.stdout), name
+
+
+def test_a_damaged_pid_file_is_a_stale_one(hermes: Any, hermes_home: Path, tmp_path: Path) -> None:
+    """gateway.pid holding bytes that are not UTF-8 (a damaged disk, a crash mid-write on
+    a file system without atomic rename) raised UnicodeDecodeError where a stale pid was
+    expected: `hermes status`, `gateway status|stop` ended with an internal error, and
+    `hermes gateway run` could never start again until the file was removed by hand."""
+    from peers.llm_server import Reply, ScriptedLLM
+    from test_gateway import Gateway, ask, configure_home, free_port
+
+    hermes_home.mkdir(parents=True, exist_ok=True)
+    (hermes_home / "gateway.pid").write_bytes(b"\xff\xfe\x001")
+    for args in (("status",), ("gateway", "status"), ("gateway", "stop")):
+        done = hermes(*args)
+        assert "internal error" not in done.stderr and done.returncode in (0, 1), (args, done)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with ScriptedLLM() as llm:
+        llm.add(Reply("Up again."))
+        port = free_port()
+        configure_home(hermes_home, llm, port)
+        (hermes_home / "gateway.pid").write_bytes(b"\xff\xfe\x001")
+        gateway = Gateway(hermes_home, port, run_dir)
+        try:
+            gateway.wait_ready()
+            assert ask(gateway, "hello", user="a", timeout=60) == "Up again."
+        finally:
+            gateway.kill()

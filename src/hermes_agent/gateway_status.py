@@ -149,8 +149,8 @@ def gateway_pid() -> int | None:
     so that readers below the front ends need not import the gateway.
     """
     try:
-        text = home.gateway_pid_path().read_text(encoding="utf-8").strip()
-    except OSError:
+        text = home.gateway_pid_path().read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:  # Undecodable bytes (a damaged file) are a stale pid: ValueError below.
         return None
     try:
         pid = int(text)

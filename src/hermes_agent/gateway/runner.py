@@ -942,7 +942,9 @@ def _is_gateway(pid: int) -> bool:
 def running_pid() -> int | None:
     """The pid of the running gateway of this HERMES_HOME, or None (stale files ignored)."""
     try:
-        text = home.gateway_pid_path().read_text(encoding="utf-8").strip()
+        # errors="replace": a damaged file's bytes are a stale pid, not a crash that keeps
+        # every later gateway from starting.
+        text = home.gateway_pid_path().read_text(encoding="utf-8", errors="replace").strip()
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -967,7 +969,7 @@ def remove_pid_file() -> None:
     """Remove the pid file if it is still ours (a --replace successor may own it)."""
     path = home.gateway_pid_path()
     try:
-        if path.read_text(encoding="utf-8").strip() != str(os.getpid()):
+        if path.read_text(encoding="utf-8", errors="replace").strip() != str(os.getpid()):
             return
         path.unlink()
     except (FileNotFoundError, ValueError):
