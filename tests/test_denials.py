@@ -157,7 +157,6 @@ def test_a_write_after_the_turns_last_tool_call_is_put_back_when_the_turn_ends(
     the model writes its answer): the put-back after each call cannot see it; the end of
     the turn does."""
     import threading
-    import time
 
     from hermes_agent.agent.loop import Agent
     from hermes_agent.providers import settings as provider_settings
@@ -170,13 +169,25 @@ def test_a_write_after_the_turns_last_tool_call_is_put_back_when_the_turn_ends(
     notes = workspace / "notes.txt"
     notes.write_text("keep me\n")
 
+    # The write lands once the model is asked for its answer (after the last tool call's
+    # put-back), and the model answers once it has landed: events, not a 0.3 s sleep
+    # against a 1 s answer, which a loaded machine can reorder.
+    answering = threading.Event()
+    written = threading.Event()
+
     async def late_writer(args: dict[str, Any], ctx: ToolContext) -> str:
         def write() -> None:
-            time.sleep(0.3)
-            notes.write_text("changed behind the user's back\n")
+            if answering.wait(60):
+                notes.write_text("changed behind the user's back\n")
+                written.set()
 
         threading.Thread(target=write, daemon=True).start()
         return "started"
+
+    def answer_after_the_write(request: Any) -> Reply:
+        answering.set()
+        assert written.wait(60), "the late write never came"
+        return Reply("d-o-n-e", chunk_size=1, chunk_delay=0.05)
 
     tool = Tool(
         name="late_writer",
@@ -188,7 +199,7 @@ def test_a_write_after_the_turns_last_tool_call_is_put_back_when_the_turn_ends(
     steps = [
         Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "overwritten\n"})]),
         Reply(tool_calls=[("late_writer", {})]),
-        Reply("d-o-n-e", chunk_size=1, chunk_delay=0.15),  # ~1 s: the write lands meanwhile.
+        answer_after_the_write,
     ]
     hermes_home.mkdir()
     (hermes_home / "config.yaml").write_text("approvals:\n  mode: manual\n")
