@@ -30,15 +30,16 @@ def test_stop_ends_the_running_answer_in_that_chat(start: Any, llm: ScriptedLLM)
 
     thread = threading.Thread(target=slow)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not llm.requests and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not llm.requests:
+        assert time.monotonic() < deadline, "the question never reached the model"
         time.sleep(0.02)
     began = time.monotonic()
     assert ask(gateway, "/stop", user="bob") == "Nothing is being answered in this chat right now."
     assert ask(gateway, "/stop", user="alice") == "Stopping the answer."
-    thread.join(timeout=10)
+    thread.join(timeout=30)
     assert results["slow"] == "Stopped."
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 15  # Stopped, not answered after the model's 20 s.
     # The chat goes on; the stopped message stays in its history.
     assert ask(gateway, "hello again", user="alice") == "Next answer."
     assert "write a long essay" in str(llm.requests[1].messages)
