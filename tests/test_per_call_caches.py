@@ -204,3 +204,36 @@ def test_secret_files_that_appear_later_are_covered_at_once(hermes_home: Path) -
     assert redaction.redact(auth_secret) == auth_secret
     (hermes_home / "auth.json").write_text(json.dumps({"p": {"refresh": auth_secret}}))
     assert redaction.redact(auth_secret) == redaction.MASK
+
+
+def test_the_outbound_pre_search_agrees_with_the_search_per_spelling() -> None:
+    """With nothing allowed, one search per kind decides "no secret"; the answers are
+    those of the search per spelling (taken when a value is allowed)."""
+    import base64
+    import urllib.parse
+
+    secrets = {
+        "sk-outbound-0123456789abcdef": "A_API_KEY (from .env)",
+        "p@$$w0rd!!#-long": "DB_PASSWORD (from .env)",
+        "123456789:AAbench-0123456789abcdefghijklmnopq": "TELEGRAM_BOT_TOKEN (from .env)",
+    }
+    redactor = redaction.Redactor(secrets)
+    texts = [*_fuzz_texts(400)]
+    for secret in secrets:
+        texts += [
+            secret,
+            f"https://x.example/?q={urllib.parse.quote(secret)}",
+            base64.b64encode(f"ab{secret}cd".encode()).decode(),
+            secret.upper().replace("-", "."),
+            "-".join(secret),
+            secret.encode().hex(),
+            json.dumps({"k": secret}),
+            secret[:-1],
+        ]
+    found = 0
+    for text in texts:
+        fast = redactor.outbound_secret(text)
+        slow = redactor.outbound_secret(text, allowed={"nothing-allowed-here"})
+        assert fast == slow, text
+        found += fast is not None
+    assert found >= 6 * len(secrets)

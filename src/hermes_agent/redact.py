@@ -224,6 +224,12 @@ def _skeleton(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
+def _any_of(words: Iterable[str]) -> re.Pattern[str] | None:
+    """One expression that finds any of ``words`` (None for none)."""
+    unique = set(words)
+    return re.compile(_trie_regex(unique)) if unique else None
+
+
 def _trie_regex(words: Iterable[str]) -> str:
     """One regular expression matching any of ``words``, longest first at each position.
 
@@ -382,6 +388,11 @@ class Redactor:
                 exact = frozenset(f for f in compact if len(f) >= MIN_FORM_LENGTH)
                 self._outbound.append((secret, source.label, skeletons, exact))
         self._values = re.compile(_trie_regex(forms)) if forms else None
+        #: Every outbound spelling in one expression per kind (skeletons, exact forms):
+        #: a text in which neither finds anything carries no secret, told by two searches
+        #: instead of a substring test per spelling of every secret.
+        self._outbound_skeletons = _any_of(s for _, _, sk, _ in self._outbound for s in sk)
+        self._outbound_exact = _any_of(f for _, _, _, ex in self._outbound for f in ex)
         #: Short texts already redacted by this redactor, and their redacted form.
         self._memo: dict[str, str] = {}
         #: The longest spelling looked for: how far back a match can start (streams).
@@ -449,6 +460,12 @@ class Redactor:
         skeletons = "\n".join({_skeleton(view) for view in views})
         compact = "\n".join({_without_space(view) for view in views})
         skip = set(allowed)
+        if (
+            not skip
+            and (self._outbound_skeletons is None or not self._outbound_skeletons.search(skeletons))
+            and (self._outbound_exact is None or not self._outbound_exact.search(compact))
+        ):
+            return None  # No spelling of any secret (the loop below would find none).
         for secret, label, forms, exact in self._outbound:
             if secret in skip:
                 continue

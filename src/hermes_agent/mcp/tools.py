@@ -388,6 +388,10 @@ def _server_said(text: str, server: str) -> str:
     return untrusted.wrap(text[:RESULT_MAX], f"MCP server {server} (error)")
 
 
+#: ``json.dumps(args, ensure_ascii=False)`` without building an encoder for every call.
+_ARGUMENTS = json.JSONEncoder(ensure_ascii=False)
+
+
 def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
     # Imported and worked out once per tool, not per call: a call's own checks should
     # cost little beside the server's answer (bench/mcp_calls.py).
@@ -412,7 +416,7 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
                 f"was first used; it is held until the user approves the change "
                 f"(`hermes mcp trust {server}` or /mcp trust {server})"
             )
-        payload = json.dumps(args, ensure_ascii=False)
+        payload = _ARGUMENTS.encode(args)
         mode = str(ctx.config.get("approvals.mode") or "manual")
         await approve_action(
             action,
