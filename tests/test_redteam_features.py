@@ -397,3 +397,47 @@ def test_a_damaged_pid_file_is_a_stale_one(hermes: Any, hermes_home: Path, tmp_p
             assert ask(gateway, "hello", user="a", timeout=60) == "Up again."
         finally:
             gateway.kill()
+
+
+def test_hermes_logs_follow_redacts_a_key_across_its_lines(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """`hermes logs` redacts the lines it shows together (a PEM private key spans lines);
+    `-f` redacted each new line alone, so the same key appended while following was
+    shown in clear, line by line, where the tail showed [REDACTED]."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import HERMES, clean_env
+
+    body = ["MIIEowIBAAKCAQEAx5Jr2AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGh"[:64]] * 6
+    begin, end = "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"
+    pem = "\n".join([begin, *body, end]) + "\n"
+    logs = hermes_home / "logs"
+    logs.mkdir(parents=True)
+    log = logs / "gateway.log"
+    log.write_text("started\n")
+    out_path = tmp_path / "follow.out"
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(
+            [str(HERMES), "logs", "-f"], env=clean_env(hermes_home), stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "started" not in out_path.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        with log.open("a") as handle:
+            handle.write("a key was printed:\n" + pem + "after the key\n")
+        while "after the key" not in out_path.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    shown = out_path.read_text()
+    assert body[0] not in shown and "[REDACTED]" in shown, shown

@@ -98,7 +98,12 @@ def clean(text: str) -> str:
     """``text`` as it may be shown: secrets redacted, control characters made visible."""
     from hermes_agent.redact import redact
 
-    return _CONTROL.sub(_visible, redact(text))
+    return visible(redact(text))
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters made visible (already redacted text)."""
+    return _CONTROL.sub(_visible, text)
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -139,12 +144,15 @@ def follow(
     *,
     stop: Callable[[], bool] = lambda: False,
     poll: float = POLL_SECONDS,
+    on_idle: Callable[[], None] | None = None,
 ) -> Iterator[str]:
     """Lines appended to ``path`` after ``offset``, across truncation and rotation.
 
     Yields complete lines (a partial last line waits for its end) and notices
     in parentheses when the file was truncated or replaced. Ends when ``stop()``
-    says so; the caller handles Ctrl-C. ``fd`` is closed at the end.
+    says so; the caller handles Ctrl-C. ``fd`` is closed at the end. ``on_idle`` is
+    called when nothing new was found, before waiting (a caller holding back lines
+    shows them then).
     """
     pending = b""
     try:
@@ -180,6 +188,8 @@ def follow(
                 fd, offset, pending = replaced, 0, b""
                 yield f"(hermes: {path.name} was rotated; reading the new file)"
                 continue
+            if on_idle is not None:
+                on_idle()
             time.sleep(poll)
     finally:
         os.close(fd)

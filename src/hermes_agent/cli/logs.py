@@ -75,11 +75,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
         out.flush()
         if not args.follow:
             return 0
-        try:
-            for line in logfiles.follow(path, fd, end):
-                out.write(logfiles.clean(line) + "\n")
+        # Redacted across lines, as the lines shown first were (a PEM key, base64 wrapped
+        # at 76 columns): each line alone would show a key's body. Lines that could be
+        # part of such a block wait for the next line, or for a pause in the writing.
+        from hermes_agent.redact import LogRedactor
+
+        redactor = LogRedactor()
+
+        def show(text: str) -> None:
+            if text:
+                out.write(logfiles.visible(text))
                 out.flush()
+
+        try:
+            for line in logfiles.follow(path, fd, end, on_idle=lambda: show(redactor.finish())):
+                show(redactor.feed(line + "\n"))
         except KeyboardInterrupt:
+            show(redactor.finish())
             return 0
         return 0
     finally:
