@@ -971,7 +971,7 @@ def test_a_run_cut_short_by_shutdown_is_recorded_as_interrupted(
     started = time.monotonic()
     serve(scenario)
     llm.stop()
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 25  # Shut down without waiting for the 30 s hang.
     stored = JobStore().get(job.id)
     assert stored is not None and stored.last_status == "interrupted"
     (output,) = outputs(hermes_home, job.id)

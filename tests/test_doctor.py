@@ -153,7 +153,7 @@ def test_a_provider_that_never_answers_is_cut_at_the_timeout(
     assert report["by_name"]["provider: custom"]["status"] == "fail"
     assert "no answer within 0.5 s" in report["by_name"]["provider: custom"]["summary"]
     assert report["exit"] == 1
-    assert took < 10
+    assert took < 60  # Cut, not waiting forever (the bound leaves room for a loaded machine).
 
 
 def test_reachable_without_a_models_list_is_a_warning_not_a_failure(

@@ -294,7 +294,7 @@ def test_login_then_the_gateway_url_from_the_api(start: Any, api: DiscordAPI) ->
     """The token is checked before "gateway running"; the websocket URL is the API's."""
     began = time.monotonic()
     start()
-    assert time.monotonic() - began < 15
+    assert time.monotonic() - began < 30  # Connected, not after a retry; room for load.
     assert [r[:3] for r in api.requests[:3]] == [
         ("GET", "/api/v10/users/@me", 200),
         ("GET", "/api/v10/oauth2/applications/@me", 200),

@@ -112,7 +112,7 @@ def test_a_held_lock_times_out_naming_the_holder(hermes_home: Path, hermes: Runn
     try:
         began = time.monotonic()
         result = hermes("config", "set", "max_turns", "7", env={"HERMES_LOCK_TIMEOUT": "0.5"})
-        assert time.monotonic() - began < 10
+        assert time.monotonic() - began < 25  # Gave up; did not wait for the holder's 30 s.
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         assert f"pid {holder.pid}" in result.stderr

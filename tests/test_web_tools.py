@@ -229,7 +229,7 @@ def test_slow_server_times_out(hermes_home: Path, ctx: ToolContext) -> None:
         message = error(call(ctx, "web_fetch", url=server.url("/slow")))
         elapsed = time.monotonic() - started
     assert "no answer within 1 s (web.timeout)" in message
-    assert elapsed < 5
+    assert elapsed < 20  # At the timeout, not the server's 30 s.
 
 
 def test_non_text_content_is_refused_without_garbage(ctx: ToolContext) -> None:
