@@ -16,6 +16,7 @@ import json
 import math
 import os
 import select
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -388,6 +389,31 @@ def test_wait_gives_up_at_its_timeout(make_ctx: Any) -> None:
     assert out.startswith("bg1: still running") and "after waiting 0.5 s" in out
 
 
+def test_a_kill_is_a_stop_even_when_closing_stdin_ends_the_command(
+    make_ctx: Any, workspace: Path
+) -> None:
+    """The ssh backend's remote watchdog ends the command as soon as its stdin closes, and
+    the local ssh can exit (143) before the kill looks again. That worst case, forced here
+    with a real process: closing its stdin returns only once it has exited."""
+    ctx = make_ctx()
+    launch = term.Launch(
+        ["bash", "-c", "read line; exit 143"], str(workspace), term.child_env(), hold_stdin=True
+    )
+    proc = term.start_background("like the remote watchdog", launch, ctx)
+    popen = proc.popen
+    assert isinstance(popen, subprocess.Popen) and popen.stdin is not None
+    stdin = popen.stdin
+
+    class ClosingWaitsForTheExit:
+        def close(self) -> None:
+            stdin.close()
+            popen.wait(60)
+
+    popen.stdin = ClosingWaitsForTheExit()  # type: ignore[assignment]
+    out = proc_tool(ctx, "kill", id=proc.id)
+    assert out.startswith(f"{proc.id}: stopped by the process tool (exit code 143)"), out
+
+
 def test_background_kill_stops_the_whole_group(make_ctx: Any, workspace: Path) -> None:
     ctx = make_ctx()
     run(ctx, "sleep 300 & echo $! > child.pid; echo up; wait", background=True)
@@ -488,7 +514,6 @@ def test_ssh_backend_refuses_a_changed_host_key(
 ) -> None:
     other = SSHServer(tmp_path / "impostor")
     other.host_key.parent.mkdir(parents=True, exist_ok=True)
-    import subprocess
 
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other.host_key)], check=True
@@ -541,7 +566,6 @@ def test_the_remote_script_runs_the_command_and_stops_it_when_the_link_drops(
     tmp_path: Path,
 ) -> None:
     """The ssh backend's remote side, run here with bash: status, cwd, and the watchdog."""
-    import subprocess
 
     script = term.remote_script("pwd; echo out; echo err >&2; exit 7", str(tmp_path))
     # stdin stays open while the command runs, as the local ssh client keeps it.
