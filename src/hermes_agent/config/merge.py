@@ -12,6 +12,7 @@ settings), so the semantics are the same everywhere:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,11 +43,19 @@ def split_key(key: str) -> list[str]:
     return parts
 
 
+@functools.lru_cache(maxsize=1024)
+def _key_parts(key: str) -> tuple[str, ...]:
+    """:func:`split_key` as a tuple, worked out once per key (settings are read on every
+    tool call; an invalid key raises every time, it is never cached)."""
+    return tuple(split_key(key))
+
+
 def get_path(tree: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """Return the value at dotted ``key``, or ``default`` when any part is missing."""
     node: Any = tree
-    for part in split_key(key):
-        if not isinstance(node, Mapping) or part not in node:
+    for part in _key_parts(key):
+        # A dict is told by its type first: the Mapping check is an ABC's, slower.
+        if not (type(node) is dict or isinstance(node, Mapping)) or part not in node:
             return default
         node = node[part]
     return node

@@ -353,32 +353,34 @@ def _progress_reporter(ctx: ToolContext, label: str) -> Any:
 
 
 async def _call(scope: Scope, coro: Any, server: str) -> Any:
-    from mcp.shared.exceptions import MCPError
-
-    from hermes_agent.mcp.manager import ServerGone
-
     try:
         return await scope.manager.submit(coro)
-    except ServerGone as exc:
-        raise ToolError(
+    except Exception as exc:
+        # The error types are imported only when one happened: not on every call.
+        raise _call_error(scope, exc, server) from None
+
+
+def _call_error(scope: Scope, exc: Exception, server: str) -> ToolError:
+    """What the model is told when a call failed (the server's words marked as its own)."""
+    from mcp.shared.exceptions import MCPError
+
+    from hermes_agent.mcp.manager import ServerGone, _describe_error
+
+    if isinstance(exc, ServerGone):
+        return ToolError(
             f"MCP server {server!r} is not available ({exc}); its tools cannot be used now. "
             "Tell the user instead of pretending the call succeeded."
-        ) from None
-    except TimeoutError as exc:
-        raise ToolError(f"MCP server {server!r}: {exc}") from None
-    except MCPError as exc:
+        )
+    if isinstance(exc, TimeoutError):
+        return ToolError(f"MCP server {server!r}: {exc}")
+    if isinstance(exc, MCPError):
         # The message is the server's own text: marked like its results.
-        raise ToolError(
+        return ToolError(
             f"MCP server {server!r} answered with an error:\n{_server_said(str(exc), server)}"
-        ) from None
-    except Exception as exc:
-        from hermes_agent.mcp.manager import _describe_error
-
-        connection = scope.find(server)
-        reason = _describe_error(exc, connection) if connection else str(exc)
-        raise ToolError(
-            f"MCP server {server!r}: the call failed:\n{_server_said(reason, server)}"
-        ) from None
+        )
+    connection = scope.find(server)
+    reason = _describe_error(exc, connection) if connection else str(exc)
+    return ToolError(f"MCP server {server!r}: the call failed:\n{_server_said(reason, server)}")
 
 
 def _server_said(text: str, server: str) -> str:
