@@ -441,3 +441,48 @@ def test_hermes_logs_follow_redacts_a_key_across_its_lines(
             proc.wait()
     shown = out_path.read_text()
     assert body[0] not in shown and "[REDACTED]" in shown, shown
+
+
+@pytest.mark.peer("mcp")
+def test_a_workspace_change_through_a_local_mcp_server_can_be_rolled_back(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """Checkpoints were taken before write_file, patch and terminal commands only: a model
+    overwriting or deleting the user's files through a stdio MCP server (the reference
+    filesystem server, rooted at the workspace) left nothing /rollback could restore.
+    A read (readOnlyHint) takes no checkpoint."""
+    import asyncio
+
+    from test_mcp_client import FILESYSTEM, context, open_scope, ready, setup, tools_of
+
+    if not FILESYSTEM.exists():
+        pytest.skip("npm MCP peers not installed")
+    from hermes_agent import checkpoints
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "notes.md").write_text("the user's notes\n")
+    server = {"command": str(FILESYSTEM), "args": [str(ws)], "approval": "auto"}
+    config = setup(hermes_home, ws, {"fs": server})
+    scope = open_scope(config, ws)
+    try:
+        ready(scope)
+        tools = tools_of(scope)
+        ctx = context(config, ws)
+        checkpoints.new_turn(ctx.state, "read my notes")
+        read = tools["mcp__fs__read_text_file"].handler({"path": str(ws / "notes.md")}, ctx)
+        assert "the user's notes" in asyncio.run(read)
+        assert Store(ws).listing() == []  # Reading changes nothing: no checkpoint.
+        checkpoints.new_turn(ctx.state, "rewrite them")
+        write = tools["mcp__fs__write_file"].handler(
+            {"path": str(ws / "notes.md"), "content": "gone\n"}, ctx
+        )
+        asyncio.run(write)
+    finally:
+        scope.close()
+    assert (ws / "notes.md").read_text() == "gone\n"
+    store = Store(ws)
+    (taken,) = store.listing()
+    assert "mcp fs/write_file" in taken.reason
+    store.restore(taken)
+    assert (ws / "notes.md").read_text() == "the user's notes\n"

@@ -405,6 +405,11 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
     action = f"call the tool {tool!r} of MCP server {server!r}"
     key = f"mcp:{server}:{tool}"
     label = f"{server}/{tool}"
+    # A stdio server runs here, in the workspace (a filesystem server writes it): its
+    # calls change the workspace like write_file does, so the turn's checkpoint is
+    # taken first, unless the tool says it only reads. Without it a model could
+    # overwrite or delete files through such a server that /rollback cannot bring back.
+    local = bool(connection.server.command)
 
     async def run(args: dict[str, Any], ctx: ToolContext) -> Any:
         current = _current(connection, tool)
@@ -430,6 +435,11 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
         )
         if pinned == "new":
             pins.pin(server, [current])
+        note = ""
+        if local and not _reads_only(current):
+            from hermes_agent import checkpoints
+
+            note = await checkpoints.before_change(ctx, f"mcp {label}")
         progress = _progress_reporter(ctx, label)
         asker = ctx.ask  # The server's questions during this call go to its user.
         connection.askers.append(asker)
@@ -440,7 +450,8 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
         text, images = render(result, server, tool)
         if result.is_error:
             untrusted.record(ctx.state, f"MCP {server}/{tool}")
-            raise ToolError(f"the tool reported an error:\n{text}")
+            raise ToolError(f"the tool reported an error:\n{text}{note}")
+        text += note
         if images:
             from hermes_agent.tools import registry
 
@@ -450,6 +461,12 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
         return text
 
     return run
+
+
+def _reads_only(tool: Any) -> bool:
+    """Whether the server annotates ``tool`` as one that changes nothing (``readOnlyHint``)."""
+    annotations = getattr(tool, "annotations", None)
+    return getattr(annotations, "read_only_hint", None) is True
 
 
 def generic_tools(scope: Scope) -> list[Tool]:
