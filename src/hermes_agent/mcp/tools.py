@@ -410,6 +410,7 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
     # taken first, unless the tool says it only reads. Without it a model could
     # overwrite or delete files through such a server that /rollback cannot bring back.
     local = bool(connection.server.command)
+    from hermes_agent import checkpoints
 
     async def run(args: dict[str, Any], ctx: ToolContext) -> Any:
         current = _current(connection, tool)
@@ -437,8 +438,6 @@ def _handler(scope: Scope, connection: Connection, tool: str) -> Any:
             pins.pin(server, [current])
         note = ""
         if local and not _reads_only(current):
-            from hermes_agent import checkpoints
-
             note = await checkpoints.before_change(ctx, f"mcp {label}")
         progress = _progress_reporter(ctx, label)
         asker = ctx.ask  # The server's questions during this call go to its user.
