@@ -560,7 +560,8 @@ class GatewayRun:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        # The gateway's start is part of the wait: seconds on a loaded 2-core machine.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
@@ -614,7 +615,7 @@ def echo(request: RecordedRequest) -> Reply:
     return Reply(f"Done: {_last_user_text(request).splitlines()[-1]}")
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)  # Room for a loaded machine; passing runs take ~10 s.
 def test_an_interval_job_runs_in_the_gateway_and_its_output_lands_in_cron_output(
     hermes_home: Path, llm: ScriptedLLM, gateways: Callable[[Path], GatewayRun]
 ) -> None:
@@ -659,7 +660,7 @@ def _store_job(**fields: Any) -> Job:
     return job
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)  # Room for a loaded machine; passing runs take ~10 s.
 def test_missed_runs_after_downtime_follow_skip_run_once_and_the_grace_window(
     hermes_home: Path, llm: ScriptedLLM, gateways: Callable[[Path], GatewayRun]
 ) -> None:
