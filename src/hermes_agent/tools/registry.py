@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hermes_agent.providers.base import ToolCall, ToolSpec
+from hermes_agent.redact import current, redact, redact_json_text
+from hermes_agent.tools import untrusted
 
 if TYPE_CHECKING:
     from hermes_agent.config.loader import Config
@@ -266,9 +268,6 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
         output = await tool.handler(arguments, ctx)
     except ToolError as exc:
         if tool.untrusted_errors:  # An MCP server's error is its own text, not hermes'.
-            from hermes_agent.redact import redact_json_text
-            from hermes_agent.tools import untrusted
-
             untrusted.record(ctx.state, f"{call.name} {redact_json_text(call.arguments or '')}")
         text = f"error: {exc}{_undo_denied(tool, ctx)}"
         return _redacted(call, text, True, untrusted=tool.untrusted_errors)
@@ -277,14 +276,10 @@ async def dispatch(call: ToolCall, tools: dict[str, Tool], ctx: ToolContext) -> 
     undone = _undo_denied(tool, ctx)
     if undone and isinstance(output, str):
         output += undone
-    from hermes_agent.redact import current, redact_json_text
-
     # The secrets as they are now that the tool has run: one look at the secret files
     # for the turn's record of the call and for its result.
     redactor = current()
     if tool.untrusted:
-        from hermes_agent.tools import untrusted
-
         where = f"{call.name} {redact_json_text(call.arguments or '', redactor)}".strip()
         untrusted.record(ctx.state, where)
     if isinstance(output, ToolOutput):
@@ -313,8 +308,6 @@ def _redacted(
     redactor: Redactor | None = None,
 ) -> ToolResult:
     """The result as the model, the screen and state.db get it: secrets out, then cut."""
-    from hermes_agent.redact import redact
-
     # Before cutting: a cut could split a secret past recognition.
     content = redact(content, redactor)
     if len(content) > MAX_RESULT_CHARS:
