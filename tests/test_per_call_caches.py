@@ -237,3 +237,30 @@ def test_the_outbound_pre_search_agrees_with_the_search_per_spelling() -> None:
         assert fast == slow, text
         found += fast is not None
     assert found >= 6 * len(secrets)
+
+
+def test_an_audited_argument_cut_at_its_limit_keeps_no_piece_of_a_secret(
+    hermes_home: Path,
+) -> None:
+    """The audit line keeps the first 2000 characters of a call's arguments: redacted
+    before the cut, so a secret across the limit is not left as a recognisable piece."""
+    import asyncio
+
+    from hermes_agent.config.loader import load_config
+    from hermes_agent.safety.gate import approve_action
+    from hermes_agent.state.db import StateDB
+    from hermes_agent.tools.registry import ToolContext, ToolError
+
+    secret = "cutsecret-" + "Q7w" * 10
+    hermes_home.mkdir()
+    (hermes_home / ".env").write_text(f"SERVICE_TOKEN={secret}\n")
+    ctx = ToolContext("s", str(hermes_home), load_config(), StateDB())
+    payload = json.dumps({"text": "x" * 1980 + secret})
+    assert payload.index(secret) < 2000 < payload.index(secret) + len(secret)
+    with pytest.raises(ToolError, match="SERVICE_TOKEN"):
+        asyncio.run(
+            approve_action("call", ctx, purpose="mcp", policy="auto", key="k", payload=payload)
+        )
+    line = json.loads((hermes_home / "logs" / "approvals.jsonl").read_text().splitlines()[-1])
+    assert line["decision"] == "refused"
+    assert secret[:12] not in line["arguments"] and redaction.MASK in line["arguments"]

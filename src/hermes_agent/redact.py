@@ -691,14 +691,15 @@ def _redact_tree(value: Any, redactor: Redactor) -> Any:
         # A plain dict (an audit record, a tool call's arguments) is walked inline: a
         # function call per key and per value cost more than redacting them, for the
         # short strings a record is mostly made of (found in the redactor's memo).
+        # (A long text is not looked up: hashing it would cost, and it is never kept.)
         memo = redactor._memo
         cleaned: dict[Any, Any] = {}
         for k, v in value.items():
             if isinstance(k, str) and k:
-                k = memo.get(k) or redactor(k)
+                k = (memo.get(k) if len(k) <= MEMO_TEXT else None) or redactor(k)
             if type(v) is str:
                 if v:
-                    v = memo.get(v) or redactor(v)
+                    v = (memo.get(v) if len(v) <= MEMO_TEXT else None) or redactor(v)
             elif v is not None and type(v) not in _SCALARS:
                 v = _redact_tree(v, redactor)
             cleaned[k] = v

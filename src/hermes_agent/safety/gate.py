@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_agent import home
 from hermes_agent.errors import HermesError
-from hermes_agent.redact import current, outbound_secret, redact_data
+from hermes_agent.redact import current, outbound_secret, redact, redact_data
 from hermes_agent.safety import denials
 from hermes_agent.safety.commands import READ_ONLY
 from hermes_agent.safety.parse import Analysis
@@ -412,7 +412,9 @@ async def approve_action(
         "session": ctx.session_id,
         "purpose": purpose,
         "action": action,
-        "arguments": payload[:2000],
+        # Redacted before it is cut: a cut through a secret leaves a piece that is no
+        # longer recognised (the audit redacts the record again, which changes nothing).
+        "arguments": redact(payload, now)[:2000],
         "depth": ctx.depth,
         "policy": policy,
     }
