@@ -275,6 +275,53 @@ def test_a_command_whose_start_is_interrupted_does_not_run_on(loop_runs_on: bool
         os.close(devnull)
 
 
+def test_a_cancellation_that_comes_with_the_spawners_answer_is_not_lost() -> None:
+    """The answer is in (the event loop has yet to hand it over) when the turn is
+    interrupted: the interruption must win and the command be stopped. Python 3.11's
+    asyncio.wait_for returned the answer instead and dropped the cancellation, so the
+    interrupted command ran to its end (seen as a hang under load)."""
+    from hermes_agent.safety import spawner
+
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    helper = spawner._current()
+    known = set(helper.children)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(
+            spawner.spawn_async(
+                ["sleep", "300"],
+                "/",
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                stdin=devnull,
+                stdout=write_end,
+                stderr=write_end,
+                ruleset=-1,
+            )
+        )
+        await asyncio.sleep(0)  # The request is sent.
+        os.close(write_end)
+        # Hold the event loop until the reader thread has delivered the answer: it is
+        # then queued in the loop, ahead of the task, when the cancellation comes.
+        deadline = time.monotonic() + 60
+        while not set(helper.children) - known:
+            assert time.monotonic() < deadline, "the spawner never answered"
+            time.sleep(0.01)
+        with helper.lock:  # Delivered under this lock, right after registering it.
+            pass
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(scenario())
+        ready, _, _ = select.select([read_end], [], [], 60)
+        assert ready and os.read(read_end, 1) == b"", "the interrupted command runs on"
+    finally:
+        os.close(read_end)
+        os.close(devnull)
+
+
 def test_hermes_secrets_are_not_in_the_command_environment(
     make_ctx: Any, hermes_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -414,9 +414,12 @@ async def spawn_async(
                 drop_capabilities,
             )
             # Cancelled or timed out, the request stays pending: if the command starts
-            # after all, _settle stops it instead of leaving it running unowned.
+            # after all, _settle stops it instead of leaving it running unowned. Not
+            # asyncio.wait_for: on Python 3.11 it returns the answer and swallows a
+            # cancellation that comes as the answer does, so an interrupted turn ran on.
             try:
-                result = await asyncio.wait_for(future, SPAWN_TIMEOUT)
+                async with asyncio.timeout(SPAWN_TIMEOUT):
+                    result = await future
             except TimeoutError:
                 raise SpawnError(0, "the spawner did not answer") from None
             except asyncio.CancelledError:

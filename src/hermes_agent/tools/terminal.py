@@ -429,19 +429,24 @@ async def run(
         if not await _wait_exit(proc, timeout):
             timed_out = True
             await _stop(proc, launch)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives as its awaitable finishes, and the interrupted turn would go on.
         try:
-            await asyncio.wait_for(asyncio.shield(reader), DRAIN_GRACE)
+            async with asyncio.timeout(DRAIN_GRACE):
+                await asyncio.shield(reader)
         except TimeoutError:
             # Children the command left running still hold the output pipe open.
             strays = True
             _kill_group(proc.pid, signal.SIGKILL)
             try:
-                await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE)
+                async with asyncio.timeout(KILL_GRACE):
+                    await asyncio.shield(reader)
             except TimeoutError:  # They left the process group (setsid): stop listening.
                 reader.cancel()
                 _close_transport(proc)
         if reader.done() and not reader.cancelled():
-            await asyncio.wait_for(proc.wait(), KILL_GRACE)  # Reap; the pipe is closed.
+            async with asyncio.timeout(KILL_GRACE):
+                await proc.wait()  # Reap; the pipe is closed.
     except asyncio.CancelledError:
         # The user interrupted the turn: the command must not outlive it.
         await asyncio.shield(_stop(proc, launch))
