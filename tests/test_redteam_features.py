@@ -486,3 +486,55 @@ def test_a_workspace_change_through_a_local_mcp_server_can_be_rolled_back(
     assert "mcp fs/write_file" in taken.reason
     store.restore(taken)
     assert (ws / "notes.md").read_text() == "the user's notes\n"
+
+
+def test_editor_sessions_in_two_projects_both_keep_their_mcp_servers(
+    hermes_home: Path, tmp_path: Path
+) -> None:
+    """The configured MCP servers were one set per process, restarted for the workspace
+    that asked last: an editor opening a session in a second project stopped the servers
+    of the first project's open session, whose MCP tools were then gone ('no tool named
+    mcp__mb__add'). Each workspace now keeps its own."""
+    import asyncio
+    import sys
+
+    import acp
+
+    from acp_client import Editor, hermes_acp, write_config
+    from peers.llm_server import Reply, ScriptedLLM
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    steps = [
+        Reply(tool_calls=[("mcp__mb__add", {"a": 1, "b": 2})]),
+        Reply("first"),
+        Reply("in b"),
+        Reply(tool_calls=[("mcp__mb__add", {"a": 2, "b": 2})]),
+        Reply("second"),
+    ]
+    editor = Editor(*(["yes"] * 10))
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, a) as conn:
+            in_a = (await conn.new_session(cwd=str(a))).session_id
+            await conn.prompt(session_id=in_a, prompt=[acp.text_block("add")])
+            in_b = (await conn.new_session(cwd=str(b))).session_id
+            await conn.prompt(session_id=in_b, prompt=[acp.text_block("hi")])
+            await conn.prompt(session_id=in_a, prompt=[acp.text_block("add again")])
+
+    server = Path(__file__).parent / "peers" / "mcp_misbehaving.py"
+    with ScriptedLLM(steps) as llm:
+        write_config(
+            hermes_home,
+            llm.openai_base_url,
+            f"mcp_servers:\n  mb:\n    command: {sys.executable}\n    args: ['{server}']\n"
+            "    approval: auto\nmcp:\n  connect_wait: 60\n",
+        )
+        asyncio.run(scenario())
+        results = [
+            [str(m.get("content")) for m in llm.requests[i].messages if m["role"] == "tool"][-1]
+            for i in (1, 4)
+        ]
+    for result, total in zip(results, ("3", "4"), strict=True):
+        assert "no tool named" not in result and total in result, results

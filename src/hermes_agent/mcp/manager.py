@@ -66,6 +66,9 @@ STOPPED = "stopped"
 DEFAULT_CONNECT_WAIT = 3.0
 #: Most tools, prompts and list pages read from one server (a hostile one could send more).
 MAX_LISTED = 2000
+#: Workspaces whose configured servers run at once (an editor with several projects
+#: open); asking for one more stops those of the least recently used.
+MAX_WORKSPACES = 4
 MAX_PROMPTS = 200
 MAX_PAGES = 100
 #: A server's list_changed notifications refresh its list at most this often (seconds).
@@ -770,9 +773,11 @@ class Manager:
             self.loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._run, name="hermes-mcp", daemon=True)
             self._thread.start()
+        #: The configured servers of the workspace asked for last (``/mcp``, reload).
         self.connections: dict[str, Connection] = {}
-        self._global: Scope | None = None
-        self._key: Any = None
+        #: Per workspace: the configuration it was started from, its shared scope and
+        #: connections; least recently used first (see :data:`MAX_WORKSPACES`).
+        self._shared: dict[str, tuple[Any, Scope, dict[str, Connection]]] = {}
         self._lock = threading.Lock()
         #: Every connection ever started (scopes' own too), for the stop at exit.
         self._every: list[Connection] = []
@@ -811,7 +816,8 @@ class Manager:
         return connections
 
     def global_scope(self, config: Config, cwd: str | Path) -> Scope:
-        """The configured servers, started on first use and shared by every session.
+        """The configured servers, started on first use and shared by every session in
+        workspace ``cwd`` (each workspace has its own, up to :data:`MAX_WORKSPACES`).
 
         When the configuration changed (``/reload-mcp`` after an edit, a gateway
         that reloads), servers whose definition changed are restarted.
@@ -819,27 +825,37 @@ class Manager:
         from hermes_agent.mcp import config as mcp_config
 
         servers = mcp_config.parse_servers(config.get("mcp_servers"), include_disabled=True)
-        key = (tuple(servers), str(cwd))
+        key = tuple(servers)
+        where = str(cwd)
         with self._lock:
-            if self._global is not None and self._key == key:
-                return self._global
-            old = self.connections
+            # One set of servers per workspace: an editor's sessions in two projects each
+            # keep theirs. (A single set, restarted for whichever workspace asked last,
+            # left the other project's open sessions with stopped servers: their MCP
+            # tools were gone.)
+            found = self._shared.pop(where, None)
+            if found is not None and found[0] == key:
+                self._shared[where] = found
+                self.connections = found[2]
+                return found[1]
+            old = found[2] if found is not None else {}
             keep: dict[str, Connection] = {}
             fresh: list[ServerConfig] = []
             for server in servers:
                 current = old.get(server.name)
-                if current is not None and current.server == server and current.cwd == str(cwd):
+                if current is not None and current.server == server:
                     keep[server.name] = current
                 else:
                     fresh.append(server)
             gone = [c for name, c in old.items() if keep.get(name) is not c]
+            while len(self._shared) >= MAX_WORKSPACES:  # The least recently used go.
+                gone += self._shared.pop(next(iter(self._shared)))[2].values()
             if gone:
                 self.stop_connections(gone)
-            started = {c.server.name: c for c in self._start(fresh, config, str(cwd))}
+            started = {c.server.name: c for c in self._start(fresh, config, where)}
             self.connections = {s.name: keep.get(s.name) or started[s.name] for s in servers}
-            self._global = Scope(self, list(self.connections.values()), own=False)
-            self._key = key
-            return self._global
+            scope = Scope(self, list(self.connections.values()), own=False)
+            self._shared[where] = (key, scope, self.connections)
+            return scope
 
     def open_scope(
         self,
@@ -869,8 +885,10 @@ class Manager:
         await asyncio.gather(*(c.stop() for c in connections), return_exceptions=True)
 
     def reload(self) -> None:
-        """Reconnect every configured server now (``/reload-mcp``)."""
-        for connection in list(self.connections.values()):
+        """Reconnect every configured server now (``/reload-mcp``), in every workspace."""
+        with self._lock:
+            every = [c for _, _, found in self._shared.values() for c in found.values()]
+        for connection in every or list(self.connections.values()):
             self.loop.call_soon_threadsafe(connection.wake)
 
     def statuses(self) -> list[Status]:
