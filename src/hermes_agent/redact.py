@@ -866,7 +866,9 @@ class LogRedactor:
         if final:
             cut = len(raw)
         else:
-            cut = raw.rfind("\n", base) + 1
+            # A carriage return ends a line too: a progress bar redraws its line with
+            # one, and would otherwise be held until the command ends.
+            cut = max(raw.rfind("\n", base), raw.rfind("\r", base)) + 1
             cut = _encoded_tail_start(raw, cut) if cut else base
             if len(raw) - max(cut, base) > self.MAX_HOLD:
                 cut = len(raw) - (redactor.longest * 2 + 256 if redactor else 0)
