@@ -16,13 +16,20 @@ by the slowest server and slow tool calls. Two measures, in one invocation:
   pin check, the manager's loop, rendering and untrusted marking) and N times with
   the bare SDK (``mcp.Client.call_tool`` on its own connection to a second server of
   the same kind), interleaved in the same run (in an order that turns every call).
-  Target: hermes' median within 10 % of the SDK's. ``hermes_connection_only`` is the
+  hermes' home has two keys in ``.env``, as an install does, so the calls are checked
+  against real secrets. Target: hermes' median within 10 % of the SDK's, through the
+  handler and through dispatch. ``hermes_connection_only`` is the
   same call without the agent-side work (approval gate and its audit line, pin check,
   rendering): hermes' transport alone. ``hermes_dispatch`` (``dispatch_ratio``) is the
   call as the agent loop makes it, through ``tools.registry.dispatch``: argument
   validation, the handler, the result's redaction and the turn's untrusted record.
 
-Usage: ``.venv/bin/python bench/mcp_calls.py [--calls N] [--json PATH] [--check]``
+The per-call measure runs in ``--rounds`` rounds (5), each with servers of its own, and
+reports the median of the rounds (each round's ratios are listed too). ``--check``
+fails when the first-prompt wait, the handler's ratio or the ratio through dispatch
+misses its target.
+
+Usage: ``.venv/bin/python bench/mcp_calls.py [--calls N] [--rounds N] [--json PATH] [--check]``
 """
 
 from __future__ import annotations
@@ -113,6 +120,15 @@ async def _per_call(root: Path, calls: int) -> dict[str, Any]:
         {"ev": {"command": str(EVERYTHING), "args": ["stdio"], "approval": "auto"}},
         60,
     )
+    # A home as people have one, with keys in .env: every call is then checked against
+    # them (arguments never carry one to a server, results and audit lines are redacted of
+    # them), the work an install without secrets would skip.
+    env_file = root / "home-calls" / ".env"
+    env_file.write_text(
+        "OPENROUTER_API_KEY=sk-or-v1-bench0123456789abcdefghijklmnopqrstuvwxyz\n"
+        "TELEGRAM_BOT_TOKEN=123456789:AAbench-0123456789abcdefghijklmnopq\n"
+    )
+    env_file.chmod(0o600)
     scope = get_manager().open_scope(
         mcp_config.parse_servers(config.get("mcp_servers")),
         config=config,
@@ -174,9 +190,42 @@ async def _per_call(root: Path, calls: int) -> dict[str, Any]:
     }
 
 
+def _rounds(root: Path, calls: int, rounds: int) -> dict[str, Any]:
+    """:func:`_per_call` ``rounds`` times, each with servers (and a home) of its own.
+
+    Why rounds: on a shared machine one run's ratio drifts by several percent with
+    where the two servers' processes happen to be scheduled, which more calls against
+    the same two processes do not even out. Each figure reported is the median over
+    the rounds; every round's ratios are listed beside them.
+    """
+    from hermes_agent.mcp.manager import get_manager
+
+    results = []
+    for n in range(rounds):
+        results.append(asyncio.run(_per_call(root / f"round-{n}", calls)))
+        get_manager().shutdown()
+    summary: dict[str, Any] = {
+        key: round(statistics.median(r[key] for r in results), 3)
+        for key in results[0]
+        if key not in ("calls", "target_ratio")
+    }
+    summary["calls"] = calls
+    summary["rounds"] = [
+        {key: r[key] for key in ("sdk_median_ms", "ratio", "dispatch_ratio")} for r in results
+    ]
+    summary["target_ratio"] = MAX_CALL_OVERHEAD
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=300, help="calls of each kind per round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="per-call rounds, each with servers of its own; the medians are reported",
+    )
     parser.add_argument("--wait", type=float, default=3.0, help="mcp.connect_wait")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--check", action="store_true", help="fail when a target is missed")
@@ -186,7 +235,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="hermes-bench-mcp-") as tmp:
         root = Path(tmp)
-        calls = asyncio.run(_per_call(root, args.calls))
+        calls = _rounds(root, args.calls, max(1, args.rounds))
         first = first_prompt(root, args.wait)
     report = {
         "machine": {
@@ -207,6 +256,10 @@ def main() -> int:
         failed.append(f"first turn waited {first['first_turn_wait_s']} s > {first['target_s']}")
     if calls["ratio"] > MAX_CALL_OVERHEAD:
         failed.append(f"per-call ratio {calls['ratio']} > {MAX_CALL_OVERHEAD}")
+    if calls["dispatch_ratio"] > MAX_CALL_OVERHEAD:
+        failed.append(
+            f"per-call ratio through dispatch {calls['dispatch_ratio']} > {MAX_CALL_OVERHEAD}"
+        )
     for line in failed:
         print(f"FAILED: {line}", file=sys.stderr)
     return 1 if args.check and failed else 0
