@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import acp
 import pytest
@@ -628,6 +629,62 @@ def test_cancel_while_a_permission_request_waits(hermes_home: Path, workspace: P
         write_config(hermes_home, llm.openai_base_url)
         run(scenario())
     assert (workspace / "notes.txt").read_text() == "keep me\n"
+
+
+class _HeldAnswer:
+    """The editor's side of its pipe to the agent: the answer to a permission request is
+    held and written in ONE write with the next message (the cancel), so the agent reads
+    both at once, as when the user allows and presses stop in the same instant."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.held is None and b'"outcome"' in data:
+            self.held = data
+            return
+        if self.held:
+            data, self.held = self.held + data, b""
+        self._writer.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+def test_a_cancel_that_comes_with_the_permission_answer_stops_the_turn(
+    hermes_home: Path, workspace: Path
+) -> None:
+    """The answer and session/cancel reach the agent together. Python 3.11's
+    asyncio.wait_for returned the answer and dropped the cancel: the turn said
+    'cancelled' yet ran on, the allowed tool and then the model again."""
+    steps = [
+        Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "x\n"})]),
+        Reply("Next prompt works."),
+    ]
+    editor = Editor("yes")
+
+    async def scenario() -> None:
+        async with hermes_acp(editor, hermes_home, workspace) as conn:
+            sender = conn._conn._transport._sender
+            pipe = sender._writer = _HeldAnswer(sender._writer)
+            sid = (await conn.new_session(cwd=str(workspace))).session_id
+            turn = asyncio.ensure_future(
+                conn.prompt(session_id=sid, prompt=[acp.text_block("edit")])
+            )
+            async with asyncio.timeout(60):
+                while pipe.held is None:
+                    await asyncio.sleep(0.01)
+            await conn.cancel(session_id=sid)  # Written together with the held answer.
+            assert (await turn).stop_reason == "cancelled"
+            assert len(llm.requests) == 1, "the cancelled turn asked the model again"
+            after = await conn.prompt(session_id=sid, prompt=[acp.text_block("go on")])
+            assert after.stop_reason == "end_turn"
+            assert editor.text(sid).endswith("Next prompt works.")
+
+    with ScriptedLLM(steps) as llm:
+        write_config(hermes_home, llm.openai_base_url)
+        run(scenario())
 
 
 def test_the_hermes_acp_console_script_entry_point(hermes_home: Path, tmp_path: Path) -> None:

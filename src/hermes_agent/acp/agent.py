@@ -195,15 +195,16 @@ class EditorTerminal:
         timed_out = False
         try:
             try:
-                done = await asyncio.wait_for(
-                    request_model(
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns an
+                # exit that is in and drops a cancel arriving with it, so the turn the
+                # user cancelled went on to its next step.
+                async with asyncio.timeout(timeout):
+                    done = await request_model(
                         conn,
                         "terminal/wait_for_exit",
                         WaitForTerminalExitRequest(**ids),
                         WaitForTerminalExitResponse,
-                    ),
-                    timeout,
-                )
+                    )
                 code = done.exit_code
             except TimeoutError:
                 timed_out, code = True, None

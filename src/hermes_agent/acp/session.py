@@ -108,7 +108,9 @@ class SessionEvents(Events):
         if self._sender is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._sender), seconds)
+            # Not wait_for: on Python 3.11 it drops a cancel that comes as the queue empties.
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._sender)
         except TimeoutError:
             log.warning("session %s: updates still queued after %.0f s", self.session.id, seconds)
         except Exception:  # Logged in _drain.
@@ -418,10 +420,11 @@ class AcpSession:
         )
         await self.events.flush()
         try:
-            response = await asyncio.wait_for(
-                self.client.request_permission(self.id, tool_call, options),
-                self.permission_seconds,
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns an answer
+            # that is in and drops a session/cancel arriving at the same moment, so a
+            # cancelled turn went on and ran the tool the user had just allowed.
+            async with asyncio.timeout(self.permission_seconds):
+                response = await self.client.request_permission(self.id, tool_call, options)
         except TimeoutError:
             log.info("session %s: no answer to a permission request in time: denied", self.id)
             return None

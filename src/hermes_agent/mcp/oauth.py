@@ -871,9 +871,13 @@ class _CallbackListener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
+            # asyncio.timeout, not wait_for (Python 3.11's drops a cancel that comes with
+            # a line): closing the callback server must end this handler.
+            async with asyncio.timeout(10):
+                line = await reader.readline()
             while True:  # Skip the headers.
-                header = await asyncio.wait_for(reader.readline(), 10)
+                async with asyncio.timeout(10):
+                    header = await reader.readline()
                 if header in (b"\r\n", b"\n", b""):
                     break
             parts = line.decode("latin-1").split()

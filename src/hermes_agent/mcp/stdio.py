@@ -263,7 +263,10 @@ class StdioTransport:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
             try:
-                chunk = await asyncio.wait_for(stderr.read(1 << 16), STDERR_IDLE)
+                # Not wait_for: on Python 3.11 it drops a cancel that comes with a chunk,
+                # and this reader would go on after the server was stopped.
+                async with asyncio.timeout(STDERR_IDLE):
+                    chunk = await stderr.read(1 << 16)
             except TimeoutError:
                 self.log.write(self._stderr.finish())
                 continue
