@@ -146,7 +146,7 @@ class Editor:
     def text(self, session_id: str | None = None) -> str:
         return "".join(u.content.text for u in self.of("agent_message_chunk", session_id))
 
-    async def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
+    async def wait_for(self, predicate: Any, timeout: float = 60.0) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
                 self.changed.clear()

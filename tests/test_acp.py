@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -128,9 +129,12 @@ def test_file_reads_see_the_editors_unsaved_buffer(hermes_home: Path, workspace:
 def test_cancel_mid_tool_call_and_mid_model_call_then_prompts_work(
     hermes_home: Path, workspace: Path
 ) -> None:
+    # A sleep no other process runs (the pid of this test), matched whole: on a shared
+    # machine 'sleep 30' also matched someone else's 'sleep 300'.
+    sleep = f"sleep 90.{os.getpid()}"
     steps = [
-        Reply(tool_calls=[("terminal", {"command": "echo started; sleep 30"})]),
-        Hang(30),
+        Reply(tool_calls=[("terminal", {"command": f"echo started; {sleep}"})]),
+        Hang(90),
         Reply("Still here."),
         Reply("And queued."),
     ]
@@ -149,13 +153,20 @@ def test_cancel_mid_tool_call_and_mid_model_call_then_prompts_work(
             began = time.monotonic()
             await conn.cancel(session_id=sid)
             assert (await turn).stop_reason == "cancelled"
-            assert time.monotonic() - began < 5
+            # Only tells the cancel from the command's 90 s, with room for a loaded machine.
+            assert time.monotonic() - began < 45
             hanging = asyncio.ensure_future(
                 conn.prompt(session_id=sid, prompt=[acp.text_block("think")])
             )
-            await asyncio.sleep(0.5)
+            # Cancelled while the model call hangs: once the model has the request (a
+            # fixed 0.5 s could cancel before it was sent, and the hang go to the next).
+            async with asyncio.timeout(60):
+                while len(llm.requests) < 2:
+                    await asyncio.sleep(0.02)
+            began = time.monotonic()
             await conn.cancel(session_id=sid)
             assert (await hanging).stop_reason == "cancelled"
+            assert time.monotonic() - began < 45, "the cancel waited for the model's 90 s"
             # Two prompts at once: the second waits for the first, none is dropped.
             one = conn.prompt(session_id=sid, prompt=[acp.text_block("still there?")])
             two = conn.prompt(session_id=sid, prompt=[acp.text_block("and queued?")])
@@ -169,7 +180,8 @@ def test_cancel_mid_tool_call_and_mid_model_call_then_prompts_work(
         history = llm.requests[-1].messages
     cancelled = [m for m in history if m["role"] == "tool"]
     assert cancelled and "cancelled" in cancelled[0]["content"]
-    assert not subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True).stdout
+    alive = subprocess.run(["pgrep", "-f", f"^{re.escape(sleep)}$"], capture_output=True)
+    assert not alive.stdout, "the cancelled command runs on"
 
 
 def test_load_replays_list_resume_close_delete_and_the_chat_continues(
@@ -263,7 +275,7 @@ def test_modes_and_model_options_and_a_permission_nobody_answers(
         Reply(tool_calls=[("write_file", {"path": "new.txt", "content": "free\n"})]),
         Reply("Done."),
     ]
-    editor = Editor(hold=3.0)  # Never answers within acp.permission_timeout.
+    editor = Editor(hold=60.0)  # Never answers within acp.permission_timeout (1 s).
 
     async def scenario() -> None:
         async with hermes_acp(editor, hermes_home, workspace) as conn:
@@ -608,7 +620,7 @@ def test_cancel_while_a_permission_request_waits(hermes_home: Path, workspace: P
         Reply(tool_calls=[("write_file", {"path": "notes.txt", "content": "x\n"})]),
         Reply("Next prompt works."),
     ]
-    editor = Editor("yes", hold=30.0)  # The user never gets to answer.
+    editor = Editor("yes", hold=90.0)  # The user never gets to answer.
 
     async def scenario() -> None:
         async with hermes_acp(editor, hermes_home, workspace) as conn:
@@ -620,7 +632,8 @@ def test_cancel_while_a_permission_request_waits(hermes_home: Path, workspace: P
             began = time.monotonic()
             await conn.cancel(session_id=sid)
             assert (await turn).stop_reason == "cancelled"
-            assert time.monotonic() - began < 5
+            # Only tells the cancel from the editor's 90 s hold, with room for load.
+            assert time.monotonic() - began < 45
             editor.hold = 0
             after = await conn.prompt(session_id=sid, prompt=[acp.text_block("go on")])
             assert after.stop_reason == "end_turn"
