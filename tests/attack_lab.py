@@ -964,9 +964,11 @@ class Campaign:
 
     def _after_session(self, when: str, culprit: str | None = None) -> None:
         lab = self.lab
-        deadline = time.monotonic() + 8
+        # Bounds for a loaded 2-core machine; both waits end as soon as their event comes.
         # A detached process may have created its pid file and not yet written it: wait for
         # the number (within the deadline) instead of reading an empty file as "no process".
+        # Only a writer killed between creating and writing its file makes this wait whole.
+        deadline = time.monotonic() + 20
         pending = list(lab.ws.glob("pid-*"))
         while pending:
             for pid_file in list(pending):
@@ -976,6 +978,9 @@ class Campaign:
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
+        # A process hermes failed to stop acts (the referee then sees it) and ends; 8 s was
+        # not always enough on a loaded machine, and one killed before it acted hid the hole.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(_alive(p) for p in self.detached_pids):
             time.sleep(0.1)
         for pid in self.detached_pids:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -217,11 +218,16 @@ def test_chat_mcp_trust_shows_a_hostile_definition_without_terminal_escapes(
         )
         try:
             child.expect_exact("❯")
-            for _ in range(100):  # The server connects in the background.
+            # The server connects in the background: look until it has (100 looks in a
+            # row could all come before it on a loaded machine), within a bound for load.
+            deadline = time.monotonic() + 120
+            while True:
                 child.sendline("/mcp")
                 if child.expect_exact(["h: ready", "h: connecting"]) == 0:
                     break
+                assert time.monotonic() < deadline, "the server never connected"
                 child.expect_exact("❯")
+                time.sleep(0.2)
             child.expect_exact("❯")
             child.sendline("/mcp trust h")
             child.expect_exact("approved")

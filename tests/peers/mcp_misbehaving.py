@@ -5,7 +5,7 @@ Run as ``python mcp_misbehaving.py``; what it does is chosen by environment:
 - ``SLOW_START=S``: sleep S seconds before answering anything (a slow server);
 - ``FLOOD=N``: write N KiB to stderr and junk lines to stdout before serving;
 - ``HTTP_PORT=N``: serve Streamable HTTP on 127.0.0.1:N/mcp instead of stdio;
-- ``MARK_DIR=DIR``: files it leaves there say what happened (``cancelled``,
+- ``MARK_DIR=DIR``: files it leaves there say what happened (``hanging``, ``cancelled``,
   ``child.pid``), for the test to check.
 
 Tools: ``add`` (a + b), ``slow`` (sleeps, reporting progress or not), ``hang``
@@ -62,6 +62,8 @@ async def slow(seconds: float, progress: bool, ctx: Context) -> str:
 
 @server.tool(description="Never answers.")
 async def hang() -> str:
+    if os.environ.get("MARK_DIR"):  # The call is here: a cancel now must reach it.
+        (MARK / "hanging").write_text("yes")
     try:
         await anyio.sleep(1000)
     finally:
