@@ -232,8 +232,11 @@ class Connection:
             elif time.monotonic() - started > 30:
                 delay = BACKOFF_START  # It ran a while: a fresh drop, not a crash loop.
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that
+            # comes with the wake-up, and the stopped connection would reconnect.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             delay = min(delay * 2, BACKOFF_MAX)
         self._set(STOPPED if self.server.enabled else DISABLED, "")
 
