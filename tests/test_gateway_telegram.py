@@ -821,6 +821,10 @@ def test_every_message_is_answered_once_through_sigkills(
         + f"; {found} replies found already delivered after a restart"
     )
     print(report, "; ".join(timeline), sep="\n")
+    if missing or twice:  # What the gateways said about settling and resending.
+        for line in process_logs.splitlines():
+            if re.search(r"WARNING|ERROR|could not|not read yet|undelivered|arrived", line):
+                print(line[:300])
     assert len(kills) == KILLS
     assert not wrong, (report, wrong[:5])
     assert not missing, (report, missing[:5])

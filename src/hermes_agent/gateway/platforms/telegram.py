@@ -288,7 +288,9 @@ class Telegram(Platform):
             log.info("telegram: connected as @%s", self._me[1])
         self._bot = bot
         self._started_at = time.monotonic()
-        for ref in self.gateway.db.recent_platform_ids(self.name):
+        # As many as are remembered: a chunk left unsettled through several restarts
+        # has an old mark, and every id after it that is not known gets looked up.
+        for ref in self.gateway.db.recent_platform_ids(self.name, limit=KNOWN_IDS // 2):
             chat, _, message_id = ref.rpartition(":")
             if message_id.isdigit():
                 self._saw(chat, int(message_id))
@@ -418,6 +420,8 @@ class Telegram(Platform):
         else in flight with the chunk, at most ``WIDTH`` of them). So the chunk is
         within ``WIDTH`` past the newest id known now, and only ids not known are
         looked up: however busy the bot was, that is about the sends in flight.
+        Before the waiting updates are read (a slow start), a message found is
+        still the chunk; finding none then cannot tell (None: asked again later).
         """
         newest, plus, width = mark.partition("+")
         if not (newest.isdigit() and plus and width.isdigit()):
@@ -425,18 +429,31 @@ class Telegram(Platform):
         bot = self._bot
         if bot is None:
             return None
-        if not self._caught_up.is_set():
+        caught_up = self._caught_up.is_set()
+        if not caught_up:
             wait = max(0.5, self._started_at + CATCH_UP_WAIT - time.monotonic())
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._caught_up.wait()
-            except TimeoutError:
-                log.info("telegram: the waiting updates are not read yet; cannot check a chunk")
-                return None
+            caught_up = self._caught_up.is_set()
+        found = await self._find_chunk(bot, chat_id, int(newest), int(width))
+        if found is False and not caught_up:
+            # Not among the ids known so far; it may be past them (the backlog not read).
+            log.info("telegram: the waiting updates are not read yet; cannot check a chunk")
+            return None
+        return found
+
+    async def _find_chunk(
+        self, bot: telegram.Bot, chat_id: str, newest: int, width: int
+    ) -> bool | None:
+        """Look up the unknown ids from ``newest + 1`` to ``width`` past the newest known.
+
+        A message of the bot found there is the chunk whatever else is not read yet
+        (nothing else is sent to the chat while its chunk is unsettled)."""
         sequence = _sequence(chat_id)
         known = self._known.get(sequence, set())
-        first = int(newest) + 1
-        last = max(int(newest), self._newest.get(sequence, 0)) + int(width)
+        first = newest + 1
+        last = max(newest, self._newest.get(sequence, 0)) + width
         candidates = [i for i in range(first, last + 1) if i not in known]
         if len(candidates) > MAX_PROBES:
             log.warning(
